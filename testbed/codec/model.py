@@ -1,0 +1,120 @@
+"""SNR- and rate-adaptive deep JSCC codec (codec v1).
+
+Fully convolutional encoder/decoder in the style of Deep JSCC / ADJSCC: four stride-2 5x5
+convolutions with GDN, a residual block at the lowest resolution, and channel-wise attention
+conditioned on (SNR, rate) after every stage. The latent carries up to ``S`` complex symbols per
+16x16 pixel block, ordered by importance (trained with random truncation), so a single model
+serves CBR = k / 768 for k = 1..S (S = 48 gives CBR 1/16; k = 16 gives 1/48).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from . import symbols as sym
+from .layers import GDN, ContextAttention, ResBlock, down_conv, up_conv
+
+SNR_SCALE = 20.0  # snr_db is divided by this before it enters the attention modules
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    widths: tuple = (64, 96, 128, 160)   # feature width after each stride-2 stage (encoder order)
+    enc_kernels: tuple = (5, 3, 5, 5)    # kernel of each encoder stage (full -> 1/16 resolution)
+    dec_kernels: tuple = (5, 5, 3, 3)    # kernel of each decoder stage (1/16 -> full resolution)
+    max_symbols: int = 48        # S: complex symbols per 16x16 block at the highest rate
+    snr_min_db: float = 0.0      # trained SNR range
+    snr_max_db: float = 20.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CodecConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def _side(snr_db: torch.Tensor, k: torch.Tensor, s_max: int) -> torch.Tensor:
+    return torch.stack([snr_db / SNR_SCALE, k.to(torch.float32) / s_max], dim=1)
+
+
+def pad_to_stride(x: torch.Tensor) -> torch.Tensor:
+    """Replicate-pad [B, C, H, W] on the bottom/right to a multiple of STRIDE."""
+    h, w = x.shape[-2], x.shape[-1]
+    ph = (sym.STRIDE - h % sym.STRIDE) % sym.STRIDE
+    pw = (sym.STRIDE - w % sym.STRIDE) % sym.STRIDE
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        ws, s = list(cfg.widths), cfg.max_symbols
+        self.s_max = s
+        cins = [3] + ws[:-1]
+        self.convs = nn.ModuleList([down_conv(ci, co, k) for ci, co, k in zip(cins, ws, cfg.enc_kernels)])
+        self.gdns = nn.ModuleList([GDN(w) for w in ws])
+        self.atts = nn.ModuleList([ContextAttention(w) for w in ws])
+        self.res = ResBlock(ws[-1])
+        self.out = nn.Conv2d(ws[-1], 2 * s, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] in [0, 1] with H, W multiples of 16 -> latent [B, 2S, H/16, W/16]."""
+        side = _side(snr_db, k, self.s_max)
+        h = x - 0.5
+        for conv, gdn, att in zip(self.convs, self.gdns, self.atts):
+            h = att(gdn(conv(h)), side)
+        return self.out(self.res(h))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        ws, s = list(reversed(cfg.widths)), cfg.max_symbols
+        self.s_max = s
+        self.inp = nn.Conv2d(2 * s, ws[0], 3, 1, 1)
+        self.res = ResBlock(ws[0])
+        couts = ws[1:] + [3]
+        self.gdns = nn.ModuleList([GDN(w, inverse=True) for w in ws])
+        self.atts = nn.ModuleList([ContextAttention(w) for w in ws])
+        self.convs = nn.ModuleList([up_conv(ci, co, k) for ci, co, k in zip(ws, couts, cfg.dec_kernels)])
+
+    def forward(self, y: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """y: [B, 2S, h, w] received latent (unsent symbols zero) -> [B, 3, 16h, 16w], ~[0, 1]."""
+        side = _side(snr_db, k, self.s_max)
+        h = self.res(self.inp(y))
+        for conv, gdn, att in zip(self.convs, self.gdns, self.atts):
+            h = conv(gdn(att(h, side)))
+        return h + 0.5
+
+
+class JSCC(nn.Module):
+    """Encoder + decoder with the symbol conventions of :mod:`testbed.codec.symbols`."""
+
+    def __init__(self, cfg: CodecConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or CodecConfig()
+        self.encoder = Encoder(self.cfg)
+        self.decoder = Decoder(self.cfg)
+
+    def encode(self, x: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """[B,3,H,W] (multiple of 16) -> power-normalised symbols [B, S, h, w, 2], zero beyond k."""
+        return sym.normalize_power(self.encoder(x, snr_db, k), k)
+
+    def decode(self, zc: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return self.decoder(sym.to_latent(zc), snr_db, k)
+
+    def forward(self, x, snr_db, k, channel_fn):
+        """Training path: ``channel_fn(symbols, snr_db) -> (received, snr_seen_by_rx)``."""
+        zc = self.encode(x, snr_db, k)
+        rx, snr_rx = channel_fn(zc, snr_db)
+        mask = sym.symbols_mask(k, self.cfg.max_symbols)[:, :, None, None, None]
+        return self.decode(rx * mask, snr_rx, k)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

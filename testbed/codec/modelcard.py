@@ -1,0 +1,88 @@
+"""Model cards: the YAML file beside each shipped model (``model_card.yaml``).
+
+A card names the graphs and their sha256, the CBR operating points, the SNR range, how the model
+was trained (command, data, steps) and what it measured on Kodak. Loading validates every key and
+names the file and key of any problem.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..runlog import write_bytes_atomic
+
+CARD_NAME = "model_card.yaml"
+
+
+class ModelCardError(ValueError):
+    pass
+
+
+@dataclass
+class ModelCard:
+    name: str
+    codec: str
+    encoder: dict
+    decoder: dict
+    sha256: str
+    operating_points: list[dict]
+    max_symbols_per_location: int
+    stride: int
+    snr_range_db: list[float]
+    opset: int
+    parameters: int
+    git_commit: str
+    training: dict
+    evaluation: dict = field(default_factory=dict)
+    description: str = ""
+
+    def cbrs(self) -> list[float]:
+        return [float(p["cbr"]) for p in self.operating_points]
+
+
+_REQUIRED = {f.name for f in fields(ModelCard)} - {"evaluation", "description"}
+
+
+def load_card(path: str | Path) -> ModelCard:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ModelCardError(f"{p}: model card not found") from None
+    except yaml.YAMLError as e:
+        raise ModelCardError(f"{p}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ModelCardError(f"{p}: expected a mapping at the top level")
+    known = {f.name for f in fields(ModelCard)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ModelCardError(f"{p}: unknown key(s) {', '.join(unknown)}")
+    missing = sorted(_REQUIRED - set(data))
+    if missing:
+        raise ModelCardError(f"{p}: missing key(s) {', '.join(missing)}")
+    for g in ("encoder", "decoder"):
+        if not isinstance(data[g], dict) or not {"file", "sha256"} <= set(data[g]):
+            raise ModelCardError(f"{p}: key '{g}' must have 'file' and 'sha256'")
+    if not isinstance(data["operating_points"], list) or not data["operating_points"]:
+        raise ModelCardError(f"{p}: key 'operating_points' must be a non-empty list")
+    for i, op in enumerate(data["operating_points"]):
+        if not isinstance(op, dict) or not {"symbols_per_location", "cbr"} <= set(op):
+            raise ModelCardError(f"{p}: operating_points[{i}] needs 'symbols_per_location' and 'cbr'")
+        k = op["symbols_per_location"]
+        if not isinstance(k, int) or not 1 <= k <= data["max_symbols_per_location"]:
+            raise ModelCardError(f"{p}: operating_points[{i}].symbols_per_location={k!r} is outside "
+                                 f"1..{data['max_symbols_per_location']}")
+    r = data["snr_range_db"]
+    if not (isinstance(r, list) and len(r) == 2 and r[0] < r[1]):
+        raise ModelCardError(f"{p}: key 'snr_range_db' must be [min, max] with min < max, got {r!r}")
+    return ModelCard(**data)
+
+
+def write_card(path: str | Path, card: ModelCard) -> None:
+    d: dict[str, Any] = asdict(card)
+    text = "# Model card (written by `testbed export`, evaluation by `testbed eval --record-in-card`)\n"
+    text += yaml.safe_dump(d, sort_keys=False, width=100)
+    write_bytes_atomic(path, text.encode())

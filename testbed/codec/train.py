@@ -1,0 +1,325 @@
+"""Training of the JSCC codec: ``testbed train codec``.
+
+Random crops and flips of the training images, SNR drawn uniformly from the trained range per
+image, symbols per location drawn with emphasis on the operating points (so the symbol order is
+importance-ordered), AWGN and/or flat Rayleigh block fading. Checkpoints are written atomically
+and ``--resume`` continues exactly where a killed run stopped (model, optimiser, schedule, RNGs).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import images as imgio
+from ..runlog import CsvLog, write_bytes_atomic, write_json_atomic
+from . import symbols as sym
+from .channel import apply_channel
+from .model import JSCC, CodecConfig, count_parameters, pad_to_stride
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = Path(os.environ.get("TESTBED_CACHE", Path.home() / ".cache" / "testbed")) / "codec-v1"
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    val: str | None = None
+    out: str = str(DEFAULT_OUT)
+    steps: int = 14000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    warmup: int = 200
+    seed: int = 0
+    channel: str = "awgn"            # awgn | rayleigh | mixed
+    snr_min_db: float = 0.0
+    snr_max_db: float = 20.0
+    operating_points: list[int] = field(default_factory=lambda: [16, 48])
+    p_uniform_k: float = 0.25        # probability of a uniformly drawn k instead of an operating point
+    max_symbols: int = 48
+    ckpt_every: int = 100
+    val_every: int = 500
+    val_images: int = 12
+    device: str = "auto"
+    threads: int = 0
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class CropSampler:
+    """Random crops + horizontal/vertical flips from images held in memory as uint8."""
+
+    def __init__(self, arrays: list[np.ndarray], crop: int):
+        self.arrays = arrays
+        self.crop = crop
+
+    def sample(self, rng: np.random.Generator, n: int) -> torch.Tensor:
+        out = np.empty((n, self.crop, self.crop, 3), dtype=np.uint8)
+        c = self.crop
+        for i in range(n):
+            a = self.arrays[rng.integers(len(self.arrays))]
+            h, w = a.shape[:2]
+            if h < c or w < c:
+                a = np.pad(a, ((0, max(0, c - h)), (0, max(0, c - w)), (0, 0)), mode="reflect")
+                h, w = a.shape[:2]
+            y = rng.integers(h - c + 1)
+            x = rng.integers(w - c + 1)
+            p = a[y : y + c, x : x + c]
+            if rng.random() < 0.5:
+                p = p[:, ::-1]
+            if rng.random() < 0.5:
+                p = p[::-1]
+            out[i] = p
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _draw_k(rng: np.random.Generator, n: int, cfg: TrainConfig) -> torch.Tensor:
+    ks = []
+    for _ in range(n):
+        if rng.random() < cfg.p_uniform_k:
+            ks.append(int(rng.integers(1, cfg.max_symbols + 1)))
+        else:
+            ks.append(int(rng.choice(cfg.operating_points)))
+    return torch.tensor(ks, dtype=torch.int64)
+
+
+def _channel_fn(cfg: TrainConfig, rng: np.random.Generator, gen: torch.Generator):
+    def fn(x, snr_db):
+        ch = cfg.channel
+        if ch == "mixed":
+            ch = "rayleigh" if rng.random() < 0.5 else "awgn"
+        return apply_channel(x, snr_db, ch, gen)
+
+    return fn
+
+
+def psnr_from_mse(mse: float) -> float:
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+@torch.no_grad()
+def validate(model: JSCC, arrays: list[np.ndarray], snr_db: float, k: int, device, seed: int = 1234,
+             channel: str = "awgn") -> float:
+    """Mean PSNR (dB, on 8-bit rounded output) over ``arrays`` at one SNR and k."""
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    psnrs = []
+    for a in arrays:
+        x = torch.from_numpy(a).permute(2, 0, 1)[None].float().div(255.0).to(device)
+        xp = pad_to_stride(x)
+        snr = torch.tensor([snr_db], device=device)
+        kk = torch.tensor([k], device=device)
+        zc = model.encode(xp, snr, kk)
+        rx, snr_rx = apply_channel(zc, snr, channel, gen)
+        mask = sym.symbols_mask(kk, model.cfg.max_symbols)[:, :, None, None, None]
+        y = model.decode(rx * mask, snr_rx, kk)[..., : a.shape[0], : a.shape[1]]
+        y = torch.round(y.clamp(0, 1) * 255) / 255
+        mse = torch.mean((y - x) ** 2).item()
+        psnrs.append(psnr_from_mse(mse))
+    model.train()
+    return float(np.mean(psnrs))
+
+
+def _save_checkpoint(path: Path, model, opt, step, cfg, rng, gen, best):
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "codec_config": model.cfg.to_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "train_config": asdict(cfg),
+            "np_rng": rng.bit_generator.state,
+            "torch_gen": gen.get_state(),
+            "py_rng": random.getstate(),
+            "best_val": best,
+        },
+        buf,
+    )
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def load_model(path: str | Path, map_location="cpu") -> JSCC:
+    ck = torch.load(path, map_location=map_location, weights_only=False)
+    model = JSCC(CodecConfig.from_dict(ck["codec_config"]))
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+
+    files = imgio.list_images(cfg.data)
+    log.info("loading %d training images from %s", len(files), cfg.data)
+    train_arrays = [imgio.load_rgb(f) for f in files]
+    val_arrays: list[np.ndarray] = []
+    if cfg.val:
+        vfiles = imgio.list_images(cfg.val)
+        val_arrays = [imgio.load_rgb(f) for f in vfiles]
+
+    model = JSCC(CodecConfig(max_symbols=cfg.max_symbols,
+                             snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    step = 0
+    best = -1.0
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ck["codec_config"] != model.cfg.to_dict():
+            raise ValueError(
+                f"{ckpt_path}: checkpoint codec config {ck['codec_config']} does not match "
+                f"requested {model.cfg.to_dict()}"
+            )
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step = ck["step"]
+        rng.bit_generator.state = ck["np_rng"]
+        gen.set_state(ck["torch_gen"])
+        random.setstate(ck["py_rng"])
+        best = ck.get("best_val", -1.0)
+        log.info("resumed from %s at step %d", ckpt_path, step)
+    elif resume:
+        log.warning("--resume given but %s does not exist; starting from scratch", ckpt_path)
+
+    write_json_atomic(out / "train_config.json", asdict(cfg))
+    tlog = CsvLog(out / "train_log.csv",
+                  ["step", "loss_mse", "train_psnr_db", "lr", "elapsed_s", "images_per_s"],
+                  resume=resume and step > 0)
+    vlog = CsvLog(out / "val_log.csv", ["step", "snr_db", "symbols_per_location", "val_psnr_db"],
+                  resume=resume and step > 0)
+    sampler = CropSampler(train_arrays, cfg.crop)
+    chan = _channel_fn(cfg, rng, gen)
+    log.info("model: %d parameters, device %s, %d threads", count_parameters(model), device,
+             torch.get_num_threads())
+
+    model.train()
+    t0 = time.time()
+    t_last, n_last = t0, 0
+    run_loss = []
+    bar = tqdm(total=cfg.steps, initial=step, desc="train codec", unit="step", dynamic_ncols=True)
+    try:
+        while step < cfg.steps:
+            lr = _lr_at(step, cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x = sampler.sample(rng, cfg.batch).to(device)
+            snr = torch.from_numpy(rng.uniform(cfg.snr_min_db, cfg.snr_max_db, cfg.batch)).float().to(device)
+            k = _draw_k(rng, cfg.batch, cfg).to(device)
+            y = model(x, snr, k, chan)
+            loss = torch.mean((y - x) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            n_last += cfg.batch
+            run_loss.append(loss.item())
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(psnr=f"{psnr_from_mse(np.mean(run_loss[-50:])):.2f}", lr=f"{lr:.1e}")
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                now = time.time()
+                m = float(np.mean(run_loss))
+                tlog.append({"step": step, "loss_mse": m, "train_psnr_db": psnr_from_mse(m), "lr": lr,
+                             "elapsed_s": round(now - t0, 1), "images_per_s": n_last / max(1e-9, now - t_last)})
+                run_loss, t_last, n_last = [], now, 0
+                _save_checkpoint(ckpt_path, model, opt, step, cfg, rng, gen, best)
+            if val_arrays and (step % cfg.val_every == 0 or step == cfg.steps):
+                sub = val_arrays[: cfg.val_images]
+                for k_val in sorted(set(cfg.operating_points)):
+                    v = validate(model, sub, 10.0, k_val, device)
+                    vlog.append({"step": step, "snr_db": 10.0, "symbols_per_location": k_val, "val_psnr_db": v})
+                    bar.write(f"step {step}: val PSNR {v:.2f} dB (SNR 10 dB, k={k_val})")
+    finally:
+        bar.close()
+        tlog.close()
+        vlog.close()
+
+    final = {"step": step, "parameters": count_parameters(model)}
+    if val_arrays:
+        res = []
+        for k_val in sorted(set(cfg.operating_points)):
+            for snr_db in (0.0, 10.0, 20.0):
+                v = validate(model, val_arrays, snr_db, k_val, device)
+                res.append({"snr_db": snr_db, "symbols_per_location": k_val,
+                            "cbr": k_val / (sym.STRIDE * sym.STRIDE * 3), "val_psnr_db": v})
+                log.info("final val: SNR %.0f dB, k=%d: %.2f dB", snr_db, k_val, v)
+        final["validation"] = res
+        final["val_images"] = len(val_arrays)
+    write_json_atomic(out / "final_metrics.json", final)
+    return final
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig(data="")
+    p.add_argument("--data", required=True, help="folder of training images")
+    p.add_argument("--val", help="folder of validation images")
+    p.add_argument("--out", default=d.out, help="run folder for checkpoints and logs (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--crop", type=int, default=d.crop)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--channel", choices=["awgn", "rayleigh", "mixed"], default=d.channel)
+    p.add_argument("--snr-range", default=f"{d.snr_min_db:g},{d.snr_max_db:g}", help="MIN,MAX in dB")
+    p.add_argument("--operating-points", default="16,48",
+                   help="symbols per 16x16 block to emphasise (16 -> CBR 1/48, 48 -> CBR 1/16)")
+    p.add_argument("--max-symbols", type=int, default=d.max_symbols, help="S, complex symbols per 16x16 block")
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    p.add_argument("--val-every", type=int, default=d.val_every)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+
+
+def config_from_args(a: argparse.Namespace) -> TrainConfig:
+    try:
+        lo, hi = (float(v) for v in a.snr_range.split(","))
+    except ValueError:
+        raise SystemExit(f"--snr-range: expected MIN,MAX in dB, got {a.snr_range!r}") from None
+    try:
+        ops = [int(v) for v in a.operating_points.split(",")]
+    except ValueError:
+        raise SystemExit(f"--operating-points: expected integers, got {a.operating_points!r}") from None
+    for o in ops:
+        if not 1 <= o <= a.max_symbols:
+            raise SystemExit(f"--operating-points: {o} is outside 1..{a.max_symbols} (--max-symbols)")
+    return TrainConfig(
+        data=a.data, val=a.val, out=a.out, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
+        seed=a.seed, channel=a.channel, snr_min_db=lo, snr_max_db=hi, operating_points=ops,
+        max_symbols=a.max_symbols, ckpt_every=a.ckpt_every,
+        val_every=a.val_every, device=a.device, threads=a.threads,
+    )

@@ -1,0 +1,34 @@
+"""Plots written by the run commands (matplotlib, Agg backend, no display needed)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .runlog import write_bytes_atomic  # noqa: E402
+
+
+def plot_psnr_vs_snr(results: list[dict], path: str | Path, title: str = "") -> None:
+    snr = [r["snr_db"] for r in results]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot(snr, [r["psnr_db"] for r in results], "o-", label="JSCC (this model)")
+    for key, label, style in (("jpeg2000_psnr_db", "JPEG 2000 @ capacity", "s--"),
+                              ("jpeg_psnr_db", "JPEG @ capacity", "^:")):
+        pts = [(r["snr_db"], r[key]) for r in results if r.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts), style, label=label)
+    ax.set_xlabel("SNR (Es/N0) [dB]")
+    ax.set_ylabel("PSNR [dB]")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())

@@ -1,0 +1,34 @@
+"""The one registry of valid names: channels, shipped models, sample images.
+
+Shipped models live in ``models/<name>/`` beside the package (or in ``$TESTBED_MODELS``); each
+has a ``model_card.yaml``. Sample images for the default run live in ``samples/``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .codec.channel import CHANNELS  # noqa: F401  (re-exported: valid channel names)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "jscc-v1"
+CARD_NAME = "model_card.yaml"
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("TESTBED_MODELS", REPO_ROOT / "models"))
+
+
+def samples_dir() -> Path:
+    return Path(os.environ.get("TESTBED_SAMPLES", REPO_ROOT / "samples"))
+
+
+def shipped_models() -> dict[str, Path]:
+    d = models_dir()
+    if not d.is_dir():
+        return {}
+    return {p.name: p for p in sorted(d.iterdir()) if (p / CARD_NAME).is_file()}
+
+
+def find_model(name: str) -> Path | None:
+    return shipped_models().get(name)

@@ -1,0 +1,124 @@
+"""Crash-safe result files.
+
+* :class:`CsvLog` appends one complete row per call and flushes it to disk, so a killed run
+  leaves every finished row behind (and at worst no partial row: rows are written with a single
+  ``write`` of a full line, and a torn last line is dropped by :func:`read_csv_rows`).
+* :func:`write_json_atomic` / :func:`write_bytes_atomic` write to a temporary file in the same
+  folder and ``os.replace`` it, so readers see the old or the new file, never half of one.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+
+
+def _json_default(o: Any):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _clean(o: Any) -> Any:
+    """Replace NaN/inf (not valid JSON) with None, recursively."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def to_json(obj: Any, indent: int | None = 2) -> str:
+    return json.dumps(_clean(obj), indent=indent, default=_json_default)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    write_bytes_atomic(path, (to_json(obj) + "\n").encode())
+
+
+class CsvLog:
+    """Append-only CSV with a fixed header; each row is flushed and fsync'ed."""
+
+    def __init__(self, path: str | Path, fields: Sequence[str], resume: bool = False):
+        self.path = Path(path)
+        self.fields = list(fields)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if exists and resume:
+            with open(self.path, newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != self.fields:
+                raise ValueError(
+                    f"{self.path}: existing header {header} does not match expected {self.fields}"
+                )
+            _truncate_torn_tail(self.path)
+            self._f = open(self.path, "a", newline="")
+        else:
+            self._f = open(self.path, "w", newline="")
+            self._write_line(self.fields)
+
+    def _write_line(self, values: Iterable[Any]) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(values)
+        self._f.write(buf.getvalue())
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def append(self, row: dict[str, Any]) -> None:
+        unknown = set(row) - set(self.fields)
+        if unknown:
+            raise KeyError(f"{self.path}: unknown column(s) {sorted(unknown)}")
+        self._write_line(_fmt(row.get(k)) for k in self.fields)
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _fmt(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}" if math.isfinite(v) else ""
+    return v
+
+
+def _truncate_torn_tail(path: Path) -> None:
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(path, "r+b") as f:
+            f.truncate(cut)
+
+
+def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
+    """Complete rows of a :class:`CsvLog` file (a torn last line is ignored)."""
+    data = Path(path).read_text()
+    if data and not data.endswith("\n"):
+        data = data[: data.rfind("\n") + 1]
+    return list(csv.DictReader(io.StringIO(data)))
