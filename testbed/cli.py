@@ -116,6 +116,25 @@ def _cmd_eval(a) -> int:
     return 0
 
 
+def _cmd_bench(a) -> int:
+    from .bench import bench_codec
+    from .runlog import to_json
+
+    try:
+        w, h = (int(v) for v in a.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size: expected WIDTHxHEIGHT, got {a.size!r}") from None
+    r = bench_codec(a.model, height=h, width=w, repeat=a.repeat, threads=a.threads, cbr=a.cbr)
+    if a.json:
+        print(to_json(r))
+    else:
+        print(f"{r['model']} {w}x{h} k={r['symbols_per_location']} ({r['repeat']} runs, "
+              f"{r['intra_op_threads']} threads): encode median {r['encode']['median_ms']:.1f} ms "
+              f"(p90 {r['encode']['p90_ms']:.1f}), decode median {r['decode']['median_ms']:.1f} ms "
+              f"(p90 {r['decode']['p90_ms']:.1f})")
+    return 0
+
+
 def _cmd_demo(a) -> int:
     """The built-in default run: shipped model, shipped sample images, loopback software channel."""
     from .evaluate import EvalOptions, format_table, json_view, parse_snrs, run_eval
@@ -170,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", parents=[common], help="evaluate an ONNX codec through a software channel")
     ev.add_argument("--model", required=True, help="model folder or shipped model name")
     ev.add_argument("--data", required=True, help="folder of images")
-    ev.add_argument("--snr-db", default="0,5,10,15,20", help="comma-separated SNRs (Es/N0, dB)")
+    ev.add_argument("--snr-db", default="0,5,10,15,20", help="comma-separated SNRs (Es/N0, dB); for a negative first value write --snr-db=-5,0,5")
     ev.add_argument("--channel", default="awgn", help="awgn | rayleigh")
     ev.add_argument("--cbr", type=float, help="channel bandwidth ratio (default: the model's highest)")
     ev.add_argument("--seed", type=int, default=0)
@@ -179,6 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
     ev.add_argument("--record-in-card", metavar="DATASET", help="store the summary in the model card under DATASET")
     ev.set_defaults(func=_cmd_eval)
+
+    b = sub.add_parser("bench", parents=[common], help="benchmarks")
+    bsub = b.add_subparsers(dest="what", required=True)
+    bc = bsub.add_parser("codec", parents=[common], help="onnxruntime encode/decode latency")
+    bc.add_argument("--model", default="jscc-v1")
+    bc.add_argument("--size", default="768x512", help="WIDTHxHEIGHT")
+    bc.add_argument("--repeat", type=int, default=20)
+    bc.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
+    bc.add_argument("--cbr", type=float)
+    bc.set_defaults(func=_cmd_bench)
 
     dm = sub.add_parser("demo", parents=[common],
                         help="default run: shipped model on the sample images through the loopback channel")

@@ -101,7 +101,7 @@ def summarise(rows: list[dict], snrs: list[float]) -> list[dict]:
             "n_images": len(r),
             "encode_ms": _mean(x["encode_ms"] for x in r),
             "decode_ms": _mean(x["decode_ms"] for x in r),
-            "capacity_bpp": _mean(x["capacity_bpp"] for x in r),
+            "capacity_bpp": _mean(x.get("capacity_bpp") for x in r),
             "jpeg_psnr_db": _mean(jp),
             "jpeg_achievable": len(jp),
             "jpeg2000_psnr_db": _mean(j2),

@@ -9,6 +9,31 @@ from torch import nn
 import torch.nn.functional as F
 
 
+class _LowerBound(torch.autograd.Function):
+    """max(x, bound) whose gradient still flows when it would push x up (as in CompressAI).
+
+    A plain clamp has zero gradient below the bound, which would freeze GDN's off-diagonal
+    coupling at its initial value of zero.
+    """
+
+    @staticmethod
+    def forward(ctx, x, bound: float):
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return torch.clamp(x, min=bound)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ((x >= ctx.bound) | (grad < 0)).to(grad.dtype), None
+
+
+def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
+    if torch.jit.is_tracing() or not torch.is_grad_enabled():
+        return torch.clamp(x, min=bound)  # same values; exports as a plain Clip/Max
+    return _LowerBound.apply(x, bound)
+
+
 class GDN(nn.Module):
     """Generalised divisive normalisation (Balle et al. 2016), and its inverse.
 
@@ -26,8 +51,8 @@ class GDN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
-        beta = torch.clamp(self.beta, min=(self.beta_min + self._pedestal) ** 0.5) ** 2 - self._pedestal
-        gamma = torch.clamp(self.gamma, min=self._pedestal ** 0.5) ** 2 - self._pedestal
+        beta = lower_bound(self.beta, (self.beta_min + self._pedestal) ** 0.5) ** 2 - self._pedestal
+        gamma = lower_bound(self.gamma, self._pedestal ** 0.5) ** 2 - self._pedestal
         norm = F.conv2d(x * x, gamma.view(c, c, 1, 1), beta)
         return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
 
@@ -37,7 +62,7 @@ class ContextAttention(nn.Module):
 
     The context is the feature map's global mean plus side scalars (SNR in dB scaled to about
     [0, 1], and the fraction of symbols sent per location). One model therefore serves the whole
-    SNR range and every rate.
+    SNR range and every rate. The gate is ``2*sigmoid`` so that it starts near 1 (identity).
     """
 
     def __init__(self, channels: int, n_side: int = 2, hidden: int | None = None):
@@ -48,7 +73,7 @@ class ContextAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
         ctx = torch.cat([x.mean(dim=(2, 3)), side], dim=1)
-        w = torch.sigmoid(self.fc2(F.relu(self.fc1(ctx))))
+        w = 2.0 * torch.sigmoid(self.fc2(F.relu(self.fc1(ctx))))
         return x * w[:, :, None, None]
 
 

@@ -37,18 +37,18 @@ class TrainConfig:
     data: str
     val: str | None = None
     out: str = str(DEFAULT_OUT)
-    steps: int = 14000
+    steps: int = 12000
     batch: int = 8
     crop: int = 128
-    lr: float = 1e-3
+    lr: float = 3e-4
     lr_min: float = 1e-5
-    warmup: int = 200
+    warmup: int = 100
     seed: int = 0
     channel: str = "awgn"            # awgn | rayleigh | mixed
     snr_min_db: float = 0.0
     snr_max_db: float = 20.0
     operating_points: list[int] = field(default_factory=lambda: [16, 48])
-    p_uniform_k: float = 0.25        # probability of a uniformly drawn k instead of an operating point
+    p_uniform_k: float = 0.15        # probability of a uniformly drawn k instead of an operating point
     max_symbols: int = 48
     ckpt_every: int = 100
     val_every: int = 500

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One idempotent set-up path for this testbed (used by scripts/demo.sh, scripts/test.sh and CI):
+#   1. the Debian packages it needs (GNU Radio, libiio, UHD, mosquitto), when missing;
+#   2. .venv from Debian's Python with --system-site-packages (GNU Radio lives there);
+#   3. the package itself with versions known to work together (setup.cfg), when changed.
+# Re-running it is cheap: every step is skipped when already done.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${TESTBED_VENV:-$ROOT/.venv}"
+PY=/usr/bin/python3
+APT_PKGS=(gnuradio python3-venv libiio-utils python3-libiio mosquitto uhd-host python3-uhd)
+
+say() { echo "[setup] $*" >&2; }
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing[*]}"
+    if [ "$(id -u)" -eq 0 ]; then
+        say "installing Debian packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        say "installing Debian packages with sudo: ${missing[*]}"
+        sudo sh -c "$cmd" >/dev/null
+    else
+        say "missing Debian packages: ${missing[*]}"
+        say "run as root:  sudo sh -c '$cmd'"
+        say "then run this command again."
+        exit 1
+    fi
+fi
+
+if [ ! -x "$VENV/bin/python" ] || ! grep -q "include-system-site-packages = true" "$VENV/pyvenv.cfg" 2>/dev/null; then
+    say "creating $VENV (Debian python3 with system site packages)"
+    rm -rf "$VENV"
+    "$PY" -m venv --system-site-packages "$VENV"
+fi
+
+stamp="$VENV/.testbed-setup-stamp"
+want="$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing the testbed package and its pinned dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade "pip>=23" >/dev/null
+    # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+    "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[test,radio]"
+    "$VENV/bin/python" -c "import numpy, gnuradio.gr, torch, onnxruntime" \
+        || { say "installed packages do not import together (see above)"; exit 1; }
+    echo "$want" > "$stamp"
+fi

@@ -1,0 +1,67 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "models" / "jscc-v1"
+SAMPLES = REPO / "samples"
+KODAK = REPO.parent / "shared" / "data" / "kodak"
+
+
+def write_png(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
+    Image.fromarray(arr, mode=mode).save(path) if mode else Image.fromarray(arr).save(path)
+    return path
+
+
+def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A natural-ish test image: smooth gradients plus mild texture (compresses like a photo)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([
+        128 + 90 * np.sin(x / 23.0 + seed) * np.cos(y / 31.0),
+        128 + 80 * np.cos((x + y) / 40.0),
+        110 + 60 * np.sin(y / 17.0 - seed),
+    ], axis=-1)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A small random-weight codec (fast to export and run)."""
+    import torch
+    from testbed.codec.model import JSCC, CodecConfig
+
+    torch.manual_seed(0)
+    return JSCC(CodecConfig(widths=(8, 8, 12, 16), max_symbols=6)).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model, tmp_path_factory):
+    from testbed.codec.export import export
+
+    d = tmp_path_factory.mktemp("tiny-model")
+    export(tiny_model, d, name="tiny", operating_points=[2, 6],
+           training={"data": "random init (test)", "channel": "awgn"})
+    return d
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    assert (SHIPPED / "model_card.yaml").exists(), f"shipped model missing at {SHIPPED}"
+    return SHIPPED
+
+
+def run_cli(*args, check=True, **kw):
+    """Run the installed `testbed` CLI in a subprocess; returns CompletedProcess."""
+    import subprocess
+
+    exe = Path(sys.executable).parent / "testbed"
+    p = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=900, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"testbed {' '.join(map(str, args))} exited {p.returncode}\n{p.stderr[-3000:]}")
+    return p

@@ -1,0 +1,75 @@
+"""ONNX contract: separate graphs, SNR/k inputs, dynamic size, metadata, onnxruntime == PyTorch."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from testbed.codec.export import DECODER_FILE, ENCODER_FILE, check_against_torch, model_sha256, sha256_file
+from testbed.codec.modelcard import load_card
+
+REQUIRED_META = ["testbed.cbr", "testbed.snr_range_db", "testbed.training_data", "testbed.git_commit",
+                 "testbed.opset", "testbed.input_layout", "testbed.stride", "testbed.graph"]
+
+# Stated tolerance: symbols within 1e-4 (float32 reordering), decoded pixels within 1 level of 255
+# (a value on a rounding boundary may round either way), mean pixel error below 0.01 levels.
+SYM_TOL, PIX_TOL, PIX_MEAN_TOL = 1e-4, 1, 0.01
+
+
+def _meta(path):
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+@pytest.mark.parametrize("graph", [ENCODER_FILE, DECODER_FILE])
+def test_checker_and_metadata(tiny_model_dir, graph):
+    m = onnx.load(str(tiny_model_dir / graph))
+    onnx.checker.check_model(m, full_check=True)
+    meta = _meta(tiny_model_dir / graph)
+    for key in REQUIRED_META:
+        assert key in meta, key
+    assert meta["testbed.snr_range_db"] == "0,20"
+    assert int(meta["testbed.opset"]) == m.opset_import[0].version
+
+
+def test_snr_and_rate_are_graph_inputs(tiny_model_dir):
+    enc = ort.InferenceSession(str(tiny_model_dir / ENCODER_FILE))
+    dec = ort.InferenceSession(str(tiny_model_dir / DECODER_FILE))
+    assert [i.name for i in enc.get_inputs()] == ["image", "snr_db", "symbols_per_location"]
+    assert [i.name for i in dec.get_inputs()] == ["symbols", "snr_db", "image_size"]
+    img = np.random.default_rng(0).integers(0, 256, (1, 40, 56, 3), dtype=np.uint8)
+    a = enc.run(None, {"image": img, "snr_db": np.array([0.0], np.float32), "symbols_per_location": np.array([6])})[0]
+    b = enc.run(None, {"image": img, "snr_db": np.array([20.0], np.float32), "symbols_per_location": np.array([6])})[0]
+    assert not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("h,w,k", [(72, 88, 6), (33, 17, 2), (5, 7, 1), (128, 64, 4)])
+def test_onnxruntime_matches_pytorch(tiny_model, tiny_model_dir, h, w, k):
+    err = check_against_torch(tiny_model, tiny_model_dir, h, w, k=k, snr_db=3.0)
+    gh, gw = -(-h // 16), -(-w // 16)
+    assert err["symbols_shape"] == [1, k * gh * gw, 2]
+    assert err["image_shape"] == [1, h, w, 3]
+    assert err["symbols_max_abs_err"] < SYM_TOL
+    assert err["image_max_abs_err"] <= PIX_TOL
+    assert err["image_mean_abs_err"] < PIX_MEAN_TOL
+
+
+def test_card_hashes_match_graphs(tiny_model_dir):
+    card = load_card(tiny_model_dir / "model_card.yaml")
+    assert card.encoder["sha256"] == sha256_file(tiny_model_dir / ENCODER_FILE)
+    assert card.decoder["sha256"] == sha256_file(tiny_model_dir / DECODER_FILE)
+    assert card.sha256 == model_sha256(tiny_model_dir / ENCODER_FILE, tiny_model_dir / DECODER_FILE)
+
+
+def test_shipped_model_contract(shipped_model):
+    card = load_card(shipped_model / "model_card.yaml")
+    assert card.sha256 == model_sha256(shipped_model / ENCODER_FILE, shipped_model / DECODER_FILE)
+    cbrs = sorted(card.cbrs())
+    assert cbrs[0] == pytest.approx(1 / 48, rel=1e-3) and cbrs[-1] == pytest.approx(1 / 16, rel=1e-3)
+    for g in (ENCODER_FILE, DECODER_FILE):
+        onnx.checker.check_model(onnx.load(str(shipped_model / g)), full_check=True)
+        meta = _meta(shipped_model / g)
+        for key in REQUIRED_META:
+            assert key in meta, f"{g}: {key}"
+    assert card.training.get("command", "").startswith("testbed train codec")
+    # the card records the measured Kodak PSNR for both operating points
+    kodak = [k for k in card.evaluation if k.startswith("kodak/awgn/")]
+    assert len(kodak) >= 2, card.evaluation.keys()

@@ -1,0 +1,40 @@
+import json
+import os
+
+import pytest
+
+from testbed.runlog import CsvLog, read_csv_rows, write_json_atomic
+
+
+def test_csv_rows_are_on_disk_immediately_and_torn_tail_is_dropped(tmp_path):
+    p = tmp_path / "log.csv"
+    log = CsvLog(p, ["a", "b"])
+    log.append({"a": 1, "b": 2.5})
+    # readable by another process before close
+    assert read_csv_rows(p) == [{"a": "1", "b": "2.5"}]
+    log.close()
+    with open(p, "a") as f:
+        f.write("3,4")  # a torn last line (killed mid-write)
+    assert len(read_csv_rows(p)) == 1
+    log2 = CsvLog(p, ["a", "b"], resume=True)  # resume truncates the torn line, then appends
+    log2.append({"a": 5, "b": None})
+    log2.close()
+    assert read_csv_rows(p) == [{"a": "1", "b": "2.5"}, {"a": "5", "b": ""}]
+
+
+def test_csv_rejects_unknown_columns_and_mismatched_header(tmp_path):
+    p = tmp_path / "log.csv"
+    with CsvLog(p, ["a"]) as log:
+        with pytest.raises(KeyError, match="zzz"):
+            log.append({"zzz": 1})
+    with pytest.raises(ValueError, match="log.csv"):
+        CsvLog(p, ["x", "y"], resume=True)
+
+
+def test_json_atomic_replaces_and_cleans_nan(tmp_path):
+    p = tmp_path / "s.json"
+    write_json_atomic(p, {"v": float("nan"), "w": [1.0, float("inf")]})
+    assert json.loads(p.read_text()) == {"v": None, "w": [1.0, None]}
+    write_json_atomic(p, {"v": 2})
+    assert json.loads(p.read_text()) == {"v": 2}
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".")] == []
