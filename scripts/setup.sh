@@ -9,6 +9,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TESTBED_VENV:-$ROOT/.venv}"
 PY=/usr/bin/python3
 APT_PKGS=(gnuradio python3-venv libiio-utils python3-libiio mosquitto uhd-host python3-uhd)
+# TESTBED_APT_PKGS (space-separated) replaces the list, e.g. to check the non-root message.
+if [ -n "${TESTBED_APT_PKGS:-}" ]; then read -r -a APT_PKGS <<< "$TESTBED_APT_PKGS"; fi
 
 say() { echo "[setup] $*" >&2; }
 

@@ -78,7 +78,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
             "%s: %dx%d is smaller than the codec's %dx%d block; it is padded, so its CBR is high",
             p, w, h, STRIDE, STRIDE,
         )
-    return np.ascontiguousarray(arr)
+    return arr if arr.flags.writeable and arr.flags.c_contiguous else np.array(arr, order="C")
 
 
 def save_rgb(arr: np.ndarray, path: str | Path) -> None:

@@ -57,3 +57,27 @@ def test_train_cli_rejects_bad_arguments(tiny_dataset):
     assert p.returncode != 0 and "--snr-range" in p.stderr
     p = run_cli("train", "codec", "--data", tiny_dataset, "--operating-points", "16,99", check=False)
     assert p.returncode != 0 and "99" in p.stderr
+
+
+def test_loss_spike_is_skipped_not_applied(tmp_path, tiny_dataset, monkeypatch):
+    """One absurd batch (here: a NaN loss) is logged and skipped; the model stays finite."""
+    import torch
+
+    import testbed.codec.train as tr
+
+    real = tr.JSCC.forward
+    calls = {"n": 0}
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        y = real(self, *a, **k)
+        return y * float("nan") if calls["n"] == 3 else y
+
+    monkeypatch.setattr(tr.JSCC, "forward", flaky)
+    out = tmp_path / "run"
+    train(TrainConfig(data=str(tiny_dataset), out=str(out), steps=5, batch=1, crop=32, ckpt_every=5,
+                      threads=1, warmup=1))
+    rows = read_csv_rows(out / "train_log.csv")
+    assert rows[-1]["skipped"] == "1"
+    m = load_model(out / "checkpoint.pt")
+    assert all(torch.isfinite(p).all() for p in m.parameters())

@@ -20,17 +20,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from . import symbols as sym
-from .model import JSCC
-
-
-def _pad_to_stride(x: torch.Tensor) -> torch.Tensor:
-    h, w = x.shape[-2], x.shape[-1]
-    ph = (sym.STRIDE - h % sym.STRIDE) % sym.STRIDE
-    pw = (sym.STRIDE - w % sym.STRIDE) % sym.STRIDE
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+from .model import JSCC, pad_to_stride
 
 
 class EncoderGraph(nn.Module):
@@ -41,7 +33,7 @@ class EncoderGraph(nn.Module):
 
     def forward(self, image: torch.Tensor, snr_db: torch.Tensor, symbols_per_location: torch.Tensor):
         x = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-        x = _pad_to_stride(x)
+        x = pad_to_stride(x)
         b = x.shape[0]
         k = torch.clamp(symbols_per_location, 1, self.s_max).expand(b)
         zc = sym.normalize_power(self.encoder(x, snr_db, k), k)

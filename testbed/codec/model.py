@@ -1,8 +1,9 @@
 """SNR- and rate-adaptive deep JSCC codec (codec v1).
 
-Fully convolutional encoder/decoder in the style of Deep JSCC / ADJSCC: four stride-2 5x5
+Fully convolutional encoder/decoder in the style of Deep JSCC / ADJSCC: four stride-2
 convolutions with GDN, a residual block at the lowest resolution, and channel-wise attention
-conditioned on (SNR, rate) after every stage. The latent carries up to ``S`` complex symbols per
+conditioned on (SNR, rate) after every stage; beside it, a linear 16x16-block path initialised to
+the PCA linear JSCC (:mod:`testbed.codec.pca_init`), with the deep path starting at zero. The latent carries up to ``S`` complex symbols per
 16x16 pixel block, ordered by importance (trained with random truncation), so a single model
 serves CBR = k / 768 for k = 1..S (S = 48 gives CBR 1/16; k = 16 gives 1/48).
 """
@@ -61,6 +62,10 @@ class Encoder(nn.Module):
         self.atts = nn.ModuleList([ContextAttention(w) for w in ws])
         self.res = ResBlock(ws[-1])
         self.out = nn.Conv2d(ws[-1], 2 * s, 3, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        # linear 16x16-block path (initialised to the PCA linear JSCC, see pca_init.py)
+        self.linear = nn.Conv2d(3, 2 * s, sym.STRIDE, sym.STRIDE, bias=False)
 
     def forward(self, x: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, H, W] in [0, 1] with H, W multiples of 16 -> latent [B, 2S, H/16, W/16]."""
@@ -68,7 +73,7 @@ class Encoder(nn.Module):
         h = x - 0.5
         for conv, gdn, att in zip(self.convs, self.gdns, self.atts):
             h = att(gdn(conv(h)), side)
-        return self.out(self.res(h))
+        return self.out(self.res(h)) + self.linear(x - 0.5)
 
 
 class Decoder(nn.Module):
@@ -82,6 +87,9 @@ class Decoder(nn.Module):
         self.gdns = nn.ModuleList([GDN(w, inverse=True) for w in ws])
         self.atts = nn.ModuleList([ContextAttention(w) for w in ws])
         self.convs = nn.ModuleList([up_conv(ci, co, k) for ci, co, k in zip(ws, couts, cfg.dec_kernels)])
+        nn.init.zeros_(self.convs[-1].weight)
+        nn.init.zeros_(self.convs[-1].bias)
+        self.linear = nn.ConvTranspose2d(2 * s, 3, sym.STRIDE, sym.STRIDE)
 
     def forward(self, y: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """y: [B, 2S, h, w] received latent (unsent symbols zero) -> [B, 3, 16h, 16w], ~[0, 1]."""
@@ -89,7 +97,7 @@ class Decoder(nn.Module):
         h = self.res(self.inp(y))
         for conv, gdn, att in zip(self.convs, self.gdns, self.atts):
             h = conv(gdn(att(h, side)))
-        return h + 0.5
+        return h + self.linear(y) + 0.5
 
 
 class JSCC(nn.Module):

@@ -26,6 +26,7 @@ from ..runlog import CsvLog, write_bytes_atomic, write_json_atomic
 from . import symbols as sym
 from .channel import apply_channel
 from .model import JSCC, CodecConfig, count_parameters, pad_to_stride
+from .pca_init import init_linear_paths
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,12 @@ class TrainConfig:
     data: str
     val: str | None = None
     out: str = str(DEFAULT_OUT)
-    steps: int = 12000
+    steps: int = 13000
     batch: int = 8
     crop: int = 128
-    lr: float = 3e-4
+    lr: float = 2e-4
+    lr_linear_scale: float = 0.1     # the PCA-initialised linear paths learn 10x slower
+    clip_grad: float = 1.0
     lr_min: float = 1e-5
     warmup: int = 100
     seed: int = 0
@@ -55,6 +58,7 @@ class TrainConfig:
     val_images: int = 12
     device: str = "auto"
     threads: int = 0
+    command: str = ""                # the command line that started the run (for the model card)
 
 
 def _device(name: str) -> torch.device:
@@ -189,7 +193,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     model = JSCC(CodecConfig(max_symbols=cfg.max_symbols,
                              snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    linear = [p for n, p in model.named_parameters() if ".linear." in n]
+    deep = [p for n, p in model.named_parameters() if ".linear." not in n]
+    opt = torch.optim.Adam([{"params": deep, "lr_scale": 1.0},
+                            {"params": linear, "lr_scale": cfg.lr_linear_scale}], lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -211,12 +218,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         random.setstate(ck["py_rng"])
         best = ck.get("best_val", -1.0)
         log.info("resumed from %s at step %d", ckpt_path, step)
-    elif resume:
-        log.warning("--resume given but %s does not exist; starting from scratch", ckpt_path)
+    else:
+        if resume:
+            log.warning("--resume given but %s does not exist; starting from scratch", ckpt_path)
+        info = init_linear_paths(model, train_arrays, np.random.default_rng(cfg.seed + 1))
+        log.info("linear path initialised from PCA (energy kept %.4f)", info["energy_kept"])
 
     write_json_atomic(out / "train_config.json", asdict(cfg))
     tlog = CsvLog(out / "train_log.csv",
-                  ["step", "loss_mse", "train_psnr_db", "lr", "elapsed_s", "images_per_s"],
+                  ["step", "loss_mse", "train_psnr_db", "lr", "elapsed_s", "images_per_s", "skipped"],
                   resume=resume and step > 0)
     vlog = CsvLog(out / "val_log.csv", ["step", "snr_db", "symbols_per_location", "val_psnr_db"],
                   resume=resume and step > 0)
@@ -228,41 +238,57 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     model.train()
     t0 = time.time()
     t_last, n_last = t0, 0
-    run_loss = []
+    run_loss: list[float] = []
+    recent_loss: list[float] = []
+    skipped = 0
     bar = tqdm(total=cfg.steps, initial=step, desc="train codec", unit="step", dynamic_ncols=True)
     try:
         while step < cfg.steps:
             lr = _lr_at(step, cfg)
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g["lr_scale"]
             x = sampler.sample(rng, cfg.batch).to(device)
             snr = torch.from_numpy(rng.uniform(cfg.snr_min_db, cfg.snr_max_db, cfg.batch)).float().to(device)
             k = _draw_k(rng, cfg.batch, cfg).to(device)
             y = model(x, snr, k, chan)
             loss = torch.mean((y - x) ** 2)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
+            lv = loss.item()
+            recent = run_loss[-50:] or recent_loss
+            if not math.isfinite(lv) or (len(recent) >= 10 and lv > 20 * float(np.median(recent))):
+                skipped += 1  # a loss spike: do not let one bad batch wreck the model
+                log.warning("step %d: loss %.4g skipped (recent median %.4g)", step, lv,
+                            float(np.median(recent)) if recent else float("nan"))
+            else:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                opt.step()
+                run_loss.append(lv)
             step += 1
             n_last += cfg.batch
-            run_loss.append(loss.item())
             bar.update(1)
             if step % 20 == 0:
                 bar.set_postfix(psnr=f"{psnr_from_mse(np.mean(run_loss[-50:])):.2f}", lr=f"{lr:.1e}")
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 now = time.time()
-                m = float(np.mean(run_loss))
-                tlog.append({"step": step, "loss_mse": m, "train_psnr_db": psnr_from_mse(m), "lr": lr,
-                             "elapsed_s": round(now - t0, 1), "images_per_s": n_last / max(1e-9, now - t_last)})
-                run_loss, t_last, n_last = [], now, 0
+                m = float(np.mean(run_loss)) if run_loss else float("nan")
+                tlog.append({"step": step, "loss_mse": m, "train_psnr_db": psnr_from_mse(m) if run_loss else None,
+                             "lr": lr, "elapsed_s": round(now - t0, 1),
+                             "images_per_s": n_last / max(1e-9, now - t_last), "skipped": skipped})
+                recent_loss = run_loss[-50:] or recent_loss
+                run_loss, t_last, n_last, skipped = [], now, 0, 0
                 _save_checkpoint(ckpt_path, model, opt, step, cfg, rng, gen, best)
             if val_arrays and (step % cfg.val_every == 0 or step == cfg.steps):
                 sub = val_arrays[: cfg.val_images]
+                vals = []
                 for k_val in sorted(set(cfg.operating_points)):
                     v = validate(model, sub, 10.0, k_val, device)
+                    vals.append(v)
                     vlog.append({"step": step, "snr_db": 10.0, "symbols_per_location": k_val, "val_psnr_db": v})
                     bar.write(f"step {step}: val PSNR {v:.2f} dB (SNR 10 dB, k={k_val})")
+                if float(np.mean(vals)) > best:
+                    best = float(np.mean(vals))
+                    _save_checkpoint(out / "best.pt", model, opt, step, cfg, rng, gen, best)
     finally:
         bar.close()
         tlog.close()
@@ -322,4 +348,12 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         seed=a.seed, channel=a.channel, snr_min_db=lo, snr_max_db=hi, operating_points=ops,
         max_symbols=a.max_symbols, ckpt_every=a.ckpt_every,
         val_every=a.val_every, device=a.device, threads=a.threads,
+        command=" ".join(["testbed", "train", "codec"] + [x for x in _argv_tail() if x != "--resume"]),
     )
+
+
+def _argv_tail() -> list[str]:
+    import sys
+
+    argv = sys.argv[1:]
+    return argv[2:] if argv[:2] == ["train", "codec"] else argv
