@@ -1,6 +1,23 @@
 import json
 
-from conftest import run_cli
+import numpy as np
+
+from conftest import SAMPLES, run_cli
+from testbed.images import list_images, load_rgb
+from testbed.metrics import psnr
+
+
+def _flat_baseline_db() -> float:
+    """Mean PSNR of replacing each sample image by its mean colour (zero transmitted information)."""
+    vals = []
+    for f in list_images(SAMPLES):
+        a = load_rgb(f)
+        flat = np.broadcast_to(a.reshape(-1, 3).mean(0).round().astype(np.uint8), a.shape)
+        vals.append(psnr(a, flat))
+    return float(np.mean(vals))
+
+
+FLAT_BASELINE_DB = _flat_baseline_db()
 
 
 def test_doctor_reports_versions_without_touching_the_network():
@@ -20,16 +37,21 @@ def test_doctor_human_output_lists_components():
 
 
 def test_demo_runs_default_on_shipped_model_and_samples(tmp_path):
-    p = run_cli("demo", "--snr-db", "10", "--out", tmp_path / "demo", "--json")
+    p = run_cli("demo", "--out", tmp_path / "demo", "--json")
     d = json.loads(p.stdout)
     cbrs = sorted(r["cbr"] for r in d["runs"])
     assert abs(cbrs[0] - 1 / 48) < 1e-3 and abs(cbrs[1] - 1 / 16) < 1e-3
     for r in d["runs"]:
-        assert r["results"][0]["n_images"] == 3
+        assert [x["snr_db"] for x in r["results"]] == [0, 5, 10, 15, 20]
+        assert all(x["n_images"] == 3 for x in r["results"])
         assert (tmp_path / "demo" / f"cbr-{r['cbr']:.4f}" / "psnr_vs_snr.png").exists()
-    hi = next(r for r in d["runs"] if r["cbr"] > 0.05)["results"][0]["psnr_db"]
-    lo = next(r for r in d["runs"] if r["cbr"] < 0.05)["results"][0]["psnr_db"]
-    assert hi > lo
+        psnrs = [x["psnr_db"] for x in r["results"]]
+        assert psnrs == sorted(psnrs), f"PSNR must rise with SNR (no cliff): {psnrs}"
+        # graceful: at 0 dB still far better than knowing nothing but each image's mean colour
+        assert psnrs[0] > FLAT_BASELINE_DB + 3.0, (psnrs, FLAT_BASELINE_DB)
+    hi = next(r for r in d["runs"] if r["cbr"] > 0.05)["results"]
+    lo = next(r for r in d["runs"] if r["cbr"] < 0.05)["results"]
+    assert all(h["psnr_db"] > l["psnr_db"] for h, l in zip(hi, lo))
 
 
 def test_help_lists_commands():
