@@ -213,7 +213,8 @@ def format_table(summary: dict) -> str:
              f"{'SNR dB':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'JPEG':>7} {'JPEG2000':>9} {'enc ms':>7} {'dec ms':>7}"]
 
     def f(v, fmt):
-        return format(v, fmt) if v is not None else "-"
+        width = int(fmt.split(".")[0])
+        return format(v, fmt) if v is not None else "-".rjust(width)
 
     for r in summary["results"]:
         lines.append(f"{r['snr_db']:>7g} {f(r['psnr_db'], '8.2f')} {f(r['ms_ssim'], '8.4f')} "

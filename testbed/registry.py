@@ -12,7 +12,7 @@ from .codec.channel import CHANNELS  # noqa: F401  (re-exported: valid channel n
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "jscc-v1"
-CARD_NAME = "model_card.yaml"
+from .codec.modelcard import CARD_NAME  # noqa: E402
 
 
 def models_dir() -> Path:
