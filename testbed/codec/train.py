@@ -58,6 +58,8 @@ class TrainConfig:
     val_images: int = 12
     device: str = "auto"
     threads: int = 0
+    init_from: str | None = None     # start from a shipped ONNX model folder or a checkpoint
+    ema: float = 0.0                 # EMA decay of the weights used for validation/export (0: off)
     command: str = ""                # the command line that started the run (for the model card)
 
 
@@ -148,11 +150,41 @@ def validate(model: JSCC, arrays: list[np.ndarray], snr_db: float, k: int, devic
     return float(np.mean(psnrs))
 
 
-def _save_checkpoint(path: Path, model, opt, step, cfg, rng, gen, best):
+class Ema:
+    """Exponential moving average of a model's parameters and buffers."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+            else:
+                self.state[k].copy_(v)
+
+
+def _initial_model(cfg: TrainConfig, device) -> JSCC | None:
+    """The model named by ``cfg.init_from`` (ONNX model folder or checkpoint), or None."""
+    if not cfg.init_from:
+        return None
+    p = Path(cfg.init_from)
+    if p.is_file():
+        return load_model(p, map_location=device)
+    from .onnx_weights import load_from_onnx
+    from .runtime import resolve_model_dir
+
+    return load_from_onnx(resolve_model_dir(cfg.init_from))
+
+
+def _save_checkpoint(path: Path, model, opt, step, cfg, rng, gen, best, ema: Ema | None = None):
     buf = io.BytesIO()
     torch.save(
         {
             "model": model.state_dict(),
+            "ema": ema.state if ema is not None else None,
             "codec_config": model.cfg.to_dict(),
             "optimizer": opt.state_dict(),
             "step": step,
@@ -167,10 +199,14 @@ def _save_checkpoint(path: Path, model, opt, step, cfg, rng, gen, best):
     write_bytes_atomic(path, buf.getvalue())
 
 
-def load_model(path: str | Path, map_location="cpu") -> JSCC:
+def load_model(path: str | Path, map_location="cpu", weights: str = "auto") -> JSCC:
+    """Model of a checkpoint; ``weights`` = "ema" | "raw" | "auto" (EMA when the run kept one)."""
     ck = torch.load(path, map_location=map_location, weights_only=False)
     model = JSCC(CodecConfig.from_dict(ck["codec_config"]))
-    model.load_state_dict(ck["model"])
+    use_ema = weights == "ema" or (weights == "auto" and ck.get("ema") is not None)
+    if use_ema and ck.get("ema") is None:
+        raise ValueError(f"{path}: this checkpoint has no EMA weights")
+    model.load_state_dict(ck["ema"] if use_ema else ck["model"])
     model.eval()
     return model
 
@@ -191,8 +227,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         vfiles = imgio.list_images(cfg.val)
         val_arrays = [imgio.load_rgb(f) for f in vfiles]
 
-    model = JSCC(CodecConfig(max_symbols=cfg.max_symbols,
-                             snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)).to(device)
+    init = _initial_model(cfg, device)
+    if init is not None:
+        if init.cfg.max_symbols != cfg.max_symbols:
+            raise ValueError(f"{cfg.init_from}: has {init.cfg.max_symbols} symbols per block, "
+                             f"training asks for {cfg.max_symbols} (--max-symbols)")
+        model = init.to(device)
+    else:
+        model = JSCC(CodecConfig(max_symbols=cfg.max_symbols,
+                                 snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)).to(device)
     linear = [p for n, p in model.named_parameters() if ".linear." in n]
     deep = [p for n, p in model.named_parameters() if ".linear." not in n]
     opt = torch.optim.Adam([{"params": deep, "lr_scale": 1.0},
@@ -212,6 +255,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             )
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        ema_state = ck.get("ema")
         step = ck["step"]
         rng.bit_generator.state = ck["np_rng"]
         gen.set_state(ck["torch_gen"])
@@ -219,10 +263,24 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         best = ck.get("best_val", -1.0)
         log.info("resumed from %s at step %d", ckpt_path, step)
     else:
+        ema_state = None
         if resume:
             log.warning("--resume given but %s does not exist; starting from scratch", ckpt_path)
-        info = init_linear_paths(model, train_arrays, np.random.default_rng(cfg.seed + 1))
-        log.info("linear path initialised from PCA (energy kept %.4f)", info["energy_kept"])
+        if init is None:
+            info = init_linear_paths(model, train_arrays, np.random.default_rng(cfg.seed + 1))
+            log.info("linear path initialised from PCA (energy kept %.4f)", info["energy_kept"])
+        else:
+            log.info("starting from the weights of %s", cfg.init_from)
+    ema = Ema(model, cfg.ema) if cfg.ema > 0 else None
+    if ema is not None and ema_state is not None:
+        ema.state = {k: v.to(device) for k, v in ema_state.items()}
+    # the model validated and saved as best.pt: the EMA weights when kept
+    eval_model = JSCC(model.cfg).to(device) if ema is not None else model
+
+    def _eval_model() -> JSCC:
+        if ema is not None:
+            eval_model.load_state_dict(ema.state)
+        return eval_model
 
     write_json_atomic(out / "train_config.json", asdict(cfg))
     tlog = CsvLog(out / "train_log.csv",
@@ -263,6 +321,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
                 opt.step()
+                if ema is not None:
+                    ema.update(model)
                 run_loss.append(lv)
             step += 1
             n_last += cfg.batch
@@ -277,18 +337,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                              "images_per_s": n_last / max(1e-9, now - t_last), "skipped": skipped})
                 recent_loss = run_loss[-50:] or recent_loss
                 run_loss, t_last, n_last, skipped = [], now, 0, 0
-                _save_checkpoint(ckpt_path, model, opt, step, cfg, rng, gen, best)
+                _save_checkpoint(ckpt_path, model, opt, step, cfg, rng, gen, best, ema)
             if val_arrays and (step % cfg.val_every == 0 or step == cfg.steps):
                 sub = val_arrays[: cfg.val_images]
                 vals = []
                 for k_val in sorted(set(cfg.operating_points)):
-                    v = validate(model, sub, 10.0, k_val, device)
+                    v = validate(_eval_model(), sub, 10.0, k_val, device)
                     vals.append(v)
                     vlog.append({"step": step, "snr_db": 10.0, "symbols_per_location": k_val, "val_psnr_db": v})
                     bar.write(f"step {step}: val PSNR {v:.2f} dB (SNR 10 dB, k={k_val})")
                 if float(np.mean(vals)) > best:
                     best = float(np.mean(vals))
-                    _save_checkpoint(out / "best.pt", model, opt, step, cfg, rng, gen, best)
+                    _save_checkpoint(out / "best.pt", model, opt, step, cfg, rng, gen, best, ema)
     finally:
         bar.close()
         tlog.close()
@@ -299,7 +359,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         res = []
         for k_val in sorted(set(cfg.operating_points)):
             for snr_db in (0.0, 10.0, 20.0):
-                v = validate(model, val_arrays, snr_db, k_val, device)
+                v = validate(_eval_model(), val_arrays, snr_db, k_val, device)
                 res.append({"snr_db": snr_db, "symbols_per_location": k_val,
                             "cbr": k_val / (sym.STRIDE * sym.STRIDE * 3), "val_psnr_db": v})
                 log.info("final val: SNR %.0f dB, k=%d: %.2f dB", snr_db, k_val, v)
@@ -329,6 +389,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--init-from", help="start from these weights: a model folder (e.g. models/jscc-v1) or a checkpoint")
+    p.add_argument("--ema", type=float, default=d.ema,
+                   help="EMA decay of the weights validated and exported (e.g. 0.999; 0: off)")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="linear learning-rate warm-up steps")
 
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
@@ -347,7 +411,8 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         data=a.data, val=a.val, out=a.out, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
         seed=a.seed, channel=a.channel, snr_min_db=lo, snr_max_db=hi, operating_points=ops,
         max_symbols=a.max_symbols, ckpt_every=a.ckpt_every,
-        val_every=a.val_every, device=a.device, threads=a.threads,
+        val_every=a.val_every, device=a.device, threads=a.threads, init_from=a.init_from, ema=a.ema,
+        warmup=a.warmup,
         command=" ".join(["testbed", "train", "codec"] + [x for x in _argv_tail() if x != "--resume"]),
     )
 

@@ -1,0 +1,60 @@
+"""TX back-off, clipping and inter-burst gaps (GNU Radio adapter of :mod:`testbed.phy.txscale`).
+
+Input: bursts tagged with the length tag (as the cyclic prefixer emits them). Output: each burst
+scaled to the configured RMS, clipped, followed by ``gap`` zeros (radios such as the Pluto only
+send full buffers, and the receiver needs samples after a frame to finish it).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from ..phy.txscale import scale_and_clip
+
+
+class burst_shaper(gr.basic_block):
+    def __init__(self, gain: float = 1.0, clip: float = 1.0, gap: int = 400, len_tag: str = "packet_len"):
+        gr.basic_block.__init__(self, name="burst_shaper", in_sig=[np.complex64], out_sig=[np.complex64])
+        self.gain, self.clip, self.gap = float(gain), float(clip), int(gap)
+        self.len_key = pmt.intern(len_tag)
+        self.remaining = 0      # samples of the current burst still to copy
+        self.pad_left = 0       # zeros still to emit after a burst
+        self.bursts = 0
+        self.clipped = 0
+        self.set_tag_propagation_policy(gr.TPP_DONT)
+
+    def forecast(self, noutput_items, ninputs):
+        return [0 if self.pad_left else min(noutput_items, 4096)] * ninputs
+
+    def general_work(self, input_items, output_items):
+        inp, out = input_items[0], output_items[0]
+        if self.pad_left:
+            n = min(self.pad_left, len(out))
+            out[:n] = 0
+            self.pad_left -= n
+            return n
+        if self.remaining == 0:
+            if len(inp) == 0:
+                return 0
+            r0 = self.nitems_read(0)
+            tags = self.get_tags_in_window(0, 0, 1, self.len_key)
+            if not tags:   # untagged samples: pass through (scaled)
+                n = min(len(inp), len(out))
+                out[:n], c = scale_and_clip(inp[:n], self.gain, self.clip)
+                self.clipped += c
+                self.consume(0, n)
+                return n
+            self.remaining = int(pmt.to_long(tags[0].value))
+            self.add_item_tag(0, self.nitems_written(0), pmt.intern("tx_sob"), pmt.PMT_T)
+            self.bursts += 1
+            del r0
+        n = min(self.remaining, len(inp), len(out))
+        out[:n], c = scale_and_clip(inp[:n], self.gain, self.clip)
+        self.clipped += c
+        self.consume(0, n)
+        self.remaining -= n
+        if self.remaining == 0:
+            self.add_item_tag(0, self.nitems_written(0) + n - 1, pmt.intern("tx_eob"), pmt.PMT_T)
+            self.pad_left = self.gap
+        return n

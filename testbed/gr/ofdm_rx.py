@@ -1,0 +1,85 @@
+"""OFDM receiver for analog JSCC frames (hierarchical block).
+
+Input: complex baseband samples from anything (radio, recording, loopback channel). Message
+output ``frames``: one PDU per frame whose header passed its CRC, with the equalised analog
+payload and the frame's metadata (JSCC header fields, SNR and CFO estimates).
+
+In-tree: ofdm_sync_sc_cfb (Schmidl & Cox timing and fine CFO) -> frequency_modulator + multiply
+(CFO correction) -> header_payload_demux -> fft_vcc -> ofdm_chanest_vcvc (integer CFO, channel
+from the sync symbols). Then the header decoder answers the demux, and the payload equaliser
+handles the analog symbols (see :mod:`testbed.phy.equalizer` for why it is not an in-tree one).
+"""
+from __future__ import annotations
+
+import pmt
+from gnuradio import analog, blocks, digital, fft, gr, pdu
+
+from ..phy import header as hdr
+from ..phy.config import OfdmConfig
+from .cfo_tagger import cfo_tagger
+from .header_decoder import header_decoder
+from .payload_equalizer import payload_equalizer
+
+FRAME_TAG = "frame_len"
+HDR_TAG = "hdr_len"
+
+
+class ofdm_rx(gr.hier_block2):
+    def __init__(self, cfg: OfdmConfig):
+        gr.hier_block2.__init__(self, "jscc_ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
+                                gr.io_signature(0, 0, 0))
+        self.cfg = cfg
+        self.message_port_register_hier_out("frames")
+        n = cfg.fft_len
+        n_hdr = hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data)
+        self.sync = digital.ofdm_sync_sc_cfb(n, cfg.cp_len, True, cfg.sync_threshold)  # sync word 1 is on even carriers
+        self.delay = blocks.delay(gr.sizeof_gr_complex, cfg.symbol_len)
+        self.osc = analog.frequency_modulator_fc(-2.0 / n)
+        self.mixer = blocks.multiply_cc()
+        self.tagger = cfo_tagger()
+        self.demux = digital.header_payload_demux(2 + n_hdr, n, cfg.cp_len, FRAME_TAG, "", True,
+                                                  gr.sizeof_gr_complex)
+        self.connect(self, self.sync)
+        self.connect(self, self.delay, (self.mixer, 0))
+        self.connect((self.sync, 0), self.osc, (self.mixer, 1))
+        self.connect(self.mixer, (self.tagger, 0))
+        self.connect((self.sync, 0), (self.tagger, 1))
+        self.connect((self.sync, 1), (self.tagger, 2))
+        self.connect(self.tagger, (self.demux, 0))
+        self.connect((self.sync, 1), (self.demux, 1))
+        # header path
+        self.h_fft = fft.fft_vcc(n, True, (), True)
+        self.chanest = digital.ofdm_chanest_vcvc(cfg.sync_word1.tolist(), cfg.sync_word2.tolist(), n_hdr)
+        # the demux always emits whole headers and the estimator drops the 2 sync symbols, so the
+        # header stream is re-cut into fixed n_hdr-symbol packets
+        self.h_pkt = blocks.stream_to_tagged_stream(gr.sizeof_gr_complex, n, n_hdr, HDR_TAG)
+        self.h_v2s = blocks.vector_to_stream(gr.sizeof_gr_complex, n)
+        self.h_len = blocks.tagged_stream_multiply_length(gr.sizeof_gr_complex, HDR_TAG, n)
+        self.h_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, HDR_TAG)
+        self.h_dec = header_decoder(cfg)
+        for b in (self.h_v2s, self.h_len):
+            b.set_min_output_buffer(2 * n_hdr * n)
+        self.connect((self.demux, 0), self.h_fft, self.chanest, self.h_pkt, self.h_v2s, self.h_len, self.h_pdu)
+        self.msg_connect(self.h_pdu, "pdus", self.h_dec, "in")
+        self.msg_connect(self.h_dec, "header_data", self.demux, "header_data")
+        # payload path
+        self.p_fft = fft.fft_vcc(n, True, (), True)
+        self.p_v2s = blocks.vector_to_stream(gr.sizeof_gr_complex, n)
+        self.p_len = blocks.tagged_stream_multiply_length(gr.sizeof_gr_complex, FRAME_TAG, n)
+        self.p_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, FRAME_TAG)
+        self.p_eq = payload_equalizer(cfg)
+        n_pay = -(-cfg.payload_symbols_per_frame // cfg.n_data)
+        for b in (self.p_fft, self.p_v2s, self.p_len):
+            b.set_min_output_buffer(2 * n_pay * (1 if b is self.p_fft else n))
+        self.demux.set_min_output_buffer(max(4 * n_pay, 4 * (2 + n_hdr)))
+        # the demux needs a whole payload of samples in its input buffers
+        n_samp = 2 * (n_pay + 2 + n_hdr) * cfg.symbol_len
+        for b in (self.tagger, self.sync, self.mixer, self.delay, self.osc):
+            b.set_min_output_buffer(n_samp)
+        self.connect((self.demux, 1), self.p_fft, self.p_v2s, self.p_len, self.p_pdu)
+        self.msg_connect(self.p_pdu, "pdus", self.p_eq, "in")
+        self.msg_connect(self.p_eq, "frames", self, "frames")
+
+    def counters(self) -> dict:
+        return {"headers_ok": self.h_dec.ok, "headers_failed": self.h_dec.failed,
+                "frames_equalized": self.p_eq.frames, "payload_errors": self.p_eq.errors}

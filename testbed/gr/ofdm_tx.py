@@ -1,0 +1,48 @@
+"""OFDM transmitter for analog JSCC frames (hierarchical block from in-tree GNU Radio blocks).
+
+Message input ``frames``: PDUs of complex symbols (header BPSK then analog payload, whole OFDM
+symbols; see :func:`testbed.phy.framing.frame_symbols`). Output: complex baseband samples,
+bursts with ``tx_sob``/``tx_eob`` tags separated by zero gaps.
+
+pdu_to_tagged_stream -> ofdm_carrier_allocator_cvc (sync words, pilots) -> fft_vcc (inverse,
+shift) -> ofdm_cyclic_prefixer -> burst_shaper (back-off, clipping, gap).
+"""
+from __future__ import annotations
+
+import pmt
+from gnuradio import blocks, digital, fft, gr, pdu
+
+from ..phy.config import OfdmConfig
+from .burst_shaper import burst_shaper
+
+LEN_TAG = "packet_len"
+
+
+class ofdm_tx(gr.hier_block2):
+    def __init__(self, cfg: OfdmConfig):
+        gr.hier_block2.__init__(self, "jscc_ofdm_tx", gr.io_signature(0, 0, 0),
+                                gr.io_signature(1, 1, gr.sizeof_gr_complex))
+        self.cfg = cfg
+        self.message_port_register_hier_in("frames")
+        self.to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
+        self.allocator = digital.ofdm_carrier_allocator_cvc(
+            cfg.fft_len,
+            occupied_carriers=[cfg.data_carriers.tolist()],
+            pilot_carriers=[cfg.pilot_carriers.tolist()],
+            pilot_symbols=[cfg.pilot_symbols.tolist()],
+            sync_words=[cfg.sync_word1.tolist(), cfg.sync_word2.tolist()],
+            len_tag_key=LEN_TAG,
+            output_is_shifted=True,
+        )
+        self.ifft = fft.fft_vcc(cfg.fft_len, False, (), True)
+        self.cp = digital.ofdm_cyclic_prefixer(cfg.fft_len, cfg.symbol_len, 0, LEN_TAG)
+        self.shaper = burst_shaper(gain=cfg.tx_gain(), clip=cfg.clip, gap=cfg.gap_samples, len_tag=LEN_TAG)
+        # tagged-stream blocks need a whole frame in their buffers
+        n_sym = cfg.max_frame_symbols()
+        n_ofdm = -(-n_sym // cfg.n_data) + 2
+        self.to_stream.set_min_output_buffer(2 * n_sym)
+        self.allocator.set_min_output_buffer(2 * n_ofdm)
+        self.ifft.set_min_output_buffer(2 * n_ofdm)
+        self.cp.set_min_output_buffer(2 * n_ofdm * cfg.symbol_len)
+        self.msg_connect(self, "frames", self.to_stream, "pdus")
+        self.connect(self.to_stream, self.allocator, self.ifft, self.cp, self.shaper, self)

@@ -1,0 +1,187 @@
+"""Receiver signal processing after the FFT, for analog payloads (numpy).
+
+GNU Radio's decision-directed equalisers need a constellation and its static one does not track
+the common phase, so the analog payload is equalised here:
+
+1. **Header as training.** The header is decoded with the preamble channel estimate and pilot
+   phase tracking; once its CRC passes every header symbol is known, and the channel is
+   re-estimated from the second sync symbol plus all header symbols, then smoothed by projecting
+   it onto the delays a cyclic prefix can hold (noise on the estimate drops by about
+   ``taps / carriers``).
+2. **SNR** per frame from the residual of the known header symbols (degrees of freedom
+   corrected): ``mean |H|^2 / N0``, i.e. Es/N0 per sub-carrier, the SNR the codec is trained for.
+3. **Payload**: per OFDM symbol, a common phase and a phase slope across carriers (residual CFO,
+   sample-clock offset) from the pilots; the slope is fitted linearly over the frame and the
+   phase smoothed over a few symbols; then zero-forcing per carrier.
+
+Frequency-domain arrays are ``[n_symbols, fft_len]`` in shifted order (see
+:mod:`testbed.phy.config`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import header as hdr
+from .config import OfdmConfig
+
+
+@dataclass
+class ChannelState:
+    taps: np.ndarray         # [fft_len] channel on each bin (shifted order), after carrier alignment
+    noise_var: float         # N0 per sub-carrier (same units as |taps|^2)
+    snr_db: float            # mean |H|^2 / N0 over the used carriers
+    snr_eff_db: float        # post zero-forcing SNR: 1 / mean(N0 / |H|^2)
+    phase_end: float         # common phase at the last header symbol (rad)
+    phase_rate: float        # residual common-phase drift (rad per OFDM symbol)
+
+
+def align(Y: np.ndarray, carr_offset: int, cfg: OfdmConfig | None = None) -> np.ndarray:
+    """Undo an integer carrier offset: carrier k was received on bin k + carr_offset.
+
+    With ``cfg`` (and ``Y`` of shape [n_symbols, fft_len]) the phase that such an offset adds
+    from one OFDM symbol to the next (``2*pi*offset*cp_len/fft_len``, the cyclic prefix) is
+    removed as well, so that only the residual fractional offset is left to the pilot tracking.
+    """
+    if not carr_offset:
+        return Y
+    Y = np.roll(Y, -int(carr_offset), axis=-1)
+    if cfg is not None and Y.ndim == 2:
+        s = np.arange(Y.shape[0])
+        Y = Y * np.exp(-2j * np.pi * carr_offset * cfg.cp_len * s / cfg.fft_len)[:, None]
+    return Y
+
+
+def _delay_projector(cfg: OfdmConfig) -> np.ndarray:
+    """Projection of a per-carrier channel onto delays -cp/2 .. cp (samples), for smoothing."""
+    k = cfg.carriers.astype(np.float64)
+    delays = np.arange(-(cfg.cp_len // 2), cfg.cp_len + 1, dtype=np.float64)
+    F = np.exp(-2j * np.pi * np.outer(k, delays) / cfg.fft_len)
+    return F @ np.linalg.pinv(F)
+
+
+_PROJ: dict[tuple, np.ndarray] = {}
+
+
+def smooth_channel(H_used: np.ndarray, cfg: OfdmConfig) -> np.ndarray:
+    key = (cfg.fft_len, cfg.cp_len, cfg.occupied)
+    if key not in _PROJ:
+        _PROJ[key] = _delay_projector(cfg)
+    return _PROJ[key] @ H_used
+
+
+def n_delay_taps(cfg: OfdmConfig) -> int:
+    return cfg.cp_len + cfg.cp_len // 2 + 1
+
+
+def _pilot_phase(Y: np.ndarray, H: np.ndarray, cfg: OfdmConfig) -> np.ndarray:
+    """Per-symbol common phase from the pilots, [n_symbols]."""
+    pb = cfg.bins(cfg.pilot_carriers)
+    z = Y[:, pb] * np.conj(H[pb] * cfg.pilot_symbols)[None, :]
+    return np.angle(z.sum(axis=1))
+
+
+def _header_layout(cfg: OfdmConfig, n_syms: int) -> np.ndarray:
+    """Bins of the data carriers, in the order the allocator fills them."""
+    return cfg.bins(cfg.data_carriers)
+
+
+def estimate_from_header(Yh: np.ndarray, H0: np.ndarray, cfg: OfdmConfig
+                         ) -> tuple[hdr.FrameHeader | None, ChannelState | None, str]:
+    """Decode the header symbols ``Yh`` [n_hdr, fft_len] (carrier-aligned) with the preamble
+    estimate ``H0``; on success return the header and the refined channel state."""
+    n_hdr = hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data)
+    if Yh.shape[0] < n_hdr:
+        return None, None, f"{Yh.shape[0]} header symbols, expected {n_hdr}"
+    Yh = Yh[:n_hdr]
+    ub = cfg.bins(cfg.carriers)
+    H0s = np.zeros(cfg.fft_len, np.complex128)
+    H0s[ub] = smooth_channel(np.asarray(H0, np.complex128)[ub], cfg)   # de-noised preamble estimate
+    H0 = np.where(np.abs(H0s) > 1e-12, H0s, 1e-12)
+    db = cfg.bins(cfg.data_carriers)
+    phi = _pilot_phase(Yh, H0, cfg)
+    soft = (Yh[:, db] * np.exp(-1j * phi)[:, None] / H0[db][None, :]).ravel()
+    # scale for the Viterbi metric: weight by |H|^2 (maximum-ratio) so faded carriers count less
+    w = np.tile(np.abs(H0[db]) ** 2, n_hdr)
+    try:
+        h = hdr.demodulate(soft.real * w, cfg.header_repetition)
+    except hdr.HeaderError as e:
+        return None, None, str(e)
+    # -- header as training ------------------------------------------------------------------
+    X = np.zeros((n_hdr, cfg.fft_len), np.complex128)
+    X[:, db] = hdr.modulate(h, cfg.header_repetition, cfg.n_data).reshape(n_hdr, cfg.n_data)
+    X[:, cfg.bins(cfg.pilot_carriers)] = cfg.pilot_symbols[None, :]
+    H = H0.astype(np.complex128)
+    for _ in range(2):
+        phi = np.angle((Yh[:, ub] * np.conj(H[ub] * X[:, ub])).sum(axis=1))
+        Yd = Yh * np.exp(-1j * phi)[:, None]
+        num = (Yd[:, ub] * np.conj(X[:, ub])).sum(axis=0) + H0[ub]   # + the sync-2 estimate
+        den = (np.abs(X[:, ub]) ** 2).sum(axis=0) + 1.0
+        Hu = smooth_channel(num / den, cfg)
+        H = np.zeros(cfg.fft_len, np.complex128)
+        H[ub] = Hu
+    resid = Yd[:, ub] - H[ub][None, :] * X[:, ub]
+    n = resid.size
+    dof = n_delay_taps(cfg) + n_hdr
+    noise = float((np.abs(resid) ** 2).sum() / max(1, n - dof))
+    # the smoothed estimate still carries noise of about dof_taps/(n_hdr+1) per carrier, which
+    # the residual does not see; it is small and left out of the SNR (which is the channel's)
+    p = np.abs(Hu) ** 2
+    noise = max(noise, 1e-15)
+    snr = float(p.mean() / noise)
+    snr_eff = float(1.0 / np.mean(noise / np.maximum(p, 1e-15)))
+    s = np.arange(n_hdr)
+    rate = float(np.polyfit(s, np.unwrap(phi), 1)[0]) if n_hdr > 1 else 0.0
+    st = ChannelState(taps=H.astype(np.complex64), noise_var=noise, snr_db=10 * math.log10(snr),
+                      snr_eff_db=10 * math.log10(max(snr_eff, 1e-15)), phase_end=float(phi[-1]),
+                      phase_rate=rate)
+    return h, st, "ok"
+
+
+def equalize_payload(Yp: np.ndarray, st: ChannelState, n_payload: int, cfg: OfdmConfig,
+                     phase_window: int = 5) -> tuple[np.ndarray, dict]:
+    """Equalise payload symbols ``Yp`` [n_syms, fft_len] (carrier-aligned) -> complex [n_payload].
+
+    Returns the symbols and diagnostics (pilot SNR, fitted timing drift)."""
+    n_syms = -(-n_payload // cfg.n_data)
+    if Yp.shape[0] < n_syms:
+        raise ValueError(f"{Yp.shape[0]} payload OFDM symbols, expected {n_syms}")
+    Yp = Yp[:n_syms].astype(np.complex128)
+    H = st.taps.astype(np.complex128)
+    pc = cfg.pilot_carriers
+    pb = cfg.bins(pc)
+    z = Yp[:, pb] * np.conj(H[pb] * cfg.pilot_symbols)[None, :] / np.maximum(np.abs(H[pb]) ** 2, 1e-15)
+    # phase slope across carriers (timing drift): adjacent-pilot products, fitted linearly in time
+    r = (z[:, 1:] * np.conj(z[:, :-1])).sum(axis=1)
+    slope_obs = np.angle(r) / cfg.pilot_spacing      # rad per carrier, per symbol
+    s = np.arange(n_syms, dtype=np.float64)
+    wts = np.abs(r) + 1e-12
+    if n_syms >= 3:
+        A = np.stack([np.ones_like(s), s], axis=1) * np.sqrt(wts)[:, None]
+        coef, *_ = np.linalg.lstsq(A, slope_obs * np.sqrt(wts), rcond=None)
+        slope = coef[0] + coef[1] * s
+    else:
+        slope = np.full(n_syms, float(np.average(slope_obs, weights=wts)))
+    zc = z * np.exp(-1j * slope[:, None] * pc[None, :])
+    c = zc.sum(axis=1)
+    if phase_window > 1 and n_syms > 1:
+        ker = np.ones(min(phase_window, n_syms))
+        num = np.convolve(c, ker, mode="same")
+        c = num
+    phase = np.angle(c)
+    db = cfg.bins(cfg.data_carriers)
+    rot = np.exp(-1j * (phase[:, None] + slope[:, None] * cfg.data_carriers[None, :]))
+    X = Yp[:, db] * rot / H[db][None, :]
+    out = X.ravel()[:n_payload].astype(np.complex64)
+    # pilot residual SNR (diagnostic)
+    pr = zc * np.exp(-1j * phase)[:, None] - 1.0
+    pilot_noise = float(np.mean(np.abs(pr) ** 2 * np.abs(H[pb]) ** 2))
+    diag = {
+        "pilot_snr_db": 10 * math.log10(float(np.mean(np.abs(H[pb]) ** 2)) / max(pilot_noise, 1e-15)),
+        "timing_drift_samples_per_symbol": float(-(slope[-1] - slope[0]) / max(1, n_syms - 1)
+                                                 * cfg.fft_len / (2 * np.pi)),
+        "phase_rate_rad_per_symbol": float(np.polyfit(s, np.unwrap(phase), 1)[0]) if n_syms > 1 else 0.0,
+    }
+    return out, diag

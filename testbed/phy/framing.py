@@ -1,0 +1,150 @@
+"""Image symbol stream <-> frames, and reassembly at the receiver.
+
+A frame is ``header BPSK symbols | analog payload symbols`` (see :mod:`testbed.phy.header`).
+The payload is the JSCC symbol stream itself, cut into pieces of at most
+``payload_symbols_per_frame``. At the receiver a lost frame zero-fills only its own symbols.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import header as hdr
+from .config import OfdmConfig
+
+log = logging.getLogger(__name__)
+
+
+def model_hash32(sha256_hex: str) -> int:
+    return int(sha256_hex[:8], 16)
+
+
+def make_frames(symbols: np.ndarray, *, image_id: int, height: int, width: int, symbols_per_location: int,
+                model_sha256: str, cfg: OfdmConfig) -> list[tuple[hdr.FrameHeader, np.ndarray]]:
+    """Cut one image's complex symbol stream into (header, payload) frames."""
+    s = np.asarray(symbols, dtype=np.complex64).ravel()
+    if s.size == 0:
+        raise ValueError("no symbols to send")
+    count = -(-s.size // cfg.payload_symbols_per_frame)
+    per = -(-s.size // count)   # equal frames (no short last frame)
+    if count > 65535:
+        raise ValueError(f"{s.size} symbols need {count} frames; raise payload_symbols_per_frame")
+    frames = []
+    for i in range(count):
+        part = s[i * per:(i + 1) * per]
+        h = hdr.FrameHeader(image_id=image_id & 0xFFFF, frame_index=i, frame_count=count, height=height,
+                            width=width, symbols_per_location=symbols_per_location, n_payload=part.size,
+                            payload_offset=i * per, model_hash=model_hash32(model_sha256))
+        frames.append((h, part))
+    return frames
+
+
+def frame_symbols(h: hdr.FrameHeader, payload: np.ndarray, cfg: OfdmConfig) -> np.ndarray:
+    """Symbols handed to the carrier allocator: header BPSK then payload, zero-padded to whole
+    OFDM symbols."""
+    head = hdr.modulate(h, cfg.header_repetition, cfg.n_data)
+    n_pay = -(-payload.size // cfg.n_data) * cfg.n_data
+    pay = np.zeros(n_pay, np.complex64)
+    pay[:payload.size] = payload
+    return np.concatenate([head, pay])
+
+
+def payload_ofdm_symbols(n_payload: int, cfg: OfdmConfig) -> int:
+    return -(-n_payload // cfg.n_data)
+
+
+@dataclass
+class FrameRx:
+    """One received frame after equalisation."""
+    header: hdr.FrameHeader
+    symbols: np.ndarray          # equalised analog payload, complex [n_payload]
+    snr_db: float                # per-frame SNR estimate
+    cfo_hz: float = float("nan")
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class ImageRx:
+    image_id: int
+    height: int
+    width: int
+    symbols_per_location: int
+    model_hash: int
+    n_symbols: int
+    frame_count: int
+    stream: np.ndarray
+    frames: dict[int, FrameRx] = field(default_factory=dict)
+
+    @property
+    def frames_decoded(self) -> int:
+        return len(self.frames)
+
+    @property
+    def missing_frames(self) -> list[int]:
+        return [i for i in range(self.frame_count) if i not in self.frames]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.frames) == self.frame_count
+
+    def snr_db(self) -> float:
+        """Mean SNR over the received frames (averaged in linear scale)."""
+        v = [10 ** (f.snr_db / 10) for f in self.frames.values() if math.isfinite(f.snr_db)]
+        return 10 * math.log10(float(np.mean(v))) if v else float("nan")
+
+    def cfo_hz(self) -> float:
+        v = [f.cfo_hz for f in self.frames.values() if math.isfinite(f.cfo_hz)]
+        return float(np.mean(v)) if v else float("nan")
+
+
+class Reassembler:
+    """Collects frames per image; an image is released when complete, when a frame of another
+    image arrives (frames of one image are sent back to back), or on :meth:`flush`."""
+
+    def __init__(self):
+        self.current: ImageRx | None = None
+        self.inconsistent = 0
+
+    def _new(self, h: hdr.FrameHeader) -> ImageRx:
+        n = h.symbols_per_location * (-(-h.height // 16)) * (-(-h.width // 16))
+        return ImageRx(image_id=h.image_id, height=h.height, width=h.width,
+                       symbols_per_location=h.symbols_per_location, model_hash=h.model_hash,
+                       n_symbols=n, frame_count=h.frame_count, stream=np.zeros(n, np.complex64))
+
+    def _matches(self, img: ImageRx, h: hdr.FrameHeader) -> bool:
+        return (img.image_id, img.height, img.width, img.symbols_per_location, img.frame_count,
+                img.model_hash) == (h.image_id, h.height, h.width, h.symbols_per_location,
+                                    h.frame_count, h.model_hash)
+
+    def add(self, frame: FrameRx) -> list[ImageRx]:
+        h = frame.header
+        done: list[ImageRx] = []
+        if self.current is not None and not self._matches(self.current, h):
+            done.append(self.current)
+            self.current = None
+        if self.current is None:
+            self.current = self._new(h)
+        img = self.current
+        end = h.payload_offset + h.n_payload
+        if end > img.n_symbols or frame.symbols.size != h.n_payload:
+            self.inconsistent += 1
+            log.warning("frame %d of image %d does not fit the image stream (offset %d + %d > %d); dropped",
+                        h.frame_index, h.image_id, h.payload_offset, h.n_payload, img.n_symbols)
+            return done
+        if h.frame_index in img.frames:
+            log.info("duplicate frame %d of image %d ignored", h.frame_index, h.image_id)
+            return done
+        img.stream[h.payload_offset:end] = frame.symbols
+        img.frames[h.frame_index] = frame
+        if img.complete:
+            done.append(img)
+            self.current = None
+        return done
+
+    def flush(self) -> list[ImageRx]:
+        out = [self.current] if self.current is not None else []
+        self.current = None
+        return out
