@@ -156,6 +156,58 @@ def _cmd_demo(a) -> int:
     return 0
 
 
+def _ofdm_from_args(a):
+    from .phy.config import OfdmConfig
+
+    if getattr(a, "ofdm_config", None):
+        from .configfile import load_yaml
+
+        path = a.ofdm_config
+        data = load_yaml(path)
+        cfg = OfdmConfig.from_dict(data.get("ofdm", data), where=f"{path}: ofdm")
+    else:
+        cfg = OfdmConfig()
+    if getattr(a, "samp_rate", None):
+        from dataclasses import replace
+
+        cfg = replace(cfg, samp_rate=float(a.samp_rate))
+        cfg.validate()
+    return cfg
+
+
+def _cmd_loopback(a) -> int:
+    from .evaluate import parse_snrs
+    from .loopback import LoopbackOptions, format_table, json_view, run_loopback
+    from .registry import DEFAULT_MODEL, samples_dir
+    from .runlog import to_json
+
+    opts = LoopbackOptions(model=a.model or DEFAULT_MODEL, images=a.images or str(samples_dir()),
+                           snrs_db=parse_snrs(a.snr_db), cbr=a.cbr, cfo_hz=a.cfo_hz, sco_ppm=a.sco_ppm,
+                           delay_samples=a.delay_samples, multipath=a.multipath,
+                           delay_spread_s=a.delay_spread_ns * 1e-9 if a.delay_spread_ns else None,
+                           seed=a.seed, out=a.out, ofdm=_ofdm_from_args(a), ms_ssim=not a.no_ms_ssim)
+    summary = run_loopback(opts)
+    print(to_json(json_view(summary)) if a.json else format_table(summary))
+    return 0
+
+
+def _add_loopback_args(p) -> None:
+    p.add_argument("--model", help="model folder or shipped name (default: jscc-v1)")
+    p.add_argument("--images", help="image folder (default: the shipped samples/)")
+    p.add_argument("--snr-db", default="10", help="comma-separated SNRs (Es/N0 per sub-carrier, dB)")
+    p.add_argument("--cbr", type=float, help="channel bandwidth ratio (default: the model's highest)")
+    p.add_argument("--cfo-hz", type=float, default=0.0, help="carrier frequency offset (Hz)")
+    p.add_argument("--sco-ppm", type=float, default=0.0, help="sample-clock offset (ppm)")
+    p.add_argument("--delay-samples", type=int, default=0, help="timing offset: zeros before the first burst")
+    p.add_argument("--multipath", default="none", help="none | tdl-a | tdl-c | TAPS_FILE (one 're im' per line)")
+    p.add_argument("--delay-spread-ns", type=float, help="TDL delay spread (default: longest tap at half the CP)")
+    p.add_argument("--samp-rate", type=float, help="sample rate in S/s (default 1e6, or the config's)")
+    p.add_argument("--ofdm-config", help="YAML file with an 'ofdm:' section (testbed.phy.config.OfdmConfig keys)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="run folder (default: runs/loopback-<time>)")
+    p.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="testbed", description="SDR testbed for agentic semantic communications")
     p.add_argument("--version", action="version", version=f"testbed {__version__}")
@@ -209,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--cbr", type=float)
     bc.set_defaults(func=_cmd_bench)
 
+    lb = sub.add_parser("loopback", parents=[common],
+                        help="run the GNU Radio flowgraph (OFDM PHY) with a software channel instead of a radio")
+    _add_loopback_args(lb)
+    lb.set_defaults(func=_cmd_loopback)
+
     dm = sub.add_parser("demo", parents=[common],
                         help="default run: shipped model on the sample images through the loopback channel")
     dm.add_argument("--model", help="model (default: the shipped jscc-v1)")
@@ -235,6 +292,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished results were kept", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ModelError, ModelCardError, ImageInputError, ValueError, FileNotFoundError) as e:
+    except (ModelError, ModelCardError, ImageInputError, ValueError, FileNotFoundError) as e:  # ConfigError is a ValueError
         print(f"testbed {a.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -24,7 +24,7 @@ class OfdmConfig:
     samp_rate: float = 1e6
     header_repetition: int = 2     # copies of the convolutionally coded header
     payload_symbols_per_frame: int = 9700   # analog symbols per frame (the last frame may be shorter)
-    backoff_db: float = 12.0       # TX RMS below full scale
+    backoff_db: float = 20.0       # TX RMS below full scale (JSCC symbols are heavy-tailed: PAPR)
     clip: float = 1.0              # TX magnitude clipping level (full scale = 1.0)
     gap_samples: int = 600         # zeros after each burst
     sync_threshold: float = 0.15   # Schmidl & Cox plateau threshold (0..1)

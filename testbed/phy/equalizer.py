@@ -174,7 +174,9 @@ def equalize_payload(Yp: np.ndarray, st: ChannelState, n_payload: int, cfg: Ofdm
     db = cfg.bins(cfg.data_carriers)
     rot = np.exp(-1j * (phase[:, None] + slope[:, None] * cfg.data_carriers[None, :]))
     X = Yp[:, db] * rot / H[db][None, :]
-    out = X.ravel()[:n_payload].astype(np.complex64)
+    from .framing import despread
+
+    out = despread(X.ravel(), cfg.n_data)[:n_payload]
     # pilot residual SNR (diagnostic)
     pr = zc * np.exp(-1j * phase)[:, None] - 1.0
     pilot_noise = float(np.mean(np.abs(pr) ** 2 * np.abs(H[pb]) ** 2))

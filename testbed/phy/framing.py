@@ -1,8 +1,13 @@
 """Image symbol stream <-> frames, and reassembly at the receiver.
 
 A frame is ``header BPSK symbols | analog payload symbols`` (see :mod:`testbed.phy.header`).
-The payload is the JSCC symbol stream itself, cut into pieces of at most
-``payload_symbols_per_frame``. At the receiver a lost frame zero-fills only its own symbols.
+The payload is the JSCC symbol stream itself, interleaved: with ``F`` frames, frame ``f``
+carries ``stream[f::F]`` (header field ``payload_offset`` = f), in a fixed pseudo-random order
+within the frame. The stream is importance-ordered and its power falls along it, so without
+interleaving the first frames (and the first OFDM symbols of each frame) would be much louder
+than the rest and clip at the transmitter, and losing frame 0 would lose every location's most
+important symbols. Interleaved, every frame and OFDM symbol has about unit power, and a lost
+frame zero-fills only its own symbols, spread over all importance levels.
 """
 from __future__ import annotations
 
@@ -29,27 +34,54 @@ def make_frames(symbols: np.ndarray, *, image_id: int, height: int, width: int, 
     if s.size == 0:
         raise ValueError("no symbols to send")
     count = -(-s.size // cfg.payload_symbols_per_frame)
-    per = -(-s.size // count)   # equal frames (no short last frame)
     if count > 65535:
         raise ValueError(f"{s.size} symbols need {count} frames; raise payload_symbols_per_frame")
     frames = []
     for i in range(count):
-        part = s[i * per:(i + 1) * per]
+        part = s[i::count]
+        part = part[frame_permutation(part.size)]
         h = hdr.FrameHeader(image_id=image_id & 0xFFFF, frame_index=i, frame_count=count, height=height,
                             width=width, symbols_per_location=symbols_per_location, n_payload=part.size,
-                            payload_offset=i * per, model_hash=model_hash32(model_sha256))
+                            payload_offset=i, model_hash=model_hash32(model_sha256))
         frames.append((h, part))
     return frames
 
 
+def frame_permutation(n: int) -> np.ndarray:
+    """The fixed order of a frame's ``n`` payload symbols (same at TX and RX)."""
+    return np.random.default_rng(0xF4A3E + n).permutation(n)
+
+
+def _signs(n: int) -> np.ndarray:
+    return (1 - 2 * np.random.default_rng(0x5A17).integers(0, 2, n)).astype(np.float32)
+
+
+def spread(x: np.ndarray, n_data: int) -> np.ndarray:
+    """Unitary spreading of each OFDM symbol's ``n_data`` analog symbols over its data carriers
+    (random signs, then a normalised DFT, as in DFT-spread OFDM).
+
+    JSCC symbols are heavy-tailed: without it one large symbol can dominate an OFDM symbol, which
+    then looks like a Schmidl & Cox preamble to the receiver (a pure tone has two equal halves)
+    and has a high peak-to-average ratio. Spread, every carrier carries a mix and the OFDM signal
+    is Gaussian-like. ``x`` has a multiple of ``n_data`` symbols.
+    """
+    m = np.asarray(x, np.complex64).reshape(-1, n_data) * _signs(n_data)[None, :]
+    return (np.fft.fft(m, axis=1) / np.sqrt(n_data)).astype(np.complex64).ravel()
+
+
+def despread(y: np.ndarray, n_data: int) -> np.ndarray:
+    m = np.asarray(y, np.complex64).reshape(-1, n_data)
+    return (np.fft.ifft(m, axis=1) * np.sqrt(n_data) * _signs(n_data)[None, :]).astype(np.complex64).ravel()
+
+
 def frame_symbols(h: hdr.FrameHeader, payload: np.ndarray, cfg: OfdmConfig) -> np.ndarray:
-    """Symbols handed to the carrier allocator: header BPSK then payload, zero-padded to whole
-    OFDM symbols."""
+    """Symbols handed to the carrier allocator: header BPSK then the spread payload, zero-padded
+    to whole OFDM symbols."""
     head = hdr.modulate(h, cfg.header_repetition, cfg.n_data)
     n_pay = -(-payload.size // cfg.n_data) * cfg.n_data
     pay = np.zeros(n_pay, np.complex64)
     pay[:payload.size] = payload
-    return np.concatenate([head, pay])
+    return np.concatenate([head, spread(pay, cfg.n_data)])
 
 
 def payload_ofdm_symbols(n_payload: int, cfg: OfdmConfig) -> int:
@@ -128,16 +160,16 @@ class Reassembler:
         if self.current is None:
             self.current = self._new(h)
         img = self.current
-        end = h.payload_offset + h.n_payload
-        if end > img.n_symbols or frame.symbols.size != h.n_payload:
+        idx = np.arange(h.payload_offset, img.n_symbols, h.frame_count)
+        if h.payload_offset != h.frame_index or idx.size != h.n_payload or frame.symbols.size != h.n_payload:
             self.inconsistent += 1
-            log.warning("frame %d of image %d does not fit the image stream (offset %d + %d > %d); dropped",
+            log.warning("frame %d of image %d does not fit the image stream (offset %d, %d symbols, image %d); dropped",
                         h.frame_index, h.image_id, h.payload_offset, h.n_payload, img.n_symbols)
             return done
         if h.frame_index in img.frames:
             log.info("duplicate frame %d of image %d ignored", h.frame_index, h.image_id)
             return done
-        img.stream[h.payload_offset:end] = frame.symbols
+        img.stream[idx[frame_permutation(idx.size)]] = frame.symbols
         img.frames[h.frame_index] = frame
         if img.complete:
             done.append(img)

@@ -7,7 +7,7 @@ sequence for channel and SNR estimation (:mod:`testbed.phy.equalizer`).
 
 Fields (big-endian): version u8 · image_id u16 · frame_index u16 · frame_count u16 · height u16 ·
 width u16 · symbols_per_location u8 · n_payload u16 (analog symbols in this frame) ·
-payload_offset u32 (position of the first of them in the image's symbol stream) ·
+payload_offset u32 (the frame carries stream[payload_offset::frame_count], see framing) ·
 model_hash u32 (first 4 bytes of the model's sha256) · side_info_len u16 (rate side
 information that follows the header, 0 for fixed-rate models) · crc32 u32.
 """
