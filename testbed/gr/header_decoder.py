@@ -30,6 +30,7 @@ class header_decoder(gr.basic_block):
         self.failed = 0
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("header_data"))
+        self.message_port_register_out(pmt.intern("verdict"))
         self.set_msg_handler(pmt.intern("in"), self.handle)
 
     def handle(self, msg):
@@ -47,6 +48,7 @@ class header_decoder(gr.basic_block):
             self.failed += 1
             log.debug("header rejected: %s", why)
             self.message_port_pub(pmt.intern("header_data"), pmt.PMT_F)
+            self.message_port_pub(pmt.intern("verdict"), to_pmt({"ok": False}))
             return
         self.ok += 1
         sc = float(meta.get("sc_cfo", 0.0))
@@ -62,3 +64,6 @@ class header_decoder(gr.basic_block):
             "eq_cfo_hz": cfo_sub * cfg.subcarrier_spacing_hz,
         }
         self.message_port_pub(pmt.intern("header_data"), to_pmt(reply))
+        n_hdr = Y.shape[0]
+        frame_samples = (2 + n_hdr + reply["frame_len"]) * cfg.symbol_len
+        self.message_port_pub(pmt.intern("verdict"), to_pmt({"ok": True, "frame_samples": frame_samples}))

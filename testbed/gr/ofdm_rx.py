@@ -17,6 +17,7 @@ from gnuradio import analog, blocks, digital, fft, gr, pdu
 from ..phy import header as hdr
 from ..phy.config import OfdmConfig
 from .cfo_tagger import cfo_tagger
+from .sync_gate import sync_gate
 from .header_decoder import header_decoder
 from .payload_equalizer import payload_equalizer
 
@@ -33,23 +34,31 @@ class ofdm_rx(gr.hier_block2):
         n = cfg.fft_len
         n_hdr = hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data)
         self.sync = digital.ofdm_sync_sc_cfb(n, cfg.cp_len, True, cfg.sync_threshold)  # sync word 1 is on even carriers
-        self.delay = blocks.delay(gr.sizeof_gr_complex, cfg.symbol_len)
+        # Schmidl & Cox fires early on its plateau (within the cyclic prefix of the preamble);
+        # starting the FFT window timing_backoff samples later keeps it inside the ISI-free part
+        # of the prefix when multipath spreads the previous symbol into it
+        self.delay = blocks.delay(gr.sizeof_gr_complex, cfg.symbol_len - cfg.timing_backoff)
         self.osc = analog.frequency_modulator_fc(-2.0 / n)
         self.mixer = blocks.multiply_cc()
         self.tagger = cfo_tagger()
         self.demux = digital.header_payload_demux(2 + n_hdr, n, cfg.cp_len, FRAME_TAG, "", True,
                                                   gr.sizeof_gr_complex)
+        n_head = (2 + n_hdr) * cfg.symbol_len
+        self.gate = sync_gate(n_head, 2 * cfg.symbol_len)
         self.connect(self, self.sync)
+        self.connect((self.sync, 0), (self.gate, 0))
+        self.connect((self.sync, 1), (self.gate, 1))
         self.connect(self, self.delay, (self.mixer, 0))
-        self.connect((self.sync, 0), self.osc, (self.mixer, 1))
+        self.connect((self.gate, 0), self.osc, (self.mixer, 1))
         self.connect(self.mixer, (self.tagger, 0))
-        self.connect((self.sync, 0), (self.tagger, 1))
-        self.connect((self.sync, 1), (self.tagger, 2))
+        self.connect((self.gate, 0), (self.tagger, 1))
+        self.connect((self.gate, 1), (self.tagger, 2))
         self.connect(self.tagger, (self.demux, 0))
-        self.connect((self.sync, 1), (self.demux, 1))
+        self.connect((self.gate, 1), (self.demux, 1))
         # header path
         self.h_fft = fft.fft_vcc(n, True, (), True)
-        self.chanest = digital.ofdm_chanest_vcvc(cfg.sync_word1.tolist(), cfg.sync_word2.tolist(), n_hdr)
+        self.chanest = digital.ofdm_chanest_vcvc(cfg.sync_word1.tolist(), cfg.sync_word2.tolist(), n_hdr, 0,
+                                                cfg.max_carrier_offset)
         # the demux always emits whole headers and the estimator drops the 2 sync symbols, so the
         # header stream is re-cut into fixed n_hdr-symbol packets
         self.h_pkt = blocks.stream_to_tagged_stream(gr.sizeof_gr_complex, n, n_hdr, HDR_TAG)
@@ -62,6 +71,7 @@ class ofdm_rx(gr.hier_block2):
         self.connect((self.demux, 0), self.h_fft, self.chanest, self.h_pkt, self.h_v2s, self.h_len, self.h_pdu)
         self.msg_connect(self.h_pdu, "pdus", self.h_dec, "in")
         self.msg_connect(self.h_dec, "header_data", self.demux, "header_data")
+        self.msg_connect(self.h_dec, "verdict", self.gate, "verdict")
         # payload path
         self.p_fft = fft.fft_vcc(n, True, (), True)
         self.p_v2s = blocks.vector_to_stream(gr.sizeof_gr_complex, n)
@@ -74,7 +84,7 @@ class ofdm_rx(gr.hier_block2):
         self.demux.set_min_output_buffer(max(4 * n_pay, 4 * (2 + n_hdr)))
         # the demux needs a whole payload of samples in its input buffers
         n_samp = 2 * (n_pay + 2 + n_hdr) * cfg.symbol_len
-        for b in (self.tagger, self.sync, self.mixer, self.delay, self.osc):
+        for b in (self.tagger, self.sync, self.mixer, self.delay, self.osc, self.gate):
             b.set_min_output_buffer(n_samp)
         self.connect((self.demux, 1), self.p_fft, self.p_v2s, self.p_len, self.p_pdu)
         self.msg_connect(self.p_pdu, "pdus", self.p_eq, "in")
@@ -82,4 +92,6 @@ class ofdm_rx(gr.hier_block2):
 
     def counters(self) -> dict:
         return {"headers_ok": self.h_dec.ok, "headers_failed": self.h_dec.failed,
+                "detections": self.gate.gate.accepted, "detections_suppressed": self.gate.gate.suppressed,
+                "gate_timeouts": self.gate.timeouts,
                 "frames_equalized": self.p_eq.frames, "payload_errors": self.p_eq.errors}

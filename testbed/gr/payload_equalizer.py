@@ -44,6 +44,6 @@ class payload_equalizer(gr.basic_block):
             log.warning("payload dropped: %s: %s", type(e).__name__, e)
             return
         self.frames += 1
-        out = {**{f"h_{k}": v for k, v in h.items()}, "snr_db": float(meta["eq_snr_db"]), "snr_eff_db": float(meta["eq_snr_eff_db"]),
+        out = {**{f"h_{k}": v for k, v in h.items()}, "snr_db": float(meta["eq_snr_db"]),
                "cfo_hz": float(meta.get("eq_cfo_hz", float("nan"))), **diag}
         self.message_port_pub(pmt.intern("frames"), pdu(out, sym))

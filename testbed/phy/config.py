@@ -28,6 +28,8 @@ class OfdmConfig:
     clip: float = 1.0              # TX magnitude clipping level (full scale = 1.0)
     gap_samples: int = 600         # zeros after each burst
     sync_threshold: float = 0.15   # Schmidl & Cox plateau threshold (0..1)
+    timing_backoff: int = 8        # samples the FFT window starts after the Schmidl & Cox trigger
+    max_carrier_offset: int = 4    # integer CFO search range of the channel estimator (carriers)
 
     def validate(self) -> None:
         if self.fft_len < 16 or self.fft_len & (self.fft_len - 1):
@@ -52,6 +54,10 @@ class OfdmConfig:
         if self.gap_samples < self.fft_len + self.cp_len:
             raise ConfigError(f"gap_samples={self.gap_samples}: must be at least fft_len+cp_len "
                               f"({self.fft_len + self.cp_len}) so the receiver flushes each frame")
+        if not 0 <= self.timing_backoff <= self.cp_len // 2:
+            raise ConfigError(f"timing_backoff={self.timing_backoff}: must be in 0..cp_len/2")
+        if not 0 <= self.max_carrier_offset <= self.fft_len // 4:
+            raise ConfigError(f"max_carrier_offset={self.max_carrier_offset}: must be in 0..fft_len/4")
         if not 0 < self.sync_threshold < 1:
             raise ConfigError(f"sync_threshold={self.sync_threshold}: must be in (0, 1)")
 

@@ -12,7 +12,9 @@ the common phase, so the analog payload is equalised here:
    corrected): ``mean |H|^2 / N0``, i.e. Es/N0 per sub-carrier, the SNR the codec is trained for.
 3. **Payload**: per OFDM symbol, a common phase and a phase slope across carriers (residual CFO,
    sample-clock offset) from the pilots; the slope is fitted linearly over the frame and the
-   phase smoothed over a few symbols; then zero-forcing per carrier.
+   phase smoothed over a few symbols; then MMSE per carrier, de-spreading (see
+   :func:`testbed.phy.framing.spread`) and unbiasing. The effective SNR after this is what the
+   decoder is told.
 
 Frequency-domain arrays are ``[n_symbols, fft_len]`` in shifted order (see
 :mod:`testbed.phy.config`).
@@ -152,7 +154,9 @@ def equalize_payload(Yp: np.ndarray, st: ChannelState, n_payload: int, cfg: Ofdm
     H = st.taps.astype(np.complex128)
     pc = cfg.pilot_carriers
     pb = cfg.bins(pc)
-    z = Yp[:, pb] * np.conj(H[pb] * cfg.pilot_symbols)[None, :] / np.maximum(np.abs(H[pb]) ** 2, 1e-15)
+    # maximum-ratio weighting: a pilot in a deep fade contributes little (dividing by |H|^2
+    # instead would let its noise dominate the phase estimates)
+    z = Yp[:, pb] * np.conj(H[pb] * cfg.pilot_symbols)[None, :]
     # phase slope across carriers (timing drift): adjacent-pilot products, fitted linearly in time
     r = (z[:, 1:] * np.conj(z[:, :-1])).sum(axis=1)
     slope_obs = np.angle(r) / cfg.pilot_spacing      # rad per carrier, per symbol
@@ -173,14 +177,24 @@ def equalize_payload(Yp: np.ndarray, st: ChannelState, n_payload: int, cfg: Ofdm
     phase = np.angle(c)
     db = cfg.bins(cfg.data_carriers)
     rot = np.exp(-1j * (phase[:, None] + slope[:, None] * cfg.data_carriers[None, :]))
-    X = Yp[:, db] * rot / H[db][None, :]
+    # MMSE per carrier, then de-spreading, then unbiasing: with spreading, a faded carrier's
+    # noise is shared by all symbols of its OFDM symbol, so zero-forcing would let deep fades
+    # dominate; MMSE (as in single-carrier FDE) keeps the effective SNR near the mean SNR.
+    Hd = H[db]
+    g = np.abs(Hd) ** 2
+    W = np.conj(Hd) / (g + st.noise_var)
+    mu = float(np.mean(g / (g + st.noise_var)))
+    X = Yp[:, db] * rot * W[None, :] / mu
     from .framing import despread
 
     out = despread(X.ravel(), cfg.n_data)[:n_payload]
     # pilot residual SNR (diagnostic)
-    pr = zc * np.exp(-1j * phase)[:, None] - 1.0
-    pilot_noise = float(np.mean(np.abs(pr) ** 2 * np.abs(H[pb]) ** 2))
+    gp = np.maximum(np.abs(H[pb]) ** 2, 1e-15)
+    pr = zc * np.exp(-1j * phase)[:, None] / gp[None, :] - 1.0
+    pilot_noise = float(np.mean(np.abs(pr) ** 2 * gp[None, :]))
+    snr_eff = mu / max(1.0 - mu, 1e-12)
     diag = {
+        "snr_eff_db": 10 * math.log10(snr_eff),
         "pilot_snr_db": 10 * math.log10(float(np.mean(np.abs(H[pb]) ** 2)) / max(pilot_noise, 1e-15)),
         "timing_drift_samples_per_symbol": float(-(slope[-1] - slope[0]) / max(1, n_syms - 1)
                                                  * cfg.fft_len / (2 * np.pi)),
