@@ -1,0 +1,56 @@
+"""Builders with plain parameters (paths, names, numbers), used by the GRC block definitions in
+``testbed/grc`` and by scripts. An empty ``ofdm_config`` means the default
+:class:`~testbed.phy.config.OfdmConfig`; otherwise a YAML file with an ``ofdm:`` section.
+"""
+from __future__ import annotations
+
+from ..phy.config import OfdmConfig
+
+
+def ofdm_config(path: str = "") -> OfdmConfig:
+    if not path:
+        return OfdmConfig()
+    from ..configfile import load_yaml
+
+    data = load_yaml(path)
+    return OfdmConfig.from_dict(data.get("ofdm", {}), where=f"{path}: ofdm")
+
+
+def codec(model: str = ""):
+    from ..codec.runtime import OnnxCodec
+    from ..registry import DEFAULT_MODEL
+
+    return OnnxCodec(model or DEFAULT_MODEL)
+
+
+def ofdm_tx(ofdm_config_path: str = ""):
+    from .ofdm_tx import ofdm_tx as blk
+
+    return blk(ofdm_config(ofdm_config_path))
+
+
+def ofdm_rx(ofdm_config_path: str = ""):
+    from .ofdm_rx import ofdm_rx as blk
+
+    return blk(ofdm_config(ofdm_config_path))
+
+
+def jscc_encoder(model: str = "", snr_db: float = 10.0, cbr: float = 0.0, ofdm_config_path: str = ""):
+    from .jscc_encoder import jscc_encoder as blk
+
+    c = codec(model)
+    return blk(c, ofdm_config(ofdm_config_path), snr_db=snr_db, symbols_per_location=c.symbols_for_cbr(cbr or None))
+
+
+def jscc_decoder(model: str = ""):
+    from .jscc_decoder import jscc_decoder as blk
+
+    return blk(codec(model))
+
+
+def loopback_channel(snr_db: float = 10.0, cfo_hz: float = 0.0, sco_ppm: float = 0.0, delay_samples: int = 0,
+                     multipath: str = "none", seed: int = 0, ofdm_config_path: str = ""):
+    from .loopback_channel import loopback_channel as blk
+
+    return blk(ofdm_config(ofdm_config_path), snr_db, cfo_hz=cfo_hz, sco_ppm=sco_ppm, delay_samples=delay_samples,
+               multipath=multipath, seed=seed)
