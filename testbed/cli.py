@@ -136,23 +136,26 @@ def _cmd_bench(a) -> int:
 
 
 def _cmd_demo(a) -> int:
-    """The built-in default run: shipped model, shipped sample images, loopback software channel."""
-    from .evaluate import EvalOptions, format_table, json_view, parse_snrs, run_eval
+    """The built-in default run: shipped model and sample images through the GNU Radio flowgraph
+    (OFDM PHY) with the loopback channel in place of a radio."""
+    from .evaluate import parse_snrs
+    from .loopback import LoopbackOptions, format_table, json_view, run_loopback
     from .registry import DEFAULT_MODEL, samples_dir
     from .runlog import to_json
 
     outs = []
-    for cbr in (a.cbr.split(",") if a.cbr else ["0.0625", "0.020833"]):
-        opts = EvalOptions(model=a.model or DEFAULT_MODEL, data=a.images or str(samples_dir()),
-                           snrs_db=parse_snrs(a.snr_db), channel=a.channel, seed=a.seed,
-                           out=(f"{a.out}/cbr-{float(cbr):.4f}" if a.out else None), cbr=float(cbr))
-        s = run_eval(opts)
-        outs.append(s)
-        if not a.json:
-            print(format_table(s))
-            print(f"plot: {s['run_dir']}/psnr_vs_snr.png\n")
+    with _StdoutToStderr():
+        for cbr in (a.cbr.split(",") if a.cbr else ["0.0625", "0.020833"]):
+            opts = LoopbackOptions(model=a.model or DEFAULT_MODEL, images=a.images or str(samples_dir()),
+                                   snrs_db=parse_snrs(a.snr_db), cbr=float(cbr), seed=a.seed,
+                                   out=(f"{a.out}/cbr-{float(cbr):.4f}" if a.out else None))
+            outs.append(run_loopback(opts))
     if a.json:
         print(to_json({"runs": [json_view(s) for s in outs]}))
+    else:
+        for s in outs:
+            print(format_table(s))
+            print(f"plot: {s['run_dir']}/psnr_vs_snr.png\n")
     return 0
 
 
@@ -164,7 +167,11 @@ def _ofdm_from_args(a):
 
         path = a.ofdm_config
         data = load_yaml(path)
-        cfg = OfdmConfig.from_dict(data.get("ofdm", data), where=f"{path}: ofdm")
+        if "ofdm" not in data:
+            from .configfile import ConfigError
+
+            raise ConfigError(f"{path}: no 'ofdm' section")
+        cfg = OfdmConfig.from_dict(data["ofdm"], where=str(path))
     else:
         cfg = OfdmConfig()
     if getattr(a, "samp_rate", None):
@@ -173,6 +180,27 @@ def _ofdm_from_args(a):
         cfg = replace(cfg, samp_rate=float(a.samp_rate))
         cfg.validate()
     return cfg
+
+
+class _StdoutToStderr:
+    """Send file descriptor 1 to stderr while a flowgraph runs: GNU Radio's C++ logging writes
+    to stdout, which must carry only the JSON result."""
+
+    def __enter__(self):
+        import os
+
+        sys.stdout.flush()
+        self.saved = os.dup(1)
+        os.dup2(2, 1)
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        sys.stdout.flush()
+        os.dup2(self.saved, 1)
+        os.close(self.saved)
+        return False
 
 
 def _cmd_loopback(a) -> int:
@@ -186,7 +214,12 @@ def _cmd_loopback(a) -> int:
                            delay_samples=a.delay_samples, multipath=a.multipath,
                            delay_spread_s=a.delay_spread_ns * 1e-9 if a.delay_spread_ns else None,
                            seed=a.seed, out=a.out, ofdm=_ofdm_from_args(a), ms_ssim=not a.no_ms_ssim)
-    summary = run_loopback(opts)
+    if a.verbose >= 2:
+        import os
+
+        os.environ.setdefault("TESTBED_GR_LOG", "info")
+    with _StdoutToStderr():
+        summary = run_loopback(opts)
     print(to_json(json_view(summary)) if a.json else format_table(summary))
     return 0
 
@@ -267,12 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     lb.set_defaults(func=_cmd_loopback)
 
     dm = sub.add_parser("demo", parents=[common],
-                        help="default run: shipped model on the sample images through the loopback channel")
+                        help="default run: shipped model on the sample images through the OFDM flowgraph, loopback channel")
     dm.add_argument("--model", help="model (default: the shipped jscc-v1)")
     dm.add_argument("--images", help="image folder (default: the shipped samples/)")
     dm.add_argument("--snr-db", default="0,5,10,15,20")
     dm.add_argument("--cbr", help="comma-separated CBRs (default: 0.0625,0.020833)")
-    dm.add_argument("--channel", default="awgn")
     dm.add_argument("--seed", type=int, default=0)
     dm.add_argument("--out", help="run folder (default: runs/eval-<time> per CBR)")
     dm.set_defaults(func=_cmd_demo)

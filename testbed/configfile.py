@@ -2,7 +2,8 @@
 
 ``from_mapping(cls, data, where)`` checks unknown keys, missing required keys and the type of
 every value (int, float, bool, str, lists/tuples of those, nested dataclasses), then calls the
-dataclass's ``validate()`` if it has one. ``where`` is a label such as ``"radio.yaml: ofdm"``.
+dataclass's ``validate()`` if it has one. ``where`` names the file; messages read
+``FILE: section.key: problem``.
 """
 from __future__ import annotations
 
@@ -54,6 +55,11 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):   # YAML 1.1 reads 1e6 / 1.0e6 as strings
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -64,27 +70,35 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def from_mapping(cls, data: dict, where: str):
+def from_mapping(cls, data: dict, where: str, path: str = ""):
+    """``where``: the file (or a label); ``path``: the key path of this mapping ("" or "ofdm.")."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where}: {path.rstrip('.') or 'top level'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     flds = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(flds))
     if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (valid keys: {', '.join(flds)})")
+        raise ConfigError(f"{where}: unknown key '{path}{unknown[0]}' (valid keys: {', '.join(flds)})")
     kwargs = {}
     for name, f in flds.items():
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{where}: missing key '{name}'")
+                raise ConfigError(f"{where}: missing key '{path}{name}'")
             continue
-        kwargs[name] = _check_value(data[name], hints[name], f"{where}.{name}" if where else name)
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = from_mapping(tp, data[name], where, f"{path}{name}.")
+        else:
+            try:
+                kwargs[name] = _check_value(data[name], tp, "")
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {path}{name}{str(e)}") from None
     obj = cls(**kwargs)
     if hasattr(obj, "validate"):
         try:
             obj.validate()
         except ConfigError as e:
-            raise ConfigError(f"{where}: {e}") from None
+            raise ConfigError(f"{where}: {path}{e}") from None
     return obj
 
 

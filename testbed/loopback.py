@@ -198,14 +198,19 @@ def run_loopback(opts: LoopbackOptions) -> dict:
         finally:
             bar.close()
     results = []
-    for pc in per_snr:
-        r = [x for x in rows if x["snr_db"] == pc["snr_db"]]
+    counters = {pc["snr_db"]: pc for pc in per_snr}
+    for snr in opts.snrs_db:
+        r = [x for x in rows if x["snr_db"] == snr]
+        if not r:
+            continue
+        pc = counters.get(snr, {})
         results.append({
-            "snr_db": pc["snr_db"], "psnr_db": _mean(x["psnr_db"] for x in r), "ms_ssim": _mean(x["ms_ssim"] for x in r),
+            "snr_db": snr, "psnr_db": _mean(x["psnr_db"] for x in r), "ms_ssim": _mean(x["ms_ssim"] for x in r),
             "snr_est_db": _mean(x["snr_est_db"] for x in r), "cfo_est_hz": _mean(x["cfo_est_hz"] for x in r),
             "frames_sent": int(sum(x["frames_sent"] for x in r)), "frames_decoded": int(sum(x["frames_decoded"] for x in r)),
             "n_images": len(r), "latency_ms": _mean(x["latency_ms"] for x in r),
-            "headers_ok": pc["headers_ok"], "headers_failed": pc["headers_failed"], "wall_s": pc["wall_s"],
+            "headers_ok": pc.get("headers_ok"), "headers_failed": pc.get("headers_failed"), "wall_s": pc.get("wall_s"),
+            "complete": snr in counters,
         })
     summary = {
         "model": codec.name, "model_sha256": codec.sha256, "cbr": round(k / 768, 6), "symbols_per_location": k,
@@ -243,5 +248,6 @@ def format_table(summary: dict) -> str:
 
     for r in summary["results"]:
         lines.append(f"{r['snr_db']:>7g} {f(r['psnr_db'], '8.2f')} {f(r['ms_ssim'], '8.4f')} {f(r['snr_est_db'], '8.2f')} "
-                     f"{r['frames_decoded']:>5}/{r['frames_sent']:<5} {r['headers_failed']:>8} {f(r['latency_ms'], '10.0f')}")
+                     f"{r['frames_decoded']:>5}/{r['frames_sent']:<5} {r['headers_failed'] if r['headers_failed'] is not None else '-':>8} "
+                     f"{f(r['latency_ms'], '10.0f')}")
     return "\n".join(lines)

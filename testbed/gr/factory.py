@@ -13,7 +13,11 @@ def ofdm_config(path: str = "") -> OfdmConfig:
     from ..configfile import load_yaml
 
     data = load_yaml(path)
-    return OfdmConfig.from_dict(data.get("ofdm", {}), where=f"{path}: ofdm")
+    if "ofdm" not in data:
+        from ..configfile import ConfigError
+
+        raise ConfigError(f"{path}: no 'ofdm' section")
+    return OfdmConfig.from_dict(data["ofdm"], where=str(path))
 
 
 def codec(model: str = ""):

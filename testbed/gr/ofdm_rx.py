@@ -33,7 +33,11 @@ class ofdm_rx(gr.hier_block2):
         self.message_port_register_hier_out("frames")
         n = cfg.fft_len
         n_hdr = hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data)
-        self.sync = digital.ofdm_sync_sc_cfb(n, cfg.cp_len, True, cfg.sync_threshold)  # sync word 1 is on even carriers
+        # sync word 1 is on even carriers. The block's cp_len argument is only the maximum plateau
+        # length of its plateau detector, which must exceed the whole above-threshold region
+        # (about fft_len at a low threshold): otherwise a plateau cut by a buffer boundary yields
+        # a misplaced trigger plus a second one, depending on scheduling
+        self.sync = digital.ofdm_sync_sc_cfb(n, cfg.sync_plateau_len, True, cfg.sync_threshold)
         # Schmidl & Cox fires early on its plateau (within the cyclic prefix of the preamble);
         # starting the FFT window timing_backoff samples later keeps it inside the ISI-free part
         # of the prefix when multipath spreads the previous symbol into it
@@ -84,8 +88,11 @@ class ofdm_rx(gr.hier_block2):
         self.demux.set_min_output_buffer(max(4 * n_pay, 4 * (2 + n_hdr)))
         # the demux needs a whole payload of samples in its input buffers
         n_samp = 2 * (n_pay + 2 + n_hdr) * cfg.symbol_len
-        for b in (self.tagger, self.sync, self.mixer, self.delay, self.osc, self.gate):
+        for b in (self.tagger, self.mixer, self.delay, self.osc, self.gate):
             b.set_min_output_buffer(n_samp)
+        # the sync gate stalls while a header is decoded; a deep buffer after Schmidl & Cox keeps
+        # that back-pressure from reaching its plateau detector
+        self.sync.set_min_output_buffer(8 * n_samp)
         self.connect((self.demux, 1), self.p_fft, self.p_v2s, self.p_len, self.p_pdu)
         self.msg_connect(self.p_pdu, "pdus", self.p_eq, "in")
         self.msg_connect(self.p_eq, "frames", self, "frames")

@@ -80,10 +80,15 @@ def receive(x: np.ndarray, cfg: OfdmConfig, *, snr_db: float, cfo_hz: float = 0.
     t0 = time.monotonic()
     tb.start()
     try:
-        # the stream part ends when the source is exhausted; messages may still be in flight
+        # wait until the receiver has read every sample (not just the source written them), then
+        # for the messages in flight: no new frame for `idle` seconds
+        total = x.size + tail.size + delay_samples
+        consumed_at = None
         while time.monotonic() - t0 < timeout:
             time.sleep(0.05)
-            if src.nitems_written(0) >= x.size + tail.size and time.monotonic() - col.last > idle:
+            if consumed_at is None and rx.delay.nitems_read(0) >= total - 64:
+                consumed_at = time.monotonic()
+            if consumed_at is not None and time.monotonic() - max(col.last, consumed_at) > idle:
                 break
     finally:
         tb.stop()

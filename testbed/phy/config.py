@@ -62,8 +62,8 @@ class OfdmConfig:
             raise ConfigError(f"sync_threshold={self.sync_threshold}: must be in (0, 1)")
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "ofdm") -> "OfdmConfig":
-        return from_mapping(cls, d, where)
+    def from_dict(cls, d: dict, where: str = "config", path: str = "ofdm.") -> "OfdmConfig":
+        return from_mapping(cls, d, where, path)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +114,11 @@ class OfdmConfig:
         v = np.zeros(self.fft_len, np.complex64)
         v[self.bins(self.carriers)] = 1 - 2 * rng.integers(0, 2, self.carriers.size)
         return v
+
+    @property
+    def sync_plateau_len(self) -> int:
+        """Maximum plateau length for GNU Radio's Schmidl & Cox plateau detector."""
+        return self.fft_len + self.cp_len
 
     @property
     def symbol_len(self) -> int:

@@ -56,10 +56,10 @@ def align(Y: np.ndarray, carr_offset: int, cfg: OfdmConfig | None = None) -> np.
     return Y
 
 
-def _delay_projector(cfg: OfdmConfig) -> np.ndarray:
-    """Projection of a per-carrier channel onto delays -cp/2 .. cp (samples), for smoothing."""
+def _delay_projector(cfg: OfdmConfig, centre: int = 0) -> np.ndarray:
+    """Projection of a per-carrier channel onto delays centre-cp/2 .. centre+cp (samples)."""
     k = cfg.carriers.astype(np.float64)
-    delays = np.arange(-(cfg.cp_len // 2), cfg.cp_len + 1, dtype=np.float64)
+    delays = np.arange(centre - (cfg.cp_len // 2), centre + cfg.cp_len + 1, dtype=np.float64)
     F = np.exp(-2j * np.pi * np.outer(k, delays) / cfg.fft_len)
     return F @ np.linalg.pinv(F)
 
@@ -67,10 +67,32 @@ def _delay_projector(cfg: OfdmConfig) -> np.ndarray:
 _PROJ: dict[tuple, np.ndarray] = {}
 
 
-def smooth_channel(H_used: np.ndarray, cfg: OfdmConfig) -> np.ndarray:
-    key = (cfg.fft_len, cfg.cp_len, cfg.occupied)
+def channel_delay(H_used: np.ndarray, cfg: OfdmConfig) -> int:
+    """Delay (samples, -fft_len/2 .. fft_len/2) of the strongest path: where the FFT window
+    really started relative to the channel. Schmidl & Cox timing is rough at low SNR."""
+    grid = np.zeros(cfg.fft_len, np.complex128)
+    grid[cfg.carriers % cfg.fft_len] = H_used
+    profile = np.abs(np.fft.ifft(grid)) ** 2          # delay profile, index = delay mod fft_len
+    # smooth over the prefix length so that the window covers the bulk of the energy
+    ker = np.ones(cfg.cp_len // 2 + 1)
+    e = np.convolve(np.concatenate([profile, profile[: ker.size - 1]]), ker, mode="valid")[: cfg.fft_len]
+    d = int(np.argmax(e))                                # window start with the most energy
+    d = d + cfg.cp_len // 4                              # its centre-ish
+    return d - cfg.fft_len if d >= cfg.fft_len // 2 else d
+
+
+def smooth_channel(H_used: np.ndarray, cfg: OfdmConfig, centre: int | None = None) -> np.ndarray:
+    """De-noise a per-carrier channel estimate by keeping only delays a prefix can hold, around
+    ``centre`` (default: found from the estimate itself, see :func:`channel_delay`)."""
+    if centre is None:
+        centre = channel_delay(H_used, cfg)
+    centre = int(np.clip(centre, -cfg.fft_len // 4, cfg.fft_len // 4))
+    # windows near the default (the usual case) share a cached projector
+    key = (cfg.fft_len, cfg.cp_len, cfg.occupied, 0 if abs(centre) <= cfg.cp_len // 4 else centre)
     if key not in _PROJ:
-        _PROJ[key] = _delay_projector(cfg)
+        _PROJ[key] = _delay_projector(cfg, key[3])
+        if len(_PROJ) > 64:
+            _PROJ.pop(next(iter(_PROJ)))
     return _PROJ[key] @ H_used
 
 
@@ -157,24 +179,32 @@ def equalize_payload(Yp: np.ndarray, st: ChannelState, n_payload: int, cfg: Ofdm
     # maximum-ratio weighting: a pilot in a deep fade contributes little (dividing by |H|^2
     # instead would let its noise dominate the phase estimates)
     z = Yp[:, pb] * np.conj(H[pb] * cfg.pilot_symbols)[None, :]
-    # phase slope across carriers (timing drift): adjacent-pilot products, fitted linearly in time
-    r = (z[:, 1:] * np.conj(z[:, :-1])).sum(axis=1)
-    slope_obs = np.angle(r) / cfg.pilot_spacing      # rad per carrier, per symbol
+    # phase slope across carriers (timing drift from a sample-clock offset). The channel was
+    # estimated at the header, so the slope is zero there and grows linearly: slope(s) =
+    # b * (s - s_ref). Each symbol's slope is read from pilot pairs half the band apart (a long
+    # baseline: precise), and b is a one-parameter weighted fit over the frame.
+    m = max(1, pc.size // 2)
+    r = (z[:, m:] * np.conj(z[:, :-m])).sum(axis=1)
+    slope_obs = np.angle(r) / (m * cfg.pilot_spacing)   # rad per carrier
     s = np.arange(n_syms, dtype=np.float64)
-    wts = np.abs(r) + 1e-12
-    if n_syms >= 3:
-        A = np.stack([np.ones_like(s), s], axis=1) * np.sqrt(wts)[:, None]
-        coef, *_ = np.linalg.lstsq(A, slope_obs * np.sqrt(wts), rcond=None)
-        slope = coef[0] + coef[1] * s
-    else:
-        slope = np.full(n_syms, float(np.average(slope_obs, weights=wts)))
+    n_hdr = hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data)
+    t = s - (-(n_hdr + 1) / 2.0)                          # symbols since the header's centre
+    wts = np.abs(r)
+    b = float(np.sum(wts * t * slope_obs) / max(np.sum(wts * t * t), 1e-12))
+    slope = b * t
     zc = z * np.exp(-1j * slope[:, None] * pc[None, :])
     c = zc.sum(axis=1)
+    # common phase: a linear trend (residual CFO) fitted over the frame, plus a short moving
+    # average of what is left (phase noise); the trend is removed before averaging so that the
+    # average is not biased by the rotation at the frame edges
+    trend = np.zeros(n_syms)
+    if n_syms > 1:
+        rate = np.angle(np.sum(c[1:] * np.conj(c[:-1])))
+        trend = rate * s
+    c = c * np.exp(-1j * trend)
     if phase_window > 1 and n_syms > 1:
-        ker = np.ones(min(phase_window, n_syms))
-        num = np.convolve(c, ker, mode="same")
-        c = num
-    phase = np.angle(c)
+        c = np.convolve(c, np.ones(min(phase_window, n_syms)), mode="same")
+    phase = np.angle(c) + trend
     db = cfg.bins(cfg.data_carriers)
     rot = np.exp(-1j * (phase[:, None] + slope[:, None] * cfg.data_carriers[None, :]))
     # MMSE per carrier, then de-spreading, then unbiasing: with spreading, a faded carrier's
@@ -196,8 +226,7 @@ def equalize_payload(Yp: np.ndarray, st: ChannelState, n_payload: int, cfg: Ofdm
     diag = {
         "snr_eff_db": 10 * math.log10(snr_eff),
         "pilot_snr_db": 10 * math.log10(float(np.mean(np.abs(H[pb]) ** 2)) / max(pilot_noise, 1e-15)),
-        "timing_drift_samples_per_symbol": float(-(slope[-1] - slope[0]) / max(1, n_syms - 1)
-                                                 * cfg.fft_len / (2 * np.pi)),
+        "timing_drift_samples_per_symbol": float(-b * cfg.fft_len / (2 * np.pi)),
         "phase_rate_rad_per_symbol": float(np.polyfit(s, np.unwrap(phase), 1)[0]) if n_syms > 1 else 0.0,
     }
     return out, diag

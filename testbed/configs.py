@@ -1,0 +1,61 @@
+"""Typed experiment configs (``firmware_configs/*.yaml``) and the registry of their kinds.
+
+Every file has a ``kind`` key naming its dataclass in :data:`KINDS`; :func:`load_config`
+validates it before anything is opened, with errors naming the file and the key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .configfile import ConfigError, from_mapping, load_yaml
+from .phy.config import OfdmConfig
+from .phy.impairments import MULTIPATH
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """The loopback channel: AWGN at Es/N0 per sub-carrier plus impairments."""
+    snr_db: float = 10.0
+    cfo_hz: float = 0.0
+    sco_ppm: float = 0.0
+    delay_samples: int = 0
+    multipath: str = "none"          # none | tdl-a | tdl-c | path of a taps file
+    delay_spread_ns: float = 0.0     # 0: the profile's longest tap at half the cyclic prefix
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not -10 <= self.snr_db <= 60:
+            raise ConfigError(f"snr_db={self.snr_db}: must be in -10..60 dB")
+        if abs(self.sco_ppm) > 1000:
+            raise ConfigError(f"sco_ppm={self.sco_ppm}: must be within +-1000")
+        if self.delay_samples < 0:
+            raise ConfigError(f"delay_samples={self.delay_samples}: must be >= 0")
+        if self.multipath not in MULTIPATH and not Path(self.multipath).suffix:
+            raise ConfigError(f"multipath={self.multipath!r}: one of {', '.join(MULTIPATH)} or a taps file path")
+        if self.delay_spread_ns < 0:
+            raise ConfigError(f"delay_spread_ns={self.delay_spread_ns}: must be >= 0")
+
+
+@dataclass(frozen=True)
+class LoopbackConfig:
+    kind: str
+    ofdm: OfdmConfig = field(default_factory=OfdmConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
+    description: str = ""
+
+    def validate(self) -> None:
+        if abs(self.channel.cfo_hz) > 0.45 * self.ofdm.samp_rate:
+            raise ConfigError(f"channel.cfo_hz={self.channel.cfo_hz}: beyond the sample rate {self.ofdm.samp_rate:g}")
+
+
+KINDS = {"loopback": LoopbackConfig}
+
+
+def load_config(path: str | Path):
+    p = Path(path)
+    data = load_yaml(p)
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{p}: key 'kind' is {kind!r}; valid kinds: {', '.join(KINDS)}")
+    return from_mapping(KINDS[kind], data, str(p))

@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+
+from testbed.configfile import ConfigError
+from testbed.configs import KINDS, LoopbackConfig, load_config
+from testbed.phy.config import OfdmConfig
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "firmware_configs").glob("*.yaml"))
+
+
+def test_there_are_configs():
+    assert CONFIGS
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_loads(path):
+    cfg = load_config(path)
+    assert type(cfg) in KINDS.values()
+    if isinstance(cfg, LoopbackConfig):
+        cfg.ofdm.validate()
+        assert cfg.ofdm == OfdmConfig()   # the shipped loopback file spells out the defaults
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text, words", [
+    ("kind: loopback\nofdm: {fft_len: 100}\n", ["c.yaml", "ofdm.fft_len", "power of two"]),
+    ("kind: loopback\nofdm: {fft_lenn: 256}\n", ["c.yaml", "unknown key 'ofdm.fft_lenn'"]),
+    ("kind: loopback\nchannel: {snr_db: high}\n", ["c.yaml", "channel.snr_db", "number"]),
+    ("kind: loopback\nchannel: {multipath: tdl-q}\n", ["c.yaml", "multipath", "tdl-a"]),
+    ("kind: loopback\nofdm: {cp_len: 300}\n", ["c.yaml", "cp_len=300"]),
+    ("kind: pluto9000\n", ["c.yaml", "kind", "loopback"]),
+    ("kind: loopback\nofdm: [1, 2]\n", ["c.yaml", "mapping"]),
+    ("kind: loopback\nchannel: {cfo_hz: 900000.0}\n", ["c.yaml", "cfo_hz"]),
+    (": : :\n", ["c.yaml", "YAML"]),
+])
+def test_bad_configs_name_file_and_key(tmp_path, text, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(_write(tmp_path, text))
+    for w in words:
+        assert w in str(e.value), str(e.value)
+
+
+def test_bool_is_not_an_int(tmp_path):
+    with pytest.raises(ConfigError, match="integer"):
+        load_config(_write(tmp_path, "kind: loopback\nofdm: {fft_len: true}\n"))

@@ -1,0 +1,163 @@
+"""The full loopback flowgraph with the shipped codec: PSNR against `testbed eval`, impairments,
+lost frames, the CLI and Ctrl-C."""
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gnuradio.digital")
+
+from conftest import SAMPLES, run_cli, write_png  # noqa: E402
+from testbed.evaluate import EvalOptions, run_eval  # noqa: E402
+from testbed.loopback import ROW_FIELDS, LoopbackOptions, run_loopback  # noqa: E402
+from testbed.phy.config import OfdmConfig  # noqa: E402
+from testbed.runlog import read_csv_rows  # noqa: E402
+
+CFG = OfdmConfig()
+
+
+@pytest.fixture(scope="module")
+def two_images(tmp_path_factory):
+    """Two crops of the shipped samples (smaller, so the tests stay quick)."""
+    from testbed.images import load_rgb
+
+    d = tmp_path_factory.mktemp("imgs")
+    for name in ("kodim05.png", "kodim23.png"):
+        a = load_rgb(SAMPLES / name)
+        write_png(d / name, np.ascontiguousarray(a[64:320, 128:512]))
+    return d
+
+
+@pytest.fixture(scope="module")
+def awgn_loopback(two_images, tmp_path_factory, shipped_model):
+    out = tmp_path_factory.mktemp("lb")
+    return run_loopback(LoopbackOptions(model=str(shipped_model), images=str(two_images), snrs_db=[5.0, 10.0, 15.0, 20.0],
+                                        out=str(out), ms_ssim=False))
+
+
+def test_loopback_matches_eval_within_half_a_db(awgn_loopback, two_images, tmp_path, shipped_model):
+    ev = run_eval(EvalOptions(model=str(shipped_model), data=str(two_images), snrs_db=[5.0, 10.0, 15.0, 20.0],
+                              out=str(tmp_path / "ev"), separation=False))
+    for lb, e in zip(awgn_loopback["results"], ev["results"]):
+        assert lb["snr_db"] == e["snr_db"]
+        assert lb["frames_decoded"] == lb["frames_sent"]
+        assert abs(lb["psnr_db"] - e["psnr_db"]) < 0.5, (lb, e)
+        assert abs(lb["snr_est_db"] - lb["snr_db"]) < 1.0
+    psnrs = [r["psnr_db"] for r in awgn_loopback["results"]]
+    assert psnrs == sorted(psnrs)
+
+
+def test_run_folder_has_the_documented_files(awgn_loopback):
+    out = Path(awgn_loopback["run_dir"])
+    rows = read_csv_rows(out / "results.csv")
+    assert len(rows) == 8 and list(rows[0]) == ROW_FIELDS
+    assert (out / "psnr_vs_snr.png").stat().st_size > 1000
+    s = json.loads((out / "summary.json").read_text())
+    assert s["ofdm"]["fft_len"] == CFG.fft_len and len(s["phy_counters"]) == 4
+
+
+IMPAIRED = {
+    "cfo 1.5 sub-carriers": dict(cfo_hz=1.5 * CFG.subcarrier_spacing_hz),
+    "cfo -1.5 sub-carriers": dict(cfo_hz=-1.5 * CFG.subcarrier_spacing_hz),
+    "timing offset": dict(delay_samples=4321),
+    "sco 20 ppm": dict(sco_ppm=20.0),
+    "tdl-a": dict(multipath="tdl-a", seed=1),
+    "tdl-c": dict(multipath="tdl-c", seed=1),
+}
+
+
+@pytest.fixture(scope="module")
+def awgn15(two_images, tmp_path_factory, shipped_model):
+    out = tmp_path_factory.mktemp("lb15")
+    return run_loopback(LoopbackOptions(model=str(shipped_model), images=str(two_images), snrs_db=[15.0], out=str(out),
+                                        ms_ssim=False))["results"][0]
+
+
+@pytest.mark.parametrize("name", list(IMPAIRED))
+def test_impairment_psnr_within_one_db_of_awgn(two_images, tmp_path, shipped_model, awgn15, name):
+    s = run_loopback(LoopbackOptions(model=str(shipped_model), images=str(two_images), snrs_db=[15.0], out=str(tmp_path),
+                                     ms_ssim=False, **IMPAIRED[name]))
+    r = s["results"][0]
+    assert r["frames_decoded"] == r["frames_sent"] and r["headers_failed"] == 0, r
+    assert r["psnr_db"] > awgn15["psnr_db"] - 1.0, (r, awgn15)
+
+
+def test_receiver_with_another_model_refuses_to_decode(tiny_model_dir, shipped_model):
+    """Frames name the model (hash prefix in the header); a receiver with another model says so."""
+    from gnuradio import gr
+
+    from testbed.codec.runtime import OnnxCodec
+    from testbed.gr.jscc_decoder import jscc_decoder
+    from testbed.gr.jscc_encoder import jscc_encoder
+    from testbed.gr.loopback_channel import loopback_channel
+    from testbed.gr.ofdm_rx import ofdm_rx
+    from testbed.gr.ofdm_tx import ofdm_tx
+
+    got = []
+    tb = gr.top_block()
+    enc = jscc_encoder(OnnxCodec(shipped_model), CFG, snr_db=15.0)
+    tx, ch, rx = ofdm_tx(CFG), loopback_channel(CFG, 15.0), ofdm_rx(CFG)
+    dec = jscc_decoder(OnnxCodec(tiny_model_dir), on_image=lambda r, i: got.append(r))
+    tb.msg_connect(enc, "frames", tx, "frames")
+    tb.connect(tx, ch, rx)
+    tb.msg_connect(rx, "frames", dec, "frames")
+    tb.start()
+    try:
+        enc.send(np.full((64, 96, 3), 128, np.uint8), image_id=5)
+        deadline = time.time() + 20
+        while dec.frames_received < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        dec.flush()
+    finally:
+        tb.stop()
+        tb.wait()
+    assert dec.frames_received == 1 and dec.wrong_model == 1 and got == []
+
+
+def test_cli_json(two_images, tmp_path):
+    p = run_cli("loopback", "--images", two_images / "kodim05.png", "--snr-db", "10", "--cfo-hz", "3000",
+                "--out", tmp_path / "run", "--json", "--no-ms-ssim")
+    j = json.loads(p.stdout)
+    (r,) = j["results"]
+    assert set(r) >= {"snr_db", "psnr_db", "snr_est_db", "frames_sent", "frames_decoded", "n_images"}
+    assert r["n_images"] == 1 and r["frames_decoded"] == r["frames_sent"] > 0
+    assert math.isfinite(r["psnr_db"]) and abs(r["snr_est_db"] - 10) < 1
+
+
+def test_cli_rejects_bad_arguments(two_images, tmp_path):
+    p = run_cli("loopback", "--images", two_images, "--multipath", "tdl-z", check=False)
+    assert p.returncode == 2 and "tdl-z" in p.stderr
+    bad = tmp_path / "taps.txt"
+    bad.write_text("1 0\nnot a number\n")
+    p = run_cli("loopback", "--images", two_images, "--multipath", bad, check=False)
+    assert p.returncode == 2 and "taps.txt:2" in p.stderr
+    cfg = tmp_path / "ofdm.yaml"
+    cfg.write_text("ofdm:\n  fft_len: 100\n")
+    p = run_cli("loopback", "--images", two_images, "--ofdm-config", cfg, check=False)
+    assert p.returncode == 2 and "ofdm.yaml" in p.stderr and "fft_len" in p.stderr
+
+
+def test_ctrl_c_leaves_valid_rows(tmp_path):
+    exe = Path(sys.executable).parent / "testbed"
+    out = tmp_path / "run"
+    proc = subprocess.Popen([str(exe), "loopback", "--images", str(SAMPLES), "--snr-db", "5,10,15,20,25",
+                             "--out", str(out), "--no-ms-ssim"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if (out / "results.csv").exists() and len(read_csv_rows(out / "results.csv")) >= 2:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    rows = read_csv_rows(out / "results.csv")
+    assert 2 <= len(rows) < 15
+    assert all(math.isfinite(float(r["psnr_db"])) for r in rows)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["interrupted"] is True and sum(r["n_images"] for r in s["results"]) == len(rows)
