@@ -66,7 +66,42 @@ def _check(opts: LoopbackOptions) -> None:
         raise ValueError(f"--cfo-hz: {opts.cfo_hz} is beyond the sample rate ({opts.ofdm.samp_rate:g} S/s)")
 
 
-def run_one_snr(codec: OnnxCodec, k: int, images, snr_db: float, opts: LoopbackOptions, emit) -> dict:
+class _Interrupt:
+    """Ctrl-C sets a flag that the run checks at safe points (between rows), so that a row is
+    never half-written and the flowgraph is stopped cleanly."""
+
+    def __init__(self):
+        self.hit = False
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.prev = None
+        if threading.current_thread() is threading.main_thread():
+            self.prev = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.hit:   # a second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        self.hit = True
+        log.warning("interrupted: stopping the flowgraph (Ctrl-C again to abort)")
+
+    def check(self):
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.prev is not None:
+            signal.signal(signal.SIGINT, self.prev)
+        return False
+
+
+def run_one_snr(codec: OnnxCodec, k: int, images, snr_db: float, opts: LoopbackOptions, emit,
+                intr: _Interrupt | None = None) -> dict:
     """One flowgraph run over all images at one SNR; ``emit(row)`` gets each finished row."""
     from gnuradio import gr
 
@@ -87,6 +122,7 @@ def run_one_snr(codec: OnnxCodec, k: int, images, snr_db: float, opts: LoopbackO
     rx = ofdm_rx(cfg)
     dec = jscc_decoder(codec, on_image=lambda rec, img: done_q.put((rec, img)), references=refs)
     tb.msg_connect(enc, "frames", tx, "frames")
+    tb.msg_connect(enc, "flush", tx, "flush")
     tb.connect(tx, chan, rx)
     tb.msg_connect(rx, "frames", dec, "frames")
     sent: dict[int, dict] = {}
@@ -111,10 +147,13 @@ def run_one_snr(codec: OnnxCodec, k: int, images, snr_db: float, opts: LoopbackO
             emit(row)
             s["done"] = True
             finished += 1
+            check()
 
+    check = intr.check if intr is not None else (lambda: None)
     tb.start()
     try:
         for i, (path, img) in enumerate(images):
+            check()
             refs[i & 0xFFFF] = img
             by_id[i & 0xFFFF] = (path, img)
             t0 = time.monotonic()
@@ -123,6 +162,7 @@ def run_one_snr(codec: OnnxCodec, k: int, images, snr_db: float, opts: LoopbackO
             drain()
         # wait for the receiver: all images back, or no frame for idle_s
         while finished < len(images):
+            check()
             drain(block=True)
             if time.monotonic() - max(dec.last_frame_time, sent[max(sent)]["t_sent"]) > opts.idle_s:
                 break
@@ -188,10 +228,11 @@ def run_loopback(opts: LoopbackOptions) -> dict:
                                 f"frames {row['frames_decoded']}/{row['frames_sent']}, "
                                 f"PSNR {row['psnr_db'] or float('nan'):.2f}")
         try:
-            for snr in opts.snrs_db:
-                c = run_one_snr(codec, k, images, snr, opts, emit)
-                per_snr.append({"snr_db": snr, **c})
-                log.info("SNR %g dB: %s", snr, c)
+            with _Interrupt() as intr:
+                for snr in opts.snrs_db:
+                    c = run_one_snr(codec, k, images, snr, opts, emit, intr)
+                    per_snr.append({"snr_db": snr, **c})
+                    log.info("SNR %g dB: %s", snr, c)
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted: %d finished rows kept in %s", len(rows), out / "results.csv")

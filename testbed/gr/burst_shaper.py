@@ -3,6 +3,10 @@
 Input: bursts tagged with the length tag (as the cyclic prefixer emits them). Output: each burst
 scaled to the configured RMS, clipped, followed by ``gap`` zeros (radios such as the Pluto only
 send full buffers, and the receiver needs samples after a frame to finish it).
+
+Message input ``flush``: a dict ``{"after": N, "samples": M}`` asks for M more zeros once N
+bursts have gone out (sent after the last frame of an image, so that the receiver's look-ahead
+is filled and the image is decoded without waiting for the next one).
 """
 from __future__ import annotations
 
@@ -22,13 +26,29 @@ class burst_shaper(gr.basic_block):
         self.pad_left = 0       # zeros still to emit after a burst
         self.bursts = 0
         self.clipped = 0
+        self.flushes: list[tuple[int, int]] = []
         self.set_tag_propagation_policy(gr.TPP_DONT)
+        self.message_port_register_in(pmt.intern("flush"))
+        self.set_msg_handler(pmt.intern("flush"), self._flush)
+
+    def _flush(self, msg):
+        from .pmtutil import dict_to_py
+
+        d = dict_to_py(msg)
+        self.flushes.append((int(d.get("after", 0)), int(d.get("samples", self.gap))))
+
+    def _due_flush(self) -> None:
+        if self.remaining == 0 and self.pad_left == 0:
+            while self.flushes and self.flushes[0][0] <= self.bursts:
+                self.pad_left += self.flushes.pop(0)[1]
 
     def forecast(self, noutput_items, ninputs):
+        self._due_flush()
         return [0 if self.pad_left else min(noutput_items, 4096)] * ninputs
 
     def general_work(self, input_items, output_items):
         inp, out = input_items[0], output_items[0]
+        self._due_flush()
         if self.pad_left:
             n = min(self.pad_left, len(out))
             out[:n] = 0

@@ -18,7 +18,7 @@ from gnuradio import gr
 from ..codec import symbols as sym
 from ..phy import framing
 from ..phy.config import OfdmConfig
-from .pmtutil import pdu, split_pdu
+from .pmtutil import pdu, split_pdu, to_pmt
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class jscc_encoder(gr.basic_block):
         self.frames_sent = 0
         self.message_port_register_in(pmt.intern("image"))
         self.message_port_register_out(pmt.intern("frames"))
+        self.message_port_register_out(pmt.intern("flush"))
         self.set_msg_handler(pmt.intern("image"), self._handle)
 
     def _handle(self, msg):
@@ -62,5 +63,8 @@ class jscc_encoder(gr.basic_block):
                     "model_sha256": self.codec.sha256, "name": name}
             self.message_port_pub(pmt.intern("frames"), pdu(meta, framing.frame_symbols(fh, payload, self.cfg)))
         self.frames_sent += len(frames)
+        # after the image's last burst, zeros that fill the receiver's look-ahead
+        self.message_port_pub(pmt.intern("flush"), to_pmt({"after": self.frames_sent,
+                                                            "samples": self.cfg.flush_samples()}))
         return {"image_id": int(image_id) & 0xFFFF, "frames": len(frames), "encode_ms": enc_ms,
                 "n_symbols": int(s.size), "cbr": cbr}

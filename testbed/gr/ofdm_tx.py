@@ -1,7 +1,8 @@
 """OFDM transmitter for analog JSCC frames (hierarchical block from in-tree GNU Radio blocks).
 
 Message input ``frames``: PDUs of complex symbols (header BPSK then analog payload, whole OFDM
-symbols; see :func:`testbed.phy.framing.frame_symbols`). Output: complex baseband samples,
+symbols; see :func:`testbed.phy.framing.frame_symbols`); ``flush``: see
+:class:`~testbed.gr.burst_shaper.burst_shaper`. Output: complex baseband samples,
 bursts with ``tx_sob``/``tx_eob`` tags separated by zero gaps.
 
 pdu_to_tagged_stream -> ofdm_carrier_allocator_cvc (sync words, pilots) -> fft_vcc (inverse,
@@ -24,6 +25,7 @@ class ofdm_tx(gr.hier_block2):
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         self.cfg = cfg
         self.message_port_register_hier_in("frames")
+        self.message_port_register_hier_in("flush")
         self.to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
         self.allocator = digital.ofdm_carrier_allocator_cvc(
             cfg.fft_len,
@@ -45,4 +47,5 @@ class ofdm_tx(gr.hier_block2):
         self.ifft.set_min_output_buffer(2 * n_ofdm)
         self.cp.set_min_output_buffer(2 * n_ofdm * cfg.symbol_len)
         self.msg_connect(self, "frames", self.to_stream, "pdus")
+        self.msg_connect(self, "flush", self.shaper, "flush")
         self.connect(self.to_stream, self.allocator, self.ifft, self.cp, self.shaper, self)

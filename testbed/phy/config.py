@@ -115,6 +115,11 @@ class OfdmConfig:
         v[self.bins(self.carriers)] = 1 - 2 * rng.integers(0, 2, self.carriers.size)
         return v
 
+    def flush_samples(self) -> int:
+        """Zeros after an image's last frame that push it through the receiver's look-ahead
+        (Schmidl & Cox plateau detector, alignment delay, demux)."""
+        return 2 * self.sync_plateau_len + 4 * self.symbol_len
+
     @property
     def sync_plateau_len(self) -> int:
         """Maximum plateau length for GNU Radio's Schmidl & Cox plateau detector."""
