@@ -176,9 +176,13 @@ def run_one_snr(codec: OnnxCodec, k: int, images, snr_db: float, opts: LoopbackO
             path, ref = by_id[iid]
             emit(_row(path, ref, None, {"frames_decoded": 0, "missing_frames": list(range(s["frames"]))},
                       s, snr_db, codec, k, opts))
+    wall = time.monotonic() - t_start
+    tx_samples = int(tx.shaper.nitems_written(0))
     counters = {**rx.counters(), "frames_sent": enc.frames_sent, "frames_delivered": dec.frames_received,
+                "tx_samples": tx_samples, "samples_per_s": tx_samples / wall,
+                "real_time_factor": tx_samples / wall / opts.ofdm.samp_rate,
                 "wrong_model": dec.wrong_model, "tx_bursts": tx.shaper.bursts, "tx_clipped_samples": tx.shaper.clipped,
-                "wall_s": time.monotonic() - t_start}
+                "wall_s": wall}
     return counters
 
 
@@ -251,6 +255,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
             "frames_sent": int(sum(x["frames_sent"] for x in r)), "frames_decoded": int(sum(x["frames_decoded"] for x in r)),
             "n_images": len(r), "latency_ms": _mean(x["latency_ms"] for x in r),
             "headers_ok": pc.get("headers_ok"), "headers_failed": pc.get("headers_failed"), "wall_s": pc.get("wall_s"),
+            "tx_samples": pc.get("tx_samples"), "real_time_factor": pc.get("real_time_factor"),
             "complete": snr in counters,
         })
     summary = {

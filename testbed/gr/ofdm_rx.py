@@ -4,10 +4,12 @@ Input: complex baseband samples from anything (radio, recording, loopback channe
 output ``frames``: one PDU per frame whose header passed its CRC, with the equalised analog
 payload and the frame's metadata (JSCC header fields, SNR and CFO estimates).
 
-In-tree: ofdm_sync_sc_cfb (Schmidl & Cox timing and fine CFO) -> frequency_modulator + multiply
-(CFO correction) -> header_payload_demux -> fft_vcc -> ofdm_chanest_vcvc (integer CFO, channel
-from the sync symbols). Then the header decoder answers the demux, and the payload equaliser
-handles the analog symbols (see :mod:`testbed.phy.equalizer` for why it is not an in-tree one).
+In-tree: the Schmidl & Cox metric (as in ofdm_sync_sc_cfb, see :class:`~testbed.gr.sc_detector.sc_sync`)
+-> frequency_modulator + multiply (CFO correction) -> header_payload_demux -> fft_vcc ->
+ofdm_chanest_vcvc (integer CFO, channel from the sync symbols). The testbed's blocks: frame
+detection and CFO hold (:mod:`testbed.phy.syncgate`), the header decoder that answers the demux,
+and the payload equaliser for the analog symbols (see :mod:`testbed.phy.equalizer` for why it
+is not an in-tree one).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from gnuradio import analog, blocks, digital, fft, gr, pdu
 from ..phy import header as hdr
 from ..phy.config import OfdmConfig
 from .cfo_tagger import cfo_tagger
-from .sync_gate import sync_gate
+from .sc_detector import sc_detector, sc_sync
 from .header_decoder import header_decoder
 from .payload_equalizer import payload_equalizer
 
@@ -33,25 +35,23 @@ class ofdm_rx(gr.hier_block2):
         self.message_port_register_hier_out("frames")
         n = cfg.fft_len
         n_hdr = hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data)
-        # sync word 1 is on even carriers. The block's cp_len argument is only the maximum plateau
-        # length of its plateau detector, which must exceed the whole above-threshold region
-        # (about fft_len at a low threshold): otherwise a plateau cut by a buffer boundary yields
-        # a misplaced trigger plus a second one, depending on scheduling
-        self.sync = digital.ofdm_sync_sc_cfb(n, cfg.sync_plateau_len, True, cfg.sync_threshold)
-        # Schmidl & Cox fires early on its plateau (within the cyclic prefix of the preamble);
-        # starting the FFT window timing_backoff samples later keeps it inside the ISI-free part
-        # of the prefix when multipath spreads the previous symbol into it
-        self.delay = blocks.delay(gr.sizeof_gr_complex, cfg.symbol_len - cfg.timing_backoff)
+        # Schmidl & Cox metric from in-tree blocks; frame detection and CFO hold in sc_detector
+        # (GNU Radio's own plateau detector marks early at low SNR and depends on scheduling)
+        self.sync = sc_sync(n)
+        # data delayed by one OFDM symbol: the detector places its trigger one symbol after the
+        # frame start it wants (timing_backoff samples before the preamble, inside the prefix)
+        self.delay = blocks.delay(gr.sizeof_gr_complex, cfg.symbol_len)
         self.osc = analog.frequency_modulator_fc(-2.0 / n)
         self.mixer = blocks.multiply_cc()
         self.tagger = cfo_tagger()
         self.demux = digital.header_payload_demux(2 + n_hdr, n, cfg.cp_len, FRAME_TAG, "", True,
                                                   gr.sizeof_gr_complex)
         n_head = (2 + n_hdr) * cfg.symbol_len
-        self.gate = sync_gate(n_head, 2 * cfg.symbol_len)
+        self.gate = sc_detector(cfg, n_head, cfg.symbol_len)
         self.connect(self, self.sync)
         self.connect((self.sync, 0), (self.gate, 0))
         self.connect((self.sync, 1), (self.gate, 1))
+        self.connect(self, (self.gate, 2))
         self.connect(self, self.delay, (self.mixer, 0))
         self.connect((self.gate, 0), self.osc, (self.mixer, 1))
         self.connect(self.mixer, (self.tagger, 0))
@@ -90,15 +90,15 @@ class ofdm_rx(gr.hier_block2):
         n_samp = 2 * (n_pay + 2 + n_hdr) * cfg.symbol_len
         for b in (self.tagger, self.mixer, self.delay, self.osc, self.gate):
             b.set_min_output_buffer(n_samp)
-        # the sync gate stalls while a header is decoded; a deep buffer after Schmidl & Cox keeps
-        # that back-pressure from reaching its plateau detector
-        self.sync.set_min_output_buffer(8 * n_samp)
+        for b in (self.sync.norm, self.sync.arg):
+            b.set_min_output_buffer(n_samp)
         self.connect((self.demux, 1), self.p_fft, self.p_v2s, self.p_len, self.p_pdu)
         self.msg_connect(self.p_pdu, "pdus", self.p_eq, "in")
         self.msg_connect(self.p_eq, "frames", self, "frames")
 
     def counters(self) -> dict:
         return {"headers_ok": self.h_dec.ok, "headers_failed": self.h_dec.failed,
-                "detections": self.gate.gate.accepted, "detections_suppressed": self.gate.gate.suppressed,
+                "detections": self.gate.det.accepted, "detections_suppressed": self.gate.det.suppressed,
+                "detections_rejected": self.gate.det.rejected,
                 "gate_timeouts": self.gate.timeouts,
                 "frames_equalized": self.p_eq.frames, "payload_errors": self.p_eq.errors}

@@ -28,7 +28,7 @@ class OfdmConfig:
     clip: float = 1.0              # TX magnitude clipping level (full scale = 1.0)
     gap_samples: int = 600         # zeros after each burst
     sync_threshold: float = 0.15   # Schmidl & Cox plateau threshold (0..1)
-    timing_backoff: int = 8        # samples the FFT window starts after the Schmidl & Cox trigger
+    timing_backoff: int = 8        # the FFT window starts this many samples inside the cyclic prefix
     max_carrier_offset: int = 4    # integer CFO search range of the channel estimator (carriers)
 
     def validate(self) -> None:

@@ -68,16 +68,21 @@ _PROJ: dict[tuple, np.ndarray] = {}
 
 
 def channel_delay(H_used: np.ndarray, cfg: OfdmConfig) -> int:
-    """Delay (samples, -fft_len/2 .. fft_len/2) of the strongest path: where the FFT window
-    really started relative to the channel. Schmidl & Cox timing is rough at low SNR."""
+    """Where the channel's energy sits in delay (samples): the centre of the window
+    ``centre-cp/2 .. centre+cp`` used by :func:`smooth_channel`. 0 (the nominal timing) unless
+    another window holds clearly more energy, as when Schmidl & Cox timing was off."""
     grid = np.zeros(cfg.fft_len, np.complex128)
     grid[cfg.carriers % cfg.fft_len] = H_used
     profile = np.abs(np.fft.ifft(grid)) ** 2          # delay profile, index = delay mod fft_len
-    # smooth over the prefix length so that the window covers the bulk of the energy
-    ker = np.ones(cfg.cp_len // 2 + 1)
-    e = np.convolve(np.concatenate([profile, profile[: ker.size - 1]]), ker, mode="valid")[: cfg.fft_len]
-    d = int(np.argmax(e))                                # window start with the most energy
-    d = d + cfg.cp_len // 4                              # its centre-ish
+    width = cfg.cp_len + cfg.cp_len // 2 + 1
+    ext = np.concatenate([profile, profile[: width - 1]])
+    e = np.convolve(ext, np.ones(width), mode="valid")[: cfg.fft_len]   # e[j]: delays j..j+width-1
+    nominal = (-(cfg.cp_len // 2)) % cfg.fft_len
+    j = int(np.argmax(e))
+    if e[j] < 1.25 * e[nominal]:       # not clearly better: keep the nominal window
+        return 0
+    d = j + cfg.cp_len // 2            # window start -> centre
+    d = d % cfg.fft_len
     return d - cfg.fft_len if d >= cfg.fft_len // 2 else d
 
 
