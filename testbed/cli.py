@@ -203,6 +203,13 @@ class _StdoutToStderr:
         return False
 
 
+def _cmd_grc_path(a) -> int:
+    from .grc import BLOCKS_DIR
+
+    print(BLOCKS_DIR)
+    return 0
+
+
 def _cmd_loopback(a) -> int:
     from .evaluate import parse_snrs
     from .loopback import LoopbackOptions, format_table, json_view, run_loopback
@@ -293,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
     bc.add_argument("--cbr", type=float)
     bc.set_defaults(func=_cmd_bench)
+
+    gp = sub.add_parser("grc-path", help="print the folder of the testbed's GRC block definitions (for GRC_BLOCKS_PATH)")
+    gp.set_defaults(func=_cmd_grc_path)
 
     lb = sub.add_parser("loopback", parents=[common],
                         help="run the GNU Radio flowgraph (OFDM PHY) with a software channel instead of a radio")

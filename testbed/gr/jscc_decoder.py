@@ -71,6 +71,9 @@ class jscc_decoder(gr.basic_block):
             log.warning("image %d was sent with model %08x, this receiver has %s; not decoded",
                         img.image_id, img.model_hash, self.codec.sha256[:8])
             return
+        if img.missing_frames:
+            log.warning("image %d: frames %s of %d missing; their symbols are zero-filled",
+                        img.image_id, img.missing_frames, img.frame_count)
         snr_eff = img.snr_db()
         t0 = time.perf_counter()
         rec = self.codec.decode(img.stream, snr_eff if np.isfinite(snr_eff) else 10.0, img.height, img.width)

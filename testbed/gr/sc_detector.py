@@ -62,8 +62,9 @@ class sc_detector(gr.basic_block):
 
     def general_work(self, input_items, output_items):
         m, a, raw = input_items
-        n_in = min(len(m), len(a), len(raw))
         n_out = min(len(output_items[0]), len(output_items[1]))
+        # look at no more than the output space plus the detector's look-ahead
+        n_in = min(len(m), len(a), len(raw), n_out + self.det.lookahead)
         before = self.det.accepted
         # look at everything available (look-ahead), emit what is decided, at most n_out
         fo, to = self.det.process(m[:n_in], a[:n_in], self.nitems_read(0), max_out=n_out, raw=raw[:n_in])
