@@ -58,13 +58,8 @@ def conv_encode(bits: np.ndarray) -> np.ndarray:
     return out.reshape(-1)
 
 
-def viterbi_decode(soft: np.ndarray, n_bits: int) -> np.ndarray:
-    """Soft-decision Viterbi for :func:`conv_encode`; ``soft`` has 2*(n_bits+K-1) values."""
-    soft = np.asarray(soft, dtype=np.float64).reshape(-1, 2)
-    if soft.shape[0] != n_bits + K - 1:
-        raise ValueError(f"expected {2 * (n_bits + K - 1)} soft values, got {soft.size}")
-    sign = 1.0 - 2.0 * _OUT.astype(np.float64)   # expected BPSK value of each output bit
-    # predecessor table: for each next state, the two (state, bit) pairs leading to it
+def _predecessors():
+    """For each next state, the two (state, input bit) pairs that lead to it."""
     prev_s = np.zeros((N_STATES, 2), dtype=np.int64)
     prev_b = np.zeros((N_STATES, 2), dtype=np.int64)
     fill = np.zeros(N_STATES, dtype=np.int64)
@@ -74,22 +69,36 @@ def viterbi_decode(soft: np.ndarray, n_bits: int) -> np.ndarray:
             prev_s[n, fill[n]] = s
             prev_b[n, fill[n]] = b
             fill[n] += 1
+    return prev_s, prev_b
+
+
+_PREV_S, _PREV_B = _predecessors()
+# expected BPSK values of the two output bits on each branch into each state: [S, 2 (branch), 2]
+_BRANCH_SIGN = (1.0 - 2.0 * _OUT.astype(np.float64))[_PREV_S, _PREV_B]
+
+
+def viterbi_decode(soft: np.ndarray, n_bits: int) -> np.ndarray:
+    """Soft-decision Viterbi for :func:`conv_encode`; ``soft`` has 2*(n_bits+K-1) values."""
+    soft = np.asarray(soft, dtype=np.float64).reshape(-1, 2)
+    if soft.shape[0] != n_bits + K - 1:
+        raise ValueError(f"expected {2 * (n_bits + K - 1)} soft values, got {soft.size}")
+    T = soft.shape[0]
+    bm_all = _BRANCH_SIGN @ soft.T                         # [S, 2, T] branch metrics, all steps at once
     metric = np.full(N_STATES, -np.inf)
     metric[0] = 0.0
-    T = soft.shape[0]
     choice = np.zeros((T, N_STATES), dtype=np.int8)
+    rows = np.arange(N_STATES)
     for t in range(T):
-        bm = (sign * soft[t]).sum(axis=-1)                               # [S, 2] branch metrics
-        cand = metric[prev_s] + bm[prev_s, prev_b]                       # [S, 2]
-        c = np.argmax(cand, axis=1)
+        cand = metric[_PREV_S] + bm_all[:, :, t]
+        c = (cand[:, 1] > cand[:, 0]).astype(np.int8)
         choice[t] = c
-        metric = cand[np.arange(N_STATES), c]
+        metric = cand[rows, c]
     s = 0  # terminated: end in state 0
     bits = np.zeros(T, dtype=np.uint8)
     for t in range(T - 1, -1, -1):
         c = choice[t, s]
-        bits[t] = prev_b[s, c]
-        s = prev_s[s, c]
+        bits[t] = _PREV_B[s, c]
+        s = _PREV_S[s, c]
     return bits[:n_bits]
 
 
