@@ -75,3 +75,34 @@ def test_generated_hier_blocks_carry_frames(tmp_path):
         assert min(symbol_snr_db(LinkResult(col.got, {}), stream)) > 14.0
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_generated_loopback_flowgraph_runs_and_logs_qos(tmp_path):
+    p = _grcc(REPO / "flowgraphs" / "jscc_loopback.grc", tmp_path)
+    assert p.returncode == 0, p.stderr
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from jscc_loopback import jscc_loopback
+
+        from testbed.runlog import read_csv_rows
+
+        out = tmp_path / "run"
+        tb = jscc_loopback(cfo_hz=1000.0, images="", model="jscc-v1", out_dir=str(out), snr_db=15.0)
+        tb.start()
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                if (out / "qos.csv").exists() and len(read_csv_rows(out / "qos.csv")) >= 3:
+                    break
+                time.sleep(0.2)
+        finally:
+            tb.stop()
+            tb.wait()
+        rows = read_csv_rows(out / "qos.csv")
+        assert len(rows) == 3 and len(list(out.glob("image_*.png"))) == 3
+        for r in rows:
+            assert r["frames_decoded"] == r["frames_expected"]
+            assert abs(float(r["snr_est_db"]) - 15.0) < 1.0 and abs(float(r["cfo_est_hz"]) - 1000.0) < 50
+            assert float(r["psnr_db"]) > 20.0
+    finally:
+        sys.path.remove(str(tmp_path))

@@ -1,7 +1,8 @@
 """JSCC decoder block: equalised frames in, images and QoS records out (adapter of
 :class:`testbed.phy.framing.Reassembler` and the ONNX codec).
 
-Message input ``frames`` (from ``ofdm_rx``). Message output ``images``: a PDU per image whose
+Message input ``frames`` (from ``ofdm_rx``); optional ``reference``: the transmitted image as an
+image PDU (metadata ``image_id``, ``height``, ``width``), for PSNR in the QoS record. Message output ``images``: a PDU per image whose
 data is the RGB image and whose metadata is the QoS record (PSNR when the reference is known,
 estimated SNR and CFO, frames decoded and missing, latency). ``on_image`` (a callable) receives
 the same record and the image, e.g. to write the run log. Missing frames are zero-filled.
@@ -36,9 +37,29 @@ class jscc_decoder(gr.basic_block):
         self.last_frame_time = time.monotonic()
         self.last_snr_db = float("nan")
         self.wrong_model = 0
+        self.expect_references = False   # set once a reference message arrives
+        self.deferred: dict[int, tuple[dict, np.ndarray]] = {}
         self.message_port_register_in(pmt.intern("frames"))
         self.message_port_register_out(pmt.intern("images"))
         self.set_msg_handler(pmt.intern("frames"), self._handle)
+        self.message_port_register_in(pmt.intern("reference"))
+        self.set_msg_handler(pmt.intern("reference"), self._reference)
+
+    def _reference(self, msg):
+        try:
+            meta, data = split_pdu(msg)
+            img = np.asarray(data, np.uint8).reshape(int(meta["height"]), int(meta["width"]), 3)
+            iid = int(meta["image_id"]) & 0xFFFF
+            self.references[iid] = img
+        except Exception as e:
+            log.warning("jscc_decoder: bad reference message dropped (%s)", e)
+            return
+        self.expect_references = True
+        if iid in self.deferred:      # decoded before its reference was read: finish it now
+            record, rec = self.deferred.pop(iid)
+            self._finish(record, rec)
+        while len(self.references) > 64:          # keep the recent ones only
+            self.references.pop(next(iter(self.references)))
 
     def _handle(self, msg):
         try:
@@ -88,7 +109,17 @@ class jscc_decoder(gr.basic_block):
             "snr_eff_db": snr_eff, "cfo_est_hz": img.cfo_hz(), "decode_ms": dec_ms,
             "decoded_at": time.monotonic(),
         }
-        ref = self.references.get(img.image_id)
+        if img.image_id not in self.references and self.expect_references:
+            # the reference travels on another port and may be read after the frames
+            self.deferred[img.image_id] = (record, rec)
+            while len(self.deferred) > 4:   # never arrived: give up on the oldest
+                old_id = next(iter(self.deferred))
+                self._finish(*self.deferred.pop(old_id))
+            return
+        self._finish(record, rec)
+
+    def _finish(self, record: dict, rec: np.ndarray) -> None:
+        ref = self.references.get(record["image_id"])
         if ref is not None and ref.shape == rec.shape:
             from ..metrics import psnr
 
@@ -97,5 +128,5 @@ class jscc_decoder(gr.basic_block):
         if self.on_image is not None:
             self.on_image(record, rec)
         meta = {k: v for k, v in record.items() if k != "missing_frames"}
-        meta["missing_frames"] = ",".join(map(str, img.missing_frames))
+        meta["missing_frames"] = ",".join(map(str, record["missing_frames"]))
         self.message_port_pub(pmt.intern("images"), pdu(meta, rec.reshape(-1)))
