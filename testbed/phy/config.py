@@ -146,6 +146,3 @@ class OfdmConfig:
 
         n_pay = -(-self.payload_symbols_per_frame // self.n_data)
         return (header_ofdm_symbols(self.header_repetition, self.n_data) + n_pay) * self.n_data
-
-    def frame_ofdm_symbols(self, n_header_syms: int, n_payload: int) -> int:
-        return 2 + n_header_syms + -(-n_payload // self.n_data)

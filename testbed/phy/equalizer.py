@@ -112,11 +112,6 @@ def _pilot_phase(Y: np.ndarray, H: np.ndarray, cfg: OfdmConfig) -> np.ndarray:
     return np.angle(z.sum(axis=1))
 
 
-def _header_layout(cfg: OfdmConfig, n_syms: int) -> np.ndarray:
-    """Bins of the data carriers, in the order the allocator fills them."""
-    return cfg.bins(cfg.data_carriers)
-
-
 def estimate_from_header(Yh: np.ndarray, H0: np.ndarray, cfg: OfdmConfig
                          ) -> tuple[hdr.FrameHeader | None, ChannelState | None, str]:
     """Decode the header symbols ``Yh`` [n_hdr, fft_len] (carrier-aligned) with the preamble

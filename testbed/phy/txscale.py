@@ -13,8 +13,3 @@ def scale_and_clip(x: np.ndarray, gain: float, clip: float) -> tuple[np.ndarray,
     if n:
         y[over] *= (clip / mag[over]).astype(np.float32)
     return y, n
-
-
-def papr_db(x: np.ndarray) -> float:
-    p = np.abs(np.asarray(x)) ** 2
-    return float(10 * np.log10(p.max() / max(p.mean(), 1e-30)))
