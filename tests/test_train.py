@@ -81,3 +81,35 @@ def test_loss_spike_is_skipped_not_applied(tmp_path, tiny_dataset, monkeypatch):
     assert rows[-1]["skipped"] == "1"
     m = load_model(out / "checkpoint.pt")
     assert all(torch.isfinite(p).all() for p in m.parameters())
+
+
+def test_init_from_onnx_model_and_resume_without_it(tmp_path, tiny_dataset):
+    """--init-from seeds a new run from a model folder's ONNX weights; a resumed run needs only
+    its checkpoint (the seed may be gone by then)."""
+    import torch
+
+    from testbed.codec.export import export
+    from testbed.codec.model import JSCC, CodecConfig
+    from testbed.codec.onnx_weights import load_from_onnx
+
+    torch.manual_seed(1)
+    m = JSCC(CodecConfig(widths=(8, 8, 12, 16), max_symbols=6))
+    with torch.no_grad():   # distinct values everywhere (the exporter merges identical initializers)
+        for p in m.parameters():
+            p.add_(torch.rand_like(p) * 0.01)
+    tiny_model_dir = tmp_path / "tiny"
+    export(m.eval(), tiny_model_dir, name="tiny", operating_points=[2, 6], training={"data": "test"})
+
+    out = tmp_path / "run"
+    base = dict(data=str(tiny_dataset), out=str(out), batch=1, crop=32, threads=1, ckpt_every=1, max_symbols=6,
+                operating_points=[2, 6], ema=0.9)
+    train(TrainConfig(**base, steps=1, init_from=str(tiny_model_dir)))
+    seeded = load_from_onnx(tiny_model_dir)
+    trained = load_model(out / "checkpoint.pt", weights="raw")
+    assert trained.cfg == seeded.cfg
+    # one step moved the weights a little, from the ONNX ones (not from a fresh init)
+    diffs = [float((a - b).abs().max()) for a, b in zip(trained.state_dict().values(), seeded.state_dict().values())]
+    assert max(diffs) < 0.05
+    final = train(TrainConfig(**base, steps=2, init_from=str(tmp_path / "gone")), resume=True)
+    assert final["step"] == 2
+    assert torch.isfinite(next(load_model(out / "checkpoint.pt").parameters())).all()

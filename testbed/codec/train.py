@@ -227,8 +227,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         vfiles = imgio.list_images(cfg.val)
         val_arrays = [imgio.load_rgb(f) for f in vfiles]
 
-    init = _initial_model(cfg, device)
-    if init is not None:
+    # a resumed run takes its architecture and weights from the checkpoint; --init-from only
+    # seeds a new run (the model it names may be gone by the time the run is resumed)
+    resuming = resume and ckpt_path.exists()
+    init = None if resuming else _initial_model(cfg, device)
+    if resuming:
+        ck_cfg = CodecConfig.from_dict(torch.load(ckpt_path, map_location="cpu", weights_only=False)["codec_config"])
+        if (ck_cfg.max_symbols, ck_cfg.snr_min_db, ck_cfg.snr_max_db) != (cfg.max_symbols, cfg.snr_min_db, cfg.snr_max_db):
+            raise ValueError(
+                f"{ckpt_path}: checkpoint codec config {ck_cfg.to_dict()} does not match the requested "
+                f"max_symbols={cfg.max_symbols}, SNR range {cfg.snr_min_db:g}..{cfg.snr_max_db:g} dB")
+        model = JSCC(ck_cfg).to(device)
+    elif init is not None:
         if init.cfg.max_symbols != cfg.max_symbols:
             raise ValueError(f"{cfg.init_from}: has {init.cfg.max_symbols} symbols per block, "
                              f"training asks for {cfg.max_symbols} (--max-symbols)")
