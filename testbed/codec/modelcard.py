@@ -47,15 +47,13 @@ _REQUIRED = {f.name for f in fields(ModelCard)} - {"evaluation", "description"}
 
 
 def load_card(path: str | Path) -> ModelCard:
+    from ..configfile import ConfigError, load_yaml
+
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ModelCardError(f"{p}: model card not found") from None
-    except yaml.YAMLError as e:
-        raise ModelCardError(f"{p}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ModelCardError(f"{p}: expected a mapping at the top level")
+        data = load_yaml(p, "model card")
+    except ConfigError as e:
+        raise ModelCardError(str(e)) from None
     known = {f.name for f in fields(ModelCard)}
     unknown = sorted(set(data) - known)
     if unknown:
