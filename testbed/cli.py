@@ -52,6 +52,191 @@ def _cmd_train_codec(a) -> int:
     return 0
 
 
+def _cmd_train_akb(a) -> int:
+    from .akb.train import config_from_args, train
+    from .runlog import to_json
+
+    final = train(config_from_args(a), resume=a.resume)
+    print(to_json(final) if a.json else f"AKB codec: {final['step']} steps, best validation {final['best_val']:.2f} dB")
+    return 0
+
+
+def _cmd_train_scheduler(a) -> int:
+    from .akb.scheduler import config_from_args, train_scheduler
+    from .runlog import to_json
+
+    final = train_scheduler(config_from_args(a), resume=a.resume)
+    if a.json:
+        print(to_json(final))
+    else:
+        for r in final["evaluation"]:
+            print(f"SNR {r['snr_db']:>4g} dB: reward {r['reward']:+.3f} (fixed mapping 0), "
+                  f"PSNR {r['psnr_db']:.2f} dB ({r['psnr_gain_db']:+.3f} dB)")
+        print(f"policy: {final['policy']}")
+    return 0
+
+
+def _cmd_ota(a) -> int:
+    from .evaluate import parse_snrs
+    from .ota import OtaOptions, format_table, run_ota
+    from .runlog import to_json
+
+    gains = parse_snrs(a.tx_gain_db) if a.tx_gain_db else None
+    opts = OtaOptions(config=a.config, images=a.images, model=a.model, cbr=a.cbr, tx_gains_db=gains,
+                      record=a.record, out=a.out, snr_hint_db=a.snr_hint_db, ckb=not a.no_ckb, skb=not a.no_skb)
+    with _StdoutToStderr():
+        summary = run_ota(opts)
+    print(to_json(summary) if a.json else format_table(summary))
+    return 0
+
+
+def _cmd_replay(a) -> int:
+    from .ota import format_table, run_replay
+    from .radio.sigmf_io import RecordingError
+    from .runlog import to_json
+
+    try:
+        with _StdoutToStderr():
+            summary = run_replay(a.recording, a.out, a.images)
+    except RecordingError as e:
+        raise ValueError(str(e)) from None
+    print(to_json(summary) if a.json else format_table(summary))
+    return 0
+
+
+def _cmd_radios(a) -> int:
+    from .doctor import scan_radios
+    from .radio.pluto import scan_plutos
+    from .runlog import to_json
+
+    found = scan_radios(network=a.scan_network)
+    plutos = {p["uri"]: p for p in scan_plutos()} if any(r["kind"] == "iio" for r in found) else {}
+    for r in found:
+        if r["kind"] == "iio" and r.get("uri") in plutos:
+            r.update({k: v for k, v in plutos[r["uri"]].items() if k != "uri"})
+    if a.json:
+        print(to_json({"radios": found}))
+    elif not found:
+        print("no radios found (USB scan" + (" and network" if a.scan_network else "; --scan-network for network radios")
+              + ")")
+    else:
+        for r in found:
+            if r["kind"] == "iio":
+                print(f"Pluto/IIO  {r.get('uri')}  serial {r.get('serial', '?')}  firmware {r.get('firmware', '?')}  "
+                      f"temperature {r.get('temperature_c', float('nan')):.1f} C  ({r.get('description', '')})")
+            else:
+                print("USRP       " + "  ".join(f"{k} {v}" for k, v in r.items() if k != "kind"))
+    return 0
+
+
+def _load_pluto(path):
+    from .configs import load_config
+    from .radio.config import PlutoConfig
+
+    cfg = load_config(path)
+    if not isinstance(cfg, PlutoConfig):
+        raise ValueError(f"{path}: kind {cfg.kind!r}; this command needs a pluto config")
+    return cfg
+
+
+def _cmd_link_check(a) -> int:
+    from .radio.pluto import link_check
+    from .runlog import to_json
+
+    r = link_check(_load_pluto(a.config))
+    print(to_json(r) if a.json else f"{r['uri']}: CFO {r['cfo_hz']:.1f} Hz, SNR {r['snr_db']:.1f} dB, RX power "
+          f"{r['rx_power_dbfs']:.1f} dBFS; read-back mismatches: {r['mismatches'] or 'none'}")
+    return 1 if r["mismatches"] else 0
+
+
+def _cmd_calibrate(a) -> int:
+    from .radio.pluto import calibrate
+    from .runlog import to_json
+
+    r = calibrate(_load_pluto(a.config), a.seconds)
+    print(to_json(r) if a.json else f"CFO {r['cfo_hz']:.1f} Hz ({r['cfo_ppm']:.2f} ppm) over {r['captures']} captures, "
+          f"SNR {r['snr_db']:.1f} dB; set xo_correction: {r['suggested_rx_xo_correction']:.0f} on the RX Pluto "
+          f"(now {r['rx_xo_correction_now']:.0f})")
+    return 0
+
+
+def _cmd_pluto_config(a) -> int:
+    from .radio.pluto_config_txt import render
+
+    print(render(a.ip, a.hostname, a.xo_correction), end="")
+    return 0
+
+
+def _cmd_kb_build(a) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .akb.runtime import AkbCodec
+    from .akb.skb import KbError, OnnxEmbedderProvider, build_kb
+    from .evaluate import load_images
+    from .runlog import to_json
+
+    if not 1 <= a.entries <= 255:
+        raise ValueError(f"--entries: {a.entries} is outside 1..255 (the header's KB index has 8 bits, 255 = no KB)")
+    codec = AkbCodec(a.model)
+    if a.provider == "clip":
+        if not a.clip_dir or not a.captioner:
+            raise ValueError("--provider clip needs --clip-dir and --captioner")
+        from .akb.clip_provider import CaptionClipProvider
+
+        provider = CaptionClipProvider(a.clip_dir, a.captioner)
+    else:
+        provider = OnnxEmbedderProvider(codec.dir / codec.card.graphs["embedder"]["file"])
+    images, skipped = load_images(a.data)
+    with tqdm(total=len(images), desc="kb build", unit="img") as bar:
+        try:
+            kb = build_kb(provider, [im for _, im in images], a.entries, codec.kb_dim, np.random.default_rng(a.seed),
+                          crops_per_image=a.crops_per_image, progress=bar.update)
+        except KbError as e:
+            raise ValueError(str(e)) from None
+    kb.meta.update({"data": str(a.data), "model": codec.name})
+    kb.save(a.out)
+    res = {"kb": str(a.out), "sha256": kb.sha256, "entries": len(kb), "provider": kb.provider,
+           "images": len(images), "skipped": skipped}
+    print(to_json(res) if a.json else f"KB {a.out}: {len(kb)} entries from {len(images)} images, "
+          f"provider {kb.provider}, sha256 {kb.sha256[:16]}")
+    return 0
+
+
+def _cmd_export_akb(a) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from .akb.export import check_against_torch, export_akb
+    from .akb.train import load_akb
+    from .runlog import to_json
+
+    ck = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
+    model, emb, kb = load_akb(a.checkpoint)
+    tc = ck.get("train_config", {})
+    training = {"codec": {"command": tc.get("command", ""), "data": tc.get("data", ""), "val": tc.get("val", ""),
+                          "init_from": tc.get("init_from", ""), "steps": ck.get("step"),
+                          "entropy_steps": tc.get("entropy_steps"), "batch": tc.get("batch"), "crop": tc.get("crop"),
+                          "seed": tc.get("seed"), "weights": "ema" if ck.get("ema") is not None else "raw"},
+                "data": tc.get("data", "")}
+    if a.scheduler_run:
+        sr = Path(a.scheduler_run)
+        scfg = json.loads((sr / "train_config.json").read_text())
+        fin = json.loads((sr / "final_metrics.json").read_text()) if (sr / "final_metrics.json").exists() else {}
+        training["scheduler"] = {"command": scfg.get("command", ""), "timesteps": fin.get("timesteps"),
+                                 "evaluation": fin.get("evaluation")}
+    out = Path(a.out)
+    card = export_akb(model, emb, kb, out, name=a.name or out.name, training=training,
+                      policy_file=a.policy, description=a.description)
+    check = check_against_torch(model, emb, kb, out)
+    res = {"model_dir": str(out), "sha256": card.sha256, "parameters": card.parameters, "onnx_vs_torch": check}
+    print(to_json(res) if a.json else f"exported {card.name} to {out} (sha256 {card.sha256[:16]}), "
+          f"ONNX vs PyTorch: {check}")
+    return 0
+
+
 def _cmd_export(a) -> int:
     import json
     from pathlib import Path
@@ -93,7 +278,8 @@ def _cmd_eval(a) -> int:
     from .runlog import to_json
 
     opts = EvalOptions(model=a.model, data=a.data, snrs_db=parse_snrs(a.snr_db), channel=a.channel,
-                       seed=a.seed, out=a.out, cbr=a.cbr, separation=not a.no_separation, threads=a.threads)
+                       seed=a.seed, out=a.out, cbr=a.cbr, separation=not a.no_separation, threads=a.threads,
+                       ckb=not a.no_ckb, skb=not a.no_skb, figures=a.figures)
     summary = run_eval(opts)
     if a.record_in_card:
         from .codec.modelcard import CARD_NAME, load_card, write_card
@@ -102,6 +288,8 @@ def _cmd_eval(a) -> int:
         d = resolve_model_dir(a.model)
         card = load_card(d / CARD_NAME)
         key = f"{a.record_in_card}/{summary['channel']}/cbr={summary['cbr']:.4f}"
+        if summary.get("ckb") is not None:
+            key += "/" + ("ckb" if summary["ckb"] else "no-ckb") + "," + ("skb" if summary["skb"] else "no-skb")
         card.evaluation[key] = {
             "command": "testbed " + " ".join(sys.argv[1:]),
             "n_images": summary["n_images"], "seed": summary["seed"],
@@ -220,7 +408,8 @@ def _cmd_loopback(a) -> int:
                            snrs_db=parse_snrs(a.snr_db), cbr=a.cbr, cfo_hz=a.cfo_hz, sco_ppm=a.sco_ppm,
                            delay_samples=a.delay_samples, multipath=a.multipath,
                            delay_spread_s=a.delay_spread_ns * 1e-9 if a.delay_spread_ns else None,
-                           seed=a.seed, out=a.out, ofdm=_ofdm_from_args(a), ms_ssim=not a.no_ms_ssim)
+                           seed=a.seed, out=a.out, ofdm=_ofdm_from_args(a), ms_ssim=not a.no_ms_ssim,
+                           ckb=not a.no_ckb, skb=not a.no_skb)
     if a.verbose >= 2:
         import os
 
@@ -245,6 +434,8 @@ def _add_loopback_args(p) -> None:
     p.add_argument("--ofdm-config", help="YAML file with an 'ofdm:' section (testbed.phy.config.OfdmConfig keys)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run folder (default: runs/loopback-<time>)")
+    p.add_argument("--no-ckb", action="store_true", help="AKB codec: fixed entropy-to-rate mapping (no channel-KB policy)")
+    p.add_argument("--no-skb", action="store_true", help="AKB codec: no source-KB conditioning")
     p.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
 
 
@@ -268,6 +459,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(tc)
     tc.set_defaults(func=_cmd_train_codec)
+    ta = tsub.add_parser("akb", parents=[common], help="train the AKB codec (entropy model, source KB) from codec v1")
+    from .akb.train import add_arguments as add_akb_arguments
+
+    add_akb_arguments(ta)
+    ta.set_defaults(func=_cmd_train_akb)
+    ts = tsub.add_parser("scheduler", parents=[common], help="train the channel-KB policy (PPO) on an AKB codec")
+    from .akb.scheduler import add_arguments as add_sched_arguments
+
+    add_sched_arguments(ts)
+    ts.set_defaults(func=_cmd_train_scheduler)
 
     e = sub.add_parser("export", parents=[common], help="export a codec checkpoint to ONNX with a model card")
     e.add_argument("checkpoint", help="checkpoint.pt from `testbed train codec`")
@@ -277,6 +478,73 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--training-command", help="training command to record in the model card")
     e.add_argument("--description")
     e.set_defaults(func=_cmd_export)
+
+    ot = sub.add_parser("ota", parents=[common], help="over-the-air run (radio, loopback or SigMF front-end)")
+    ot.add_argument("--config", required=True, help="firmware_configs/<radio>.yaml (pluto, usrp, loopback, sigmf)")
+    ot.add_argument("--images", required=True, help="folder of images")
+    ot.add_argument("--model", help="model folder or shipped name (default: jscc-v1)")
+    ot.add_argument("--cbr", type=float, help="CBR (fixed-rate: the model's highest; AKB: 0.0625)")
+    ot.add_argument("--tx-gain-db", help="comma-separated TX gains to sweep (Pluto: -attenuation; loopback: "
+                                         "added to the channel SNR); default: the config's")
+    ot.add_argument("--record", action="store_true", help="save the received IQ as SigMF in the run folder")
+    ot.add_argument("--snr-hint-db", type=float, default=10.0,
+                    help="SNR the encoder assumes until the receiver's first estimate (default %(default)s)")
+    ot.add_argument("--no-ckb", action="store_true", help="AKB codec: no channel-KB policy")
+    ot.add_argument("--no-skb", action="store_true", help="AKB codec: no source KB")
+    ot.add_argument("--out", help="run folder (default: runs/ota-<time>)")
+    ot.set_defaults(func=_cmd_ota)
+
+    rp = sub.add_parser("replay", parents=[common], help="re-run the receiver on a SigMF recording of `testbed ota`")
+    rp.add_argument("recording", help="REC.sigmf-meta")
+    rp.add_argument("--images", help="folder with the reference images (default: the paths recorded)")
+    rp.add_argument("--out", help="run folder (default: runs/replay-<time>)")
+    rp.set_defaults(func=_cmd_replay)
+
+    ra = sub.add_parser("radios", parents=[common], help="attached radios: Plutos (libiio scan) and USRPs (UHD)")
+    ra.add_argument("--scan-network", action="store_true", help="also look for network radios (sends mDNS/UDP)")
+    ra.set_defaults(func=_cmd_radios)
+
+    lc = sub.add_parser("link-check", parents=[common],
+                        help="one Pluto in full duplex: apply the config, read it back, cyclic TX + RX capture")
+    lc.add_argument("--config", required=True, help="a pluto config (firmware_configs/pluto.yaml)")
+    lc.set_defaults(func=_cmd_link_check)
+
+    ca = sub.add_parser("calibrate", parents=[common],
+                        help="CFO between two Plutos from a known reference; suggests the RX xo_correction")
+    ca.add_argument("--config", required=True, help="a pluto config with uri (TX) and rx_uri (RX)")
+    ca.add_argument("--seconds", type=float, default=2.0)
+    ca.set_defaults(func=_cmd_calibrate)
+
+    pc = sub.add_parser("pluto-config", parents=[common], help="print a Pluto config.txt for the given address")
+    pc.add_argument("--ip", required=True, help="the Pluto's address, e.g. 192.168.3.1")
+    pc.add_argument("--hostname")
+    pc.add_argument("--xo-correction", type=float, default=40e6, help="reference frequency (Hz), from `testbed calibrate`")
+    pc.set_defaults(func=_cmd_pluto_config)
+
+    kbp = sub.add_parser("kb", help="source knowledge base")
+    kbsub = kbp.add_subparsers(dest="what", required=True)
+    kbb = kbsub.add_parser("build", parents=[common], help="build a source KB from a folder of images")
+    kbb.add_argument("--data", required=True, help="folder of images")
+    kbb.add_argument("--model", default="akb-v1", help="AKB codec whose embedder and KB size to use (default: %(default)s)")
+    kbb.add_argument("--provider", choices=["image", "clip"], default="image",
+                     help="image: the model's embedder.onnx; clip: LVM caption + CLIP text encoder (local weights)")
+    kbb.add_argument("--clip-dir", help="clip: folder with a CLIP text encoder and tokenizer")
+    kbb.add_argument("--captioner", help="clip: folder of a local image-to-text model")
+    kbb.add_argument("--entries", type=int, default=64, help="KB entries (at most 255; default %(default)s)")
+    kbb.add_argument("--crops-per-image", type=int, default=4)
+    kbb.add_argument("--seed", type=int, default=0)
+    kbb.add_argument("--out", required=True, help="KB file to write (.npz)")
+    kbb.set_defaults(func=_cmd_kb_build)
+
+    ea = sub.add_parser("export-akb", parents=[common],
+                        help="export an AKB checkpoint (and channel-KB policy) to ONNX graphs, KB and model card")
+    ea.add_argument("checkpoint", help="best.pt or checkpoint.pt from `testbed train akb`")
+    ea.add_argument("--policy", help="policy.onnx from `testbed train scheduler` (the channel KB)")
+    ea.add_argument("--scheduler-run", help="the scheduler's run folder (its training record goes into the card)")
+    ea.add_argument("--out", required=True, help="model folder to write, e.g. models/akb-v1")
+    ea.add_argument("--name", help="model name (default: the folder name)")
+    ea.add_argument("--description", default="")
+    ea.set_defaults(func=_cmd_export_akb)
 
     ev = sub.add_parser("eval", parents=[common], help="evaluate an ONNX codec through a software channel")
     ev.add_argument("--model", required=True, help="model folder or shipped model name")
@@ -289,6 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-separation", action="store_true", help="skip the JPEG/JPEG 2000 reference")
     ev.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
     ev.add_argument("--record-in-card", metavar="DATASET", help="store the summary in the model card under DATASET")
+    ev.add_argument("--no-ckb", action="store_true", help="AKB codec: fixed entropy-to-rate mapping instead of the channel-KB policy")
+    ev.add_argument("--no-skb", action="store_true", help="AKB codec: no source-KB conditioning")
+    ev.add_argument("--figures", action="store_true",
+                    help="AKB codec: save entropy map, rate map and reconstruction of the first image per SNR")
     ev.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", parents=[common], help="benchmarks")

@@ -49,7 +49,25 @@ class LoopbackConfig:
             raise ConfigError(f"channel.cfo_hz={self.channel.cfo_hz}: beyond the sample rate {self.ofdm.samp_rate:g}")
 
 
-KINDS = {"loopback": LoopbackConfig}
+@dataclass(frozen=True)
+class SigmfFileConfig:
+    """A SigMF recording as the "radio": the transmitter writes it (through the software channel),
+    the receiver reads it back. ``path`` is the base name (``PATH.sigmf-data``/``.sigmf-meta``)."""
+    kind: str
+    path: str = "runs/ota-recording"
+    ofdm: OfdmConfig = field(default_factory=OfdmConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
+    description: str = ""
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ConfigError("path: must not be empty")
+
+
+from .radio.config import PlutoConfig, UsrpConfig  # noqa: E402
+
+KINDS = {"loopback": LoopbackConfig, "sigmf": SigmfFileConfig, "pluto": PlutoConfig, "usrp": UsrpConfig}
+RADIO_KINDS = ("pluto", "usrp")   # kinds that open hardware
 
 
 def load_config(path: str | Path):

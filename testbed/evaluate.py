@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 ROW_FIELDS = [
     "image", "width", "height", "cbr", "symbols_per_location", "channel", "snr_db", "snr_rx_db",
     "psnr_db", "ms_ssim", "encode_ms", "decode_ms", "model", "model_sha256", "seed",
-    "capacity_bpp", "jpeg_psnr_db", "jpeg2000_psnr_db",
+    "capacity_bpp", "jpeg_psnr_db", "jpeg2000_psnr_db", "kb_index", "ckb", "skb",
 ]
 
 
@@ -47,6 +47,9 @@ class EvalOptions:
     cbr: float | None = None
     separation: bool = True
     threads: int = 0
+    ckb: bool = True          # AKB codecs: use the channel-KB policy (False: fixed entropy-to-rate map)
+    skb: bool = True          # AKB codecs: condition on the source KB
+    figures: bool = False     # AKB codecs: entropy/rate maps and reconstructions of the first image
 
 
 def parse_snrs(text: str) -> list[float]:
@@ -97,6 +100,7 @@ def summarise(rows: list[dict], snrs: list[float]) -> list[dict]:
         out.append({
             "snr_db": s,
             "psnr_db": _mean(x["psnr_db"] for x in r),
+            "cbr": _mean(x["cbr"] for x in r),
             "ms_ssim": _mean(x["ms_ssim"] for x in r),
             "n_images": len(r),
             "encode_ms": _mean(x["encode_ms"] for x in r),
@@ -110,19 +114,69 @@ def summarise(rows: list[dict], snrs: list[float]) -> list[dict]:
     return out
 
 
+class _V1Link:
+    """Codec v1 at a fixed number of symbols per location."""
+
+    def __init__(self, codec, cbr):
+        self.codec = codec
+        self.k = codec.symbols_for_cbr(cbr)
+        self.nominal_cbr = self.k / (sym.STRIDE * sym.STRIDE * 3)
+
+    def encode(self, img, snr):
+        h, w = img.shape[:2]
+        return self.codec.encode(img, snr, self.k), None, sym.cbr(self.k, h, w)
+
+    def decode(self, rx, snr_rx, side, h, w):
+        return self.codec.decode(rx, snr_rx, h, w)
+
+    def row(self, side):
+        return {"symbols_per_location": self.k}
+
+
+class _AkbLink:
+    """AKB codec at a target CBR (rate map from the entropy model and, with ckb, the policy)."""
+
+    def __init__(self, codec, cbr, ckb, skb):
+        self.codec = codec
+        self.nominal_cbr = 0.0625 if cbr is None else cbr
+        codec.check_cbr(self.nominal_cbr)
+        self.ckb, self.skb = ckb, skb
+        self.prev = None
+
+    def encode(self, img, snr):
+        h, w = img.shape[:2]
+        tx, side = self.codec.encode(img, snr, self.nominal_cbr, ckb=self.ckb, skb=self.skb)
+        return tx, side, self.codec.cbr(side, h, w)
+
+    def decode(self, rx, snr_rx, side, h, w):
+        return self.codec.decode(rx, snr_rx, side, h, w)
+
+    def row(self, side):
+        from .akb import ratemap as rm
+
+        rates = np.asarray(rm.RATE_SET)[side.levels]
+        return {"symbols_per_location": round(float(rates.mean()), 3), "kb_index": side.kb_index,
+                "ckb": int(self.ckb), "skb": int(self.skb)}
+
+
 def run_eval(opts: EvalOptions) -> dict:
+    from .akb.runtime import AkbCodec, open_codec
+
     if opts.channel not in CHANNELS:
         raise ValueError(f"--channel: {opts.channel!r} is not one of {', '.join(CHANNELS)}")
-    codec = OnnxCodec(opts.model, threads=opts.threads)
-    k = codec.symbols_for_cbr(opts.cbr)
+    codec = open_codec(opts.model, threads=opts.threads)
+    is_akb = isinstance(codec, AkbCodec)
+    if not is_akb and (not opts.ckb or not opts.skb or opts.figures):
+        raise ValueError(f"--no-ckb/--no-skb/--figures need an AKB codec; {codec.name} is a fixed-rate codec")
+    link = _AkbLink(codec, opts.cbr, opts.ckb, opts.skb) if is_akb else _V1Link(codec, opts.cbr)
     for s in opts.snrs_db:
         codec.check_snr(s)
     images, skipped = load_images(opts.data)
     out = Path(opts.out) if opts.out else default_run_dir("eval")
     out.mkdir(parents=True, exist_ok=True)
-    nominal_cbr = k / (sym.STRIDE * sym.STRIDE * 3)
-    log.info("eval %s (k=%d, CBR %.4f) on %d images x %d SNRs, %s channel -> %s",
-             codec.name, k, nominal_cbr, len(images), len(opts.snrs_db), opts.channel, out)
+    nominal_cbr = link.nominal_cbr
+    log.info("eval %s (CBR %.4f) on %d images x %d SNRs, %s channel -> %s",
+             codec.name, nominal_cbr, len(images), len(opts.snrs_db), opts.channel, out)
 
     interrupted = False
     rows: list[dict] = []
@@ -131,19 +185,22 @@ def run_eval(opts: EvalOptions) -> dict:
         try:
             for i, (path, img) in enumerate(images):
                 h, w = img.shape[:2]
-                cbr = sym.cbr(k, h, w)
                 for j, snr in enumerate(opts.snrs_db):
                     rng = np.random.default_rng([opts.seed, i, j])
                     t0 = time.perf_counter()
-                    tx = codec.encode(img, snr, k)
+                    tx, side, cbr = link.encode(img, snr)
                     t1 = time.perf_counter()
                     rx, snr_rx = apply_channel_np(tx, snr, opts.channel, rng)
                     t2 = time.perf_counter()
-                    rec = codec.decode(rx, snr_rx, h, w)
+                    rec = link.decode(rx, snr_rx, side, h, w)
                     t3 = time.perf_counter()
+                    if opts.figures and i == 0:
+                        from .akb.figures import save_figures
+
+                        save_figures(out, path.stem, img, rec, side, snr, cbr)
                     row = {
                         "image": path.name, "width": w, "height": h, "cbr": round(cbr, 6),
-                        "symbols_per_location": k, "channel": opts.channel, "snr_db": snr,
+                        **link.row(side), "channel": opts.channel, "snr_db": snr,
                         "snr_rx_db": round(snr_rx, 3), "psnr_db": psnr(img, rec),
                         "ms_ssim": ms_ssim(img, rec), "encode_ms": (t1 - t0) * 1e3,
                         "decode_ms": (t3 - t2) * 1e3, "model": codec.name,
@@ -169,7 +226,10 @@ def run_eval(opts: EvalOptions) -> dict:
         "model_dir": str(codec.dir),
         "model_sha256": codec.sha256,
         "cbr": round(nominal_cbr, 6),
-        "symbols_per_location": k,
+        "cbr_actual": _mean(r["cbr"] for r in rows),
+        "symbols_per_location": _mean(r["symbols_per_location"] for r in rows),
+        "ckb": opts.ckb if is_akb else None,
+        "skb": opts.skb if is_akb else None,
         "channel": opts.channel,
         "seed": opts.seed,
         "data": str(opts.data),

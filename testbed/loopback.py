@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from .codec.runtime import OnnxCodec
 from .evaluate import default_run_dir, load_images
 from .metrics import ms_ssim, psnr
 from .phy.config import OfdmConfig
@@ -32,7 +29,7 @@ ROW_FIELDS = [
     "image", "width", "height", "cbr", "symbols_per_location", "snr_db", "snr_est_db", "snr_eff_db",
     "cfo_hz", "cfo_est_hz", "sco_ppm", "delay_samples", "multipath", "samp_rate", "frames_sent",
     "frames_decoded", "missing_frames", "psnr_db", "ms_ssim", "encode_ms", "decode_ms", "latency_ms",
-    "model", "model_sha256", "seed",
+    "model", "model_sha256", "seed", "kb_index", "ckb", "skb",
 ]
 
 
@@ -53,6 +50,8 @@ class LoopbackOptions:
     idle_s: float = 3.0        # stop this long after the last frame once everything is sent
     ms_ssim: bool = True
     threads: int = 0
+    ckb: bool = True           # AKB codecs: channel-KB policy (False: fixed entropy-to-rate mapping)
+    skb: bool = True           # AKB codecs: source-KB conditioning
 
 
 def _check(opts: LoopbackOptions) -> None:
@@ -100,96 +99,32 @@ class _Interrupt:
         return False
 
 
-def run_one_snr(codec: OnnxCodec, k: int, images, snr_db: float, opts: LoopbackOptions, emit,
+def run_one_snr(codec, k: int, images, snr_db: float, opts: LoopbackOptions, emit,
                 intr: _Interrupt | None = None) -> dict:
     """One flowgraph run over all images at one SNR; ``emit(row)`` gets each finished row."""
-    from gnuradio import gr
-
-    from .gr.jscc_decoder import jscc_decoder
-    from .gr.jscc_encoder import jscc_encoder
     from .gr.loopback_channel import loopback_channel
-    from .gr.ofdm_rx import ofdm_rx
-    from .gr.ofdm_tx import ofdm_tx
+    from .linkrun import run_link
 
     cfg = opts.ofdm
-    refs: dict[int, np.ndarray] = {}
-    done_q: "queue.Queue[tuple[dict, np.ndarray]]" = queue.Queue()
-    tb = gr.top_block("jscc_loopback")
-    enc = jscc_encoder(codec, cfg, snr_db=snr_db, symbols_per_location=k)
-    tx = ofdm_tx(cfg)
-    chan = loopback_channel(cfg, snr_db, cfo_hz=opts.cfo_hz, sco_ppm=opts.sco_ppm, delay_samples=opts.delay_samples,
-                            multipath=opts.multipath, seed=opts.seed, delay_spread_s=opts.delay_spread_s)
-    rx = ofdm_rx(cfg)
-    dec = jscc_decoder(codec, on_image=lambda rec, img: done_q.put((rec, img)), references=refs)
-    tb.msg_connect(enc, "frames", tx, "frames")
-    tb.msg_connect(enc, "flush", tx, "flush")
-    tb.connect(tx, chan, rx)
-    tb.msg_connect(rx, "frames", dec, "frames")
-    sent: dict[int, dict] = {}
-    by_id = {}
-    finished = 0
-    t_start = time.monotonic()
 
-    def drain(block: bool = False):
-        nonlocal finished
-        while True:
-            try:
-                rec, img = done_q.get(timeout=0.2) if block else done_q.get_nowait()
-            except queue.Empty:
-                return
-            block = False
-            s = sent.get(rec["image_id"])
-            if s is None:
-                log.warning("decoded image id %d that was not sent in this run; ignored", rec["image_id"])
-                continue
-            path, ref = by_id[rec["image_id"]]
-            row = _row(path, ref, img, rec, s, snr_db, codec, k, opts)
-            emit(row)
-            s["done"] = True
-            finished += 1
-            check()
+    def connect(tb, tx, rx):
+        chan = loopback_channel(cfg, snr_db, cfo_hz=opts.cfo_hz, sco_ppm=opts.sco_ppm,
+                                delay_samples=opts.delay_samples, multipath=opts.multipath, seed=opts.seed,
+                                delay_spread_s=opts.delay_spread_s)
+        tb.connect(tx, chan, rx)
+        return [chan]
 
-    check = intr.check if intr is not None else (lambda: None)
-    tb.start()
-    try:
-        for i, (path, img) in enumerate(images):
-            check()
-            refs[i & 0xFFFF] = img
-            by_id[i & 0xFFFF] = (path, img)
-            t0 = time.monotonic()
-            info = enc.send(img, image_id=i, name=path.name)
-            sent[info["image_id"]] = {**info, "t_sent": t0, "done": False}
-            drain()
-        # wait for the receiver: all images back, or no frame for idle_s
-        while finished < len(images):
-            check()
-            drain(block=True)
-            if time.monotonic() - max(dec.last_frame_time, sent[max(sent)]["t_sent"]) > opts.idle_s:
-                break
-        dec.flush()
-        drain()
-    finally:
-        tb.stop()
-        tb.wait()
-    for iid, s in sent.items():   # images of which not one frame arrived
-        if not s["done"]:
-            path, ref = by_id[iid]
-            emit(_row(path, ref, None, {"frames_decoded": 0, "missing_frames": list(range(s["frames"]))},
-                      s, snr_db, codec, k, opts))
-    wall = time.monotonic() - t_start
-    tx_samples = int(tx.shaper.nitems_written(0))
-    counters = {**rx.counters(), "frames_sent": enc.frames_sent, "frames_delivered": dec.frames_received,
-                "tx_samples": tx_samples, "samples_per_s": tx_samples / wall,
-                "real_time_factor": tx_samples / wall / opts.ofdm.samp_rate,
-                "wrong_model": dec.wrong_model, "tx_bursts": tx.shaper.bursts, "tx_clipped_samples": tx.shaper.clipped,
-                "wall_s": wall}
-    return counters
+    return run_link(codec, k, images, cfg=cfg, tx_snr_db=snr_db, cbr=opts.cbr, ckb=opts.ckb, skb=opts.skb,
+                    connect=connect, make_row=lambda path, ref, img, rec, s: _row(path, ref, img, rec, s, snr_db,
+                                                                                   codec, k, opts),
+                    emit=emit, idle_s=opts.idle_s, check=intr.check if intr is not None else None)
 
 
 def _row(path, ref, img, rec, s, snr_db, codec, k, opts) -> dict:
     h, w = ref.shape[:2]
     row = {
-        "image": path.name, "width": w, "height": h, "cbr": round(s["cbr"], 6), "symbols_per_location": k,
+        "image": path.name, "width": w, "height": h, "cbr": round(s["cbr"], 6),
+        "symbols_per_location": k or rec.get("symbols_per_location"),
         "snr_db": snr_db, "snr_est_db": rec.get("snr_est_db"), "snr_eff_db": rec.get("snr_eff_db"),
         "cfo_hz": opts.cfo_hz, "cfo_est_hz": rec.get("cfo_est_hz"), "sco_ppm": opts.sco_ppm,
         "delay_samples": opts.delay_samples, "multipath": opts.multipath, "samp_rate": opts.ofdm.samp_rate,
@@ -199,6 +134,8 @@ def _row(path, ref, img, rec, s, snr_db, codec, k, opts) -> dict:
         "latency_ms": (rec["decoded_at"] - s["t_sent"]) * 1e3 if "decoded_at" in rec else None,
         "model": codec.name, "model_sha256": codec.sha256, "seed": opts.seed,
     }
+    if not k:
+        row.update({"kb_index": rec.get("kb_index"), "ckb": int(opts.ckb), "skb": int(opts.skb)})
     if img is not None:
         row["psnr_db"] = psnr(ref, img)
         row["ms_ssim"] = ms_ssim(ref, img) if opts.ms_ssim else None
@@ -212,8 +149,19 @@ def _mean(vals):
 
 def run_loopback(opts: LoopbackOptions) -> dict:
     _check(opts)
-    codec = OnnxCodec(opts.model, threads=opts.threads)
-    k = codec.symbols_for_cbr(opts.cbr)
+    from .akb.runtime import AkbCodec, open_codec
+
+    codec = open_codec(opts.model, threads=opts.threads)
+    if isinstance(codec, AkbCodec):
+        k = 0   # variable rate: a rate map per image
+        nominal_cbr = 0.0625 if opts.cbr is None else opts.cbr
+        codec.check_cbr(nominal_cbr)
+        opts.cbr = nominal_cbr
+    else:
+        if not opts.ckb or not opts.skb:
+            raise ValueError(f"--no-ckb/--no-skb need an AKB codec; {codec.name} is a fixed-rate codec")
+        k = codec.symbols_for_cbr(opts.cbr)
+        nominal_cbr = k / 768
     for s in opts.snrs_db:
         codec.check_snr(s)
     images, skipped = load_images(opts.images)
@@ -259,7 +207,9 @@ def run_loopback(opts: LoopbackOptions) -> dict:
             "complete": snr in counters,
         })
     summary = {
-        "model": codec.name, "model_sha256": codec.sha256, "cbr": round(k / 768, 6), "symbols_per_location": k,
+        "model": codec.name, "model_sha256": codec.sha256, "cbr": round(nominal_cbr, 6),
+        "cbr_actual": _mean(x["cbr"] for x in rows), "symbols_per_location": k or None,
+        "ckb": opts.ckb if not k else None, "skb": opts.skb if not k else None,
         "images": str(opts.images), "n_images": len(images), "skipped": skipped, "seed": opts.seed,
         "impairments": {"cfo_hz": opts.cfo_hz, "sco_ppm": opts.sco_ppm, "delay_samples": opts.delay_samples,
                         "multipath": opts.multipath},
@@ -271,7 +221,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
         from .plotting import plot_psnr_vs_snr
 
         plot_psnr_vs_snr([{**r, "jpeg_psnr_db": None, "jpeg2000_psnr_db": None} for r in results],
-                         out / "psnr_vs_snr.png", title=f"loopback {codec.name}, CBR {k / 768:.4f}, {len(images)} images")
+                         out / "psnr_vs_snr.png", title=f"loopback {codec.name}, CBR {nominal_cbr:.4f}, {len(images)} images")
     if interrupted:
         raise KeyboardInterrupt
     return summary

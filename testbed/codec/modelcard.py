@@ -46,7 +46,8 @@ class ModelCard:
 _REQUIRED = {f.name for f in fields(ModelCard)} - {"evaluation", "description"}
 
 
-def load_card(path: str | Path) -> ModelCard:
+def load_card(path: str | Path):
+    """A validated card: :class:`ModelCard` (codec v1) or :class:`testbed.akb.card.AkbCard`."""
     from ..configfile import ConfigError, load_yaml
 
     p = Path(path)
@@ -54,6 +55,10 @@ def load_card(path: str | Path) -> ModelCard:
         data = load_yaml(p, "model card")
     except ConfigError as e:
         raise ModelCardError(str(e)) from None
+    if data.get("codec") == "akb-jscc":
+        from ..akb.card import validate_card
+
+        return validate_card(p, data)
     known = {f.name for f in fields(ModelCard)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -355,7 +356,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                     v = validate(_eval_model(), sub, 10.0, k_val, device)
                     vals.append(v)
                     vlog.append({"step": step, "snr_db": 10.0, "symbols_per_location": k_val, "val_psnr_db": v})
-                    bar.write(f"step {step}: val PSNR {v:.2f} dB (SNR 10 dB, k={k_val})")
+                    bar.write(f"step {step}: val PSNR {v:.2f} dB (SNR 10 dB, k={k_val})", file=sys.stderr)
                 if float(np.mean(vals)) > best:
                     best = float(np.mean(vals))
                     _save_checkpoint(out / "best.pt", model, opt, step, cfg, rng, gen, best, ema)

@@ -2,7 +2,9 @@
 
 Input: bursts tagged with the length tag (as the cyclic prefixer emits them). Output: each burst
 scaled to the configured RMS, clipped, followed by ``gap`` zeros (radios such as the Pluto only
-send full buffers, and the receiver needs samples after a frame to finish it).
+send full buffers, and the receiver needs samples after a frame to finish it). ``tx_sob`` marks
+the first sample of a burst and ``tx_eob`` the last of its trailing zeros (what gr-uhd's USRP
+sink needs to send bursts); flush zeros form bursts of their own.
 
 Message input ``flush``: a dict ``{"after": N, "samples": M}`` asks for M more zeros once N
 bursts have gone out (sent after the last frame of an image, so that the receiver's look-ahead
@@ -24,6 +26,7 @@ class burst_shaper(gr.basic_block):
         self.len_key = pmt.intern(len_tag)
         self.remaining = 0      # samples of the current burst still to copy
         self.pad_left = 0       # zeros still to emit after a burst
+        self.in_burst = False   # between a tx_sob and its tx_eob
         self.bursts = 0
         self.clipped = 0
         self.flushes: list[tuple[int, int]] = []
@@ -52,7 +55,15 @@ class burst_shaper(gr.basic_block):
         if self.pad_left:
             n = min(self.pad_left, len(out))
             out[:n] = 0
+            if not self.in_burst:   # flush zeros after a finished burst: a burst of their own
+                self.add_item_tag(0, self.nitems_written(0), pmt.intern("tx_sob"), pmt.PMT_T)
+                self.in_burst = True
             self.pad_left -= n
+            if self.pad_left == 0:
+                self._due_flush()
+                if self.pad_left == 0:   # the burst (frame + gap [+ flush]) ends here
+                    self.add_item_tag(0, self.nitems_written(0) + n - 1, pmt.intern("tx_eob"), pmt.PMT_T)
+                    self.in_burst = False
             return n
         if self.remaining == 0:
             if len(inp) == 0:
@@ -67,6 +78,7 @@ class burst_shaper(gr.basic_block):
                 return n
             self.remaining = int(pmt.to_long(tags[0].value))
             self.add_item_tag(0, self.nitems_written(0), pmt.intern("tx_sob"), pmt.PMT_T)
+            self.in_burst = True
             self.bursts += 1
             del r0
         n = min(self.remaining, len(inp), len(out))
@@ -75,6 +87,8 @@ class burst_shaper(gr.basic_block):
         self.consume(0, n)
         self.remaining -= n
         if self.remaining == 0:
-            self.add_item_tag(0, self.nitems_written(0) + n - 1, pmt.intern("tx_eob"), pmt.PMT_T)
             self.pad_left = self.gap
+            if self.gap == 0:
+                self.add_item_tag(0, self.nitems_written(0) + n - 1, pmt.intern("tx_eob"), pmt.PMT_T)
+                self.in_burst = False
         return n

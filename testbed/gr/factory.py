@@ -21,10 +21,11 @@ def ofdm_config(path: str = "") -> OfdmConfig:
 
 
 def codec(model: str = ""):
-    from ..codec.runtime import OnnxCodec
+    """The fixed-rate or AKB codec named by ``model`` (by its model card)."""
+    from ..akb.runtime import open_codec
     from ..registry import DEFAULT_MODEL
 
-    return OnnxCodec(model or DEFAULT_MODEL)
+    return open_codec(model or DEFAULT_MODEL)
 
 
 def ofdm_tx(ofdm_config_path: str = ""):
@@ -39,10 +40,13 @@ def ofdm_rx(ofdm_config_path: str = ""):
     return blk(ofdm_config(ofdm_config_path))
 
 
-def jscc_encoder(model: str = "", snr_db: float = 10.0, cbr: float = 0.0, ofdm_config_path: str = ""):
+def jscc_encoder(model: str = "", snr_db: float = 10.0, cbr: float = 0.0, ofdm_config_path: str = "",
+                 ckb: bool = True, skb: bool = True):
     from .jscc_encoder import jscc_encoder as blk
 
     c = codec(model)
+    if hasattr(c, "check_cbr"):  # AKB codec: a rate map per image within the target CBR
+        return blk(c, ofdm_config(ofdm_config_path), snr_db=snr_db, cbr=cbr or None, ckb=ckb, skb=skb)
     return blk(c, ofdm_config(ofdm_config_path), snr_db=snr_db, symbols_per_location=c.symbols_for_cbr(cbr or None))
 
 

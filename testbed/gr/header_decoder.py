@@ -54,7 +54,7 @@ class header_decoder(gr.basic_block):
         sc = float(meta.get("sc_cfo", 0.0))
         cfo_sub = off + sc + st.phase_rate / (2 * np.pi) * cfg.fft_len / cfg.symbol_len
         reply = {
-            "frame_len": framing.payload_ofdm_symbols(h.n_payload, cfg),
+            "frame_len": framing.payload_ofdm_symbols(h.n_payload, cfg, h.side_info_len),
             **{f"h_{k}": v for k, v in h.as_dict().items()},
             "eq_taps": st.taps,
             "eq_noise": st.noise_var,

@@ -19,6 +19,7 @@ from gnuradio import gr
 
 from ..phy import framing
 from ..phy.header import FrameHeader
+from ..phy.sideinfo import SideInfo
 from .pmtutil import pdu, split_pdu
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class jscc_decoder(gr.basic_block):
         self.last_frame_time = time.monotonic()
         self.last_snr_db = float("nan")
         self.wrong_model = 0
+        self.wrong_kb = 0          # images whose source-KB hash differs from this receiver's KB
         self.expect_references = False   # set once a reference message arrives
         self.deferred: dict[int, tuple[dict, np.ndarray]] = {}
         self.message_port_register_in(pmt.intern("frames"))
@@ -65,10 +67,15 @@ class jscc_decoder(gr.basic_block):
         try:
             meta, data = split_pdu(msg)
             h = FrameHeader(**{k[2:]: int(v) for k, v in meta.items() if k.startswith("h_")})
+            side = None
+            if "side_levels" in meta:
+                side = SideInfo(kb_index=int(meta["side_kb_index"]), kb_hash=int(meta.get("side_kb_hash", 0)),
+                                levels=np.asarray(meta["side_levels"], np.int64).reshape(
+                                    int(meta["side_hb"]), int(meta["side_wb"])))
             fr = framing.FrameRx(header=h, symbols=np.asarray(data, np.complex64),
                                  snr_db=float(meta.get("snr_eff_db", meta.get("snr_db"))),
                                  cfo_hz=float(meta.get("cfo_hz", float("nan"))),
-                                 extra={"snr_db": float(meta.get("snr_db", float("nan")))})
+                                 extra={"snr_db": float(meta.get("snr_db", float("nan")))}, side=side)
         except Exception as e:
             log.warning("jscc_decoder: malformed frame dropped (%s)", e)
             return
@@ -97,12 +104,34 @@ class jscc_decoder(gr.basic_block):
                         img.image_id, img.missing_frames, img.frame_count)
         snr_eff = img.snr_db()
         t0 = time.perf_counter()
-        rec = self.codec.decode(img.stream, snr_eff if np.isfinite(snr_eff) else 10.0, img.height, img.width)
+        snr_dec = snr_eff if np.isfinite(snr_eff) else 10.0
+        if img.side is not None:
+            from ..akb.runtime import NO_KB, AkbSide
+            from ..phy.sideinfo import kb_hash16
+
+            rx_hash = kb_hash16(self.codec.kb.sha256)
+            if img.side.kb_index != NO_KB and img.side.kb_hash != rx_hash:
+                self.wrong_kb += 1
+                log.warning("image %d: source-KB mismatch: the transmitter's KB is %04x..., this receiver holds "
+                            "%04x... (%s); not decoded", img.image_id, img.side.kb_hash, rx_hash,
+                            self.codec.kb.sha256[:12])
+                return
+
+            try:
+                rec = self.codec.decode(img.stream, snr_dec, AkbSide(img.side.levels, img.side.kb_index),
+                                        img.height, img.width)
+            except Exception as e:  # e.g. a KB index this receiver's KB does not have
+                log.warning("image %d not decoded: %s", img.image_id, e)
+                return
+        else:
+            rec = self.codec.decode(img.stream, snr_dec, img.height, img.width)
         dec_ms = (time.perf_counter() - t0) * 1e3
         ch_snr = [f.extra["snr_db"] for f in img.frames.values()]
         record = {
             "image_id": img.image_id, "height": img.height, "width": img.width,
-            "symbols_per_location": img.symbols_per_location,
+            "symbols_per_location": img.symbols_per_location if img.side is None else _mean_rate(img.side.levels,
+                                                                                                img.height, img.width),
+            "kb_index": img.side.kb_index if img.side is not None else -1,
             "frames_expected": img.frame_count, "frames_decoded": img.frames_decoded,
             "missing_frames": img.missing_frames,
             "snr_est_db": float(10 * np.log10(np.mean([10 ** (s / 10) for s in ch_snr]))) if ch_snr else float("nan"),
@@ -130,3 +159,10 @@ class jscc_decoder(gr.basic_block):
         meta = {k: v for k, v in record.items() if k != "missing_frames"}
         meta["missing_frames"] = ",".join(map(str, record["missing_frames"]))
         self.message_port_pub(pmt.intern("images"), pdu(meta, rec.reshape(-1)))
+
+
+def _mean_rate(levels, height, width) -> float:
+    from ..akb.ratemap import location_grid, n_symbols
+
+    h, w = location_grid(height, width)
+    return round(n_symbols(levels, h, w) / (h * w), 3)

@@ -5,6 +5,10 @@ Message input ``image``: a PDU whose data is the RGB image (u8vector, H*W*3) and
 has ``height``, ``width`` and optionally ``image_id`` and ``name``. Message output ``frames``:
 one PDU per frame (header BPSK + analog payload symbols) with metadata: image id, frame index
 and count, size, symbols per location, CBR, model sha256. :meth:`send` does the same from Python.
+
+With an AKB codec (:class:`testbed.akb.runtime.AkbCodec`) the encoder works at a target ``cbr``:
+per image it retrieves the source-KB entry, runs the entropy model and the channel-KB policy
+(``ckb``/``skb`` switch them off), and sends the rate map and KB index as side information.
 """
 from __future__ import annotations
 
@@ -18,19 +22,30 @@ from gnuradio import gr
 from ..codec import symbols as sym
 from ..phy import framing
 from ..phy.config import OfdmConfig
+from ..phy.sideinfo import SideInfo, kb_hash16
 from .pmtutil import pdu, split_pdu, to_pmt
 
 log = logging.getLogger(__name__)
 
 
 class jscc_encoder(gr.basic_block):
-    def __init__(self, codec, cfg: OfdmConfig, snr_db: float = 10.0, symbols_per_location: int | None = None):
+    def __init__(self, codec, cfg: OfdmConfig, snr_db: float = 10.0, symbols_per_location: int | None = None,
+                 cbr: float | None = None, ckb: bool = True, skb: bool = True):
         gr.basic_block.__init__(self, name="jscc_encoder", in_sig=None, out_sig=None)
         self.codec, self.cfg = codec, cfg
         self.snr_db = float(snr_db)
-        self.k = int(symbols_per_location or codec.symbols_for_cbr(None))
+        self.variable_rate = hasattr(codec, "check_cbr")  # an AKB codec: rate map per image
+        if self.variable_rate:
+            self.cbr = 0.0625 if cbr is None else float(cbr)
+            codec.check_cbr(self.cbr)
+            self.ckb, self.skb = ckb, skb
+            self.prev_offsets = None
+            self.k = 0
+        else:
+            self.k = int(symbols_per_location or codec.symbols_for_cbr(cbr))
         self.next_id = 0
         self.frames_sent = 0
+        self.flush_samples = cfg.flush_samples()   # zeros after each image (front-ends may ask for more)
         self.message_port_register_in(pmt.intern("image"))
         self.message_port_register_out(pmt.intern("frames"))
         self.message_port_register_out(pmt.intern("flush"))
@@ -52,19 +67,29 @@ class jscc_encoder(gr.basic_block):
         self.next_id = int(image_id) + 1
         h, w = img.shape[:2]
         t0 = time.perf_counter()
-        s = self.codec.encode(img, self.snr_db, self.k)
+        side = None
+        if self.variable_rate:
+            s, akb_side = self.codec.encode(img, self.snr_db, self.cbr, ckb=self.ckb, skb=self.skb,
+                                            prev_offsets=self.prev_offsets)
+            self.prev_offsets = akb_side.offsets
+            side = SideInfo(kb_index=akb_side.kb_index, levels=akb_side.levels,
+                            kb_hash=kb_hash16(self.codec.kb.sha256))
+            cbr = self.codec.cbr(akb_side, h, w)
+        else:
+            s = self.codec.encode(img, self.snr_db, self.k)
+            cbr = sym.cbr(self.k, h, w)
         enc_ms = (time.perf_counter() - t0) * 1e3
         frames = framing.make_frames(s, image_id=int(image_id), height=h, width=w, symbols_per_location=self.k,
-                                     model_sha256=self.codec.sha256, cfg=self.cfg)
-        cbr = sym.cbr(self.k, h, w)
+                                     model_sha256=self.codec.sha256, cfg=self.cfg, side=side)
         for fh, payload in frames:
             meta = {"image_id": fh.image_id, "frame_index": fh.frame_index, "frame_count": fh.frame_count,
                     "height": h, "width": w, "symbols_per_location": self.k, "cbr": cbr,
                     "model_sha256": self.codec.sha256, "name": name}
-            self.message_port_pub(pmt.intern("frames"), pdu(meta, framing.frame_symbols(fh, payload, self.cfg)))
+            self.message_port_pub(pmt.intern("frames"),
+                                  pdu(meta, framing.frame_symbols(fh, payload, self.cfg, side)))
         self.frames_sent += len(frames)
         # after the image's last burst, zeros that fill the receiver's look-ahead
         self.message_port_pub(pmt.intern("flush"), to_pmt({"after": self.frames_sent,
-                                                            "samples": self.cfg.flush_samples()}))
+                                                            "samples": self.flush_samples}))
         return {"image_id": int(image_id) & 0xFFFF, "frames": len(frames), "encode_ms": enc_ms,
                 "n_symbols": int(s.size), "cbr": cbr}

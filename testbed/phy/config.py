@@ -129,6 +129,10 @@ class OfdmConfig:
     def symbol_len(self) -> int:
         return self.fft_len + self.cp_len
 
+    def occupied_bandwidth_hz(self) -> float:
+        """Width of the used carriers (-occupied..occupied), Hz."""
+        return (2 * self.occupied + 1) * self.samp_rate / self.fft_len
+
     @property
     def subcarrier_spacing_hz(self) -> float:
         return self.samp_rate / self.fft_len

@@ -165,11 +165,13 @@ def estimate_from_header(Yh: np.ndarray, H0: np.ndarray, cfg: OfdmConfig
 
 
 def equalize_payload(Yp: np.ndarray, st: ChannelState, n_payload: int, cfg: OfdmConfig,
-                     phase_window: int = 5) -> tuple[np.ndarray, dict]:
+                     phase_window: int = 5, n_side: int = 0) -> tuple[np.ndarray, dict]:
     """Equalise payload symbols ``Yp`` [n_syms, fft_len] (carrier-aligned) -> complex [n_payload].
 
-    Returns the symbols and diagnostics (pilot SNR, fitted timing drift)."""
-    n_syms = -(-n_payload // cfg.n_data)
+    Returns the symbols and diagnostics (pilot SNR, fitted timing drift). With ``n_side`` > 0 the
+    first ``n_side`` OFDM symbols are a BPSK side-information block (not spread); its equalised
+    symbols are returned in ``diag["side_symbols"]``."""
+    n_syms = n_side + -(-n_payload // cfg.n_data)
     if Yp.shape[0] < n_syms:
         raise ValueError(f"{Yp.shape[0]} payload OFDM symbols, expected {n_syms}")
     Yp = Yp[:n_syms].astype(np.complex128)
@@ -217,7 +219,8 @@ def equalize_payload(Yp: np.ndarray, st: ChannelState, n_payload: int, cfg: Ofdm
     X = Yp[:, db] * rot * W[None, :] / mu
     from .framing import despread
 
-    out = despread(X.ravel(), cfg.n_data)[:n_payload]
+    side = X[:n_side].ravel()
+    out = despread(X[n_side:].ravel(), cfg.n_data)[:n_payload]
     # pilot residual SNR (diagnostic)
     gp = np.maximum(np.abs(H[pb]) ** 2, 1e-15)
     pr = zc * np.exp(-1j * phase)[:, None] / gp[None, :] - 1.0
@@ -229,4 +232,6 @@ def equalize_payload(Yp: np.ndarray, st: ChannelState, n_payload: int, cfg: Ofdm
         "timing_drift_samples_per_symbol": float(-b * cfg.fft_len / (2 * np.pi)),
         "phase_rate_rad_per_symbol": float(np.polyfit(s, np.unwrap(phase), 1)[0]) if n_syms > 1 else 0.0,
     }
+    if n_side:
+        diag["side_symbols"] = side.astype(np.complex64)
     return out, diag

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import header as hdr
+from . import sideinfo
 from .config import OfdmConfig
+from .sideinfo import SideInfo
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +30,21 @@ def model_hash32(sha256_hex: str) -> int:
 
 
 def make_frames(symbols: np.ndarray, *, image_id: int, height: int, width: int, symbols_per_location: int,
-                model_sha256: str, cfg: OfdmConfig) -> list[tuple[hdr.FrameHeader, np.ndarray]]:
-    """Cut one image's complex symbol stream into (header, payload) frames."""
+                model_sha256: str, cfg: OfdmConfig, side: SideInfo | None = None
+                ) -> list[tuple[hdr.FrameHeader, np.ndarray]]:
+    """Cut one image's complex symbol stream into (header, payload) frames.
+
+    Variable-rate images (``side`` given, ``symbols_per_location`` 0) repeat the side information
+    in every frame; it takes room from the frame's analog payload."""
     s = np.asarray(symbols, dtype=np.complex64).ravel()
     if s.size == 0:
         raise ValueError("no symbols to send")
-    count = -(-s.size // cfg.payload_symbols_per_frame)
+    side_len = len(side.to_bytes()) - 4 if side is not None else 0
+    capacity = cfg.payload_symbols_per_frame - sideinfo.ofdm_symbols(side_len, cfg.n_data) * cfg.n_data
+    if capacity < cfg.n_data:
+        raise ValueError(f"side information of {side_len} bytes leaves no room for payload in a frame of "
+                         f"{cfg.payload_symbols_per_frame} symbols; raise payload_symbols_per_frame")
+    count = -(-s.size // capacity)
     if count > 65535:
         raise ValueError(f"{s.size} symbols need {count} frames; raise payload_symbols_per_frame")
     frames = []
@@ -41,8 +52,9 @@ def make_frames(symbols: np.ndarray, *, image_id: int, height: int, width: int, 
         part = s[i::count]
         part = part[frame_permutation(part.size)]
         h = hdr.FrameHeader(image_id=image_id & 0xFFFF, frame_index=i, frame_count=count, height=height,
-                            width=width, symbols_per_location=symbols_per_location, n_payload=part.size,
-                            payload_offset=i, model_hash=model_hash32(model_sha256))
+                            width=width, symbols_per_location=0 if side is not None else symbols_per_location,
+                            n_payload=part.size, payload_offset=i, model_hash=model_hash32(model_sha256),
+                            side_info_len=side_len)
         frames.append((h, part))
     return frames
 
@@ -74,18 +86,26 @@ def despread(y: np.ndarray, n_data: int) -> np.ndarray:
     return (np.fft.ifft(m, axis=1) * np.sqrt(n_data) * _signs(n_data)[None, :]).astype(np.complex64).ravel()
 
 
-def frame_symbols(h: hdr.FrameHeader, payload: np.ndarray, cfg: OfdmConfig) -> np.ndarray:
-    """Symbols handed to the carrier allocator: header BPSK then the spread payload, zero-padded
-    to whole OFDM symbols."""
+def frame_symbols(h: hdr.FrameHeader, payload: np.ndarray, cfg: OfdmConfig, side: SideInfo | None = None
+                  ) -> np.ndarray:
+    """Symbols handed to the carrier allocator: header BPSK, the side-information BPSK (variable-rate
+    images), then the spread payload, zero-padded to whole OFDM symbols."""
     head = hdr.modulate(h, cfg.header_repetition, cfg.n_data)
     n_pay = -(-payload.size // cfg.n_data) * cfg.n_data
     pay = np.zeros(n_pay, np.complex64)
     pay[:payload.size] = payload
-    return np.concatenate([head, spread(pay, cfg.n_data)])
+    parts = [head]
+    if h.side_info_len:
+        if side is None:
+            raise ValueError(f"frame header announces {h.side_info_len} bytes of side information; none given")
+        parts.append(sideinfo.modulate(side, cfg.n_data))
+    parts.append(spread(pay, cfg.n_data))
+    return np.concatenate(parts)
 
 
-def payload_ofdm_symbols(n_payload: int, cfg: OfdmConfig) -> int:
-    return -(-n_payload // cfg.n_data)
+def payload_ofdm_symbols(n_payload: int, cfg: OfdmConfig, side_info_len: int = 0) -> int:
+    """OFDM symbols after the header: side information (if any) and analog payload."""
+    return sideinfo.ofdm_symbols(side_info_len, cfg.n_data) + -(-n_payload // cfg.n_data)
 
 
 @dataclass
@@ -96,6 +116,7 @@ class FrameRx:
     snr_db: float                # per-frame SNR estimate
     cfo_hz: float = float("nan")
     extra: dict = field(default_factory=dict)
+    side: SideInfo | None = None  # variable-rate images: rate map and KB index
 
 
 @dataclass
@@ -109,6 +130,7 @@ class ImageRx:
     frame_count: int
     stream: np.ndarray
     frames: dict[int, FrameRx] = field(default_factory=dict)
+    side: SideInfo | None = None
 
     @property
     def frames_decoded(self) -> int:
@@ -140,25 +162,39 @@ class Reassembler:
         self.current: ImageRx | None = None
         self.inconsistent = 0
 
-    def _new(self, h: hdr.FrameHeader) -> ImageRx:
-        n = h.symbols_per_location * (-(-h.height // 16)) * (-(-h.width // 16))
+    def _new(self, h: hdr.FrameHeader, side: SideInfo | None) -> ImageRx:
+        if side is not None:
+            from ..akb.ratemap import location_grid, n_symbols
+
+            n = n_symbols(side.levels, *location_grid(h.height, h.width))
+        else:
+            n = h.symbols_per_location * (-(-h.height // 16)) * (-(-h.width // 16))
         return ImageRx(image_id=h.image_id, height=h.height, width=h.width,
                        symbols_per_location=h.symbols_per_location, model_hash=h.model_hash,
-                       n_symbols=n, frame_count=h.frame_count, stream=np.zeros(n, np.complex64))
+                       n_symbols=n, frame_count=h.frame_count, stream=np.zeros(n, np.complex64), side=side)
 
-    def _matches(self, img: ImageRx, h: hdr.FrameHeader) -> bool:
-        return (img.image_id, img.height, img.width, img.symbols_per_location, img.frame_count,
-                img.model_hash) == (h.image_id, h.height, h.width, h.symbols_per_location,
-                                    h.frame_count, h.model_hash)
+    def _matches(self, img: ImageRx, fr: FrameRx) -> bool:
+        h = fr.header
+        same_side = (img.side is None and fr.side is None) or (
+            img.side is not None and fr.side is not None and img.side.kb_index == fr.side.kb_index
+            and np.array_equal(img.side.levels, fr.side.levels))
+        return same_side and (img.image_id, img.height, img.width, img.symbols_per_location, img.frame_count,
+                              img.model_hash) == (h.image_id, h.height, h.width, h.symbols_per_location,
+                                                  h.frame_count, h.model_hash)
 
     def add(self, frame: FrameRx) -> list[ImageRx]:
         h = frame.header
         done: list[ImageRx] = []
-        if self.current is not None and not self._matches(self.current, h):
+        if h.side_info_len and frame.side is None:
+            self.inconsistent += 1
+            log.warning("frame %d of image %d announces side information but carries none; dropped",
+                        h.frame_index, h.image_id)
+            return done
+        if self.current is not None and not self._matches(self.current, frame):
             done.append(self.current)
             self.current = None
         if self.current is None:
-            self.current = self._new(h)
+            self.current = self._new(h, frame.side)
         img = self.current
         idx = np.arange(h.payload_offset, img.n_symbols, h.frame_count)
         if h.payload_offset != h.frame_index or idx.size != h.n_payload or frame.symbols.size != h.n_payload:

@@ -8,8 +8,9 @@ sequence for channel and SNR estimation (:mod:`testbed.phy.equalizer`).
 Fields (big-endian): version u8 · image_id u16 · frame_index u16 · frame_count u16 · height u16 ·
 width u16 · symbols_per_location u8 · n_payload u16 (analog symbols in this frame) ·
 payload_offset u32 (the frame carries stream[payload_offset::frame_count], see framing) ·
-model_hash u32 (first 4 bytes of the model's sha256) · side_info_len u16 (rate side
-information that follows the header, 0 for fixed-rate models) · crc32 u32.
+model_hash u32 (first 4 bytes of the model's sha256) · side_info_len u16 (bytes of the rate side
+information that follows the header, :mod:`testbed.phy.sideinfo`; 0 for fixed-rate models, whose
+``symbols_per_location`` is then non-zero, and exactly one of the two is 0) · crc32 u32.
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ class FrameHeader:
                 symbols_per_location=v[6], n_payload=v[7], payload_offset=v[8], model_hash=v[9],
                 side_info_len=v[10])
         if h.frame_count == 0 or h.frame_index >= h.frame_count or h.height == 0 or h.width == 0 \
-                or h.symbols_per_location == 0 or h.n_payload == 0:
+                or (h.symbols_per_location == 0) == (h.side_info_len == 0) or h.n_payload == 0:
             raise HeaderError(f"inconsistent header {h}")
         return h
 

@@ -1,0 +1,186 @@
+"""Run a shipped AKB codec with onnxruntime: :class:`AkbCodec`.
+
+``encode`` goes image -> embedding -> KB index -> analysis (features, entropy map) -> channel-KB
+policy (rate-level offsets) -> rate-preset map within the CBR budget -> symbols, and returns the
+symbols with the side information the header carries (:class:`AkbSide`). ``decode`` needs the
+received symbols and that side information. ``ckb=False`` / ``skb=False`` are the ablations
+(fixed entropy-to-rate mapping; no source-KB conditioning).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..codec.export import sha256_file
+from ..codec.modelcard import CARD_NAME, ModelCardError, load_card
+from ..codec.runtime import ModelError, resolve_model_dir
+from . import ratemap as rm
+from .card import AkbCard
+from .skb import KbError, KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+NO_KB = 2 ** rm.KB_INDEX_BITS - 1  # header value meaning "no source KB"
+
+
+@dataclass
+class AkbSide:
+    """Side information of one image (travels in the frame header)."""
+    levels: np.ndarray            # [hb, wb] rate levels
+    kb_index: int                 # NO_KB when the source KB is off
+    offsets: np.ndarray | None = None   # the policy's action (TX-side only, for logs and figures)
+    entropy_map: np.ndarray | None = None  # [h, w] bits per location (TX-side only)
+    timing_ms: dict = field(default_factory=dict)
+
+
+class AkbCodec:
+    def __init__(self, model: str | Path, threads: int = 0, verify: bool = True, kb: str | Path | None = None,
+                 provider=None):
+        """``kb``: a KB file to use instead of the shipped one (``testbed kb build``); ``provider``: the
+        embedding provider that KB was built with (default: the shipped ``embedder.onnx``)."""
+        import onnxruntime as ort
+
+        self.dir = resolve_model_dir(model)
+        try:
+            card = load_card(self.dir / CARD_NAME)
+        except ModelCardError as e:
+            raise ModelError(str(e)) from None
+        if not isinstance(card, AkbCard):
+            raise ModelError(f"{self.dir / CARD_NAME}: codec {card.codec!r} is not an AKB codec")
+        self.card: AkbCard = card
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.sess = {}
+        for role, g in card.graphs.items():
+            p = self.dir / g["file"]
+            if not p.exists():
+                raise ModelError(f"{p}: {role} graph missing (named in {self.dir / CARD_NAME})")
+            if verify and sha256_file(p) != g["sha256"]:
+                raise ModelError(f"{p}: sha256 does not match the model card; the graph and card are mismatched")
+            try:
+                self.sess[role] = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime raises its own types
+                raise ModelError(f"{p}: cannot load ONNX graph ({e})") from None
+        try:
+            self.kb = KnowledgeBase.load(self.dir / card.kb["file"])
+            if self.kb.sha256 != card.kb["sha256"]:
+                raise ModelError(f"{self.dir / card.kb['file']}: KB sha256 {self.kb.sha256[:12]} does not match the "
+                                 f"model card ({card.kb['sha256'][:12]})")
+            if kb is not None:
+                own_dim = self.kb.vectors.shape[1]
+                self.kb = KnowledgeBase.load(kb)
+                if self.kb.vectors.shape[1] != own_dim:
+                    raise ModelError(f"{kb}: KB vectors have {self.kb.vectors.shape[1]} values, "
+                                     f"{self.name if hasattr(self, 'name') else card.name} is conditioned on {own_dim}")
+        except KbError as e:
+            raise ModelError(str(e)) from None
+        self.name = card.name
+        self.sha256 = card.sha256
+        self.snr_range = tuple(card.snr_range_db)
+        self.cbr_range = tuple(card.cbr_range)
+        self.has_policy = "policy" in self.sess
+        self.provider = provider
+        self.kb_dim = int(self.kb.vectors.shape[1])
+
+    # -- checks --------------------------------------------------------------------------------
+    def check_snr(self, snr_db: float) -> None:
+        lo, hi = self.snr_range
+        if not lo <= snr_db <= hi:
+            log.warning("SNR %g dB is outside the model's trained range %g..%g dB (%s); results are extrapolated",
+                        snr_db, lo, hi, self.name)
+
+    def check_cbr(self, cbr: float) -> None:
+        lo, hi = self.cbr_range
+        if not lo <= cbr <= hi:
+            raise ModelError(f"CBR {cbr:g} is outside this model's range {lo:g}..{hi:g} ({self.dir})")
+
+    def kb_vector(self, index: int) -> np.ndarray:
+        if index == NO_KB:
+            return np.zeros((1, self.kb_dim), np.float32)
+        try:
+            return self.kb.vector(index)[None].astype(np.float32)
+        except KbError as e:
+            raise ModelError(str(e)) from None
+
+    # -- coding --------------------------------------------------------------------------------
+    def encode(self, image: np.ndarray, snr_db: float, cbr: float, *, ckb: bool = True, skb: bool = True,
+               prev_offsets: np.ndarray | None = None) -> tuple[np.ndarray, AkbSide]:
+        """[H, W, 3] uint8 -> (complex64 symbols, side information)."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+        H, W = image.shape[:2]
+        t = {}
+        t0 = time.perf_counter()
+        img = np.ascontiguousarray(image)[None]
+        if skb:
+            if self.provider is not None:
+                emb = self.provider.embed(np.ascontiguousarray(image))
+            else:
+                emb = self.sess["embedder"].run(None, {"image": img})[0][0]
+            try:
+                kb_index, _ = self.kb.lookup(emb)
+            except KbError as e:
+                raise ModelError(str(e)) from None
+        else:
+            kb_index = NO_KB
+        kbv = self.kb_vector(kb_index)
+        t1 = time.perf_counter()
+        feats, emap, bb = self.sess["encoder_analysis"].run(None, {
+            "image": img, "snr_db": np.array([snr_db], np.float32),
+            "target_cbr": np.array([cbr], np.float32), "kb_vector": kbv})
+        t2 = time.perf_counter()
+        offsets = None
+        if ckb:
+            if not self.has_policy:
+                raise ModelError(f"{self.dir}: no channel-KB policy graph in this model (use --no-ckb)")
+            prev = np.zeros(bb[0].shape, np.int64) if prev_offsets is None or prev_offsets.shape != bb[0].shape \
+                else prev_offsets
+            offsets = self.sess["policy"].run(None, {
+                "block_bits": bb[0], "snr_db": np.array([snr_db], np.float32), "prev_offsets": prev,
+                "target_cbr": np.array([cbr], np.float32)})[0]
+        levels = rm.preset_levels(bb[0], cbr, H, W, offsets)
+        if rm.cbr_of(levels, H, W) > cbr * 1.0001:
+            log.warning("CBR %g is below this image's minimum %.4f (%dx%d); sending the lowest rates",
+                        cbr, rm.cbr_of(levels, H, W), W, H)
+        t3 = time.perf_counter()
+        sy = self.sess["encoder_symbols"].run(None, {"features": feats, "levels": levels[None]})[0][0]
+        t4 = time.perf_counter()
+        t.update(embed_ms=(t1 - t0) * 1e3, analysis_ms=(t2 - t1) * 1e3, policy_ms=(t3 - t2) * 1e3,
+                 symbols_ms=(t4 - t3) * 1e3)
+        return (sy[:, 0] + 1j * sy[:, 1]).astype(np.complex64), AkbSide(levels, kb_index, offsets, emap[0], t)
+
+    def decode(self, symbols: np.ndarray, snr_db: float, side: AkbSide, height: int, width: int) -> np.ndarray:
+        s = np.asarray(symbols)
+        hb, wb = rm.block_grid(height, width)
+        if side.levels.shape != (hb, wb):
+            raise ValueError(f"rate map is {side.levels.shape[0]}x{side.levels.shape[1]} blocks; a {width}x{height} "
+                             f"image needs {hb}x{wb}")
+        n_max = rm.n_symbols(side.levels, *rm.location_grid(height, width))
+        if s.size == 0 or s.size > n_max:
+            raise ValueError(f"{s.size} symbols received for this rate map; expected 1..{n_max}")
+        stream = np.stack([s.real, s.imag], axis=-1).astype(np.float32)[None]
+        return self.sess["decoder"].run(None, {
+            "symbols": stream, "snr_db": np.array([snr_db], np.float32), "levels": side.levels[None].astype(np.int64),
+            "kb_vector": self.kb_vector(side.kb_index), "image_size": np.array([height, width], np.int64)})[0][0]
+
+    def cbr(self, side: AkbSide, height: int, width: int) -> float:
+        return rm.cbr_of(side.levels, height, width)
+
+
+def open_codec(model: str | Path, threads: int = 0):
+    """:class:`AkbCodec` or :class:`testbed.codec.runtime.OnnxCodec`, by the model card's codec."""
+    from ..codec.runtime import OnnxCodec
+
+    d = resolve_model_dir(model)
+    try:
+        card = load_card(d / CARD_NAME)
+    except ModelCardError as e:
+        raise ModelError(str(e)) from None
+    return AkbCodec(d, threads=threads) if isinstance(card, AkbCard) else OnnxCodec(d, threads=threads)
+

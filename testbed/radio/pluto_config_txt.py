@@ -1,0 +1,26 @@
+"""Render the Pluto's mass-storage ``config.txt`` (firmware_configs/pluto_config.txt.template)."""
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from ..registry import REPO_ROOT
+
+TEMPLATE = REPO_ROOT / "firmware_configs" / "pluto_config.txt.template"
+
+
+def render(ip: str, hostname: str | None = None, xo_correction: float = 40e6, template: Path = TEMPLATE) -> str:
+    """config.txt for a Pluto at ``ip`` (its host side gets .10 of the same /24)."""
+    try:
+        addr = ipaddress.IPv4Address(ip)
+    except ipaddress.AddressValueError:
+        raise ValueError(f"--ip: {ip!r} is not an IPv4 address") from None
+    net = ipaddress.IPv4Network(f"{addr}/24", strict=False)
+    host = net.network_address + 10
+    if host == addr:
+        raise ValueError(f"--ip: {ip} collides with the host-side address {host}; use e.g. {net.network_address + 1}")
+    if not 39.9e6 <= xo_correction <= 40.1e6:
+        raise ValueError(f"--xo-correction: {xo_correction:g} is not near the 40 MHz reference")
+    name = hostname or f"pluto{str(addr).replace('.', '-')}"
+    return Path(template).read_text().format(hostname=name, ipaddr=addr, ipaddr_host=host,
+                                             xo_correction=int(round(xo_correction)))

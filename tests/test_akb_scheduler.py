@@ -1,0 +1,124 @@
+"""Channel KB: gymnasium environment, PPO training, policy export; `testbed train akb` smoke."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from akb_fixtures import tiny_akb, tiny_policy
+from conftest import run_cli, smooth_image, write_png
+
+
+@pytest.fixture(scope="module")
+def akb():
+    return tiny_akb()
+
+
+@pytest.fixture(scope="module")
+def tiles():
+    return [smooth_image(300, 280, seed=s) for s in range(4)]
+
+
+def test_env_passes_gymnasium_checker(akb, tiles):
+    from gymnasium.utils.env_checker import check_env
+
+    from testbed.akb.env import AkbSchedulerEnv
+    from testbed.akb.train import _kb_vectors
+
+    model, emb, kb = akb
+    env = AkbSchedulerEnv(model, lambda x: _kb_vectors(emb, kb, x), tiles, seed=0, episode_len=3)
+    check_env(env, skip_render_check=True)
+
+
+def test_env_reward_is_relative_to_the_fixed_mapping(akb, tiles):
+    from testbed.akb import env as envmod
+
+    model, emb, kb = akb
+    from testbed.akb.train import _kb_vectors
+
+    env = envmod.AkbSchedulerEnv(model, lambda x: _kb_vectors(emb, kb, x), tiles, seed=0, episode_len=2)
+    obs, info = env.reset(seed=3, options={"snr_db": 5.0, "target_cbr": 0.036})
+    assert obs.shape == (4, envmod.TILE, envmod.TILE) and obs.dtype == np.float32
+    assert np.allclose(obs[1], 5.0 / envmod.SNR_SCALE) and np.all(obs[2] == 0)
+    zero = np.ones(envmod.TILE ** 2, np.int64)          # offsets 0: the fixed mapping itself
+    obs, r, term, trunc, info = env.step(zero)
+    assert r == 0.0 and info["psnr_db"] == info["psnr_fixed_db"] and not term
+    up = np.full(envmod.TILE ** 2, 2)
+    up[:8] = 0                                          # move symbols from half the blocks to the rest
+    obs, r, term, trunc, info = env.step(up)
+    assert term and info["cbr"] <= 0.036 + 1e-12
+    assert r == pytest.approx(info["psnr_db"] - info["psnr_fixed_db"] - (info["cbr"] - info["cbr_fixed"]) / 0.036)
+    assert np.array_equal(obs[2].reshape(-1), up - 1)   # previous action in the state
+
+
+def test_ppo_smoke_and_policy_onnx_matches_sb3(akb, tiles, tmp_path):
+    from testbed.akb import env as envmod
+    from testbed.akb.scheduler import OnnxPolicy, evaluate_policy, export_policy
+
+    model, emb, kb = akb
+    ppo, env = tiny_policy(model, emb, kb, tiles, timesteps=32)
+    assert ppo.num_timesteps >= 32
+    export_policy(ppo.policy, tmp_path / "policy.onnx", {"testbed.graph": "channel-kb-policy"})
+    pol = OnnxPolicy(tmp_path / "policy.onnx")
+    rng = np.random.default_rng(0)
+    t = envmod.TILE
+    for snr, cbr in ((0.0, 0.021), (20.0, 0.0625)):
+        bits = rng.gamma(2, 50, (2 * t, 3 * t - 1)).astype(np.float32)   # 2x3 tiles, the last one partial
+        prev = rng.integers(-1, 2, bits.shape)
+        got = pol(bits, snr, prev, cbr)
+        assert got.shape == bits.shape and set(np.unique(got)) <= {-1, 0, 1}
+        pb = np.pad(bits, ((0, 0), (0, 1)), mode="edge")
+        pp = np.pad(prev, ((0, 0), (0, 1)))
+        for i in range(2):
+            for j in range(3):
+                sl = (slice(i * t, (i + 1) * t), slice(j * t, (j + 1) * t))
+                obs = envmod.observation(pb[sl], snr, pp[sl], cbr)
+                want = ppo.predict(obs, deterministic=True)[0].reshape(t, t) - 1
+                assert np.array_equal(got[sl][:, : min(t, bits.shape[1] - j * t)],
+                                      want[:, : min(t, bits.shape[1] - j * t)])
+    rows = evaluate_policy(env, lambda o: ppo.predict(o, deterministic=True)[0], snrs=(0.0, 20.0), episodes=1)
+    assert [r["snr_db"] for r in rows] == [0.0, 20.0] and all(np.isfinite(r["reward"]) for r in rows)
+
+
+def _tiny_v1_checkpoint(path):
+    from testbed.codec.model import JSCC, CodecConfig
+
+    torch.manual_seed(0)
+    v1 = JSCC(CodecConfig(widths=(8, 8, 12, 16), max_symbols=48))
+    torch.save({"model": v1.state_dict(), "ema": None, "codec_config": v1.cfg.to_dict()}, path)
+
+
+def test_train_akb_then_scheduler_then_export_cli(tmp_path):
+    data, val = tmp_path / "data", tmp_path / "val"
+    data.mkdir()
+    val.mkdir()
+    for i in range(6):
+        write_png(data / f"{i}.png", smooth_image(96, 112, seed=i))
+    write_png(val / "v.png", smooth_image(80, 96, seed=9))
+    _tiny_v1_checkpoint(tmp_path / "v1.pt")
+    run = tmp_path / "akb"
+    common = ["train", "akb", "--data", data, "--val", val, "--init-from", tmp_path / "v1.pt", "--crop", "64",
+              "--batch", "1", "--entropy-steps", "2", "--kb-crops", "40", "--kb-entries", "4", "--val-every", "2",
+              "--val-images", "1", "--ckpt-every", "1", "--threads", "1", "--out", run, "--json"]
+    r = json.loads(run_cli(*common, "--steps", "2").stdout)
+    assert r["step"] == 4
+    r = json.loads(run_cli(*common, "--steps", "4", "--resume").stdout)   # continues at step 4
+    assert r["step"] == 6
+    log = (run / "train_log.csv").read_text().splitlines()
+    assert log[0].startswith("step,phase") and [ln.split(",")[0] for ln in log[1:]] == [str(i) for i in range(1, 7)]
+    assert (run / "best.pt").exists()
+    sched = tmp_path / "sched"
+    s = json.loads(run_cli("train", "scheduler", "--akb", run / "checkpoint.pt", "--data", data, "--timesteps", "16",
+                           "--n-steps", "8", "--batch-size", "8", "--n-epochs", "1", "--eval-episodes", "1",
+                           "--episode-len", "2", "--threads", "1", "--out", sched, "--json").stdout)
+    assert s["timesteps"] >= 16 and len(s["evaluation"]) == 5
+    assert (sched / "policy.onnx").exists() and (sched / "train_log.csv").exists()
+    out = tmp_path / "model"
+    e = json.loads(run_cli("export-akb", run / "best.pt", "--policy", sched / "policy.onnx", "--scheduler-run", sched,
+                           "--out", out, "--json").stdout)
+    assert e["onnx_vs_torch"]["image_max_abs_err"] <= 1
+    from testbed.codec.modelcard import load_card
+
+    card = load_card(out / "model_card.yaml")
+    assert card.training["codec"]["command"].startswith("testbed train akb")
+    assert card.training["scheduler"]["command"].startswith("testbed train scheduler")
