@@ -29,7 +29,7 @@ def _grcc(grc: Path, out: Path) -> subprocess.CompletedProcess:
 
 def test_there_are_flowgraphs():
     names = {p.name for p in FLOWGRAPHS}
-    assert {"jscc_loopback.grc", "jscc_ofdm_tx.grc", "jscc_ofdm_rx.grc"} <= names
+    assert {"jscc_loopback.grc", "jscc_ofdm_tx.grc", "jscc_ofdm_rx.grc", "jscc_pluto.grc"} <= names
 
 
 @pytest.mark.parametrize("grc", FLOWGRAPHS, ids=lambda p: p.name)

@@ -19,18 +19,15 @@ import datetime as dt
 import json
 import logging
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..codec.export import OPSET, git_commit, sha256_file
+from ..codec.export import OPSET, _export_one as _export, git_commit, sha256_file
 from ..codec.model import pad_to_stride
-from ..runlog import write_bytes_atomic
 from . import ratemap as rm
 from .card import CODEC, GRAPHS, AkbCard, write_card
 from .model import AkbJSCC, count_parameters, side_input
@@ -94,23 +91,6 @@ class DecoderGraph(nn.Module):
         y = self.decoder(zc, rates, side)
         y = y.index_select(2, torch.arange(height)).index_select(3, torch.arange(width))
         return torch.round(torch.clamp(y, 0.0, 1.0) * 255.0).permute(0, 2, 3, 1).to(torch.uint8)
-
-
-def _export(module, args, path: Path, inputs, outputs, dyn, meta: dict) -> None:
-    tmp = path.with_suffix(".tmp.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(tmp), dynamo=False, opset_version=OPSET, input_names=inputs,
-                          output_names=outputs, dynamic_axes=dyn, do_constant_folding=True)
-    m = onnx.load(str(tmp))
-    tmp.unlink()
-    del m.metadata_props[:]
-    for k, v in meta.items():
-        p = m.metadata_props.add()
-        p.key, p.value = k, str(v)
-    m.producer_name = "testbed"
-    onnx.checker.check_model(m, full_check=True)
-    write_bytes_atomic(path, m.SerializeToString())
 
 
 def model_sha256(folder: Path, graphs: dict) -> str:

@@ -21,7 +21,6 @@ import io
 import logging
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -96,29 +95,14 @@ class PolicyGraph(nn.Module):
 
 
 def export_policy(policy, path: str | Path, meta: dict) -> None:
-    import onnx
+    from ..codec.export import _export_one
 
-    from ..codec.export import OPSET
-
-    path = Path(path)
     g = PolicyGraph(policy).eval()
     args = (torch.rand(3, 5) * 200, torch.tensor([10.0]), torch.zeros(3, 5, dtype=torch.int64), torch.tensor([0.036]))
-    tmp = path.with_suffix(".tmp.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(g, args, str(tmp), dynamo=False, opset_version=OPSET,
-                          input_names=["block_bits", "snr_db", "prev_offsets", "target_cbr"],
-                          output_names=["offsets"],
-                          dynamic_axes={"block_bits": {0: "hb", 1: "wb"}, "prev_offsets": {0: "hb", 1: "wb"},
-                                        "offsets": {0: "hb", 1: "wb"}})
-    m = onnx.load(str(tmp))
-    tmp.unlink()
-    for k, v in meta.items():
-        p = m.metadata_props.add()
-        p.key, p.value = k, str(v)
-    m.producer_name = "testbed"
-    onnx.checker.check_model(m, full_check=True)
-    write_bytes_atomic(path, m.SerializeToString())
+    with torch.no_grad():
+        _export_one(g, args, Path(path), ["block_bits", "snr_db", "prev_offsets", "target_cbr"], ["offsets"],
+                    {"block_bits": {0: "hb", 1: "wb"}, "prev_offsets": {0: "hb", 1: "wb"},
+                     "offsets": {0: "hb", 1: "wb"}}, meta)
 
 
 class OnnxPolicy:
