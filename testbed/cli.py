@@ -213,6 +213,25 @@ def _cmd_export_akb(a) -> int:
     from .akb.train import load_akb
     from .runlog import to_json
 
+    out = Path(a.out)
+    scheduler = None
+    if a.scheduler_run:
+        sr = Path(a.scheduler_run)
+        scfg = json.loads((sr / "train_config.json").read_text())
+        fin = json.loads((sr / "final_metrics.json").read_text()) if (sr / "final_metrics.json").exists() else {}
+        scheduler = {"command": scfg.get("command", ""), "timesteps": fin.get("timesteps"),
+                     "evaluation": fin.get("evaluation")}
+    if a.attach:
+        from .akb.export import attach_policy
+
+        if not a.policy:
+            raise ValueError("--attach needs --policy")
+        card = attach_policy(out, a.policy, scheduler)
+        print(to_json({"model_dir": str(out), "sha256": card.sha256}) if a.json
+              else f"attached {a.policy} to {out} (model sha256 {card.sha256[:16]} unchanged)")
+        return 0
+    if not a.checkpoint:
+        raise ValueError("export-akb: give a checkpoint (or --attach)")
     ck = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
     model, emb, kb = load_akb(a.checkpoint)
     tc = ck.get("train_config", {})
@@ -221,13 +240,8 @@ def _cmd_export_akb(a) -> int:
                           "entropy_steps": tc.get("entropy_steps"), "batch": tc.get("batch"), "crop": tc.get("crop"),
                           "seed": tc.get("seed"), "weights": "ema" if ck.get("ema") is not None else "raw"},
                 "data": tc.get("data", "")}
-    if a.scheduler_run:
-        sr = Path(a.scheduler_run)
-        scfg = json.loads((sr / "train_config.json").read_text())
-        fin = json.loads((sr / "final_metrics.json").read_text()) if (sr / "final_metrics.json").exists() else {}
-        training["scheduler"] = {"command": scfg.get("command", ""), "timesteps": fin.get("timesteps"),
-                                 "evaluation": fin.get("evaluation")}
-    out = Path(a.out)
+    if scheduler:
+        training["scheduler"] = scheduler
     card = export_akb(model, emb, kb, out, name=a.name or out.name, training=training,
                       policy_file=a.policy, description=a.description)
     check = check_against_torch(model, emb, kb, out)
@@ -538,7 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ea = sub.add_parser("export-akb", parents=[common],
                         help="export an AKB checkpoint (and channel-KB policy) to ONNX graphs, KB and model card")
-    ea.add_argument("checkpoint", help="best.pt or checkpoint.pt from `testbed train akb`")
+    ea.add_argument("checkpoint", nargs="?", help="best.pt or checkpoint.pt from `testbed train akb`")
+    ea.add_argument("--attach", action="store_true",
+                    help="only add --policy (and --scheduler-run's record) to the model already in --out")
     ea.add_argument("--policy", help="policy.onnx from `testbed train scheduler` (the channel KB)")
     ea.add_argument("--scheduler-run", help="the scheduler's run folder (its training record goes into the card)")
     ea.add_argument("--out", required=True, help="model folder to write, e.g. models/akb-v1")

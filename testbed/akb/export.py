@@ -164,6 +164,25 @@ def export_akb(model: AkbJSCC, embedder: ImageEmbedder, kb: KnowledgeBase, out_d
     return card
 
 
+def attach_policy(model_dir: str | Path, policy_file: str | Path, scheduler: dict | None = None) -> AkbCard:
+    """Add (or replace) the channel-KB policy of an exported AKB model; the codec graphs and hence
+    the model's sha256 stay as they are."""
+    from ..codec.modelcard import load_card
+
+    d = Path(model_dir)
+    card = load_card(d / "model_card.yaml")
+    if not isinstance(card, AkbCard):
+        raise ValueError(f"{d}: not an AKB model folder")
+    dst = d / FILES["policy"]
+    if Path(policy_file).resolve() != dst.resolve():
+        shutil.copyfile(policy_file, dst)
+    card.graphs["policy"] = {"file": FILES["policy"], "sha256": sha256_file(dst)}
+    if scheduler is not None:
+        card.training["scheduler"] = scheduler
+    write_card(d / "model_card.yaml", card)
+    return card
+
+
 def check_against_torch(model: AkbJSCC, embedder: ImageEmbedder, kb: KnowledgeBase, model_dir,
                         height: int = 72, width: int = 104, snr_db: float = 7.0, cbr: float = 0.04) -> dict:
     """Run every graph in onnxruntime and PyTorch on the same input; return the max errors."""
