@@ -62,6 +62,17 @@ def usrp_settings(cfg: UsrpConfig, tx_gain_db: float | None = None) -> dict:
             "clock_source": cfg.clock_source, "time_source": cfg.time_source}
 
 
+def _tee_recorder(tb, rx_input, recorder) -> list:
+    """Also feed what the receiver gets into a SigMF recorder (when one is given)."""
+    if recorder is None:
+        return []
+    from ..gr.sigmf_sink import sigmf_sink
+
+    sink = sigmf_sink(recorder)
+    tb.connect(rx_input, sink)
+    return [sink]
+
+
 class LoopbackFrontEnd:
     def __init__(self, cfg: LoopbackConfig | SigmfFileConfig, tx_gain_db: float = 0.0):
         self.cfg, self.tx_gain_db = cfg, float(tx_gain_db)
@@ -78,14 +89,7 @@ class LoopbackFrontEnd:
     def connect(self, tb, tx, rx, recorder=None):
         chan = self.channel()
         tb.connect(tx, chan, rx)
-        keep = [chan]
-        if recorder is not None:
-            from ..gr.sigmf_sink import sigmf_sink
-
-            sink = sigmf_sink(recorder)
-            tb.connect(chan, sink)
-            keep.append(sink)
-        return keep
+        return [chan] + _tee_recorder(tb, chan, recorder)
 
     def flush_samples(self) -> int | None:
         return None
@@ -124,14 +128,7 @@ class PlutoFrontEnd:
             getattr(src, name)(*args)
         tb.connect(tx, sink)
         tb.connect(src, rx)
-        keep = [sink, src]
-        if recorder is not None:
-            from ..gr.sigmf_sink import sigmf_sink
-
-            rec = sigmf_sink(recorder)
-            tb.connect(src, rec)
-            keep.append(rec)
-        return keep
+        return [sink, src] + _tee_recorder(tb, src, recorder)
 
     def flush_samples(self) -> int:
         return pluto_flush_samples(self.cfg.buffer_size, self.cfg.ofdm.flush_samples())
@@ -169,14 +166,7 @@ class UsrpFrontEnd:
             pass
         tb.connect(tx, sink)   # the burst shaper's tx_sob/tx_eob tags delimit the bursts
         tb.connect(src, rx)
-        keep = [sink, src]
-        if recorder is not None:
-            from ..gr.sigmf_sink import sigmf_sink
-
-            rec = sigmf_sink(recorder)
-            tb.connect(src, rec)
-            keep.append(rec)
-        return keep
+        return [sink, src] + _tee_recorder(tb, src, recorder)
 
     def flush_samples(self) -> int | None:
         return None
