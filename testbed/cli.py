@@ -310,7 +310,12 @@ def _cmd_eval(a) -> int:
             "psnr_db": {f"{r['snr_db']:g}": round(r["psnr_db"], 2) for r in summary["results"]},
             "ms_ssim": {f"{r['snr_db']:g}": round(r["ms_ssim"], 4) for r in summary["results"] if r["ms_ssim"]},
         }
-        write_card(d / CARD_NAME, card)
+        if card.codec == "akb-jscc":
+            from .akb.card import write_card as write_akb_card
+
+            write_akb_card(d / CARD_NAME, card)
+        else:
+            write_card(d / CARD_NAME, card)
     if a.json:
         print(to_json(json_view(summary)))
     else:

@@ -253,3 +253,10 @@ def test_shipped_akb_model_contract():
     img = smooth_image(64, 96, seed=4)
     tx, side = c.encode(img, 10.0, 0.036)
     assert c.cbr(side, 64, 96) <= 0.036 and c.decode(tx, 10.0, side, 64, 96).shape == (64, 96, 3)
+
+
+def test_fixed_rate_runtime_refuses_an_akb_model(akb_dir):
+    from testbed.codec.runtime import ModelError, OnnxCodec
+
+    with pytest.raises(ModelError, match="not a fixed-rate"):
+        OnnxCodec(akb_dir)

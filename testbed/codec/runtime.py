@@ -56,6 +56,9 @@ class OnnxCodec:
             self.card: ModelCard = load_card(self.dir / CARD_NAME)
         except ModelCardError as e:
             raise ModelError(str(e)) from None
+        if self.card.codec != "jscc-v1":
+            raise ModelError(f"{self.dir / CARD_NAME}: codec {self.card.codec!r} is not a fixed-rate JSCC codec "
+                             f"(AKB codecs run with testbed.akb.runtime.AkbCodec)")
         paths = {}
         for role in ("encoder", "decoder"):
             p = self.dir / self.card.__dict__[role]["file"]
