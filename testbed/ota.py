@@ -115,14 +115,11 @@ def _summarise(rows: list[dict], key: str = "tx_gain_db") -> list[dict]:
 
 
 def _plot(results: list[dict], path: Path, title: str) -> None:
-    from .plotting import plt
-    from .runlog import write_bytes_atomic
+    from .plotting import plt, save_png
 
     pts = [(r["tx_gain_db"], r["psnr_db"]) for r in results if r["psnr_db"] is not None and r["tx_gain_db"] is not None]
     if not pts:
         return
-    import io
-
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ax.plot(*zip(*pts), "o-")
     ax.set_xlabel("TX gain [dB]")
@@ -130,10 +127,7 @@ def _plot(results: list[dict], path: Path, title: str) -> None:
     ax.grid(True, alpha=0.3)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
+    save_png(fig, path)
 
 
 def run_ota(opts: OtaOptions) -> dict:

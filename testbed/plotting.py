@@ -28,6 +28,11 @@ def plot_psnr_vs_snr(results: list[dict], path: str | Path, title: str = "") -> 
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    save_png(fig, path)
+
+
+def save_png(fig, path: str | Path) -> None:
+    """Write ``fig`` as a PNG atomically (a killed run never leaves half a picture) and close it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

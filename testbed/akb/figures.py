@@ -1,13 +1,11 @@
 """``testbed eval --figures``: entropy map, chosen rate map and reconstruction of one image per SNR."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
 from ..metrics import psnr
-from ..runlog import write_bytes_atomic
 from . import ratemap as rm
 
 
@@ -19,7 +17,7 @@ def rate_map_pixels(levels: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def save_figures(out: Path, stem: str, img: np.ndarray, rec: np.ndarray, side, snr_db: float, cbr: float) -> Path:
-    from ..plotting import plt
+    from ..plotting import plt, save_png
 
     d = Path(out) / "figures"
     d.mkdir(parents=True, exist_ok=True)
@@ -42,11 +40,8 @@ def save_figures(out: Path, stem: str, img: np.ndarray, rec: np.ndarray, side, s
         a.set_xticks([])
         a.set_yticks([])
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
     path = d / f"{stem}_snr{snr_db:g}dB.png"
-    write_bytes_atomic(path, buf.getvalue())
+    save_png(fig, path)
     np.savez(d / f"{stem}_snr{snr_db:g}dB_maps.npz", entropy_map=em, levels=side.levels,
              offsets=side.offsets if side.offsets is not None else np.zeros_like(side.levels))
     return path

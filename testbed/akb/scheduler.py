@@ -30,6 +30,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..codec.train import DEFAULT_OUT
+from .. import trainargs
+from ..trainargs import add_number_options
 from ..runlog import CsvLog, write_bytes_atomic, write_json_atomic
 from . import env as envmod
 
@@ -241,19 +243,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="folder of training images")
     p.add_argument("--val", help="folder of images for the final evaluation")
     p.add_argument("--out", default=d.out, help="run folder (default: %(default)s)")
-    for name in ("timesteps", "n_steps", "batch_size", "n_epochs", "episode_len", "hidden", "ckpt_every",
-                 "eval_episodes", "seed", "threads"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("lr", "ent_coef", "gamma", "w_quality", "w_bandwidth"):
-        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    add_number_options(p, d, ("timesteps", "n_steps", "batch_size", "n_epochs", "episode_len", "hidden", "ckpt_every",
+                       "eval_episodes", "seed", "threads"),
+                       ("lr", "ent_coef", "gamma", "w_quality", "w_bandwidth"))
     p.add_argument("--resume", action="store_true", help="continue from OUT/ppo_checkpoint.zip")
 
 
 def config_from_args(a: argparse.Namespace) -> SchedulerTrainConfig:
-    import sys
-
-    fields = {k: getattr(a, k) for k in SchedulerTrainConfig.__dataclass_fields__ if hasattr(a, k)}
-    argv = sys.argv[1:]
-    tail = argv[2:] if argv[:2] == ["train", "scheduler"] else argv
-    fields["command"] = " ".join(["testbed", "train", "scheduler"] + [x for x in tail if x != "--resume"])
-    return SchedulerTrainConfig(**fields)
+    return trainargs.config_from_args(SchedulerTrainConfig, a, "scheduler")

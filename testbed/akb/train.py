@@ -33,6 +33,8 @@ from tqdm import tqdm
 from .. import images as imgio
 from ..codec.channel import apply_channel
 from ..codec.train import DEFAULT_OUT, CropSampler, Ema, _device, _lr_at, psnr_from_mse
+from .. import trainargs
+from ..trainargs import add_number_options
 from ..runlog import CsvLog, write_bytes_atomic, write_json_atomic
 from . import ratemap as rm
 from .model import AkbConfig, AkbJSCC, count_parameters, from_v1
@@ -359,20 +361,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", help="folder of validation images")
     p.add_argument("--out", default=d.out, help="run folder (default: %(default)s)")
     p.add_argument("--init-from", default=d.init_from, help="codec v1 to start from: model folder/name or checkpoint")
-    for name in ("steps", "entropy_steps", "batch", "crop", "seed", "kb_entries", "kb_crops", "ckpt_every",
-                 "val_every", "val_images", "threads", "warmup"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("lr", "lr_entropy", "ema", "p_no_kb", "p_uniform", "p_offsets", "entropy_weight"):
-        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    add_number_options(p, d, ("steps", "entropy_steps", "batch", "crop", "seed", "kb_entries", "kb_crops", "ckpt_every",
+                       "val_every", "val_images", "threads", "warmup"),
+                       ("lr", "lr_entropy", "ema", "p_no_kb", "p_uniform", "p_offsets", "entropy_weight"))
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
 
 
 def config_from_args(a: argparse.Namespace) -> AkbTrainConfig:
-    import sys
-
-    fields = {k: getattr(a, k) for k in AkbTrainConfig.__dataclass_fields__ if hasattr(a, k)}
-    argv = sys.argv[1:]
-    tail = argv[2:] if argv[:2] == ["train", "akb"] else argv
-    fields["command"] = " ".join(["testbed", "train", "akb"] + [x for x in tail if x != "--resume"])
-    return AkbTrainConfig(**fields)
+    return trainargs.config_from_args(AkbTrainConfig, a, "akb")
