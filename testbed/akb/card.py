@@ -6,12 +6,12 @@ names the file and key of any problem.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ..codec.modelcard import ModelCardError
+from ..codec.modelcard import ModelCardError, check_keys
 from ..runlog import write_bytes_atomic
 
 CODEC = "akb-jscc"
@@ -40,16 +40,8 @@ class AkbCard:
     description: str = ""
 
 
-_REQUIRED = {f.name for f in fields(AkbCard)} - {"evaluation", "description"}
-
-
 def validate_card(p: Path, data: dict) -> AkbCard:
-    unknown = sorted(set(data) - {f.name for f in fields(AkbCard)})
-    if unknown:
-        raise ModelCardError(f"{p}: unknown key(s) {', '.join(unknown)}")
-    missing = sorted(_REQUIRED - set(data))
-    if missing:
-        raise ModelCardError(f"{p}: missing key(s) {', '.join(missing)}")
+    check_keys(p, data, AkbCard)
     if data["codec"] != CODEC:
         raise ModelCardError(f"{p}: codec must be {CODEC!r}, got {data['codec']!r}")
     g = data["graphs"]

@@ -43,7 +43,15 @@ class ModelCard:
         return [float(p["cbr"]) for p in self.operating_points]
 
 
-_REQUIRED = {f.name for f in fields(ModelCard)} - {"evaluation", "description"}
+def check_keys(p: Path, data: dict, card_cls) -> None:
+    """Unknown and missing keys of a card (``evaluation`` and ``description`` are optional)."""
+    names = {f.name for f in fields(card_cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ModelCardError(f"{p}: unknown key(s) {', '.join(unknown)}")
+    missing = sorted(names - {"evaluation", "description"} - set(data))
+    if missing:
+        raise ModelCardError(f"{p}: missing key(s) {', '.join(missing)}")
 
 
 def load_card(path: str | Path):
@@ -59,13 +67,7 @@ def load_card(path: str | Path):
         from ..akb.card import validate_card
 
         return validate_card(p, data)
-    known = {f.name for f in fields(ModelCard)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ModelCardError(f"{p}: unknown key(s) {', '.join(unknown)}")
-    missing = sorted(_REQUIRED - set(data))
-    if missing:
-        raise ModelCardError(f"{p}: missing key(s) {', '.join(missing)}")
+    check_keys(p, data, ModelCard)
     for g in ("encoder", "decoder"):
         if not isinstance(data[g], dict) or not {"file", "sha256"} <= set(data[g]):
             raise ModelCardError(f"{p}: key '{g}' must have 'file' and 'sha256'")
