@@ -611,6 +611,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--seed", type=int, default=0)
     dm.add_argument("--out", help="run folder (default: runs/eval-<time> per CBR)")
     dm.set_defaults(func=_cmd_demo)
+
+    from .agent.cli import add_parsers as add_agent_parsers
+
+    add_agent_parsers(sub, common)
     return p
 
 
@@ -627,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished results were kept", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ModelError, ModelCardError, ImageInputError, ValueError, FileNotFoundError) as e:  # ConfigError is a ValueError
+    except (ModelError, ModelCardError, ImageInputError, ValueError, FileNotFoundError, ConnectionError,
+            TimeoutError) as e:  # ConfigError is a ValueError
         print(f"testbed {a.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -8,6 +8,7 @@ dataclass's ``validate()`` if it has one. ``where`` names the file; messages rea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,17 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=None)
+def _schema(cls) -> tuple[dict, dict]:
+    """Type hints and fields of a dataclass (resolving the hints is slow: done once per class)."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+
+
 def from_mapping(cls, data: dict, where: str, path: str = ""):
     """``where``: the file (or a label); ``path``: the key path of this mapping ("" or "ofdm.")."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {path.rstrip('.') or 'top level'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    flds = {f.name: f for f in dataclasses.fields(cls)}
+    hints, flds = _schema(cls)
     unknown = sorted(set(data) - set(flds))
     if unknown:
         raise ConfigError(f"{where}: unknown key '{path}{unknown[0]}' (valid keys: {', '.join(flds)})")

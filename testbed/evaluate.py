@@ -9,7 +9,6 @@ Writes into the run folder:
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 import time
@@ -24,7 +23,7 @@ from .codec import symbols as sym
 from .codec.channel import CHANNELS, apply_channel_np
 from .codec.runtime import OnnxCodec
 from .metrics import ms_ssim, psnr
-from .runlog import CsvLog, read_csv_rows, write_json_atomic
+from .runlog import CsvLog, default_run_dir, read_csv_rows, write_json_atomic
 from .separation import separation_reference
 
 log = logging.getLogger(__name__)
@@ -63,11 +62,6 @@ def parse_snrs(text: str) -> list[float]:
     if bad:
         raise ValueError(f"--snr-db: {bad[0]} is not a finite number")
     return vals
-
-
-def default_run_dir(prefix: str) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{prefix}-{stamp}"
 
 
 def load_images(folder: str) -> tuple[list[tuple[Path, np.ndarray]], list[dict]]:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .evaluate import default_run_dir, load_images
+from .evaluate import load_images
+from .runlog import default_run_dir
 from .metrics import ms_ssim, psnr
 from .phy.config import OfdmConfig
 from .phy.impairments import MULTIPATH

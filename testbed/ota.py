@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .evaluate import default_run_dir, load_images
+from .evaluate import load_images
+from .runlog import default_run_dir
 from .metrics import ms_ssim, psnr
 from .runlog import CsvLog, write_json_atomic
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .codec.channel import CHANNELS  # noqa: F401  (re-exported: valid channel names)
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CHANNELS = ("awgn", "rayleigh")   # training/evaluation channel models (testbed.codec.channel)
 DEFAULT_MODEL = "jscc-v1"
 from .codec.modelcard import CARD_NAME  # noqa: E402
 

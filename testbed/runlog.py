@@ -17,6 +17,13 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 
+def default_run_dir(prefix: str) -> Path:
+    """``runs/<prefix>-<YYYYmmdd-HHMMSS>``: the default run folder of every command."""
+    import datetime as dt
+
+    return Path("runs") / f"{prefix}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -84,10 +91,20 @@ class CsvLog:
         os.fsync(self._f.fileno())
 
     def append(self, row: dict[str, Any]) -> None:
-        unknown = set(row) - set(self.fields)
-        if unknown:
-            raise KeyError(f"{self.path}: unknown column(s) {sorted(unknown)}")
-        self._write_line(_fmt(row.get(k)) for k in self.fields)
+        self.append_many([row])
+
+    def append_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Several rows with one flush and fsync (group commit); each row is still one full line."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        for row in rows:
+            unknown = set(row) - set(self.fields)
+            if unknown:
+                raise KeyError(f"{self.path}: unknown column(s) {sorted(unknown)}")
+            w.writerow(_fmt(row.get(k)) for k in self.fields)
+        self._f.write(buf.getvalue())
+        self._f.flush()
+        os.fsync(self._f.fileno())
 
     def close(self) -> None:
         if not self._f.closed:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-CHANNELS = ("awgn", "rayleigh")
+from ..registry import CHANNELS  # the one list of valid names
 
 
 def noise_std(snr_db: torch.Tensor) -> torch.Tensor:

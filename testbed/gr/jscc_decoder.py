@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 class jscc_decoder(gr.basic_block):
     def __init__(self, codec, on_image=None, references: dict | None = None):
         gr.basic_block.__init__(self, name="jscc_decoder", in_sig=None, out_sig=None)
+        self.codecs: dict[int, object] = {}    # model hash (32 bit, in every header) -> codec
         self.codec = codec
         self.on_image = on_image
         self.references = references if references is not None else {}
@@ -46,6 +47,20 @@ class jscc_decoder(gr.basic_block):
         self.set_msg_handler(pmt.intern("frames"), self._handle)
         self.message_port_register_in(pmt.intern("reference"))
         self.set_msg_handler(pmt.intern("reference"), self._reference)
+
+    @property
+    def codec(self):
+        """The primary codec; every codec ever set (or added) stays known: an image is decoded
+        with the codec whose hash its header carries, so the transmitter may switch at any image."""
+        return self._codec
+
+    @codec.setter
+    def codec(self, codec) -> None:
+        self._codec = codec
+        self.add_codec(codec)
+
+    def add_codec(self, codec) -> None:
+        self.codecs[framing.model_hash32(codec.sha256)] = codec
 
     def _reference(self, msg):
         try:
@@ -94,10 +109,11 @@ class jscc_decoder(gr.basic_block):
             self._decode(img)
 
     def _decode(self, img: framing.ImageRx) -> None:
-        if img.model_hash != framing.model_hash32(self.codec.sha256):
+        codec = self.codecs.get(img.model_hash)
+        if codec is None:
             self.wrong_model += 1
             log.warning("image %d was sent with model %08x, this receiver has %s; not decoded",
-                        img.image_id, img.model_hash, self.codec.sha256[:8])
+                        img.image_id, img.model_hash, ", ".join(c.sha256[:8] for c in self.codecs.values()))
             return
         if img.missing_frames:
             log.warning("image %d: frames %s of %d missing; their symbols are zero-filled",
@@ -109,22 +125,22 @@ class jscc_decoder(gr.basic_block):
             from ..akb.runtime import NO_KB, AkbSide
             from ..phy.sideinfo import kb_hash16
 
-            rx_hash = kb_hash16(self.codec.kb.sha256)
+            rx_hash = kb_hash16(codec.kb.sha256)
             if img.side.kb_index != NO_KB and img.side.kb_hash != rx_hash:
                 self.wrong_kb += 1
                 log.warning("image %d: source-KB mismatch: the transmitter's KB is %04x..., this receiver holds "
                             "%04x... (%s); not decoded", img.image_id, img.side.kb_hash, rx_hash,
-                            self.codec.kb.sha256[:12])
+                            codec.kb.sha256[:12])
                 return
 
             try:
-                rec = self.codec.decode(img.stream, snr_dec, AkbSide(img.side.levels, img.side.kb_index),
+                rec = codec.decode(img.stream, snr_dec, AkbSide(img.side.levels, img.side.kb_index),
                                         img.height, img.width)
             except Exception as e:  # e.g. a KB index this receiver's KB does not have
                 log.warning("image %d not decoded: %s", img.image_id, e)
                 return
         else:
-            rec = self.codec.decode(img.stream, snr_dec, img.height, img.width)
+            rec = codec.decode(img.stream, snr_dec, img.height, img.width)
         dec_ms = (time.perf_counter() - t0) * 1e3
         ch_snr = [f.extra["snr_db"] for f in img.frames.values()]
         record = {
@@ -136,7 +152,7 @@ class jscc_decoder(gr.basic_block):
             "missing_frames": img.missing_frames,
             "snr_est_db": float(10 * np.log10(np.mean([10 ** (s / 10) for s in ch_snr]))) if ch_snr else float("nan"),
             "snr_eff_db": snr_eff, "cfo_est_hz": img.cfo_hz(), "decode_ms": dec_ms,
-            "decoded_at": time.monotonic(),
+            "decoded_at": time.monotonic(), "model_sha256": codec.sha256,
         }
         if img.image_id not in self.references and self.expect_references:
             # the reference travels on another port and may be read after the frames

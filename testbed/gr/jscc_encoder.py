@@ -32,17 +32,9 @@ class jscc_encoder(gr.basic_block):
     def __init__(self, codec, cfg: OfdmConfig, snr_db: float = 10.0, symbols_per_location: int | None = None,
                  cbr: float | None = None, ckb: bool = True, skb: bool = True):
         gr.basic_block.__init__(self, name="jscc_encoder", in_sig=None, out_sig=None)
-        self.codec, self.cfg = codec, cfg
+        self.cfg = cfg
         self.snr_db = float(snr_db)
-        self.variable_rate = hasattr(codec, "check_cbr")  # an AKB codec: rate map per image
-        if self.variable_rate:
-            self.cbr = 0.0625 if cbr is None else float(cbr)
-            codec.check_cbr(self.cbr)
-            self.ckb, self.skb = ckb, skb
-            self.prev_offsets = None
-            self.k = 0
-        else:
-            self.k = int(symbols_per_location or codec.symbols_for_cbr(cbr))
+        self.set_codec(codec, symbols_per_location=symbols_per_location, cbr=cbr, ckb=ckb, skb=skb)
         self.next_id = 0
         self.frames_sent = 0
         self.flush_samples = cfg.flush_samples()   # zeros after each image (front-ends may ask for more)
@@ -50,6 +42,21 @@ class jscc_encoder(gr.basic_block):
         self.message_port_register_out(pmt.intern("frames"))
         self.message_port_register_out(pmt.intern("flush"))
         self.set_msg_handler(pmt.intern("image"), self._handle)
+
+    def set_codec(self, codec, symbols_per_location: int | None = None, cbr: float | None = None,
+                  ckb: bool = True, skb: bool = True) -> None:
+        """Use ``codec`` at ``cbr`` from the next image on (call between images: :meth:`send`
+        runs in the caller's thread, so an image is never split between two codecs)."""
+        variable = hasattr(codec, "check_cbr")  # an AKB codec: rate map per image
+        if variable:
+            cbr = 0.0625 if cbr is None else float(cbr)
+            codec.check_cbr(cbr)
+            k = 0
+        else:
+            k = int(symbols_per_location or codec.symbols_for_cbr(cbr))
+        self.codec, self.variable_rate, self.k = codec, variable, k
+        self.cbr, self.ckb, self.skb = cbr, ckb, skb
+        self.prev_offsets = None
 
     def _handle(self, msg):
         try:

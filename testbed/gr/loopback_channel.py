@@ -18,6 +18,7 @@ class loopback_channel(gr.hier_block2):
                  delay_spread_s: float | None = None):
         gr.hier_block2.__init__(self, "loopback_channel", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
+        self.cfg = cfg
         rng = np.random.default_rng(seed)
         self.taps = multipath_taps(multipath, cfg, rng, delay_spread_s)
         self.noise_voltage = noise_voltage(cfg, snr_db)
@@ -27,3 +28,8 @@ class loopback_channel(gr.hier_block2):
             epsilon=1.0 + sco_ppm * 1e-6, taps=self.taps.tolist(), noise_seed=int(seed) % (2 ** 31 - 1) + 1,
             block_tags=False)
         self.connect(self, self.delay, self.chan, self)
+
+    def set_snr_db(self, snr_db: float) -> None:
+        """Change the channel SNR while the flowgraph runs (e.g. a simulated fade)."""
+        self.noise_voltage = noise_voltage(self.cfg, snr_db)
+        self.chan.set_noise_voltage(self.noise_voltage)

@@ -91,6 +91,24 @@ class LoopbackFrontEnd:
         tb.connect(tx, chan, rx)
         return [chan] + _tee_recorder(tb, chan, recorder)
 
+    # A link split over two nodes: the channel runs at the transmitter, whose samples travel to the
+    # receiving node over a ZeroMQ stream (``medium``: tcp://host:port, bound by the transmitter).
+    def connect_tx(self, tb, tx, medium: str):
+        from gnuradio import blocks, gr, zeromq
+
+        chan = self.channel()
+        air = blocks.throttle(gr.sizeof_gr_complex, self.cfg.ofdm.samp_rate, True)   # air time, as a radio
+        sink = zeromq.push_sink(gr.sizeof_gr_complex, 1, medium, 100, False, -1)
+        tb.connect(tx, chan, air, sink)
+        return [chan, air, sink]
+
+    def connect_rx(self, tb, rx, medium: str):
+        from gnuradio import gr, zeromq
+
+        src = zeromq.pull_source(gr.sizeof_gr_complex, 1, medium, 100, False, -1)
+        tb.connect(src, rx)
+        return [src]
+
     def flush_samples(self) -> int | None:
         return None
 
@@ -118,17 +136,25 @@ class PlutoFrontEnd:
         self.rx_uri = cfg.rx_uri or cfg.uri
 
     def connect(self, tb, tx, rx, recorder=None):
+        return self.connect_tx(tb, tx) + self.connect_rx(tb, rx, recorder=recorder)
+
+    def connect_tx(self, tb, tx, medium: str = ""):
         from gnuradio import iio
 
         sink = iio.fmcomms2_sink_fc32(self.cfg.uri, [True, True, False, False], self.cfg.buffer_size, False)
         for name, args in self.settings["sink"]:
             getattr(sink, name)(*args)
+        tb.connect(tx, sink)
+        return [sink]
+
+    def connect_rx(self, tb, rx, medium: str = "", recorder=None):
+        from gnuradio import iio
+
         src = iio.fmcomms2_source_fc32(self.rx_uri, [True, True, False, False], self.cfg.buffer_size)
         for name, args in self.settings["source"]:
             getattr(src, name)(*args)
-        tb.connect(tx, sink)
         tb.connect(src, rx)
-        return [sink, src] + _tee_recorder(tb, src, recorder)
+        return [src] + _tee_recorder(tb, src, recorder)
 
     def flush_samples(self) -> int:
         return pluto_flush_samples(self.cfg.buffer_size, self.cfg.ofdm.flush_samples())
@@ -146,27 +172,41 @@ class UsrpFrontEnd:
         self._serials = ("", "")
 
     def connect(self, tb, tx, rx, recorder=None):
+        return self.connect_tx(tb, tx) + self.connect_rx(tb, rx, recorder=recorder)
+
+    def _setup(self, dev, lo, gain, ant):
+        s = self.settings
+        dev.set_clock_source(s["clock_source"], 0)
+        dev.set_time_source(s["time_source"], 0)
+        dev.set_samp_rate(self.cfg.sample_rate)
+        dev.set_center_freq(lo, 0)
+        dev.set_gain(gain, 0)
+        dev.set_antenna(ant, 0)
+
+    @staticmethod
+    def _serial(dev) -> str:
+        try:
+            return dev.get_usrp_info(0).get("mboard_serial", "")
+        except Exception:  # older UHD: no info dict
+            return ""
+
+    def connect_tx(self, tb, tx, medium: str = ""):
         from gnuradio import uhd
 
-        s = self.settings
-        sink = uhd.usrp_sink(s["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]), "")
-        src = uhd.usrp_source(s["rx_device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]))
-        for dev, lo, gain, ant in ((sink, self.cfg.tx_lo, s["tx_gain_db"], self.cfg.tx_antenna),
-                                   (src, self.cfg.rx_lo, self.cfg.rx_gain_db, self.cfg.rx_antenna)):
-            dev.set_clock_source(s["clock_source"], 0)
-            dev.set_time_source(s["time_source"], 0)
-            dev.set_samp_rate(self.cfg.sample_rate)
-            dev.set_center_freq(lo, 0)
-            dev.set_gain(gain, 0)
-            dev.set_antenna(ant, 0)
-        try:
-            self._serials = (sink.get_usrp_info(0).get("mboard_serial", ""),
-                             src.get_usrp_info(0).get("mboard_serial", ""))
-        except Exception:  # older UHD: no info dict
-            pass
+        sink = uhd.usrp_sink(self.settings["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]), "")
+        self._setup(sink, self.cfg.tx_lo, self.settings["tx_gain_db"], self.cfg.tx_antenna)
+        self._serials = (self._serial(sink), self._serials[1])
         tb.connect(tx, sink)   # the burst shaper's tx_sob/tx_eob tags delimit the bursts
+        return [sink]
+
+    def connect_rx(self, tb, rx, medium: str = "", recorder=None):
+        from gnuradio import uhd
+
+        src = uhd.usrp_source(self.settings["rx_device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]))
+        self._setup(src, self.cfg.rx_lo, self.cfg.rx_gain_db, self.cfg.rx_antenna)
+        self._serials = (self._serials[0], self._serial(src))
         tb.connect(src, rx)
-        return [sink, src] + _tee_recorder(tb, src, recorder)
+        return [src] + _tee_recorder(tb, src, recorder)
 
     def flush_samples(self) -> int | None:
         return None

@@ -1,0 +1,150 @@
+"""A mosquitto deployment for the agent layer: config, password file and per-node ACLs
+(``testbed broker init``), and a broker process (``testbed broker run``, tests, benchmarks).
+
+ACL: the node id is the MQTT user name; a node may publish only under ``node/<its id>/`` and read
+only ``to/<its id>/`` and ``models/``. The ``controller`` user may do everything under the root;
+the ``operator`` user submits intents and reads replies, decisions and status.
+"""
+from __future__ import annotations
+
+import getpass
+import logging
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .messages import ID_RE
+from .topics import ROOT
+
+log = logging.getLogger(__name__)
+CONTROLLER_USER = "controller"
+OPERATOR_USER = "operator"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mosquitto_binary() -> str:
+    for cand in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if cand and Path(cand).exists():
+            return cand
+    raise FileNotFoundError("mosquitto not found: install it (apt install mosquitto; ./scripts/setup.sh does)")
+
+
+def acl_text(root: str = ROOT) -> str:
+    return (f"# written by `testbed broker init`: node id = user name\n"
+            f"user {CONTROLLER_USER}\n"
+            f"topic readwrite {root}/#\n\n"
+            f"user {OPERATOR_USER}\n"
+            f"topic write {root}/intents\n"
+            f"topic read {root}/reply/{OPERATOR_USER}/#\n"
+            f"topic read {root}/controller/#\n"
+            f"topic read {root}/node/+/status\n\n"
+            f"# every other user is a node\n"
+            f"pattern write {root}/node/%u/#\n"
+            f"pattern read {root}/to/%u/#\n"
+            f"pattern read {root}/models/#\n")
+
+
+def conf_text(folder: Path, port: int, *, auth: bool = True, bind: str = "127.0.0.1", persistence: bool = True,
+              tls: dict | None = None) -> str:
+    lines = ["# written by `testbed broker init`",
+             f"user {getpass.getuser()}",    # started as root, mosquitto would switch to 'mosquitto'
+             f"listener {port} {bind}",
+             "per_listener_settings false",
+             f"allow_anonymous {'false' if auth else 'true'}",
+             "max_inflight_messages 100", "max_queued_messages 100000",
+             "set_tcp_nodelay true",   # no Nagle delay on small messages (latency)
+             "log_dest stderr", "log_type error", "log_type warning", "log_type notice",
+             "connection_messages false"]
+    if auth:
+        lines += [f"password_file {folder / 'passwd'}", f"acl_file {folder / 'acl'}"]
+    if persistence:
+        lines += ["persistence true", f"persistence_location {folder}/", "autosave_interval 1"]
+    if tls:   # this listener speaks TLS: clients use mqtts://host:port and --ca-file
+        for k in ("certfile", "keyfile"):
+            if not tls.get(k):
+                raise ValueError(f"TLS needs both --certfile and --keyfile (missing {k})")
+        lines += [f"{k} {Path(v).resolve()}" for k, v in tls.items() if v]
+    return "\n".join(lines) + "\n"
+
+
+def init_broker_dir(folder: str | Path, nodes: list[str], *, port: int = 1883, auth: bool = True,
+                    bind: str = "127.0.0.1", persistence: bool = True, tls: dict | None = None) -> dict[str, str]:
+    """Write ``mosquitto.conf``, ``acl``, ``passwd`` and one ``<user>.password`` file per user;
+    returns user -> password."""
+    d = Path(folder).resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    users = [CONTROLLER_USER, OPERATOR_USER] + list(nodes)
+    for n in nodes:
+        if not ID_RE.match(n) or n in (CONTROLLER_USER, OPERATOR_USER):
+            raise ValueError(f"--nodes: {n!r} is not a valid node id (reserved or bad characters)")
+    creds = {}
+    (d / "passwd").write_text("")
+    for u in users:
+        pw = secrets.token_urlsafe(18)
+        creds[u] = pw
+        pf = d / f"{u}.password"
+        pf.write_text(pw + "\n")
+        pf.chmod(0o600)
+        subprocess.run(["mosquitto_passwd", "-b", str(d / "passwd"), u, pw], check=True, capture_output=True)
+    (d / "passwd").chmod(0o600)
+    (d / "acl").write_text(acl_text())
+    (d / "mosquitto.conf").write_text(conf_text(d, port, auth=auth, bind=bind, persistence=persistence, tls=tls))
+    return creds
+
+
+class Broker:
+    """A mosquitto process on ``127.0.0.1:port`` with the config in ``folder``; restartable."""
+
+    def __init__(self, folder: str | Path, port: int):
+        self.folder, self.port = Path(folder), port
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 10.0) -> "Broker":
+        self.log = open(self.folder / "mosquitto.log", "ab")
+        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.folder / "mosquitto.conf")],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        t_end = time.monotonic() + timeout_s
+        while time.monotonic() < t_end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}; see {self.folder / 'mosquitto.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout_s:g} s")
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to the clients, no final persistence save."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,578 @@
+"""``testbed controller``: the agent controller (AgentNet's three functions).
+
+* task and environment cognition: intents (task, priority, PSNR/latency targets, bandwidth
+  budget) and the nodes' status and measured SNR;
+* agent adaptation: :class:`~testbed.agent.policy.Policy` picks model and CBR per link from the
+  model cards and the measured SNR, learning each link's content offset from its QoS reports;
+* resource orchestration: assigns links to free nodes, re-plans (model/CBR/encoder SNR) when a
+  target is missed or the SNR moves, and serves models to nodes that lack them.
+
+Every decision is published on ``controller/decisions`` with its reason and inputs and appended
+to ``decisions.jsonl``; every QoS report is acknowledged, de-duplicated and appended to
+``qos.csv`` in the run folder (re-read on restart, so a re-sent report is never counted twice).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..runlog import CsvLog, write_json_atomic
+from . import messages as M
+from . import topics as T
+from .mqttlink import MqttLink
+from .policy import Choice, LinkState, OperatingPoint, Policy, load_catalogue
+from .transfer import announce, chunks, pack
+
+log = logging.getLogger(__name__)
+
+QOS_FIELDS = ["report_id", "node_id", "job_id", "intent_id", "link_id", "seq", "image", "model", "cbr",
+              "snr_tx_db", "snr_est_db", "psnr_db", "latency_ms", "frames_sent", "frames_decoded", "encode_ms",
+              "decode_ms", "decision", "part", "peer_id", "psnr_target_db", "met", "received_at"]
+
+
+@dataclass
+class LinkPlan:
+    link_id: str
+    intent: M.Intent
+    node: str
+    job_id: str
+    op: OperatingPoint
+    snr_plan: float
+    decision: str
+    state: LinkState = field(default_factory=LinkState)
+    ops_by_decision: dict = field(default_factory=dict)
+    status: str = "assigned"
+    reports: int = 0
+    met: int = 0
+    t_assigned: float = 0.0
+    rx_node: str = ""                  # a link split over two nodes: the receiving node and its job
+    rx_job: str = ""
+    tx_status: str = "assigned"
+    rx_status: str = "assigned"
+    halves: dict = field(default_factory=dict)        # seq -> {"tx": report, "rx": report}
+    pending_tx: dict = field(default_factory=dict)    # decision -> JobUpdate for the transmitter
+    tx_hold: object = None                            # the transmitter's job, sent once the receiver runs
+
+    def derive_status(self) -> str:
+        ends = [self.tx_status] + ([self.rx_status] if self.rx_job else [])
+        if "failed" in ends:
+            return "failed"
+        final = self.rx_status if self.rx_job else self.tx_status
+        if final in ("done", "cancelled"):
+            return final
+        return "running" if "running" in ends else "assigned"
+
+
+@dataclass
+class ControllerOptions:
+    broker: str
+    out: str | None = None
+    models_dir: str | None = None      # default: the shipped models/
+    username: str = "controller"
+    password: str | None = None
+    ca_file: str | None = None
+    assume_snr_db: float = 10.0        # a link's SNR before anything was measured
+    margin_db: float = 0.5
+    resend_s: float = 5.0              # re-send an assignment not yet accepted after this long
+    status_every_s: float = 1.0
+    summary_every_s: float = 5.0       # summary.json (all links) at most this often, and at exit
+    drain_s: float = 3.0               # a receiver finishes this long after its last frame once the tx is done
+
+
+class Controller:
+    def __init__(self, opts: ControllerOptions):
+        from ..runlog import default_run_dir
+        from ..registry import models_dir
+
+        self.opts = opts
+        mdir = Path(opts.models_dir) if opts.models_dir else models_dir()
+        from ..codec.modelcard import CARD_NAME
+
+        self.model_dirs = {p.name: p for p in sorted(mdir.iterdir()) if (p / CARD_NAME).is_file()} \
+            if mdir.is_dir() else {}
+        self.policy = Policy(load_catalogue(self.model_dirs), margin_db=opts.margin_db)
+        if not self.policy.catalogue:
+            raise ValueError(f"{mdir}: no model with an evaluated card (testbed eval --record-in-card)")
+        self.out = Path(opts.out) if opts.out else default_run_dir("controller")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.seen: set[str] = set()
+        qos_path = self.out / "qos.csv"
+        if qos_path.exists():
+            from ..runlog import read_csv_rows
+
+            self.seen = {r["report_id"] for r in read_csv_rows(qos_path)}
+            log.info("controller: %d QoS reports already in %s", len(self.seen), qos_path)
+        self.qos_log = CsvLog(qos_path, QOS_FIELDS, resume=True)
+        self.committed: set[str] = set(self.seen)
+        self.qos_q: "queue.Queue[tuple | None]" = queue.Queue()
+        self.decisions_f = open(self.out / "decisions.jsonl", "a")
+        self.lock = threading.RLock()
+        self.nodes: dict[str, M.NodeStatus] = {}
+        self.intents: dict[str, dict] = {}
+        self.links: dict[str, LinkPlan] = {}
+        self.pending: dict[str, tuple[str, object, float]] = {}    # job id -> (node, message, last sent)
+        self.job_index: dict[str, str] = {}                          # job id -> link id
+        self.archives: dict[str, tuple[M.ModelAnnounce, bytes]] = {}
+        self.counter = itertools.count(1)
+        self.intent_ms: list[float] = []     # time to handle each intent (receipt to job published)
+        self.dirty = True
+        self.stopping = threading.Event()
+        self.link = MqttLink("controller", opts.broker, username=opts.username, password=opts.password,
+                             ca_file=opts.ca_file)
+        # QoS reports arrive on a second connection (its own network thread), so that a flood of
+        # telemetry never queues intents and job states behind it
+        self.tlink = MqttLink("controller-telemetry", opts.broker, username=opts.username, password=opts.password,
+                              ca_file=opts.ca_file)
+        self.tlink.subscribe(T.node("+", "qos"), self._on_qos, expect=M.QosReport)
+        self.link.subscribe(T.node("+", "status"), self._on_status, expect=M.NodeStatus)
+        self.link.subscribe(T.node("+", "job_state"), self._on_job_state, expect=M.JobState)
+        self.link.subscribe(T.node("+", "model_request"), self._on_model_request, expect=M.ModelRequest)
+        self.link.subscribe(T.intents(), self._on_intent, expect=(M.Intent, M.StatusRequest))
+        self.link.on_connect(self._on_connected)
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _reject(self, topic: str, why: str) -> None:
+        self.link.rejected += 1     # (counted on the control connection)
+        log.warning("controller: rejected message on %s: %s", topic, why)
+
+    def _node_of(self, topic: str, claimed: str) -> str | None:
+        parsed = T.parse_node_topic(topic)
+        if parsed is None or parsed[0] != claimed:
+            self._reject(topic, f"node_id {claimed!r} does not match the topic")
+            return None
+        return claimed
+
+    def _decide(self, intent_id: str, link_id: str, action: str, reason: str, model: str = "",
+                cbr: float | None = None, **inputs) -> str:
+        did = f"d{next(self.counter)}"
+        d = M.Decision(decision_id=did, intent_id=intent_id, link_id=link_id, action=action, model=model, cbr=cbr,
+                       reason=reason, inputs=inputs, ts=time.time())
+        payload = M.encode(d)
+        self.decisions_f.write(payload.decode() + "\n")
+        self.decisions_f.flush()
+        self.link.publish(T.decisions(), payload)
+        log.info("decision %s %s %s: %s", did, action, link_id or intent_id, reason)
+        self.dirty = True
+        return did
+
+    def _send(self, node: str, msg) -> None:
+        job_id = msg.job_id
+        with self.lock:
+            self.pending[job_id] = (node, msg, time.monotonic())
+        self.link.publish(T.to(node, "job"), msg)
+
+    # ---- handlers ------------------------------------------------------------------------------
+    def _on_connected(self) -> None:
+        for name in self.model_dirs:
+            ann, _ = self._archive(name)
+            self.link.publish(T.model(name), ann, retain=True)
+        with self.lock:
+            for node, msg, _ in list(self.pending.values()):
+                self.link.publish(T.to(node, "job"), msg)
+
+    def _archive(self, name: str):
+        if name not in self.archives:
+            from ..codec.modelcard import CARD_NAME, load_card
+
+            d = self.model_dirs[name]
+            data = pack(d)
+            self.archives[name] = (announce(name, load_card(d / CARD_NAME), data), data)
+        return self.archives[name]
+
+    def _on_status(self, st: M.NodeStatus, topic, props) -> None:
+        if self._node_of(topic, st.node_id) is None:
+            return
+        with self.lock:
+            was = self.nodes.get(st.node_id)
+            self.nodes[st.node_id] = st
+            self.dirty = True
+            if st.online and (was is None or not was.online):
+                log.info("controller: node %s online (%s, %s, models %s)", st.node_id, st.role, st.radio,
+                         ", ".join(st.models))
+                for node, msg, _ in list(self.pending.values()):   # assignments it may have missed
+                    if node == st.node_id:
+                        self.link.publish(T.to(node, "job"), msg)
+            elif not st.online and was is not None and was.online:
+                log.warning("controller: node %s went offline", st.node_id)
+
+    def _on_job_state(self, js: M.JobState, topic, props) -> None:
+        if self._node_of(topic, js.node_id) is None:
+            return
+        self.link.publish(T.to(js.node_id, "ack"), M.Ack([js.event_id]))   # idempotent: no disk needed
+        with self.lock:
+            p = self.pending.get(js.job_id)
+            if p is not None and p[0] == js.node_id:
+                del self.pending[js.job_id]
+            lp = self.links.get(self.job_index.get(js.job_id, ""))
+            if lp is None:
+                return
+            is_rx = js.job_id == lp.rx_job
+            if js.node_id != (lp.rx_node if is_rx else lp.node):
+                self._reject(topic, f"job state for {js.job_id} from {js.node_id}, which does not run it")
+                return
+            if js.state == "switched" and is_rx:      # the receiver holds the new model: now the transmitter
+                upd = lp.pending_tx.pop(js.decision, None)
+                if upd is not None:
+                    self.link.publish(T.to(lp.node, "job"), upd)
+            if is_rx and js.state == "running" and lp.tx_hold is not None:
+                job, lp.tx_hold = lp.tx_hold, None
+                self._send(lp.node, job)
+            if js.state in ("running", "done", "failed", "cancelled"):
+                if is_rx:
+                    lp.rx_status = js.state
+                else:
+                    lp.tx_status = js.state
+            if js.state == "failed":
+                log.error("controller: link %s failed on %s: %s", lp.link_id, js.node_id, js.error)
+            if not is_rx and lp.rx_job and js.state in ("done", "failed", "cancelled"):
+                self.link.publish(T.to(lp.rx_node, "job"), M.JobCancel(lp.rx_job, "transmitter finished",
+                                                                       drain_s=self.opts.drain_s))
+            if is_rx and js.state in ("done", "failed", "cancelled"):
+                for seq in sorted(lp.halves):          # images the receiver never saw: lost
+                    self._join(lp, seq, final=True)
+            lp.status = lp.derive_status()
+            self._update_intent(lp.intent.intent_id)
+            self.dirty = True
+
+    def _update_intent(self, intent_id: str) -> None:
+        it = self.intents.get(intent_id)
+        if it is None:
+            return
+        states = [self.links[lid].status for lid in it["links"]]
+        if all(s in ("done", "failed", "cancelled") for s in states):
+            it["state"] = "done" if all(s == "done" for s in states) else "failed"
+            self.dirty = True
+
+    def _on_intent(self, msg, topic, props) -> None:
+        t0 = time.perf_counter()
+        rt = getattr(props, "ResponseTopic", None) if props is not None else None
+        corr = getattr(props, "CorrelationData", None) if props is not None else None
+        if isinstance(msg, M.StatusRequest):
+            reply = self.status()
+        else:
+            reply = self.submit(msg)
+        if rt and rt.startswith(T.reply("")):
+            self.link.publish(rt, reply, correlation=corr, expiry_s=60)
+        elif rt:
+            self._reject(topic, f"response topic {rt!r} is outside {T.reply('')}")
+        if isinstance(msg, M.Intent):
+            self.intent_ms.append((time.perf_counter() - t0) * 1e3)
+
+    def submit(self, intent: M.Intent) -> M.IntentReply:
+        """Plan an intent: pick nodes, choose operating points, assign jobs."""
+        with self.lock:
+            if intent.intent_id in self.intents:
+                it = self.intents[intent.intent_id]
+                return M.IntentReply(intent.intent_id, True, "already accepted", list(it["links"]))
+            unknown = [m for m in intent.models if m not in self.model_dirs]
+            if unknown:
+                return self._refuse(intent, f"unknown model(s) {', '.join(unknown)}; this controller has "
+                                            f"{', '.join(self.model_dirs)}")
+            busy = {n for lp in self.links.values() if lp.status in ("assigned", "running")
+                    for n in (lp.node, lp.rx_node) if n}
+            free = [(n, st) for n, st in sorted(self.nodes.items())
+                    if st.online and n not in busy and (not intent.nodes or n in intent.nodes)]
+            txs = [n for n, st in free if st.role == "tx"]
+            rxs = [n for n, st in free if st.role == "rx"]
+            pairs = []
+            for t in txs:      # a loopback transmitter streams to a loopback receiver; radios to radios
+                loop = self.nodes[t].radio == "loopback"
+                r = next((r for r in rxs if (self.nodes[r].radio == "loopback") == loop), None)
+                if r is not None:
+                    rxs.remove(r)
+                    pairs.append((t, r))
+            ends = [(n, "") for n, st in free if st.role == "txrx"] + pairs
+            if len(ends) < intent.links:
+                where = f", restricted to {','.join(intent.nodes)}" if intent.nodes else ""
+                return self._refuse(intent, f"{intent.links} link(s) wanted, {len(ends)} available (free txrx nodes "
+                                            f"or tx/rx pairs{where})")
+            links = []
+            for i, (node, rx) in enumerate(ends[:intent.links]):
+                link_id = f"{intent.intent_id}.L{i}"
+                st = LinkState()
+                snr = self.nodes[rx or node].snr_db       # measured at the receiving end
+                assumed = snr is None
+                snr = self.opts.assume_snr_db if assumed else snr
+                ch = self.policy.choose(snr, psnr_target=intent.qos.psnr_db, cbr_max=intent.cbr_max,
+                                        latency_target=intent.qos.latency_ms, models=intent.models or None, state=st)
+                reason = ch.reason + (f" (no SNR measured yet at {rx or node}: assuming {snr:g} dB)" if assumed else "")
+                did = self._decide(intent.intent_id, link_id, "assign", reason, ch.op.model, ch.op.cbr, node=node,
+                                   rx_node=rx or node, snr_db=snr, predicted_psnr_db=round(ch.predicted_db, 2),
+                                   feasible=ch.feasible, priority=intent.priority)
+                base = dict(intent_id=intent.intent_id, link_id=link_id, model=ch.op.model, model_sha256=ch.op.sha256,
+                            cbr=ch.op.cbr, snr_db=snr, images=list(intent.images), repeat=intent.repeat, decision=did)
+                medium = self.nodes[node].medium
+                job = M.Job(job_id=f"{link_id}.j" if not rx else f"{link_id}.tx", part="tx" if rx else "link",
+                            peer=rx, medium=medium, **base)
+                lp = LinkPlan(link_id, intent, node, job.job_id, ch.op, snr, did, st, {did: ch.op},
+                              t_assigned=time.time())
+                self.links[link_id] = lp
+                self.job_index[job.job_id] = link_id
+                links.append(link_id)
+                if rx:     # the receiver first; the transmitter once the receiver runs (nothing sent into the void)
+                    rjob = M.Job(job_id=f"{link_id}.rx", part="rx", peer=node, medium=medium, **base)
+                    lp.rx_node, lp.rx_job, lp.tx_hold = rx, rjob.job_id, job
+                    self.job_index[rjob.job_id] = link_id
+                    self._send(rx, rjob)
+                else:
+                    self._send(node, job)
+            self.intents[intent.intent_id] = {"intent": intent, "links": links, "state": "running",
+                                              "accepted_at": time.time()}
+            self.dirty = True
+            used = [f"{n}->{r}" if r else n for n, r in ends[:intent.links]]
+            return M.IntentReply(intent.intent_id, True, f"assigned to {', '.join(used)}", links)
+
+    def _refuse(self, intent: M.Intent, why: str) -> M.IntentReply:
+        self._decide(intent.intent_id, "", "reject", why)
+        return M.IntentReply(intent.intent_id, False, why, [])
+
+    def _on_qos(self, r: M.QosReport, topic, props) -> None:
+        if self._node_of(topic, r.node_id) is None:
+            return
+        with self.lock:
+            if r.report_id in self.seen:
+                if r.report_id in self.committed:      # re-sent after a lost ack: acknowledge again
+                    self.tlink.publish(T.to(r.node_id, "ack"), M.Ack([r.report_id]))
+                return                                  # (else its ack follows the pending commit)
+            self.seen.add(r.report_id)
+            self.dirty = True
+            lp = self.links.get(r.link_id)
+            ours = lp is not None and r.node_id == (lp.rx_node if r.part == "rx" else lp.node) and \
+                (r.part == "link") == (not lp.rx_job)
+            if not ours:
+                log.info("controller: report %s for a link this controller did not plan; logged only", r.report_id)
+                self._record(None, self._row(r, None), [(r.node_id, r.report_id)])
+                return
+            if r.part == "link":
+                self._record(lp, self._row(r, lp), [(r.node_id, r.report_id)], r)
+            else:                                        # half of a split link: join by sequence number
+                lp.halves.setdefault(r.seq, {})[r.part] = r
+                self._join(lp, r.seq)
+
+    @staticmethod
+    def _row(r: M.QosReport, lp: LinkPlan | None) -> dict:
+        row = {k: getattr(r, k) for k in QOS_FIELDS if hasattr(r, k)}
+        target = lp.intent.qos.psnr_db if lp is not None else None
+        row.update(psnr_target_db=target, met=None if target is None else int(r.psnr_db is not None and
+                                                                             r.psnr_db >= target))
+        return row
+
+    def _join(self, lp: LinkPlan, seq: int, final: bool = False) -> None:
+        """Both halves of image ``seq`` in: one QoS row (latency = rx done - tx sent). ``final``
+        (the receiver finished): a lone tx half is an image lost on the air."""
+        h = lp.halves.get(seq, {})
+        tx, rx = h.get("tx"), h.get("rx")
+        if not ((tx and rx) or final):
+            return
+        del lp.halves[seq]
+        first = tx or rx
+        merged = M.QosReport(
+            report_id=first.report_id, node_id=lp.rx_node, job_id=first.job_id, intent_id=first.intent_id,
+            link_id=lp.link_id, seq=seq, image=first.image, model=(tx or rx).model, model_sha256=first.model_sha256,
+            cbr=tx.cbr if tx else 0.0, snr_tx_db=first.snr_tx_db, snr_est_db=rx.snr_est_db if rx else None,
+            psnr_db=rx.psnr_db if rx else None,
+            latency_ms=(rx.t_done - tx.t_sent) * 1e3 if tx and rx and tx.t_sent and rx.t_done else None,
+            frames_sent=tx.frames_sent if tx else rx.frames_sent, frames_decoded=rx.frames_decoded if rx else 0,
+            encode_ms=tx.encode_ms if tx else None, decode_ms=rx.decode_ms if rx else None,
+            decision=tx.decision if tx else "", part="tx+rx" if tx and rx else (first.part + " only"))
+        row = self._row(merged, lp)
+        row["peer_id"] = lp.node
+        self._record(lp, row, [(x.node_id, x.report_id) for x in (tx, rx) if x], merged)
+
+    def _record(self, lp: LinkPlan | None, row: dict, acks: list, r: M.QosReport | None = None) -> None:
+        """Queue the row for qos.csv (acks follow the commit) and let the policy learn from it."""
+        row["received_at"] = f"{time.time():.3f}"
+        self.qos_q.put((row, acks))
+        if lp is None or r is None:
+            return
+        lp.reports += 1
+        lp.met += row["met"] or 0
+        op = lp.ops_by_decision.get(r.decision)
+        if op is None:
+            return
+        target = lp.intent.qos.psnr_db
+        self.policy.observe(lp.state, op, snr_est_db=r.snr_est_db, psnr_db=r.psnr_db, latency_ms=r.latency_ms,
+                            psnr_target=target if op is lp.op else None)
+        if op is not lp.op:          # sent before the last re-plan took effect
+            return
+        why = self.policy.should_replan(lp.state, lp.snr_plan)
+        if why:
+            self._replan(lp, why)
+
+    def _commit(self) -> None:
+        """Writer thread: append reports to qos.csv in batches (one fsync each), then acknowledge
+        them, so that a report is acknowledged only once it is on disk."""
+        while True:
+            item = self.qos_q.get()
+            batch = [item] if item is not None else []
+            while len(batch) < 1000:
+                try:
+                    nxt = self.qos_q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    item = None
+                    break
+                batch.append(nxt)
+            if batch:
+                self.qos_log.append_many([row for row, _ in batch])
+                by_node: dict[str, list[str]] = {}
+                for _, acks in batch:
+                    for node, rid in acks:
+                        by_node.setdefault(node, []).append(rid)
+                with self.lock:
+                    self.committed.update(rid for _, acks in batch for _, rid in acks)
+                for node, ids in by_node.items():
+                    self.tlink.publish(T.to(node, "ack"), M.Ack(ids))
+            if item is None:
+                return
+
+    def _replan(self, lp: LinkPlan, why: str) -> None:
+        it = lp.intent
+        st = lp.state
+        snr = st.snr_db if st.snr_db is not None else lp.snr_plan
+        ch: Choice = self.policy.choose(snr, psnr_target=it.qos.psnr_db, cbr_max=it.cbr_max,
+                                        latency_target=it.qos.latency_ms, models=it.models or None, state=st)
+        moved = abs(snr - lp.snr_plan) > self.policy.snr_jump_db
+        st.replanned()
+        if ch.op == lp.op and not moved:
+            log.debug("controller: %s reviewed (%s): keeping %s", lp.link_id, why, lp.op.key)
+            return
+        did = self._decide(it.intent_id, lp.link_id, "replan", f"{why}: {ch.reason}", ch.op.model, ch.op.cbr,
+                           node=lp.node, snr_db=round(snr, 2), previous=lp.op.key,
+                           content_offset_db=round(st.offset_db, 2), predicted_psnr_db=round(ch.predicted_db, 2),
+                           feasible=ch.feasible)
+        lp.op, lp.snr_plan, lp.decision = ch.op, snr, did
+        lp.ops_by_decision[did] = ch.op
+        self._send_update(lp, M.JobUpdate(job_id=lp.job_id, model=ch.op.model, model_sha256=ch.op.sha256,
+                                          cbr=ch.op.cbr, snr_db=round(snr, 2), decision=did))
+
+    def _send_update(self, lp: LinkPlan, upd: M.JobUpdate) -> None:
+        """Whole link: to its node. Split link: to the receiver first; the transmitter gets it when
+        the receiver reports it holds the model ('switched'), so no image is sent in a model the
+        receiver cannot decode."""
+        if not lp.rx_job:
+            self.link.publish(T.to(lp.node, "job"), upd)
+            return
+        lp.pending_tx[upd.decision] = upd
+        self.link.publish(T.to(lp.rx_node, "job"), M.dataclasses.replace(upd, job_id=lp.rx_job))
+
+    def _on_model_request(self, req: M.ModelRequest, topic, props) -> None:
+        if self._node_of(topic, req.node_id) is None:
+            return
+        rt = getattr(props, "ResponseTopic", None) if props is not None else None
+        corr = getattr(props, "CorrelationData", None) if props is not None else None
+        if rt != T.to(req.node_id, "model"):
+            self._reject(topic, f"response topic {rt!r} is not the node's own {T.to(req.node_id, 'model')}")
+            return
+        if req.name not in self.model_dirs:
+            self._reject(topic, f"node {req.node_id} asked for unknown model {req.name!r}")
+            return
+        ann, data = self._archive(req.name)
+        if ann.sha256 != req.sha256:
+            self._reject(topic, f"node {req.node_id} asked for {req.name} {req.sha256[:12]}..., "
+                                f"this controller has {ann.sha256[:12]}...")
+            return
+        self._decide("", "", "disseminate", f"sending {req.name} to {req.node_id}: {ann.size} bytes in "
+                                            f"{ann.chunks} chunks", req.name, node=req.node_id,
+                     archive_sha256=ann.archive_sha256)
+        threading.Thread(target=self._stream_chunks, args=(rt, corr, ann, data), daemon=True).start()
+
+    def _stream_chunks(self, rt, corr, ann, data) -> None:
+        for c in chunks(ann, data):
+            self.link.publish(rt, c, correlation=corr)
+
+    # ---- status --------------------------------------------------------------------------------
+    def status(self, finished_links: int | None = 50) -> M.ControllerStatus:
+        """Nodes, intents and links: the active links and the ``finished_links`` most recent
+        finished ones (None: all)."""
+        with self.lock:
+            nodes = [{"node_id": n, "online": s.online, "role": s.role, "radio": s.radio, "models": list(s.models),
+                      "jobs": list(s.jobs), "snr_db": s.snr_db} for n, s in sorted(self.nodes.items())]
+            lps = list(self.links.values())
+            if finished_links is not None:
+                done = [lp for lp in lps if lp.status in ("done", "failed", "cancelled")]
+                keep = set(map(id, done[-finished_links:] if finished_links else []))
+                lps = [lp for lp in lps if lp.status not in ("done", "failed", "cancelled") or id(lp) in keep]
+            links = [{"link_id": lp.link_id, "intent_id": lp.intent.intent_id, "node": lp.node, "status": lp.status,
+                      "model": lp.op.model, "cbr": lp.op.cbr, "snr_db": lp.state.snr_db, "reports": lp.reports,
+                      "met": lp.met, "psnr_target_db": lp.intent.qos.psnr_db,
+                      "content_offset_db": round(lp.state.offset_db, 2)} for lp in lps]
+            shown = {x["link_id"] for x in links}
+            intents = [{"intent_id": k, "state": v["state"], "links": list(v["links"]),
+                        "priority": v["intent"].priority} for k, v in self.intents.items()
+                       if finished_links is None or v["state"] == "running" or shown.intersection(v["links"])]
+            return M.ControllerStatus(nodes=nodes, links=links, intents=intents, reports=len(self.seen),
+                                      rejected=self.rejected, ts=time.time())
+
+    @property
+    def rejected(self) -> int:
+        """Messages rejected (schema, authorisation or consistency), on both connections."""
+        return self.link.rejected + self.tlink.rejected
+
+    def _write_summary(self) -> None:
+        s = M.dataclasses.asdict(self.status(finished_links=None))
+        if self.intent_ms:
+            v = np.asarray(self.intent_ms)
+            s["intent_handling_ms"] = {"n": len(v), "p50": float(np.percentile(v, 50)),
+                                       "p99": float(np.percentile(v, 99)), "max": float(v.max())}
+        write_json_atomic(self.out / "summary.json", s)
+
+    def _tick(self) -> None:
+        last_summary = 0.0
+        while not self.stopping.wait(self.opts.status_every_s):
+            if self.dirty:
+                self.dirty = False
+                try:
+                    self.link.publish(T.controller_status(), self.status(), qos=0, retain=True)
+                    if time.monotonic() - last_summary > self.opts.summary_every_s:
+                        self._write_summary()
+                        last_summary = time.monotonic()
+                    else:
+                        self.dirty = True    # the summary is still due
+                except Exception:
+                    log.exception("controller: status publish failed")
+            now = time.monotonic()
+            with self.lock:
+                for job_id, (node, msg, t) in list(self.pending.items()):
+                    if now - t > self.opts.resend_s:
+                        self.pending[job_id] = (node, msg, now)
+                        self.link.publish(T.to(node, "job"), msg)
+
+    def start(self, wait_s: float | None = 10.0) -> "Controller":
+        self.writer = threading.Thread(target=self._commit, name="controller-qos-writer", daemon=True)
+        self.writer.start()
+        self.tlink.start(wait_s)
+        self.link.start(wait_s)
+        self.ticker = threading.Thread(target=self._tick, name="controller-status", daemon=True)
+        self.ticker.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if getattr(self, "ticker", None):
+            self.ticker.join(5)
+        self.qos_q.put(None)
+        if getattr(self, "writer", None):
+            self.writer.join(30)
+        self.link.stop()
+        self.tlink.stop()
+        with self.lock:
+            self._write_summary()
+            self.qos_log.close()
+            self.decisions_f.close()
+
+
+def load_intent(path: str) -> M.Intent:
+    """An intent from a YAML or JSON file; errors name the file and key."""
+    from ..configfile import from_mapping, load_yaml
+
+    return from_mapping(M.Intent, load_yaml(path, "intent file"), str(path))
+

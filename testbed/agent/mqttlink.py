@@ -1,0 +1,222 @@
+"""A thin MQTT v5 client (paho-mqtt 2.x, VERSION2 callbacks) for the agent layer.
+
+* typed messages (:mod:`testbed.agent.messages`) in and out; an incoming message that fails
+  validation is logged, counted in :attr:`MqttLink.rejected` and dropped, and never raises;
+* subscriptions are re-made after every (re)connect, ``on_connect`` hooks run then (e.g. a node
+  re-sends its unacknowledged QoS reports); reconnects back off from 0.2 s to 2 s;
+* request/response with the v5 response topic and correlation data (:meth:`request`);
+* message expiry where stale messages would mislead (:meth:`publish` ``expiry_s``).
+
+Broker URLs: ``mqtt://[user[:password]@]host[:port]`` or ``mqtts://...`` (TLS; ``ca_file``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import unquote, urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from . import messages as M
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BrokerUrl:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> "BrokerUrl":
+        u = urlparse(url if "://" in url else f"mqtt://{url}")
+        if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"--broker {url!r}: scheme must be mqtt:// or mqtts://")
+        if not u.hostname:
+            raise ValueError(f"--broker {url!r}: no host")
+        tls = u.scheme in ("mqtts", "ssl")
+        try:
+            port = u.port or (8883 if tls else 1883)
+        except ValueError:
+            raise ValueError(f"--broker {url!r}: bad port") from None
+        return cls(u.hostname, port, tls, unquote(u.username) if u.username else None,
+                   unquote(u.password) if u.password else None)
+
+
+def read_password(password_file: str | None) -> str | None:
+    """From ``--password-file`` or ``$TESTBED_MQTT_PASSWORD`` (never on the command line)."""
+    if password_file:
+        try:
+            return open(password_file).read().strip()
+        except OSError as e:
+            raise ValueError(f"--password-file {password_file}: {e.strerror}") from None
+    return os.environ.get("TESTBED_MQTT_PASSWORD")
+
+
+class MqttLink:
+    def __init__(self, client_id: str, broker: str, *, username: str | None = None, password: str | None = None,
+                 ca_file: str | None = None, will: tuple[str, object] | None = None):
+        self.url = BrokerUrl.parse(broker)
+        self.client_id = client_id
+        self.rejected = 0
+        self.denied = 0
+        self.connects = 0
+        self.connected = threading.Event()
+        self._subs: dict[str, tuple[int, Callable, object]] = {}
+        self._on_connect_hooks: list[Callable[[], None]] = []
+        self._waiters: dict[bytes, tuple[threading.Event, list]] = {}
+        self._lock = threading.Lock()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        user = username or self.url.username
+        pw = password if password is not None else self.url.password
+        if user:
+            c.username_pw_set(user, pw)
+        if self.url.tls:
+            c.tls_set(ca_certs=ca_file)
+        if will is not None:
+            topic, msg = will
+            c.will_set(topic, M.encode(msg), qos=1, retain=True)
+        c.reconnect_delay_set(min_delay=0.2, max_delay=2)
+        c.max_queued_messages_set(0)    # unlimited: QoS 1 messages wait in memory while disconnected
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        self.client = c
+
+    # ---- connection -------------------------------------------------------------------------
+    def start(self, wait_s: float | None = 10.0) -> "MqttLink":
+        """Connect in the background (and keep reconnecting); wait up to ``wait_s`` for the first
+        connection (None: do not wait)."""
+        self.client.connect_async(self.url.host, self.url.port, keepalive=10, clean_start=True)
+        self.client.loop_start()
+        if wait_s is not None and not self.connected.wait(wait_s):
+            self.stop()
+            raise ConnectionError(f"{self.client_id}: no connection to the broker at {self.url.host}:{self.url.port} "
+                                  f"within {wait_s:g} s (running? user/password right?)")
+        return self
+
+    def stop(self) -> None:
+        self.stopping = True
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+    def on_connect(self, hook: Callable[[], None]) -> None:
+        self._on_connect_hooks.append(hook)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.error("%s: broker refused the connection: %s", self.client_id, reason_code)
+            return
+        self.connects += 1
+        sock = client.socket()
+        if sock is not None and hasattr(sock, "setsockopt"):   # small messages: no Nagle delay
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        log.info("%s: connected to %s:%d (connection %d)", self.client_id, self.url.host, self.url.port,
+                 self.connects)
+        for flt, (qos, _, _) in list(self._subs.items()):
+            client.subscribe(flt, qos=qos)
+        self.connected.set()
+        for hook in self._on_connect_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("%s: on-connect hook failed", self.client_id)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.connected.clear()
+        if getattr(self, "stopping", False):
+            return
+        log.warning("%s: disconnected from the broker (%s); reconnecting", self.client_id, reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        if reason_code is not None and reason_code.is_failure:
+            self.denied += 1
+            log.warning("%s: the broker refused a publish (mid %d): %s", self.client_id, mid, reason_code)
+
+    # ---- subscribe / publish ----------------------------------------------------------------
+    def subscribe(self, flt: str, handler: Callable, expect=None, qos: int = 1) -> None:
+        """``handler(msg, topic, props)`` for each valid message on ``flt`` of the ``expect`` kind(s)."""
+        self._subs[flt] = (qos, handler, expect)
+        if self.connected.is_set():
+            self.client.subscribe(flt, qos=qos)
+
+    def publish(self, topic: str, msg, *, qos: int = 1, retain: bool = False, expiry_s: float | None = None,
+                response_topic: str | None = None, correlation: bytes | None = None):
+        props = None
+        if expiry_s is not None or response_topic or correlation is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            if expiry_s is not None:
+                props.MessageExpiryInterval = max(1, int(expiry_s))
+            if response_topic:
+                props.ResponseTopic = response_topic
+            if correlation is not None:
+                props.CorrelationData = correlation
+        payload = msg if isinstance(msg, (bytes, bytearray)) else M.encode(msg)
+        return self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+
+    def request(self, topic: str, msg, response_topic: str, expect, timeout_s: float = 10.0,
+                expiry_s: float | None = None):
+        """Publish ``msg`` with a response topic and fresh correlation data; return the first
+        reply carrying that correlation data (``response_topic`` must be subscribed with
+        :meth:`subscribe_replies`)."""
+        corr = uuid.uuid4().bytes
+        ev, box = threading.Event(), []
+        with self._lock:
+            self._waiters[corr] = (ev, box)
+        try:
+            self.publish(topic, msg, response_topic=response_topic, correlation=corr,
+                         expiry_s=expiry_s if expiry_s is not None else timeout_s)
+            if not ev.wait(timeout_s):
+                raise TimeoutError(f"no reply on {response_topic} within {timeout_s:g} s")
+            return box[0]
+        finally:
+            with self._lock:
+                self._waiters.pop(corr, None)
+
+    def subscribe_replies(self, response_topic: str, expect) -> None:
+        def on_reply(msg, topic, props):
+            corr = getattr(props, "CorrelationData", None) if props is not None else None
+            with self._lock:
+                w = self._waiters.get(bytes(corr)) if corr is not None else None
+            if w is None:
+                log.debug("%s: reply without a waiting request on %s", self.client_id, topic)
+                return
+            w[1].append(msg)
+            w[0].set()
+        self.subscribe(response_topic, on_reply, expect=expect)
+
+    def _on_message(self, client, userdata, message):
+        for flt, (qos, handler, expect) in list(self._subs.items()):
+            if mqtt.topic_matches_sub(flt, message.topic):
+                break
+        else:
+            return
+        if not message.payload:    # a cleared retained message
+            return
+        try:
+            msg = M.decode(message.payload, where=message.topic, expect=expect)
+        except M.MessageError as e:
+            self.rejected += 1
+            log.warning("%s: rejected: %s", self.client_id, e)
+            return
+        try:
+            handler(msg, message.topic, getattr(message, "properties", None))
+        except Exception:
+            self.rejected += 1
+            log.exception("%s: handler for %s failed; message dropped", self.client_id, message.topic)

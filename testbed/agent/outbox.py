@@ -1,0 +1,105 @@
+"""A node's durable outbox (QoS reports, job-state events): nothing is lost across a broker or
+node restart.
+
+Each message is appended (one fsync'ed JSON line: id, sub-topic, payload) to ``outbox.jsonl``
+before it is published; acknowledged ids are appended to ``acked.txt``. On start the outbox reloads both, so the
+reports still unacknowledged are re-sent after a restart; a torn last line (a kill mid-write)
+is ignored. When everything is acknowledged the two files are emptied (atomically).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    data = path.read_text()
+    lines = data.split("\n")
+    if not data.endswith("\n"):     # torn tail
+        lines = lines[:-1]
+    return [x for x in lines if x]
+
+
+class Outbox:
+    def __init__(self, folder: str | Path):
+        self.dir = Path(folder)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.reports_path = self.dir / "outbox.jsonl"
+        self.acked_path = self.dir / "acked.txt"
+        self.lock = threading.Lock()
+        self.pending: dict[str, tuple[str, bytes, float]] = {}   # id -> (sub-topic, payload, last send time)
+        acked = set(_lines(self.acked_path))
+        for line in _lines(self.reports_path):
+            try:
+                e = json.loads(line)
+                rid, what, payload = e["id"], e["what"], e["payload"].encode()
+            except (ValueError, KeyError, TypeError, AttributeError):
+                log.warning("%s: unreadable line skipped", self.reports_path)
+                continue
+            if rid not in acked:
+                self.pending[rid] = (what, payload, 0.0)
+        if self.pending:
+            log.info("%s: %d unacknowledged message(s) from a previous run will be re-sent",
+                     self.dir, len(self.pending))
+        self._reports = open(self.reports_path, "a")
+        self._acked = open(self.acked_path, "a")
+
+    @staticmethod
+    def _append(f, line: str) -> None:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+    def add(self, msg_id: str, what: str, payload: bytes) -> None:
+        """Keep ``payload`` (to be published on the node's ``what`` sub-topic) until ``msg_id`` is acked."""
+        with self.lock:
+            self._append(self._reports, json.dumps({"id": msg_id, "what": what, "payload": payload.decode()}))
+            self.pending[msg_id] = (what, payload, time.monotonic())
+
+    def ack(self, ids) -> int:
+        n = 0
+        with self.lock:
+            for rid in ids:
+                if self.pending.pop(rid, None) is not None:
+                    self._append(self._acked, rid)
+                    n += 1
+            if n and not self.pending:
+                self._compact()
+        return n
+
+    def _compact(self) -> None:
+        for f, p in ((self._reports, self.reports_path), (self._acked, self.acked_path)):
+            f.close()
+            tmp = p.with_name(p.name + ".tmp")
+            tmp.write_text("")
+            os.replace(tmp, p)
+        self._reports = open(self.reports_path, "a")
+        self._acked = open(self.acked_path, "a")
+
+    def due(self, older_than_s: float = 0.0) -> list[tuple[str, bytes]]:
+        """(sub-topic, payload) of the messages last sent more than ``older_than_s`` ago, oldest
+        first (marked as sent now)."""
+        now = time.monotonic()
+        out = []
+        with self.lock:
+            for rid, (what, payload, t) in self.pending.items():
+                if now - t >= older_than_s:
+                    out.append((what, payload))
+                    self.pending[rid] = (what, payload, now)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def close(self) -> None:
+        with self.lock:
+            self._reports.close()
+            self._acked.close()

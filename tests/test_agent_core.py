@@ -1,0 +1,197 @@
+"""Agent layer without a broker: message schemas, policy, outbox, model transfer."""
+import json
+
+import pytest
+
+from testbed.agent import messages as M
+from testbed.agent import topics as T
+from testbed.agent.outbox import Outbox
+from testbed.agent.policy import LinkState, OperatingPoint, Policy, load_catalogue
+from testbed.agent.transfer import Assembler, TransferError, announce, chunks, pack, unpack
+
+SHA = "ab" * 32
+
+
+def _report(**kw):
+    d = dict(report_id="n1:j:0", node_id="n1", job_id="j", intent_id="i", link_id="l", seq=0, image="a.png",
+             model="jscc-v1", model_sha256=SHA, cbr=0.02, snr_tx_db=10.0, snr_est_db=9.8, psnr_db=25.0,
+             latency_ms=120.0, frames_sent=1, frames_decoded=1)
+    d.update(kw)
+    return M.QosReport(**d)
+
+
+def test_messages_round_trip():
+    msgs = [M.NodeStatus("n1", True, models=["jscc-v1"], model_sha256=[SHA]), M.Intent("i1", qos=M.QosTarget(25, 500)),
+            M.Job("j", "i", "l", "link", "jscc-v1", SHA, 0.02, 10.0, ["samples"]), _report(), M.Ack(["n1:j:0"]),
+            M.Decision("d1", "i", "l", "assign", "jscc-v1", 0.02, "why", {"snr_db": 10.0})]
+    for m in msgs:
+        back = M.decode(M.encode(m), "t")
+        assert type(back) is type(m)
+        assert back == m or type(m) in (M.NodeStatus, M.QosReport, M.Decision)   # ts is filled in on encode
+        assert json.loads(M.encode(m))["schema"] == M.schema_name(m)
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"{nope", ["topic/x", "not JSON"]),
+    (b"[1, 2]", ["topic/x", "JSON object"]),
+    (b'{"node_id": "n1", "online": true}', ["topic/x", "schema"]),
+    (b'{"schema": "testbed.node_status/2", "node_id": "n1", "online": true}', ["version 2"]),
+    (b'{"schema": "testbed.bogus/1"}', ["unknown message kind 'bogus'"]),
+    (b'{"schema": "testbed.node_status/1", "node_id": "n1", "online": "yes"}', ["topic/x", "online", "true or false"]),
+    (b'{"schema": "testbed.node_status/1", "node_id": "n1", "online": true, "extra": 1}', ["unknown key 'extra'"]),
+    (b'{"schema": "testbed.node_status/1", "online": true}', ["missing key 'node_id'"]),
+    (b'{"schema": "testbed.node_status/1", "node_id": "a/b", "online": true}', ["node_id", "'a/b'"]),
+    (b'{"schema": "testbed.node_status/1", "node_id": "n1", "online": true, "role": "relay"}', ["role"]),
+])
+def test_malformed_messages_name_topic_and_key(payload, words):
+    with pytest.raises(M.MessageError) as e:
+        M.decode(payload, "topic/x")
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_decode_checks_expected_kind_and_report_ownership():
+    with pytest.raises(M.MessageError, match="qos_report was expected"):
+        M.decode(M.encode(M.Ack(["x"])), "t", expect=M.QosReport)
+    with pytest.raises(ValueError, match="must start with the node id"):
+        M.encode(_report(report_id="n2:j:0"))
+    with pytest.raises(ValueError, match="psnr_db"):
+        M.encode(_report(psnr_db=float("nan")))
+
+
+def test_topics():
+    assert T.parse_node_topic(T.node("n1", "qos")) == ("n1", "qos")
+    assert T.parse_node_topic(T.to("n1", "job")) is None
+    assert T.parse_node_topic("other/v1/node/n1/qos") is None
+
+
+def _op(model, cbr, psnr):
+    return OperatingPoint(model, SHA, cbr, (0.0, 10.0, 20.0), tuple(psnr))
+
+
+def test_policy_picks_cheapest_feasible_and_replans():
+    lo, hi = _op("m", 0.02, (20.0, 24.0, 26.0)), _op("m", 0.06, (22.0, 27.0, 30.0))
+    pol = Policy([lo, hi], margin_db=0.5)
+    assert pol.choose(20, psnr_target=25).op is lo
+    assert pol.choose(10, psnr_target=25).op is hi
+    c = pol.choose(0, psnr_target=25)
+    assert c.op is hi and not c.feasible and "best effort" in c.reason
+    c = pol.choose(10, psnr_target=25, cbr_max=0.03)
+    assert c.op is lo and not c.feasible
+    assert pol.choose(20, psnr_target=None).op is hi            # no target: best quality
+    assert lo.predict(5.0) == pytest.approx(22.0) and lo.predict(-5.0) == pytest.approx(18.0)
+    # a link whose content is 2 dB harder than the tables: learned from reports
+    st = LinkState()
+    for _ in range(3):
+        pol.observe(st, lo, snr_est_db=20.0, psnr_db=24.0, latency_ms=100, psnr_target=25)
+    assert st.offset_db == pytest.approx(-2.0) and st.misses == 3
+    assert "3 of the last 3 images below" in pol.should_replan(st, 20.0)
+    st.replanned()
+    assert st.misses == 0 and pol.should_replan(st, 20.0) is None
+    # the hardest recent image sets the offset; misses need not be consecutive
+    st4 = LinkState()
+    for p in (27.0, 23.0, 27.0, 23.5):
+        pol.observe(st4, lo, snr_est_db=20.0, psnr_db=p, latency_ms=None, psnr_target=25)
+    assert st4.offset_db == pytest.approx(-3.0) and st4.misses == 2 and pol.should_replan(st4, 20.0)
+    assert pol.choose(20, psnr_target=25, state=st).op is hi
+    # an SNR drop replaces the average at once and triggers a re-plan
+    st2 = LinkState()
+    pol.observe(st2, lo, snr_est_db=20.0, psnr_db=26.0, latency_ms=None, psnr_target=25)
+    pol.observe(st2, lo, snr_est_db=4.0, psnr_db=22.0, latency_ms=None, psnr_target=25)
+    assert st2.snr_db == 4.0 and "SNR moved" in pol.should_replan(st2, 20.0)
+    # latency: a model measured too slow is avoided when another fits
+    fast = _op("fast", 0.02, (19.0, 23.0, 25.6))
+    pol2 = Policy([lo, fast])
+    st3 = LinkState(latency_ms={"m": 900.0, "fast": 50.0})
+    assert pol2.choose(20, psnr_target=25, latency_target=200, state=st3).op is fast
+
+
+def test_catalogue_from_shipped_cards():
+    from testbed.registry import shipped_models
+
+    ops = load_catalogue(shipped_models())
+    keys = {o.key for o in ops}
+    assert {"jscc-v1@0.0208", "jscc-v1@0.0625", "akb-v1@0.0625"} <= keys
+    for o in ops:
+        assert list(o.snr_db) == sorted(o.snr_db) and len(o.psnr_db) == len(o.snr_db)
+
+
+def test_outbox_survives_a_kill_and_acks(tmp_path):
+    ob = Outbox(tmp_path)
+    for i in range(3):
+        ob.add(f"n1:j:{i}", "qos", M.encode(_report(report_id=f"n1:j:{i}", seq=i)))
+    ob.ack(["n1:j:0"])
+    ob.close()
+    with open(tmp_path / "outbox.jsonl", "a") as f:     # a kill in the middle of the next write
+        f.write('{"schema": "testbed.qos_rep')
+    ob2 = Outbox(tmp_path)
+    assert sorted(ob2.pending) == ["n1:j:1", "n1:j:2"]
+    due = ob2.due(0)
+    assert [w for w, _ in due] == ["qos", "qos"] and M.decode(due[0][1], "t").seq == 1
+    assert ob2.due(60) == []                                   # marked as sent
+    assert ob2.ack(["n1:j:1", "n1:j:2", "unknown"]) == 2
+    assert len(ob2) == 0 and (tmp_path / "outbox.jsonl").read_text() == ""   # compacted
+    ob2.close()
+    assert len(Outbox(tmp_path)) == 0
+
+
+def test_model_transfer_round_trip_and_tamper(tmp_path, shipped_model):
+    from testbed.codec.modelcard import load_card
+
+    a, b = pack(shipped_model), pack(shipped_model)
+    assert a == b                                               # deterministic
+    ann = announce("jscc-v1", load_card(shipped_model / "model_card.yaml"), a, chunk_size=1 << 20)
+    parts = list(chunks(ann, a))
+    assert ann.chunks == len(parts) > 1
+    asm = Assembler(ann.name, ann.archive_sha256, ann.chunks)
+    got = None
+    for c in reversed(parts):                                   # any order
+        got = asm.add(M.decode(M.encode(c), "t")) or got
+    assert got == a
+    dest = unpack(got, tmp_path / "jscc-v1")
+    from testbed.akb.runtime import open_codec
+
+    assert open_codec(str(dest)).sha256 == ann.sha256
+    # a corrupted chunk is caught by the archive hash
+    bad = Assembler(ann.name, ann.archive_sha256, ann.chunks)
+    parts[0].data = parts[1].data
+    with pytest.raises(TransferError, match="does not match"):
+        for c in parts:
+            bad.add(c)
+
+
+def test_unpack_refuses_paths(tmp_path):
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("../evil")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(TransferError, match="not a plain top-level file"):
+        unpack(buf.getvalue(), tmp_path / "m")
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "m").exists()
+
+
+def test_example_intents_load():
+    from conftest import REPO
+    from testbed.agent.controller import load_intent
+
+    files = sorted((REPO / "examples").glob("*.yaml"))
+    assert files
+    for f in files:
+        assert load_intent(str(f)).intent_id
+
+
+def test_bad_intent_file_names_file_and_key(tmp_path):
+    from testbed.agent.controller import load_intent
+    from testbed.configfile import ConfigError
+
+    f = tmp_path / "i.yaml"
+    for text, key in (("intent_id: a\nlinks: 0\n", "links"), ("intent_id: a\nqos: {latency_ms: -1}\n", "qos.latency_ms"),
+                      ("intent_id: a\nbogus: 1\n", "bogus"), ("links: 1\n", "intent_id")):
+        f.write_text(text)
+        with pytest.raises(ConfigError) as e:
+            load_intent(str(f))
+        assert str(f) in str(e.value) and key in str(e.value), str(e.value)
