@@ -84,7 +84,7 @@ def test_intent_end_to_end_through_the_cli(tmp_path, procs):
         assert lk["status"] == "done" and lk["reports"] == 6, lk
     # a second submission of the same id is not planned twice
     r2 = _run("intent", "submit", str(intent), *auth, "--json", timeout=60)
-    assert json.loads(r2.stdout)["reason"] == "already accepted"
+    assert json.loads(r2.stdout)["reason"] == "already accepted (done)"
     # a bad intent file: refused before anything is sent, naming the file and key
     bad = tmp_path / "bad.yaml"
     bad.write_text("intent_id: x\nqos: {psnr_db: fast}\n")

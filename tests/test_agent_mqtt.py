@@ -258,3 +258,21 @@ def test_tls_listener(tmp_path):
         link.stop()
         with pytest.raises(ConnectionError):       # plain MQTT on the TLS port gets nowhere
             MqttLink("n1-plain", f"mqtt://127.0.0.1:{port}", username="n1", password=creds["n1"]).start(wait_s=2)
+
+
+def test_intents_queue_by_priority_when_nodes_are_busy(env, tmp_path):
+    imgs = crop_images(tmp_path / "imgs", n=1)
+    ctl = env.controller()
+    env.node("n1")
+    wait_until(lambda: "n1" in ctl.nodes, 10, "node n1")
+    assert "assigned to n1" in ctl.submit(M.Intent("first", images=[str(imgs)], repeat=6)).reason
+    low = ctl.submit(M.Intent("low", images=[str(imgs)], priority=0))
+    high = ctl.submit(M.Intent("high", images=[str(imgs)], priority=5))
+    assert low.accepted and high.accepted and low.links == [] and "queued" in high.reason
+    never = ctl.submit(M.Intent("never", images=[str(imgs)], links=3))
+    assert not never.accepted and "can carry 1" in never.reason
+    wait_until(lambda: all(ctl.intents[i]["state"] == "done" for i in ("first", "low", "high")), 120,
+               "all three intents to finish")
+    assigns = [d["intent_id"] for d in _decisions(ctl) if d["action"] == "assign"]
+    assert assigns == ["first", "high", "low"]                   # the higher priority overtook
+    assert len(_qos_rows(ctl)) == 8

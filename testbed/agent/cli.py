@@ -196,22 +196,26 @@ def cmd_intent_submit(a) -> int:
                 print(json.dumps(M.dataclasses.asdict(reply)))
             return 3
         print(f"intent {intent.intent_id} accepted: {reply.reason}; links {', '.join(reply.links)}", file=sys.stderr)
-        status = None
+        status, mine = None, []
         while a.wait:
             status = link.request(T.intents(), M.StatusRequest(), rt, M.ControllerStatus, timeout_s=a.timeout)
-            mine = [lk for lk in status.links if lk["link_id"] in reply.links]
-            done = sum(lk["reports"] for lk in mine)
-            print(f"\r{intent.intent_id}: {done} image(s) reported, "
-                  f"{sum(lk['met'] for lk in mine)} met the target; links "
-                  f"{', '.join(lk['link_id'] + ' ' + lk['status'] for lk in mine)}\033[K", end="", file=sys.stderr)
-            if all(lk["status"] in ("done", "failed", "cancelled") for lk in mine):
-                print(file=sys.stderr)
-                break
+            it = next((x for x in status.intents if x["intent_id"] == intent.intent_id), None)
+            ids = it["links"] if it is not None else reply.links
+            mine = [lk for lk in status.links if lk["link_id"] in ids]
+            if it is not None and it["state"] == "queued":
+                print(f"\r{intent.intent_id}: queued (nodes busy)\033[K", end="", file=sys.stderr)
+            else:
+                print(f"\r{intent.intent_id}: {sum(lk['reports'] for lk in mine)} image(s) reported, "
+                      f"{sum(lk['met'] for lk in mine)} met the target; links "
+                      f"{', '.join(lk['link_id'] + ' ' + lk['status'] for lk in mine)}\033[K", end="", file=sys.stderr)
+                if mine and all(lk["status"] in ("done", "failed", "cancelled") for lk in mine):
+                    print(file=sys.stderr)
+                    break
             time.sleep(1.0)
         if a.json:
             out = M.dataclasses.asdict(reply)
             if status is not None:
-                out["links_status"] = [lk for lk in status.links if lk["link_id"] in reply.links]
+                out["links_status"] = mine
             print(json.dumps(out))
         return 0
     finally:

@@ -199,6 +199,7 @@ class Controller:
                 for node, msg, _ in list(self.pending.values()):   # assignments it may have missed
                     if node == st.node_id:
                         self.link.publish(T.to(node, "job"), msg)
+                self._serve_queue()
             elif not st.online and was is not None and was.online:
                 log.warning("controller: node %s went offline", st.node_id)
 
@@ -239,11 +240,13 @@ class Controller:
                     self._join(lp, seq, final=True)
             lp.status = lp.derive_status()
             self._update_intent(lp.intent.intent_id)
+            if lp.status in ("done", "failed", "cancelled"):
+                self._serve_queue()          # its nodes are free again
             self.dirty = True
 
     def _update_intent(self, intent_id: str) -> None:
         it = self.intents.get(intent_id)
-        if it is None:
+        if it is None or it["state"] != "running":
             return
         states = [self.links[lid].status for lid in it["links"]]
         if all(s in ("done", "failed", "cancelled") for s in states):
@@ -266,68 +269,100 @@ class Controller:
             self.intent_ms.append((time.perf_counter() - t0) * 1e3)
 
     def submit(self, intent: M.Intent) -> M.IntentReply:
-        """Plan an intent: pick nodes, choose operating points, assign jobs."""
+        """Plan an intent now if its nodes are free, else queue it (by priority, then arrival);
+        refuse it if the online nodes could never carry it."""
         with self.lock:
             if intent.intent_id in self.intents:
                 it = self.intents[intent.intent_id]
-                return M.IntentReply(intent.intent_id, True, "already accepted", list(it["links"]))
+                return M.IntentReply(intent.intent_id, True, f"already accepted ({it['state']})", list(it["links"]))
             unknown = [m for m in intent.models if m not in self.model_dirs]
             if unknown:
                 return self._refuse(intent, f"unknown model(s) {', '.join(unknown)}; this controller has "
                                             f"{', '.join(self.model_dirs)}")
-            busy = {n for lp in self.links.values() if lp.status in ("assigned", "running")
-                    for n in (lp.node, lp.rx_node) if n}
-            free = [(n, st) for n, st in sorted(self.nodes.items())
-                    if st.online and n not in busy and (not intent.nodes or n in intent.nodes)]
-            txs = [n for n, st in free if st.role == "tx"]
-            rxs = [n for n, st in free if st.role == "rx"]
-            pairs = []
-            for t in txs:      # a loopback transmitter streams to a loopback receiver; radios to radios
-                loop = self.nodes[t].radio == "loopback"
-                r = next((r for r in rxs if (self.nodes[r].radio == "loopback") == loop), None)
-                if r is not None:
-                    rxs.remove(r)
-                    pairs.append((t, r))
-            ends = [(n, "") for n, st in free if st.role == "txrx"] + pairs
-            if len(ends) < intent.links:
+            possible = len(self._ends(intent, busy=set()))
+            if possible < intent.links:
                 where = f", restricted to {','.join(intent.nodes)}" if intent.nodes else ""
-                return self._refuse(intent, f"{intent.links} link(s) wanted, {len(ends)} available (free txrx nodes "
-                                            f"or tx/rx pairs{where})")
-            links = []
-            for i, (node, rx) in enumerate(ends[:intent.links]):
-                link_id = f"{intent.intent_id}.L{i}"
-                st = LinkState()
-                snr = self.nodes[rx or node].snr_db       # measured at the receiving end
-                assumed = snr is None
-                snr = self.opts.assume_snr_db if assumed else snr
-                ch = self.policy.choose(snr, psnr_target=intent.qos.psnr_db, cbr_max=intent.cbr_max,
-                                        latency_target=intent.qos.latency_ms, models=intent.models or None, state=st)
-                reason = ch.reason + (f" (no SNR measured yet at {rx or node}: assuming {snr:g} dB)" if assumed else "")
-                did = self._decide(intent.intent_id, link_id, "assign", reason, ch.op.model, ch.op.cbr, node=node,
-                                   rx_node=rx or node, snr_db=snr, predicted_psnr_db=round(ch.predicted_db, 2),
-                                   feasible=ch.feasible, priority=intent.priority)
-                base = dict(intent_id=intent.intent_id, link_id=link_id, model=ch.op.model, model_sha256=ch.op.sha256,
-                            cbr=ch.op.cbr, snr_db=snr, images=list(intent.images), repeat=intent.repeat, decision=did)
-                medium = self.nodes[node].medium
-                job = M.Job(job_id=f"{link_id}.j" if not rx else f"{link_id}.tx", part="tx" if rx else "link",
-                            peer=rx, medium=medium, **base)
-                lp = LinkPlan(link_id, intent, node, job.job_id, ch.op, snr, did, st, {did: ch.op},
-                              t_assigned=time.time())
-                self.links[link_id] = lp
-                self.job_index[job.job_id] = link_id
-                links.append(link_id)
-                if rx:     # the receiver first; the transmitter once the receiver runs (nothing sent into the void)
-                    rjob = M.Job(job_id=f"{link_id}.rx", part="rx", peer=node, medium=medium, **base)
-                    lp.rx_node, lp.rx_job, lp.tx_hold = rx, rjob.job_id, job
-                    self.job_index[rjob.job_id] = link_id
-                    self._send(rx, rjob)
-                else:
-                    self._send(node, job)
-            self.intents[intent.intent_id] = {"intent": intent, "links": links, "state": "running",
-                                              "accepted_at": time.time()}
-            self.dirty = True
+                return self._refuse(intent, f"{intent.links} link(s) wanted, the online nodes can carry {possible} "
+                                            f"(txrx nodes or tx/rx pairs{where})")
+            self.intents[intent.intent_id] = {"intent": intent, "links": [], "state": "queued",
+                                              "accepted_at": time.time(), "order": next(self.counter)}
+            self._serve_queue()
+            it = self.intents[intent.intent_id]
+            if it["state"] == "queued":
+                ahead = sum(1 for v in self.intents.values() if v["state"] == "queued") - 1
+                why = f"queued: its nodes are busy ({ahead} other intent(s) queued)"
+                self._decide(intent.intent_id, "", "queue", why, priority=intent.priority)
+                return M.IntentReply(intent.intent_id, True, why, [])
+            return M.IntentReply(intent.intent_id, True, it["reason"], list(it["links"]))
+
+    def _busy(self) -> set:
+        return {n for lp in self.links.values() if lp.status in ("assigned", "running") for n in (lp.node, lp.rx_node)
+                if n}
+
+    def _ends(self, intent: M.Intent, busy: set) -> list[tuple[str, str]]:
+        """Link ends available to ``intent``: (txrx node, "") or (tx node, rx node)."""
+        free = [(n, st) for n, st in sorted(self.nodes.items())
+                if st.online and n not in busy and (not intent.nodes or n in intent.nodes)]
+        rxs = [n for n, st in free if st.role == "rx"]
+        pairs = []
+        for t in (n for n, st in free if st.role == "tx"):
+            loop = self.nodes[t].radio == "loopback"     # a loopback transmitter streams to a loopback receiver
+            r = next((r for r in rxs if (self.nodes[r].radio == "loopback") == loop), None)
+            if r is not None:
+                rxs.remove(r)
+                pairs.append((t, r))
+        return [(n, "") for n, st in free if st.role == "txrx"] + pairs
+
+    def _serve_queue(self) -> None:
+        """Plan queued intents, highest priority first, then in arrival order; an intent that does
+        not fit yet holds back the ones behind it (no starvation of large intents)."""
+        queued = sorted((v for v in self.intents.values() if v["state"] == "queued"),
+                        key=lambda v: (-v["intent"].priority, v["order"]))
+        for it in queued:
+            intent = it["intent"]
+            ends = self._ends(intent, self._busy())
+            if len(ends) < intent.links:
+                return
+            it["links"] = self._plan(intent, ends[:intent.links])
+            it["state"] = "running"
             used = [f"{n}->{r}" if r else n for n, r in ends[:intent.links]]
-            return M.IntentReply(intent.intent_id, True, f"assigned to {', '.join(used)}", links)
+            it["reason"] = f"assigned to {', '.join(used)}"
+            self.dirty = True
+
+    def _plan(self, intent: M.Intent, ends: list[tuple[str, str]]) -> list[str]:
+        """Choose operating points and send the jobs of one intent's links."""
+        links = []
+        for i, (node, rx) in enumerate(ends):
+            link_id = f"{intent.intent_id}.L{i}"
+            st = LinkState()
+            snr = self.nodes[rx or node].snr_db       # measured at the receiving end
+            assumed = snr is None
+            snr = self.opts.assume_snr_db if assumed else snr
+            ch = self.policy.choose(snr, psnr_target=intent.qos.psnr_db, cbr_max=intent.cbr_max,
+                                    latency_target=intent.qos.latency_ms, models=intent.models or None, state=st)
+            reason = ch.reason + (f" (no SNR measured yet at {rx or node}: assuming {snr:g} dB)" if assumed else "")
+            did = self._decide(intent.intent_id, link_id, "assign", reason, ch.op.model, ch.op.cbr, node=node,
+                               rx_node=rx or node, snr_db=snr, predicted_psnr_db=round(ch.predicted_db, 2),
+                               feasible=ch.feasible, priority=intent.priority)
+            base = dict(intent_id=intent.intent_id, link_id=link_id, model=ch.op.model, model_sha256=ch.op.sha256,
+                        cbr=ch.op.cbr, snr_db=snr, images=list(intent.images), max_images=intent.max_images,
+                        repeat=intent.repeat, decision=did)
+            medium = self.nodes[node].medium
+            job = M.Job(job_id=f"{link_id}.j" if not rx else f"{link_id}.tx", part="tx" if rx else "link",
+                        peer=rx, medium=medium, **base)
+            lp = LinkPlan(link_id, intent, node, job.job_id, ch.op, snr, did, st, {did: ch.op},
+                          t_assigned=time.time())
+            self.links[link_id] = lp
+            self.job_index[job.job_id] = link_id
+            links.append(link_id)
+            if rx:     # the receiver first; the transmitter once the receiver runs (nothing sent into the void)
+                rjob = M.Job(job_id=f"{link_id}.rx", part="rx", peer=node, medium=medium, **base)
+                lp.rx_node, lp.rx_job, lp.tx_hold = rx, rjob.job_id, job
+                self.job_index[rjob.job_id] = link_id
+                self._send(rx, rjob)
+            else:
+                self._send(node, job)
+        return links
 
     def _refuse(self, intent: M.Intent, why: str) -> M.IntentReply:
         self._decide(intent.intent_id, "", "reject", why)
@@ -508,7 +543,8 @@ class Controller:
             shown = {x["link_id"] for x in links}
             intents = [{"intent_id": k, "state": v["state"], "links": list(v["links"]),
                         "priority": v["intent"].priority} for k, v in self.intents.items()
-                       if finished_links is None or v["state"] == "running" or shown.intersection(v["links"])]
+                       if finished_links is None or v["state"] in ("queued", "running") or
+                       shown.intersection(v["links"])]
             return M.ControllerStatus(nodes=nodes, links=links, intents=intents, reports=len(self.seen),
                                       rejected=self.rejected, ts=time.time())
 

@@ -131,6 +131,7 @@ class Job:
     cbr: float
     snr_db: float                       # the SNR the encoder is told
     images: list[str]
+    max_images: int = 0                 # 0: all
     repeat: int = 1
     peer: str = ""                      # the other node of a tx/rx pair
     medium: str = ""                    # tx/rx pairs in loopback: tcp://host:port of the sample stream
@@ -284,7 +285,7 @@ class Decision:
     decision_id: str
     intent_id: str
     link_id: str
-    action: str                         # assign | replan | disseminate | reject
+    action: str                         # assign | queue | replan | disseminate | reject
     model: str = ""
     cbr: float | None = None
     reason: str = ""

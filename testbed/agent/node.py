@@ -264,6 +264,8 @@ class Node:
         files = []
         for entry in job.images:
             files += list_images(samples_dir() if entry == "samples" else entry)
+        if job.max_images:
+            files = files[:job.max_images]
         return [(f, load_rgb(f)) for f in files]
 
     def _channel_snr_for(self, n: int) -> float | None:
