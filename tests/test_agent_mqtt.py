@@ -25,6 +25,12 @@ def _qos_rows(ctl):
         return list(csv.DictReader(f))
 
 
+def _rows_when(ctl, n, timeout_s=30):
+    """qos.csv once it holds ``n`` rows (rows are committed by the writer thread, acks follow)."""
+    wait_until(lambda: len(_qos_rows(ctl)) >= n, timeout_s, f"{n} rows in qos.csv")
+    return _qos_rows(ctl)
+
+
 def _decisions(ctl):
     return [json.loads(x) for x in (ctl.out / "decisions.jsonl").read_text().splitlines()]
 
@@ -82,7 +88,7 @@ def test_snr_drop_makes_the_controller_replan_and_the_target_is_met_again(env, t
                                 qos=M.QosTarget(psnr_db=round(target, 2))))
     assert reply.accepted
     wait_until(lambda: ctl.links["fade.L0"].status == "done", 120, "the link to finish")
-    rows = _qos_rows(ctl)
+    rows = _rows_when(ctl, 16)
     assert len(rows) == 16
     first = [r for r in rows if int(r["seq"]) < 5]
     assert all(r["model"] == "jscc-v1" and abs(float(r["cbr"]) - 1 / 48) < 1e-3 for r in first)
@@ -113,7 +119,7 @@ def test_model_is_disseminated_and_switched_at_an_image_boundary(env, tmp_path):
     lp.ops_by_decision[did] = akb
     ctl._send_update(lp, M.JobUpdate(lp.job_id, akb.model, akb.sha256, akb.cbr, 10.0, did))
     wait_until(lambda: lp.status == "done", 120, "the link to finish")
-    rows = _qos_rows(ctl)
+    rows = _rows_when(ctl, 8)
     assert len(rows) == 8
     models = [r["model"] for r in sorted(rows, key=lambda r: int(r["seq"]))]
     assert models[0] == "jscc-v1" and models[-1] == "akb-v1"
@@ -157,7 +163,8 @@ def test_malformed_and_unauthorised_messages_are_rejected_without_crashing(env, 
                                                                        "node_id": "n1", "online": 3}).encode()):
         n1raw.publish(T.node("n1", "qos"), payload).wait_for_publish(5)
     n1raw.publish(T.node("n1", "status"), b"\xff\xfe").wait_for_publish(5)
-    wait_until(lambda: ctl.rejected >= before + 6, 5, "the controller to reject 5 malformed messages")
+    n1raw.publish(T.node("n1", "status"), b"[" * 100000).wait_for_publish(5)     # nesting deeper than json allows
+    wait_until(lambda: ctl.rejected >= before + 7, 5, "the controller to reject 6 malformed messages")
     # a malformed job reaches the node (sent with controller rights): rejected, node carries on
     boss = env.client("controller", client_id="controller-raw").start()
     boss.publish(T.to("n1", "job"), b'{"schema": "testbed.job/1", "job_id": "j"}').wait_for_publish(5)
@@ -165,14 +172,14 @@ def test_malformed_and_unauthorised_messages_are_rejected_without_crashing(env, 
     # an intent with a bad value: rejected with the key named; the controller still serves requests
     op = env.client("operator").start()
     op.publish(T.intents(), b'{"schema": "testbed.intent/1", "intent_id": "bad", "links": 0}').wait_for_publish(5)
-    wait_until(lambda: ctl.rejected >= before + 7, 5, "the controller to reject a bad intent")
+    wait_until(lambda: ctl.rejected >= before + 8, 5, "the controller to reject a bad intent")
     assert "n1:forged:0" not in ctl.seen
     assert ctl.link.connected.is_set() and node.link.connected.is_set()
     rt = T.reply("operator") + "/t"
     op.subscribe_replies(rt, M.ControllerStatus)
     time.sleep(0.3)
     st = op.request(T.intents(), M.StatusRequest(), rt, M.ControllerStatus, timeout_s=5)
-    assert st.rejected >= 7 and [n["node_id"] for n in st.nodes] == ["n1"]
+    assert st.rejected >= 8 and [n["node_id"] for n in st.nodes] == ["n1"]
     # the operator may not publish as a node, nor read node traffic it is not allowed to
     op.publish(T.node("n1", "status"), M.NodeStatus("n1", False), retain=True).wait_for_publish(5)
     wait_until(lambda: op.denied >= 1, 5, "the broker to refuse the operator's node status")
@@ -221,7 +228,7 @@ def test_link_split_over_a_tx_node_and_an_rx_node(env, tmp_path):
     lp.ops_by_decision[did] = akb
     ctl._send_update(lp, M.JobUpdate(lp.job_id, akb.model, akb.sha256, akb.cbr, 12.0, did))
     wait_until(lambda: lp.status == "done", 180, "the split link to finish")
-    rows = sorted(_qos_rows(ctl), key=lambda r: int(r["seq"]))
+    rows = sorted(_rows_when(ctl, 15), key=lambda r: int(r["seq"]))
     assert len(rows) == 15
     assert all(r["part"] == "tx+rx" and r["node_id"] == "n2" and r["peer_id"] == "n1" for r in rows), rows
     assert all(r["psnr_db"] and float(r["psnr_db"]) > 15 and float(r["latency_ms"]) > 0 for r in rows)
@@ -275,4 +282,20 @@ def test_intents_queue_by_priority_when_nodes_are_busy(env, tmp_path):
                "all three intents to finish")
     assigns = [d["intent_id"] for d in _decisions(ctl) if d["action"] == "assign"]
     assert assigns == ["first", "high", "low"]                   # the higher priority overtook
-    assert len(_qos_rows(ctl)) == 8
+    assert len(_rows_when(ctl, 8)) == 8
+
+
+def test_unevaluated_models_and_absurd_snr_do_not_wedge_the_controller(env, tmp_path, tiny_model_dir):
+    from testbed.agent.controller import _hint
+    from testbed.agent.policy import OperatingPoint
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "jscc-v1").symlink_to(SAMPLES.parent / "models" / "jscc-v1")
+    (models / "raw").symlink_to(tiny_model_dir)                 # a card without evaluation tables
+    ctl = env.controller(models_dir=str(models))
+    assert set(ctl.model_dirs) == {"jscc-v1", "raw"}
+    r = ctl.submit(M.Intent("raw-only", models=["raw"]))
+    assert not r.accepted and "no evaluated operating points" in r.reason
+    op = OperatingPoint("m", "ab" * 32, 0.02, (0.0, 20.0), (20.0, 26.0))
+    assert _hint(75.0, op) == 20.0 and _hint(-30.0, op) == 0.0

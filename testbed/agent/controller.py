@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 QOS_FIELDS = ["report_id", "node_id", "job_id", "intent_id", "link_id", "seq", "image", "model", "cbr",
               "snr_tx_db", "snr_est_db", "psnr_db", "latency_ms", "frames_sent", "frames_decoded", "encode_ms",
-              "decode_ms", "decision", "part", "peer_id", "psnr_target_db", "met", "received_at"]
+              "decode_ms", "decision", "part", "peer_id", "peer_report_id", "psnr_target_db", "met", "received_at"]
 
 
 @dataclass
@@ -59,15 +59,24 @@ class LinkPlan:
     halves: dict = field(default_factory=dict)        # seq -> {"tx": report, "rx": report}
     pending_tx: dict = field(default_factory=dict)    # decision -> JobUpdate for the transmitter
     tx_hold: object = None                            # the transmitter's job, sent once the receiver runs
+    rx_finished_at: float | None = None
+    final_joined: bool = False
+    sent_jobs: dict = field(default_factory=dict)     # node -> the Job it was given
 
     def derive_status(self) -> str:
         ends = [self.tx_status] + ([self.rx_status] if self.rx_job else [])
         if "failed" in ends:
             return "failed"
-        final = self.rx_status if self.rx_job else self.tx_status
-        if final in ("done", "cancelled"):
-            return final
+        if all(e in M.FINAL_STATES for e in ends):
+            return "cancelled" if "cancelled" in ends else "done"
         return "running" if "running" in ends else "assigned"
+
+    def busy_nodes(self) -> list[str]:
+        """Nodes whose end of this link has not finished."""
+        out = [self.node] if self.tx_status not in M.FINAL_STATES else []
+        if self.rx_job and self.rx_status not in M.FINAL_STATES:
+            out.append(self.rx_node)
+        return out
 
 
 @dataclass
@@ -84,6 +93,7 @@ class ControllerOptions:
     status_every_s: float = 1.0
     summary_every_s: float = 5.0       # summary.json (all links) at most this often, and at exit
     drain_s: float = 3.0               # a receiver finishes this long after its last frame once the tx is done
+    join_grace_s: float = 2.0          # then lone tx halves wait this long for their rx half before "lost"
 
 
 class Controller:
@@ -107,7 +117,9 @@ class Controller:
         if qos_path.exists():
             from ..runlog import read_csv_rows
 
-            self.seen = {r["report_id"] for r in read_csv_rows(qos_path)}
+            rows = read_csv_rows(qos_path)
+            self.seen = {r["report_id"] for r in rows} | {r.get("peer_report_id") for r in rows
+                                                            if r.get("peer_report_id")}
             log.info("controller: %d QoS reports already in %s", len(self.seen), qos_path)
         self.qos_log = CsvLog(qos_path, QOS_FIELDS, resume=True)
         self.committed: set[str] = set(self.seen)
@@ -119,6 +131,7 @@ class Controller:
         self.links: dict[str, LinkPlan] = {}
         self.pending: dict[str, tuple[str, object, float]] = {}    # job id -> (node, message, last sent)
         self.job_index: dict[str, str] = {}                          # job id -> link id
+        self.seen_events: set[str] = set()
         self.archives: dict[str, tuple[M.ModelAnnounce, bytes]] = {}
         self.counter = itertools.count(1)
         self.intent_ms: list[float] = []     # time to handle each intent (receipt to job published)
@@ -162,10 +175,12 @@ class Controller:
         self.dirty = True
         return did
 
-    def _send(self, node: str, msg) -> None:
-        job_id = msg.job_id
+    def _send(self, node: str, msg, key: str | None = None) -> None:
+        """Publish to a node's job topic and re-send until the node confirms (a job state for a
+        job, 'switched' for an update, a final state for a cancel): the broker keeps nothing for
+        a node that is reconnecting."""
         with self.lock:
-            self.pending[job_id] = (node, msg, time.monotonic())
+            self.pending[key or msg.job_id] = (node, msg, time.monotonic())
         self.link.publish(T.to(node, "job"), msg)
 
     # ---- handlers ------------------------------------------------------------------------------
@@ -196,9 +211,14 @@ class Controller:
             if st.online and (was is None or not was.online):
                 log.info("controller: node %s online (%s, %s, models %s)", st.node_id, st.role, st.radio,
                          ", ".join(st.models))
-                for node, msg, _ in list(self.pending.values()):   # assignments it may have missed
+                for node, msg, _ in list(self.pending.values()):   # messages it may have missed
                     if node == st.node_id:
                         self.link.publish(T.to(node, "job"), msg)
+                for lp in self.links.values():     # its unfinished jobs (a restarted node re-runs them;
+                    if st.node_id in lp.busy_nodes() and lp.tx_hold is None:   # reports are de-duplicated)
+                        job = lp.sent_jobs.get(st.node_id)
+                        if job is not None and job.job_id not in st.jobs:
+                            self.link.publish(T.to(st.node_id, "job"), job)
                 self._serve_queue()
             elif not st.online and was is not None and was.online:
                 log.warning("controller: node %s went offline", st.node_id)
@@ -208,9 +228,12 @@ class Controller:
             return
         self.link.publish(T.to(js.node_id, "ack"), M.Ack([js.event_id]))   # idempotent: no disk needed
         with self.lock:
+            if js.event_id in self.seen_events:      # re-sent after a lost ack
+                return
+            self.seen_events.add(js.event_id)
             p = self.pending.get(js.job_id)
             if p is not None and p[0] == js.node_id:
-                del self.pending[js.job_id]
+                del self.pending[js.job_id]          # the node has its assignment
             lp = self.links.get(self.job_index.get(js.job_id, ""))
             if lp is None:
                 return
@@ -218,31 +241,45 @@ class Controller:
             if js.node_id != (lp.rx_node if is_rx else lp.node):
                 self._reject(topic, f"job state for {js.job_id} from {js.node_id}, which does not run it")
                 return
-            if js.state == "switched" and is_rx:      # the receiver holds the new model: now the transmitter
-                upd = lp.pending_tx.pop(js.decision, None)
-                if upd is not None:
-                    self.link.publish(T.to(lp.node, "job"), upd)
+            if js.state == "switched":
+                self.pending.pop(f"{js.job_id}#update:{js.decision}", None)
+                upd = lp.pending_tx.pop(js.decision, None) if is_rx else None
+                if upd is not None:                  # the receiver holds the new model: now the transmitter
+                    self._send(lp.node, upd, key=f"{lp.job_id}#update:{upd.decision}")
             if is_rx and js.state == "running" and lp.tx_hold is not None:
                 job, lp.tx_hold = lp.tx_hold, None
                 self._send(lp.node, job)
-            if js.state in ("running", "done", "failed", "cancelled"):
+            cur = lp.rx_status if is_rx else lp.tx_status
+            if js.state in ("running",) + M.FINAL_STATES and cur not in M.FINAL_STATES:   # never out of a final state
                 if is_rx:
                     lp.rx_status = js.state
                 else:
                     lp.tx_status = js.state
-            if js.state == "failed":
-                log.error("controller: link %s failed on %s: %s", lp.link_id, js.node_id, js.error)
-            if not is_rx and lp.rx_job and js.state in ("done", "failed", "cancelled"):
-                self.link.publish(T.to(lp.rx_node, "job"), M.JobCancel(lp.rx_job, "transmitter finished",
-                                                                       drain_s=self.opts.drain_s))
-            if is_rx and js.state in ("done", "failed", "cancelled"):
-                for seq in sorted(lp.halves):          # images the receiver never saw: lost
-                    self._join(lp, seq, final=True)
+                if js.state in M.FINAL_STATES:
+                    self.pending.pop(f"{js.job_id}#cancel", None)
+                    self._end_finished(lp, is_rx, js)
             lp.status = lp.derive_status()
             self._update_intent(lp.intent.intent_id)
-            if lp.status in ("done", "failed", "cancelled"):
-                self._serve_queue()          # its nodes are free again
+            if lp.status in M.FINAL_STATES or js.state in M.FINAL_STATES:
+                self._serve_queue()          # nodes are free again
             self.dirty = True
+
+    def _end_finished(self, lp: LinkPlan, is_rx: bool, js: M.JobState) -> None:
+        """One end of a link reached a final state: tell the other end of a split link."""
+        if js.state == "failed":
+            log.error("controller: link %s failed on %s: %s", lp.link_id, js.node_id, js.error)
+        if not lp.rx_job:
+            return
+        if not is_rx and lp.rx_status not in M.FINAL_STATES:
+            if js.state == "done":     # the receiver drains what is still on the air, then finishes
+                self._send(lp.rx_node, M.JobCancel(lp.rx_job, "transmitter finished", drain_s=self.opts.drain_s),
+                           key=f"{lp.rx_job}#cancel")
+            else:
+                self._send(lp.rx_node, M.JobCancel(lp.rx_job, f"transmitter {js.state}"), key=f"{lp.rx_job}#cancel")
+        if is_rx:
+            if lp.tx_status not in M.FINAL_STATES and js.state != "done":
+                self._send(lp.node, M.JobCancel(lp.job_id, f"receiver {js.state}"), key=f"{lp.job_id}#cancel")
+            lp.rx_finished_at = time.monotonic()    # lone tx halves become lost images after a grace period
 
     def _update_intent(self, intent_id: str) -> None:
         it = self.intents.get(intent_id)
@@ -279,6 +316,9 @@ class Controller:
             if unknown:
                 return self._refuse(intent, f"unknown model(s) {', '.join(unknown)}; this controller has "
                                             f"{', '.join(self.model_dirs)}")
+            if not [o for o in self.policy.catalogue if not intent.models or o.model in intent.models]:
+                return self._refuse(intent, f"model(s) {', '.join(intent.models)} have no evaluated operating points "
+                                            f"in their cards (testbed eval --record-in-card)")
             possible = len(self._ends(intent, busy=set()))
             if possible < intent.links:
                 where = f", restricted to {','.join(intent.nodes)}" if intent.nodes else ""
@@ -296,8 +336,7 @@ class Controller:
             return M.IntentReply(intent.intent_id, True, it["reason"], list(it["links"]))
 
     def _busy(self) -> set:
-        return {n for lp in self.links.values() if lp.status in ("assigned", "running") for n in (lp.node, lp.rx_node)
-                if n}
+        return {n for lp in self.links.values() for n in lp.busy_nodes()}
 
     def _ends(self, intent: M.Intent, busy: set) -> list[tuple[str, str]]:
         """Link ends available to ``intent``: (txrx node, "") or (tx node, rx node)."""
@@ -323,7 +362,14 @@ class Controller:
             ends = self._ends(intent, self._busy())
             if len(ends) < intent.links:
                 return
-            it["links"] = self._plan(intent, ends[:intent.links])
+            try:
+                it["links"] = self._plan(intent, ends[:intent.links])
+            except Exception as e:      # never leave a queue head that fails forever
+                log.exception("controller: planning intent %s failed", intent.intent_id)
+                it["state"] = "failed"
+                it["reason"] = f"planning failed: {type(e).__name__}: {e}"
+                self._decide(intent.intent_id, "", "reject", it["reason"])
+                continue
             it["state"] = "running"
             used = [f"{n}->{r}" if r else n for n, r in ends[:intent.links]]
             it["reason"] = f"assigned to {', '.join(used)}"
@@ -345,7 +391,7 @@ class Controller:
                                rx_node=rx or node, snr_db=snr, predicted_psnr_db=round(ch.predicted_db, 2),
                                feasible=ch.feasible, priority=intent.priority)
             base = dict(intent_id=intent.intent_id, link_id=link_id, model=ch.op.model, model_sha256=ch.op.sha256,
-                        cbr=ch.op.cbr, snr_db=snr, images=list(intent.images), max_images=intent.max_images,
+                        cbr=ch.op.cbr, snr_db=_hint(snr, ch.op), images=list(intent.images), max_images=intent.max_images,
                         repeat=intent.repeat, decision=did)
             medium = self.nodes[node].medium
             job = M.Job(job_id=f"{link_id}.j" if not rx else f"{link_id}.tx", part="tx" if rx else "link",
@@ -358,9 +404,11 @@ class Controller:
             if rx:     # the receiver first; the transmitter once the receiver runs (nothing sent into the void)
                 rjob = M.Job(job_id=f"{link_id}.rx", part="rx", peer=node, medium=medium, **base)
                 lp.rx_node, lp.rx_job, lp.tx_hold = rx, rjob.job_id, job
+                lp.sent_jobs = {node: job, rx: rjob}
                 self.job_index[rjob.job_id] = link_id
                 self._send(rx, rjob)
             else:
+                lp.sent_jobs = {node: job}
                 self._send(node, job)
         return links
 
@@ -389,7 +437,7 @@ class Controller:
                 self._record(lp, self._row(r, lp), [(r.node_id, r.report_id)], r)
             else:                                        # half of a split link: join by sequence number
                 lp.halves.setdefault(r.seq, {})[r.part] = r
-                self._join(lp, r.seq)
+                self._join(lp, r.seq, final=lp.final_joined)
 
     @staticmethod
     def _row(r: M.QosReport, lp: LinkPlan | None) -> dict:
@@ -419,6 +467,7 @@ class Controller:
             decision=tx.decision if tx else "", part="tx+rx" if tx and rx else (first.part + " only"))
         row = self._row(merged, lp)
         row["peer_id"] = lp.node
+        row["peer_report_id"] = rx.report_id if tx and rx else ""
         self._record(lp, row, [(x.node_id, x.report_id) for x in (tx, rx) if x], merged)
 
     def _record(self, lp: LinkPlan | None, row: dict, acks: list, r: M.QosReport | None = None) -> None:
@@ -487,17 +536,17 @@ class Controller:
         lp.op, lp.snr_plan, lp.decision = ch.op, snr, did
         lp.ops_by_decision[did] = ch.op
         self._send_update(lp, M.JobUpdate(job_id=lp.job_id, model=ch.op.model, model_sha256=ch.op.sha256,
-                                          cbr=ch.op.cbr, snr_db=round(snr, 2), decision=did))
+                                          cbr=ch.op.cbr, snr_db=_hint(snr, ch.op), decision=did))
 
     def _send_update(self, lp: LinkPlan, upd: M.JobUpdate) -> None:
         """Whole link: to its node. Split link: to the receiver first; the transmitter gets it when
         the receiver reports it holds the model ('switched'), so no image is sent in a model the
         receiver cannot decode."""
         if not lp.rx_job:
-            self.link.publish(T.to(lp.node, "job"), upd)
+            self._send(lp.node, upd, key=f"{lp.job_id}#update:{upd.decision}")
             return
         lp.pending_tx[upd.decision] = upd
-        self.link.publish(T.to(lp.rx_node, "job"), M.dataclasses.replace(upd, job_id=lp.rx_job))
+        self._send(lp.rx_node, M.dataclasses.replace(upd, job_id=lp.rx_job), key=f"{lp.rx_job}#update:{upd.decision}")
 
     def _on_model_request(self, req: M.ModelRequest, topic, props) -> None:
         if self._node_of(topic, req.node_id) is None:
@@ -576,11 +625,20 @@ class Controller:
                 except Exception:
                     log.exception("controller: status publish failed")
             now = time.monotonic()
-            with self.lock:
-                for job_id, (node, msg, t) in list(self.pending.items()):
-                    if now - t > self.opts.resend_s:
-                        self.pending[job_id] = (node, msg, now)
-                        self.link.publish(T.to(node, "job"), msg)
+            try:
+                with self.lock:
+                    for key, (node, msg, t) in list(self.pending.items()):
+                        if now - t > self.opts.resend_s:
+                            self.pending[key] = (node, msg, now)
+                            self.link.publish(T.to(node, "job"), msg)
+                    for lp in self.links.values():
+                        if lp.rx_finished_at is not None and not lp.final_joined and \
+                                now - lp.rx_finished_at > self.opts.join_grace_s:
+                            lp.final_joined = True       # late rx halves arrive on the other connection
+                            for seq in sorted(lp.halves):
+                                self._join(lp, seq, final=True)
+            except Exception:
+                log.exception("controller: periodic work failed")
 
     def start(self, wait_s: float | None = 10.0) -> "Controller":
         self.writer = threading.Thread(target=self._commit, name="controller-qos-writer", daemon=True)
@@ -612,3 +670,7 @@ def load_intent(path: str) -> M.Intent:
 
     return from_mapping(M.Intent, load_yaml(path, "intent file"), str(path))
 
+
+def _hint(snr_db: float, op: OperatingPoint) -> float:
+    """The SNR the encoder is told: the measured one, within the range the model was trained for."""
+    return round(float(min(max(snr_db, op.snr_db[0]), op.snr_db[-1])), 2)

@@ -21,6 +21,8 @@ SCHEMA_VERSION = 1
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")   # node, intent, job, link ids (also topic levels)
 ROLES = ("tx", "rx", "txrx")
 JOB_STATES = ("accepted", "running", "switched", "done", "failed", "cancelled")
+FINAL_STATES = ("done", "failed", "cancelled")
+SNR_RANGE = (-50.0, 100.0)              # dB: any SNR a message may carry (the controller clamps hints)
 TASKS = ("image-transmission",)
 
 
@@ -58,7 +60,7 @@ class NodeStatus:
             raise ConfigError(f"role={self.role!r}: one of {', '.join(ROLES)}")
         if len(self.models) != len(self.model_sha256):
             raise ConfigError("model_sha256: one sha256 per model name")
-        _finite("snr_db", self.snr_db, -50, 100)
+        _finite("snr_db", self.snr_db, *SNR_RANGE)
 
 
 @dataclass
@@ -143,7 +145,7 @@ class Job:
         if self.part not in ("link", "tx", "rx"):
             raise ConfigError(f"part={self.part!r}: one of link, tx, rx")
         _finite("cbr", self.cbr, 1e-4, 1.0)
-        _finite("snr_db", self.snr_db, -20, 60)
+        _finite("snr_db", self.snr_db, *SNR_RANGE)
         if not re.fullmatch(r"[0-9a-f]{64}", self.model_sha256):
             raise ConfigError("model_sha256: 64 lowercase hex digits")
         if self.part != "link" and not self.peer:
@@ -163,7 +165,7 @@ class JobUpdate:
     def validate(self):
         _check_id("job_id", self.job_id)
         _finite("cbr", self.cbr, 1e-4, 1.0)
-        _finite("snr_db", self.snr_db, -20, 60)
+        _finite("snr_db", self.snr_db, *SNR_RANGE)
 
 
 @dataclass
@@ -275,6 +277,7 @@ class ModelChunk:
     data: str                           # base64
 
     def validate(self):
+        _check_id("name", self.name)        # it becomes a folder name on the node
         if not 0 <= self.index < self.count:
             raise ConfigError(f"index={self.index}: must be in 0..count-1 ({self.count})")
 

@@ -87,6 +87,7 @@ class MqttLink:
             topic, msg = will
             c.will_set(topic, M.encode(msg), qos=1, retain=True)
         c.reconnect_delay_set(min_delay=0.2, max_delay=2)
+        c.suppress_exceptions = True    # a failing callback is logged; the network thread lives on
         c.max_queued_messages_set(0)    # unlimited: QoS 1 messages wait in memory while disconnected
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -211,9 +212,10 @@ class MqttLink:
             return
         try:
             msg = M.decode(message.payload, where=message.topic, expect=expect)
-        except M.MessageError as e:
+        except Exception as e:     # MessageError, but also e.g. RecursionError from absurdly nested JSON
             self.rejected += 1
-            log.warning("%s: rejected: %s", self.client_id, e)
+            log.warning("%s: rejected: %s", self.client_id, e if isinstance(e, M.MessageError) else
+                        f"{message.topic}: undecodable payload ({type(e).__name__})")
             return
         try:
             handler(msg, message.topic, getattr(message, "properties", None))

@@ -39,6 +39,8 @@ def parse_snr_schedule(spec: str | None) -> list[tuple[int, float]]:
             out.append((int(at) if at else 0, float(snr)))
         except ValueError:
             raise ValueError(f"--channel-snr {spec!r}: item {part!r} is not SNR[@IMAGE]") from None
+        if not -10 <= out[-1][1] <= 60 or out[-1][0] < 0:
+            raise ValueError(f"--channel-snr {spec!r}: item {part!r}: SNR must be in -10..60 dB, IMAGE >= 0")
         if i == 0 and out[0][0] != 0:
             out.insert(0, (0, float("nan")))
     return sorted(out)
@@ -100,6 +102,8 @@ class Node:
         self.jobs: "queue.Queue[M.Job | None]" = queue.Queue()
         self.updates: dict[str, M.JobUpdate] = {}
         self.cancelled: dict[str, M.JobCancel] = {}
+        self.final: dict[str, str] = {}                    # job id -> done | failed | cancelled
+        self.applied: dict[str, set] = {}                  # job id -> decision numbers applied
         self.decoded: "queue.Queue[tuple[dict, object]]" = queue.Queue()
         self.seen_jobs: set[str] = set()
         self.running: list[str] = []
@@ -174,8 +178,14 @@ class Node:
                 self.transfers[c.sha256] = (asm, ev)
         try:
             archive = asm.add(c)
-            if archive is None:
-                return
+        except TransferError as e:
+            self._transfer_done(c, e)
+            return
+        if archive is not None:      # unpacking and opening take seconds: not on the network thread
+            threading.Thread(target=self._install, args=(c, archive), name=f"install-{c.name}", daemon=True).start()
+
+    def _install(self, c: M.ModelChunk, archive: bytes) -> None:
+        try:
             dest = unpack(archive, self.store / c.name)
             from ..akb.runtime import open_codec
 
@@ -188,14 +198,17 @@ class Node:
             self.codecs[card_sha] = codec
             log.info("%s: model %s received and verified (%d bytes, %d chunks) -> %s", self.id, c.name,
                      len(archive), c.count, dest)
-            result = None
             self.publish_status()
+            self._transfer_done(c, None)
         except Exception as e:
-            log.error("%s: model transfer failed: %s", self.id, e)
-            result = e
+            self._transfer_done(c, e)
+
+    def _transfer_done(self, c: M.ModelChunk, error: Exception | None) -> None:
+        if error is not None:
+            log.error("%s: model transfer failed: %s", self.id, error)
         with self.lock:
             _, ev = self.transfers.get(c.sha256, (None, None))
-            self.transfers[c.sha256] = (result, ev)
+            self.transfers[c.sha256] = (error, ev)
         if ev is not None:
             ev.set()
 
@@ -228,8 +241,9 @@ class Node:
 
     def _on_job(self, msg, topic, props) -> None:
         if isinstance(msg, M.Job):
-            if msg.job_id in self.seen_jobs:       # a re-sent assignment
-                self._job_state(msg.job_id, "accepted" if msg.job_id in self.running else "done")
+            if msg.job_id in self.seen_jobs:       # a re-sent assignment: say where it stands
+                state = self.final.get(msg.job_id) or ("running" if msg.job_id in self.running else "accepted")
+                self._job_state(msg.job_id, state, error="(re-sent assignment)")
                 return
             if msg.part != self.PART_OF_ROLE[self.opts.role]:
                 self._job_state(msg.job_id, "failed", error=f"part {msg.part!r}: this node's role is "
@@ -239,11 +253,24 @@ class Node:
             self._job_state(msg.job_id, "accepted")
             self.jobs.put(msg)
         elif isinstance(msg, M.JobUpdate):
-            self.updates[msg.job_id] = msg
+            if msg.job_id in self.final:
+                return
+            n = _decision_number(msg.decision)
+            if n in self.applied.get(msg.job_id, set()):     # a re-sent update already applied: confirm again
+                self._job_state(msg.job_id, "switched", decision=msg.decision)
+                return
+            cur = self.updates.get(msg.job_id)
+            if cur is None or _decision_number(cur.decision) < n:   # the newest decision wins
+                self.updates[msg.job_id] = msg
         elif isinstance(msg, M.JobCancel):
+            if msg.job_id in self.final:
+                self._job_state(msg.job_id, self.final[msg.job_id], error="(already finished)")
+                return
             self.cancelled[msg.job_id] = msg
 
     def _job_state(self, job_id: str, state: str, images_done: int = 0, error: str = "", decision: str = "") -> None:
+        if state in M.FINAL_STATES:
+            self.final[job_id] = state
         self.events += 1
         ev = M.JobState(event_id=f"{self.id}:{job_id}:{state}:{self.events}", node_id=self.id, job_id=job_id,
                         state=state, images_done=images_done, error=error, decision=decision)
@@ -336,6 +363,7 @@ class Node:
     def _run_tx(self, job: M.Job) -> int | None:
         """A whole link (part ``link``: QoS measured here) or the transmitting half (part ``tx``)."""
         images = self._images(job)
+        _check_count(job, len(images))
         codec = self.codec_for(job.model, job.model_sha256)
         model, sha, cbr, snr, decision = job.model, job.model_sha256, job.cbr, job.snr_db, job.decision
         sess = self._session(job.part, codec, cbr, snr)
@@ -351,6 +379,8 @@ class Node:
                     codec = self.codec_for(upd.model, upd.model_sha256)
                     model, sha, cbr, snr, decision = upd.model, upd.model_sha256, upd.cbr, upd.snr_db, upd.decision
                     sess.set_operating_point(codec, cbr, snr)
+                    self.applied.setdefault(job.job_id, set()).add(_decision_number(decision))
+                    self._job_state(job.job_id, "switched", seq, decision=decision)
                     log.info("%s: job %s now %s at CBR %.4f, encoder SNR %.1f dB (%s)", self.id, job.job_id,
                              model, cbr, snr, upd.decision)
                 self._fade(sess)
@@ -388,6 +418,7 @@ class Node:
         from ..metrics import psnr
 
         images = self._images(job)
+        _check_count(job, len(images))
         n_total = len(images) * job.repeat
         codec = self.codec_for(job.model, job.model_sha256)
         names = {sha: name for name, (sha, _) in self.models.items()}
@@ -413,6 +444,7 @@ class Node:
             if upd is not None:        # hold the new model before the transmitter switches to it
                 sess.add_codec(self.codec_for(upd.model, upd.model_sha256))
                 names = {sha: name for name, (sha, _) in self.models.items()}
+                self.applied.setdefault(job.job_id, set()).add(_decision_number(upd.decision))
                 self._job_state(job.job_id, "switched", len(reported), decision=upd.decision)
             try:
                 rec, out = self.decoded.get(timeout=0.1)
@@ -444,6 +476,7 @@ class Node:
         self.link.start(wait_s)
         self.worker = threading.Thread(target=self._work, name=f"node-{self.id}", daemon=True)
         self.worker.start()
+        threading.Thread(target=self._resender, name=f"node-{self.id}-resend", daemon=True).start()
         return self
 
     def _work(self) -> None:
@@ -451,12 +484,19 @@ class Node:
             try:
                 job = self.jobs.get(timeout=0.5)
             except queue.Empty:
-                if self.link.connected.is_set():
-                    self._resend(self.opts.resend_s)
                 continue
             if job is None:
                 break
             self.run_job(job)
+
+    def _resender(self) -> None:
+        """Unacknowledged reports and job states go out again every ``resend_s``, jobs or not."""
+        while not self.stopping.wait(min(1.0, self.opts.resend_s)):
+            if self.link.connected.is_set():
+                try:
+                    self._resend(self.opts.resend_s)
+                except Exception:
+                    log.exception("%s: re-send failed", self.id)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -471,3 +511,17 @@ class Node:
         if self.session is not None:
             self.session.close()
         self.outbox.close()
+
+
+def _decision_number(decision: str) -> int:
+    """Decision ids are ``d<n>``, increasing: a later decision has a larger number."""
+    try:
+        return int(decision.lstrip("d"))
+    except ValueError:
+        return -1
+
+
+def _check_count(job: M.Job, n_images: int) -> None:
+    if n_images * job.repeat > 0x10000:
+        raise ValueError(f"job {job.job_id}: {n_images} images x repeat {job.repeat} exceeds the 65536 image ids "
+                         f"of one job (16-bit header field); split the intent")
