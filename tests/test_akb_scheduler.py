@@ -40,15 +40,16 @@ def test_env_reward_is_relative_to_the_fixed_mapping(akb, tiles):
     obs, info = env.reset(seed=3, options={"snr_db": 5.0, "target_cbr": 0.036})
     assert obs.shape == (4, envmod.TILE, envmod.TILE) and obs.dtype == np.float32
     assert np.allclose(obs[1], 5.0 / envmod.SNR_SCALE) and np.all(obs[2] == 0)
-    zero = np.ones(envmod.TILE ** 2, np.int64)          # offsets 0: the fixed mapping itself
-    obs, r, term, trunc, info = env.step(zero)
+    assert envmod.PATTERNS[0] == "keep"
+    obs, r, term, trunc, info = env.step(0)             # keep: the fixed mapping itself
     assert r == 0.0 and info["psnr_db"] == info["psnr_fixed_db"] and not term
-    up = np.full(envmod.TILE ** 2, 2)
-    up[:8] = 0                                          # move symbols from half the blocks to the rest
-    obs, r, term, trunc, info = env.step(up)
+    bits1 = obs[0] * envmod.BITS_SCALE
+    obs, r, term, trunc, info = env.step(1)             # sharpen: symbols move to the high-entropy blocks
     assert term and info["cbr"] <= 0.036 + 1e-12
     assert r == pytest.approx(info["psnr_db"] - info["psnr_fixed_db"] - (info["cbr"] - info["cbr_fixed"]) / 0.036)
-    assert np.array_equal(obs[2].reshape(-1), up - 1)   # previous action in the state
+    want = envmod.pattern_offsets(bits1, 1)
+    assert np.array_equal(obs[2], want)                 # previous action (per-block offsets) in the state
+    assert set(np.unique(want)) == {-1, 1} and np.array_equal(want == 1, bits1 > bits1.mean())
 
 
 def test_ppo_smoke_and_policy_onnx_matches_sb3(akb, tiles, tmp_path):
@@ -69,11 +70,13 @@ def test_ppo_smoke_and_policy_onnx_matches_sb3(akb, tiles, tmp_path):
         assert got.shape == bits.shape and set(np.unique(got)) <= {-1, 0, 1}
         pb = np.pad(bits, ((0, 0), (0, 1)), mode="edge")
         pp = np.pad(prev, ((0, 0), (0, 1)))
+        valid = np.pad(np.ones(bits.shape, bool), ((0, 0), (0, 1)))
         for i in range(2):
             for j in range(3):
                 sl = (slice(i * t, (i + 1) * t), slice(j * t, (j + 1) * t))
                 obs = envmod.observation(pb[sl], snr, pp[sl], cbr)
-                want = ppo.predict(obs, deterministic=True)[0].reshape(t, t) - 1
+                arm = int(ppo.predict(obs, deterministic=True)[0])
+                want = envmod.pattern_offsets(pb[sl], arm, valid[sl])
                 assert np.array_equal(got[sl][:, : min(t, bits.shape[1] - j * t)],
                                       want[:, : min(t, bits.shape[1] - j * t)])
     rows = evaluate_policy(env, lambda o: ppo.predict(o, deterministic=True)[0], snrs=(0.0, 20.0), episodes=1)

@@ -5,8 +5,10 @@
 evaluated against the fixed entropy-to-rate mapping per SNR and exported to ONNX.
 
 The exported policy graph works on a whole image: it cuts the block grid into the ``TILE x TILE``
-tiles the policy was trained on (padding the border), builds the state planes, runs the actor
-and takes the arg-max action of every block (deterministic), then stitches the offsets back::
+tiles the policy was trained on (padding the border), builds the state planes, runs the actor,
+takes the arg-max pattern of every tile (deterministic), turns it into per-block offsets
+(:func:`testbed.akb.env.pattern_offsets`, mean entropy over the tile's valid blocks) and
+stitches them back::
 
     inputs:  block_bits float32 [hb, wb]   entropy map: mean bits per location of each rate block
              snr_db     float32 [1]
@@ -86,12 +88,17 @@ class PolicyGraph(nn.Module):
         def tiles(a):  # [nh*t, nw*t] -> [nh*nw, t, t]
             return a.reshape(nh, t, nw, t).permute(0, 2, 1, 3).reshape(nh * nw, t, t)
 
-        bt, pt = tiles(bits), tiles(prev)
+        valid = F.pad(torch.ones_like(block_bits)[None, None], (0, pw, 0, ph))[0, 0]
+        bt, pt, vt = tiles(bits), tiles(prev), tiles(valid)
         ones = torch.ones_like(bt)
         obs = torch.stack([bt / envmod.BITS_SCALE, ones * (snr_db[0] / envmod.SNR_SCALE), pt,
                            ones * (target_cbr[0] / envmod.CBR_SCALE)], dim=1)
         logits = self.action_net(self.extractor(obs.reshape(nh * nw, 4 * t * t)))
-        act = logits.reshape(nh * nw, t * t, envmod.N_ACTIONS).argmax(dim=-1) - 1
+        arm = logits.argmax(dim=-1)                                           # [tiles]
+        mean = (bt * vt).sum(dim=(1, 2)) / vt.sum(dim=(1, 2))
+        hi = bt > mean[:, None, None]
+        table = torch.from_numpy(envmod.PATTERN_OFFSETS)
+        act = torch.where(hi, table[arm, 0][:, None, None], table[arm, 1][:, None, None])
         act = act.reshape(nh, nw, t, t).permute(0, 2, 1, 3).reshape(nh * t, nw * t)
         return act[:hb, :wb]
 
