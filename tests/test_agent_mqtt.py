@@ -110,6 +110,18 @@ def test_model_is_disseminated_and_switched_at_an_image_boundary(env, tmp_path):
     node = env.node("n2", models_dir=str(empty))       # holds no model at all
     wait_until(lambda: "n2" in ctl.nodes, 10, "node n2")
     assert ctl.nodes["n2"].models == []
+    # the controller's retained model announcements, as any node may read them
+    seen = {}
+    watcher = env.client("n3", client_id="n3-watch")
+    watcher.subscribe(T.model("+"), lambda m, t, p: seen.__setitem__(m.name, m), expect=M.ModelAnnounce)
+    watcher.start()
+    wait_until(lambda: set(seen) == {"akb-v1", "jscc-v1"}, 10, "the retained model announcements")
+    from testbed.codec.modelcard import load_card
+    from testbed.registry import shipped_models
+
+    for name, ann in seen.items():
+        assert ann.sha256 == load_card(shipped_models()[name] / "model_card.yaml").sha256
+        assert ann.chunks == -(-ann.size // ann.chunk_size) and ann.cbrs
     assert ctl.submit(M.Intent("dissem", images=[str(imgs)], repeat=8, models=["jscc-v1"])).accepted
     wait_until(lambda: len(ctl.seen) >= 2, 60, "reports with the fetched model")
     session, top_block = node.session, node.session.tb
