@@ -25,31 +25,25 @@ from .metrics import psnr
 log = logging.getLogger(__name__)
 
 
-class LinkSession:
-    def __init__(self, codec, *, cbr: float | None, snr_db: float, frontend, ofdm, idle_s: float = 3.0):
+class _Transmitter:
+    """The transmitting end shared by :class:`LinkSession` and :class:`TxSession`."""
+
+    def _build_tx(self, name: str, codec, cbr, snr_db, frontend, ofdm) -> None:
         from gnuradio import gr
 
-        from .gr.jscc_decoder import jscc_decoder
         from .gr.jscc_encoder import jscc_encoder
-        from .gr.ofdm_rx import ofdm_rx
         from .gr.ofdm_tx import ofdm_tx
 
-        self.idle_s = idle_s
-        self.refs: dict[int, np.ndarray] = {}
-        self.done_q: "queue.Queue[tuple[dict, np.ndarray]]" = queue.Queue()
-        self.tb = gr.top_block("jscc_link_session")
+        self.tb = gr.top_block(name)
         self.enc = jscc_encoder(codec, ofdm, snr_db=snr_db, cbr=cbr)
         if frontend.flush_samples():
             self.enc.flush_samples = int(frontend.flush_samples())
-        self.tx, self.rx = ofdm_tx(ofdm), ofdm_rx(ofdm)
-        self.dec = jscc_decoder(codec, on_image=lambda rec, img: self.done_q.put((rec, img)), references=self.refs)
+        self.tx = ofdm_tx(ofdm)
         self.tb.msg_connect(self.enc, "frames", self.tx, "frames")
         self.tb.msg_connect(self.enc, "flush", self.tx, "flush")
-        self._keep = frontend.connect(self.tb, self.tx, self.rx)
+
+    def _find_channel(self) -> None:
         self.channel = next((b for b in self._keep if hasattr(b, "set_snr_db")), None)
-        self.tb.msg_connect(self.rx, "frames", self.dec, "frames")
-        self.next_id = 0
-        self.tb.start()
 
     @property
     def codec(self):
@@ -58,13 +52,38 @@ class LinkSession:
     def set_operating_point(self, codec, cbr: float | None, snr_db: float) -> None:
         """Switch model/CBR/encoder SNR; takes effect with the next image."""
         self.enc.set_codec(codec, cbr=cbr)
-        self.dec.codec = codec
         self.enc.snr_db = float(snr_db)
 
     def set_channel_snr(self, snr_db: float) -> None:
         if self.channel is None:
             raise RuntimeError("the channel SNR can only be set on the loopback front-end")
         self.channel.set_snr_db(snr_db)
+
+    def close(self) -> None:
+        self.tb.stop()
+        self.tb.wait()
+
+
+class LinkSession(_Transmitter):
+    def __init__(self, codec, *, cbr: float | None, snr_db: float, frontend, ofdm, idle_s: float = 3.0):
+        from .gr.jscc_decoder import jscc_decoder
+        from .gr.ofdm_rx import ofdm_rx
+
+        self.idle_s = idle_s
+        self.refs: dict[int, np.ndarray] = {}
+        self.done_q: "queue.Queue[tuple[dict, np.ndarray]]" = queue.Queue()
+        self._build_tx("jscc_link_session", codec, cbr, snr_db, frontend, ofdm)
+        self.rx = ofdm_rx(ofdm)
+        self.dec = jscc_decoder(codec, on_image=lambda rec, img: self.done_q.put((rec, img)), references=self.refs)
+        self._keep = frontend.connect(self.tb, self.tx, self.rx)
+        self._find_channel()
+        self.tb.msg_connect(self.rx, "frames", self.dec, "frames")
+        self.next_id = 0
+        self.tb.start()
+
+    def set_operating_point(self, codec, cbr: float | None, snr_db: float) -> None:
+        super().set_operating_point(codec, cbr, snr_db)
+        self.dec.codec = codec
 
     def send(self, img: np.ndarray, name: str = "", check=None) -> dict:
         """Send one image and wait for it (or until no frame came for ``idle_s``)."""
@@ -100,47 +119,19 @@ class LinkSession:
                        psnr_db=psnr(img, out) if out.shape == img.shape else None)
             return row
 
-    def close(self) -> None:
-        self.tb.stop()
-        self.tb.wait()
-
 
 def _finite(v):
     return float(v) if v is not None and np.isfinite(v) else None
 
 
-class TxSession:
+class TxSession(_Transmitter):
     """The transmitting end: encoder -> OFDM TX -> radio sink (or loopback channel -> ZeroMQ)."""
 
     def __init__(self, codec, *, cbr: float | None, snr_db: float, frontend, ofdm, medium: str = ""):
-        from gnuradio import gr
-
-        from .gr.jscc_encoder import jscc_encoder
-        from .gr.ofdm_tx import ofdm_tx
-
-        self.tb = gr.top_block("jscc_tx_session")
-        self.enc = jscc_encoder(codec, ofdm, snr_db=snr_db, cbr=cbr)
-        if frontend.flush_samples():
-            self.enc.flush_samples = int(frontend.flush_samples())
-        self.tx = ofdm_tx(ofdm)
-        self.tb.msg_connect(self.enc, "frames", self.tx, "frames")
-        self.tb.msg_connect(self.enc, "flush", self.tx, "flush")
+        self._build_tx("jscc_tx_session", codec, cbr, snr_db, frontend, ofdm)
         self._keep = frontend.connect_tx(self.tb, self.tx, medium)
-        self.channel = next((b for b in self._keep if hasattr(b, "set_snr_db")), None)
+        self._find_channel()
         self.tb.start()
-
-    @property
-    def codec(self):
-        return self.enc.codec
-
-    def set_operating_point(self, codec, cbr: float | None, snr_db: float) -> None:
-        self.enc.set_codec(codec, cbr=cbr)
-        self.enc.snr_db = float(snr_db)
-
-    def set_channel_snr(self, snr_db: float) -> None:
-        if self.channel is None:
-            raise RuntimeError("the channel SNR can only be set on the loopback front-end")
-        self.channel.set_snr_db(snr_db)
 
     def send(self, img: np.ndarray, image_id: int, name: str = "", check=None) -> dict:
         """Queue one image's frames, after the previous image's have gone out (at most one image
@@ -157,10 +148,6 @@ class TxSession:
         t_end = time.monotonic() + timeout_s
         while self.tx.shaper.bursts < self.enc.frames_sent and time.monotonic() < t_end:
             time.sleep(0.02)
-
-    def close(self) -> None:
-        self.tb.stop()
-        self.tb.wait()
 
 
 class RxSession:
