@@ -311,3 +311,17 @@ def test_unevaluated_models_and_absurd_snr_do_not_wedge_the_controller(env, tmp_
     assert not r.accepted and "no evaluated operating points" in r.reason
     op = OperatingPoint("m", "ab" * 32, 0.02, (0.0, 20.0), (20.0, 26.0))
     assert _hint(75.0, op) == 20.0 and _hint(-30.0, op) == 0.0
+
+
+def test_a_vanished_node_is_marked_offline_by_its_last_will(env):
+    """No goodbye (the connection just dies): the broker publishes the node's retained last will."""
+    from testbed.agent.mqttlink import MqttLink
+
+    ctl = env.controller()
+    ghost = MqttLink("node-n3", env.url, username="n3", password=env.creds["n3"],
+                     will=(T.node("n3", "status"), M.NodeStatus("n3", False))).start()
+    ghost.publish(T.node("n3", "status"), M.NodeStatus("n3", True), retain=True).wait_for_publish(5)
+    wait_until(lambda: "n3" in ctl.nodes and ctl.nodes["n3"].online, 10, "n3 online")
+    ghost.client.loop_stop()                   # no more keep-alives and no DISCONNECT ...
+    ghost.client.socket().close()              # ... and the connection drops
+    wait_until(lambda: not ctl.nodes["n3"].online, 30, "the broker to publish n3's last will")
