@@ -45,13 +45,11 @@ class LinkPlan:
     job_id: str
     op: OperatingPoint
     snr_plan: float
-    decision: str
+    decision: str                      # the decision whose operating point the link uses now
     state: LinkState = field(default_factory=LinkState)
     ops_by_decision: dict = field(default_factory=dict)
-    status: str = "assigned"
     reports: int = 0
     met: int = 0
-    t_assigned: float = 0.0
     rx_node: str = ""                  # a link split over two nodes: the receiving node and its job
     rx_job: str = ""
     tx_status: str = "assigned"
@@ -63,7 +61,9 @@ class LinkPlan:
     final_joined: bool = False
     sent_jobs: dict = field(default_factory=dict)     # node -> the Job it was given
 
-    def derive_status(self) -> str:
+    @property
+    def status(self) -> str:
+        """assigned, running, done, failed or cancelled, from the states of the link's end(s)."""
         ends = [self.tx_status] + ([self.rx_status] if self.rx_job else [])
         if "failed" in ends:
             return "failed"
@@ -258,7 +258,6 @@ class Controller:
                 if js.state in M.FINAL_STATES:
                     self.pending.pop(f"{js.job_id}#cancel", None)
                     self._end_finished(lp, is_rx, js)
-            lp.status = lp.derive_status()
             self._update_intent(lp.intent.intent_id)
             if lp.status in M.FINAL_STATES or js.state in M.FINAL_STATES:
                 self._serve_queue()          # nodes are free again
@@ -396,8 +395,7 @@ class Controller:
             medium = self.nodes[node].medium
             job = M.Job(job_id=f"{link_id}.j" if not rx else f"{link_id}.tx", part="tx" if rx else "link",
                         peer=rx, medium=medium, **base)
-            lp = LinkPlan(link_id, intent, node, job.job_id, ch.op, snr, did, st, {did: ch.op},
-                          t_assigned=time.time())
+            lp = LinkPlan(link_id, intent, node, job.job_id, ch.op, snr, did, st, {did: ch.op})
             self.links[link_id] = lp
             self.job_index[job.job_id] = link_id
             links.append(link_id)
@@ -586,7 +584,8 @@ class Controller:
                 keep = set(map(id, done[-finished_links:] if finished_links else []))
                 lps = [lp for lp in lps if lp.status not in ("done", "failed", "cancelled") or id(lp) in keep]
             links = [{"link_id": lp.link_id, "intent_id": lp.intent.intent_id, "node": lp.node, "status": lp.status,
-                      "model": lp.op.model, "cbr": lp.op.cbr, "snr_db": lp.state.snr_db, "reports": lp.reports,
+                      "model": lp.op.model, "cbr": lp.op.cbr, "decision": lp.decision, "snr_db": lp.state.snr_db,
+                      "reports": lp.reports,
                       "met": lp.met, "psnr_target_db": lp.intent.qos.psnr_db,
                       "content_offset_db": round(lp.state.offset_db, 2)} for lp in lps]
             shown = {x["link_id"] for x in links}

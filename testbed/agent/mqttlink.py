@@ -71,6 +71,7 @@ class MqttLink:
         self.rejected = 0
         self.denied = 0
         self.connects = 0
+        self.stopping = False
         self.connected = threading.Event()
         self._subs: dict[str, tuple[int, Callable, object]] = {}
         self._on_connect_hooks: list[Callable[[], None]] = []
@@ -141,7 +142,7 @@ class MqttLink:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()
-        if getattr(self, "stopping", False):
+        if self.stopping:
             return
         log.warning("%s: disconnected from the broker (%s); reconnecting", self.client_id, reason_code)
 
