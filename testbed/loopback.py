@@ -152,7 +152,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
     _check(opts)
     from .akb.runtime import AkbCodec, open_codec
 
-    codec = open_codec(opts.model, threads=opts.threads)
+    codec = open_codec(opts.model, threads=opts.threads, spinning=False)
     if isinstance(codec, AkbCodec):
         k = 0   # variable rate: a rate map per image
         nominal_cbr = 0.0625 if opts.cbr is None else opts.cbr

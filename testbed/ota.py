@@ -67,7 +67,7 @@ def _open_codec(model, cbr, ckb, skb):
     from .akb.runtime import AkbCodec, open_codec
     from .registry import DEFAULT_MODEL
 
-    codec = open_codec(model or DEFAULT_MODEL)
+    codec = open_codec(model or DEFAULT_MODEL, spinning=False)
     if isinstance(codec, AkbCodec):
         cbr = 0.0625 if cbr is None else cbr
         codec.check_cbr(cbr)
@@ -249,9 +249,9 @@ def _replay_rows(meta_path, ms: bool = True, check=None, images_dir: str | None 
         if key not in st:
             raise RecordingError(f"{rec.meta_path}: testbed:settings.{key} missing (not recorded by testbed ota?)")
     try:
-        codec = open_codec(st["model"])
+        codec = open_codec(st["model"], spinning=False)
     except Exception:
-        codec = open_codec(st.get("model_name", st["model"]))
+        codec = open_codec(st.get("model_name", st["model"]), spinning=False)
     if codec.sha256 != st["model_sha256"]:
         raise RecordingError(f"{rec.meta_path}: recorded with model {st['model_sha256'][:12]}, "
                              f"{codec.dir} is {codec.sha256[:12]}")

@@ -149,7 +149,7 @@ class Node:
         held = self.models.get(name)
         if held is None or held[0] != sha256:
             self._fetch(name, sha256)
-        codec = open_codec(str(self.models[name][1]), threads=self.opts.threads)
+        codec = open_codec(str(self.models[name][1]), threads=self.opts.threads, spinning=False)
         if codec.card.sha256 != sha256:
             raise TransferError(f"model {name}: opened model has sha256 {codec.card.sha256[:12]}..., "
                                 f"the job asks for {sha256[:12]}...")
@@ -189,7 +189,7 @@ class Node:
             dest = unpack(archive, self.store / c.name)
             from ..akb.runtime import open_codec
 
-            codec = open_codec(str(dest), threads=self.opts.threads)   # checks every graph's sha256
+            codec = open_codec(str(dest), threads=self.opts.threads, spinning=False)   # checks every graph's sha256
             card_sha = codec.card.sha256
             if card_sha != c.sha256:
                 raise TransferError(f"model {c.name}: card sha256 {card_sha[:12]}... is not the announced "

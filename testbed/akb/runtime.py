@@ -18,6 +18,7 @@ import numpy as np
 from ..codec.export import sha256_file
 from ..codec.modelcard import CARD_NAME, ModelCardError, load_card
 from ..codec.runtime import ModelError, resolve_model_dir
+from ..ortsession import session_options
 from . import ratemap as rm
 from .card import AkbCard
 from .skb import KbError, KnowledgeBase
@@ -39,11 +40,9 @@ class AkbSide:
 
 class AkbCodec:
     def __init__(self, model: str | Path, threads: int = 0, verify: bool = True, kb: str | Path | None = None,
-                 provider=None):
+                 provider=None, spinning: bool = True):
         """``kb``: a KB file to use instead of the shipped one (``testbed kb build``); ``provider``: the
         embedding provider that KB was built with (default: the shipped ``embedder.onnx``)."""
-        import onnxruntime as ort
-
         self.dir = resolve_model_dir(model)
         try:
             card = load_card(self.dir / CARD_NAME)
@@ -52,10 +51,7 @@ class AkbCodec:
         if not isinstance(card, AkbCard):
             raise ModelError(f"{self.dir / CARD_NAME}: codec {card.codec!r} is not an AKB codec")
         self.card: AkbCard = card
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts = session_options(threads, spinning)
         self.sess = {}
         for role, g in card.graphs.items():
             p = self.dir / g["file"]
@@ -173,8 +169,9 @@ class AkbCodec:
         return rm.cbr_of(side.levels, height, width)
 
 
-def open_codec(model: str | Path, threads: int = 0):
-    """:class:`AkbCodec` or :class:`testbed.codec.runtime.OnnxCodec`, by the model card's codec."""
+def open_codec(model: str | Path, threads: int = 0, spinning: bool = True):
+    """:class:`AkbCodec` or :class:`testbed.codec.runtime.OnnxCodec`, by the model card's codec.
+    ``spinning=False`` for codecs that run inside a flowgraph (see :mod:`testbed.ortsession`)."""
     from ..codec.runtime import OnnxCodec
 
     d = resolve_model_dir(model)
@@ -182,5 +179,7 @@ def open_codec(model: str | Path, threads: int = 0):
         card = load_card(d / CARD_NAME)
     except ModelCardError as e:
         raise ModelError(str(e)) from None
-    return AkbCodec(d, threads=threads) if isinstance(card, AkbCard) else OnnxCodec(d, threads=threads)
+    if isinstance(card, AkbCard):
+        return AkbCodec(d, threads=threads, spinning=spinning)
+    return OnnxCodec(d, threads=threads, spinning=spinning)
 

@@ -120,8 +120,10 @@ class OnnxPolicy:
     def __init__(self, path: str | Path):
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        from ..ortsession import session_options
+
+        # a small graph run once per image, often inside a flowgraph: no spinning pool
+        opts = session_options(spinning=False)
         self.path = Path(path)
         self.sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
 

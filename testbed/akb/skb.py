@@ -114,8 +114,10 @@ class OnnxEmbedderProvider:
     def __init__(self, path: str | Path, name: str = "image-embedder"):
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        from ..ortsession import session_options
+
+        # a small graph run once per image, often inside a flowgraph: no spinning pool
+        opts = session_options(spinning=False)
         self.path = Path(path)
         if not self.path.exists():
             raise KbError(f"{self.path}: embedder graph missing")

@@ -48,8 +48,10 @@ class Timing:
 
 
 class OnnxCodec:
-    def __init__(self, model: str | Path, threads: int = 0, verify: bool = True):
+    def __init__(self, model: str | Path, threads: int = 0, verify: bool = True, spinning: bool = True):
         import onnxruntime as ort
+
+        from ..ortsession import session_options
 
         self.dir = resolve_model_dir(model)
         try:
@@ -72,10 +74,7 @@ class OnnxCodec:
                         f"({self.card.__dict__[role]['sha256'][:16]}...); the graph and card are mismatched"
                     )
             paths[role] = p
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts = session_options(threads, spinning)
         try:
             self.enc = ort.InferenceSession(str(paths["encoder"]), opts, providers=["CPUExecutionProvider"])
             self.dec = ort.InferenceSession(str(paths["decoder"]), opts, providers=["CPUExecutionProvider"])

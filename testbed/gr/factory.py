@@ -25,7 +25,7 @@ def codec(model: str = ""):
     from ..akb.runtime import open_codec
     from ..registry import DEFAULT_MODEL
 
-    return open_codec(model or DEFAULT_MODEL)
+    return open_codec(model or DEFAULT_MODEL, spinning=False)
 
 
 def ofdm_tx(ofdm_config_path: str = ""):

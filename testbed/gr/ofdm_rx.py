@@ -18,7 +18,6 @@ from gnuradio import analog, blocks, digital, fft, gr, pdu
 
 from ..phy import header as hdr
 from ..phy.config import OfdmConfig
-from .cfo_tagger import cfo_tagger
 from .sc_detector import sc_detector, sc_sync
 from .header_decoder import header_decoder
 from .payload_equalizer import payload_equalizer
@@ -43,7 +42,6 @@ class ofdm_rx(gr.hier_block2):
         self.delay = blocks.delay(gr.sizeof_gr_complex, cfg.symbol_len)
         self.osc = analog.frequency_modulator_fc(-2.0 / n)
         self.mixer = blocks.multiply_cc()
-        self.tagger = cfo_tagger()
         self.demux = digital.header_payload_demux(2 + n_hdr, n, cfg.cp_len, FRAME_TAG, "", True,
                                                   gr.sizeof_gr_complex)
         n_head = (2 + n_hdr) * cfg.symbol_len
@@ -54,10 +52,8 @@ class ofdm_rx(gr.hier_block2):
         self.connect(self, (self.gate, 2))
         self.connect(self, self.delay, (self.mixer, 0))
         self.connect((self.gate, 0), self.osc, (self.mixer, 1))
-        self.connect(self.mixer, (self.tagger, 0))
-        self.connect((self.gate, 0), (self.tagger, 1))
-        self.connect((self.gate, 1), (self.tagger, 2))
-        self.connect(self.tagger, (self.demux, 0))
+        # the detector's sc_cfo tags ride on its CFO output through the oscillator and the mixer
+        self.connect(self.mixer, (self.demux, 0))
         self.connect((self.gate, 1), (self.demux, 1))
         # header path
         self.h_fft = fft.fft_vcc(n, True, (), True)
@@ -88,7 +84,7 @@ class ofdm_rx(gr.hier_block2):
         self.demux.set_min_output_buffer(max(4 * n_pay, 4 * (2 + n_hdr)))
         # the demux needs a whole payload of samples in its input buffers
         n_samp = 2 * (n_pay + 2 + n_hdr) * cfg.symbol_len
-        for b in (self.tagger, self.mixer, self.delay, self.osc, self.gate):
+        for b in (self.mixer, self.delay, self.osc, self.gate):
             b.set_min_output_buffer(n_samp)
         for b in (self.sync.norm, self.sync.arg):
             b.set_min_output_buffer(n_samp)

@@ -4,7 +4,9 @@ metric built from in-tree blocks (:class:`sc_sync`).
 ``sc_detector`` inputs: 0 the S&C timing metric, 1 the phase of the S&C correlation, 2 the raw
 samples (for fine timing against the known preamble). Outputs: 0
 the CFO estimate held per frame (for ``frequency_modulator_fc(-2/fft_len)``), 1 the frame
-trigger (for the header/payload demux). Message input ``verdict`` from the header decoder; a
+trigger (for the header/payload demux). Each trigger's sample on output 0 carries an ``sc_cfo``
+tag, the fine CFO estimate in sub-carrier spacings: the in-tree oscillator and mixer propagate it
+onto the corrected samples, and the demux copies it into the header's metadata. Message input ``verdict`` from the header decoder; a
 timer releases the gate if no verdict arrives.
 """
 from __future__ import annotations
@@ -18,6 +20,8 @@ from gnuradio import blocks, filter as grfilter, gr
 from ..phy.config import OfdmConfig
 from ..phy.syncgate import HEADER, WAIT, FineTiming, ScDetector
 from .pmtutil import dict_to_py
+
+CFO_TAG = pmt.intern("sc_cfo")
 
 
 class sc_detector(gr.basic_block):
@@ -71,6 +75,11 @@ class sc_detector(gr.basic_block):
         k = len(fo)
         output_items[0][:k] = fo
         output_items[1][:k] = to
+        base = self.nitems_written(0)
+        for i in np.flatnonzero(to[:k]):
+            # the receiver corrects with a phase step of -2*f/fft_len per sample (S&C phase f),
+            # so the offset is f/pi sub-carrier spacings
+            self.add_item_tag(0, base + int(i), CFO_TAG, pmt.from_double(float(fo[i]) / np.pi))
         self.consume(0, k)
         self.consume(1, k)
         self.consume(2, k)
