@@ -64,6 +64,25 @@ out["throughput"] = {"samples": int(x2.size), "rx_s": t_rx, "rx_samples_per_s": 
                      "frames": len(r.frames), "frames_sent": len(big)}
 print(f"\n**PHY throughput** (no codec; {x2.size} samples, {len(big)} frames): channel + RX "
       f"{x2.size / t_rx / 1e6:.2f} MS/s ({len(r.frames)}/{len(big)} frames decoded)")
+# a radio streams without pause: the receiver alone on 3 M samples of noise (no frames), wall
+# time and CPU time of this process (all threads)
+import time
+from gnuradio import blocks, gr
+from testbed.gr.loopback_channel import loopback_channel
+from testbed.gr.ofdm_rx import ofdm_rx
+n_idle = 3_000_000
+tb = gr.top_block()
+# keep a reference to every block: a Python block collected while the flowgraph runs crashes it
+idle_blocks = [blocks.null_source(gr.sizeof_gr_complex), blocks.head(gr.sizeof_gr_complex, n_idle),
+               loopback_channel(cfg, 15.0, seed=1), ofdm_rx(cfg)]
+tb.connect(*idle_blocks)
+t0, c0 = time.perf_counter(), time.process_time()
+tb.run()
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+out["noise_only"] = {"samples": n_idle, "wall_s": wall, "cpu_s": cpu, "samples_per_s": n_idle / wall,
+                     "core_us_per_sample": cpu / n_idle * 1e6}
+print(f"\n**Receiver on noise only** (channel + RX, {n_idle} samples, no frames): {n_idle / wall / 1e6:.2f} MS/s, "
+      f"{cpu / n_idle * 1e6:.2f} core-us per sample")
 if a.json:
     with open(a.json, "w") as f:
         json.dump(out, f, indent=2)
