@@ -73,3 +73,24 @@ def test_shipped_model_contract(shipped_model):
     # the card records the measured Kodak PSNR for both operating points
     kodak = [k for k in card.evaluation if k.startswith("kodak/awgn/")]
     assert len(kodak) >= 2, card.evaluation.keys()
+
+
+@pytest.mark.parametrize("model", ["jscc-v1", "akb-v1"])
+def test_flowgraph_codecs_run_without_spinning_pools(model):
+    """Codecs opened for a flowgraph must not busy-wait between operators (they share the cores
+    with the PHY's threads); standalone ones keep onnxruntime's default."""
+    from testbed.akb.runtime import AkbCodec, open_codec
+
+    key = "session.intra_op.allow_spinning"
+
+    def sessions(codec):
+        return list(codec.sess.values()) if isinstance(codec, AkbCodec) else [codec.enc, codec.dec]
+
+    for s in sessions(open_codec(model, spinning=False)):
+        assert s.get_session_options().get_session_config_entry(key) == "0"
+    for s in sessions(open_codec(model)):
+        try:
+            value = s.get_session_options().get_session_config_entry(key)
+        except RuntimeError:   # not set: onnxruntime's default (spinning)
+            value = None
+        assert value != "0"

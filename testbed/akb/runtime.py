@@ -43,6 +43,8 @@ class AkbCodec:
                  provider=None, spinning: bool = True):
         """``kb``: a KB file to use instead of the shipped one (``testbed kb build``); ``provider``: the
         embedding provider that KB was built with (default: the shipped ``embedder.onnx``)."""
+        import onnxruntime as ort
+
         self.dir = resolve_model_dir(model)
         try:
             card = load_card(self.dir / CARD_NAME)
