@@ -7,6 +7,7 @@ the equalised real part (larger magnitude = more reliable).
 from __future__ import annotations
 
 import zlib
+from functools import lru_cache
 
 import numpy as np
 
@@ -49,12 +50,13 @@ _NEXT, _OUT = _trellis()
 
 def conv_encode(bits: np.ndarray) -> np.ndarray:
     """Rate-1/2 encoding with K-1 zero tail bits (terminated trellis)."""
-    bits = np.concatenate([np.asarray(bits, dtype=np.int64), np.zeros(K - 1, dtype=np.int64)])
+    bits = np.concatenate([np.asarray(bits, dtype=np.uint8) & 1, np.zeros(K - 1, dtype=np.uint8)])
+    # output j at step i is the parity of (register_i & poly_j); register_i holds bits i-K+1..i
+    # with bit i in the MSB, i.e. a mod-2 convolution of the input with the generator taps
     out = np.empty((bits.size, 2), dtype=np.uint8)
-    s = 0
-    for i, b in enumerate(bits):
-        out[i] = _OUT[s, b]
-        s = _NEXT[s, b]
+    for j, poly in enumerate(POLYS):
+        taps = np.array([(poly >> (K - 1 - d)) & 1 for d in range(K)], dtype=np.int64)   # taps[d]: bit i-d
+        out[:, j] = np.convolve(bits.astype(np.int64), taps)[: bits.size] & 1
     return out.reshape(-1)
 
 
@@ -83,28 +85,31 @@ def viterbi_decode(soft: np.ndarray, n_bits: int) -> np.ndarray:
     if soft.shape[0] != n_bits + K - 1:
         raise ValueError(f"expected {2 * (n_bits + K - 1)} soft values, got {soft.size}")
     T = soft.shape[0]
-    bm_all = _BRANCH_SIGN @ soft.T                         # [S, 2, T] branch metrics, all steps at once
+    bm_all = np.ascontiguousarray(np.einsum("sbk,tk->tbs", _BRANCH_SIGN, soft))   # [T, 2, S]
     metric = np.full(N_STATES, -np.inf)
     metric[0] = 0.0
-    choice = np.zeros((T, N_STATES), dtype=np.int8)
-    rows = np.arange(N_STATES)
+    choice = np.empty((T, N_STATES), dtype=bool)
+    p0, p1 = _PREV_S[:, 0], _PREV_S[:, 1]
     for t in range(T):
-        cand = metric[_PREV_S] + bm_all[:, :, t]
-        c = (cand[:, 1] > cand[:, 0]).astype(np.int8)
-        choice[t] = c
-        metric = cand[rows, c]
+        a = metric[p0] + bm_all[t, 0]
+        b = metric[p1] + bm_all[t, 1]
+        c = np.greater(b, a, out=choice[t])
+        metric = np.where(c, b, a)
     s = 0  # terminated: end in state 0
     bits = np.zeros(T, dtype=np.uint8)
     for t in range(T - 1, -1, -1):
-        c = choice[t, s]
+        c = int(choice[t, s])
         bits[t] = _PREV_B[s, c]
         s = _PREV_S[s, c]
     return bits[:n_bits]
 
 
+@lru_cache(maxsize=64)
 def interleaver(n: int, seed: int = 0x5EED) -> np.ndarray:
-    """A fixed pseudo-random permutation of ``n`` positions (same at TX and RX)."""
-    return np.random.default_rng(seed + n).permutation(n)
+    """A fixed pseudo-random permutation of ``n`` positions (same at TX and RX); cached, read-only."""
+    perm = np.random.default_rng(seed + n).permutation(n)
+    perm.flags.writeable = False
+    return perm
 
 
 def encode_bits(bits: np.ndarray, repetition: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -85,9 +86,12 @@ def header_ofdm_symbols(repetition: int, n_data: int) -> int:
     return -(-n_header_symbols(repetition) // n_data)
 
 
+@lru_cache(maxsize=16)
 def _padding(n: int) -> np.ndarray:
     rng = np.random.default_rng(0xBAD)
-    return (1 - 2 * rng.integers(0, 2, n)).astype(np.float32)
+    pad = (1 - 2 * rng.integers(0, 2, n)).astype(np.float32)
+    pad.flags.writeable = False
+    return pad
 
 
 def modulate(header: FrameHeader, repetition: int, n_data: int) -> np.ndarray:
