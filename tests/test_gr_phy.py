@@ -92,3 +92,14 @@ def test_lost_frame_is_just_missing(tx4):
     y = np.concatenate([x[:starts[2]], x[starts[3]:]])            # frame 2 never sent
     r = receive(y, CFG, snr_db=15.0)
     assert sorted(int(m["h_frame_index"]) for m, _ in r.frames) == [0, 1, 3]
+
+
+def test_blas_is_single_threaded_with_the_blocks():
+    """numpy's OpenBLAS workers take CPU from the flowgraph's threads (BENCHMARKS.md,
+    "Throughput"): importing the blocks limits BLAS to one thread, whatever was imported first."""
+    import threadpoolctl
+
+    import testbed.gr  # noqa: F401
+
+    blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    assert blas and all(p["num_threads"] == 1 for p in blas)
