@@ -2,9 +2,10 @@
 
 ``spinning``: by default onnxruntime's intra-op threads busy-wait between operators, which is
 the fastest for one graph on an otherwise idle machine. Inside a GNU Radio flowgraph the codec
-shares the cores with the PHY's threads, and a spinning pool takes their time: the Kodak loopback
-ran 1.4x faster with spinning off (BENCHMARKS.md, "Throughput"). Flowgraph runners therefore open
-their codecs with ``spinning=False``.
+shares the cores with the PHY's threads, and a spinning pool takes their time: spinning off,
+together with single-threaded BLAS (:mod:`testbed.gr`), took the Kodak loopback from 17.6 s to
+12.4-13.1 s (BENCHMARKS.md, "Throughput"). Flowgraph runners therefore open their codecs with
+``spinning=False``.
 """
 from __future__ import annotations
 

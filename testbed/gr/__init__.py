@@ -21,7 +21,7 @@ def _quiet_gnuradio() -> None:
 def _single_threaded_blas() -> None:
     """numpy's OpenBLAS keeps one busy-waiting worker per core. The blocks' numpy work is small
     matrices inside GNU Radio threads that already run in parallel, where those workers only take
-    CPU from the flowgraph: the Kodak loopback took 14.5-15.8 s with them and 9.0-9.8 s without
+    CPU from the flowgraph: the Kodak loopback took 14.5-15.8 s with them and 8.8-10.0 s without
     (BENCHMARKS.md, "Throughput"). Limited at run time (threadpoolctl), so it holds whatever
     imported numpy first; it applies to the whole process that uses the GNU Radio blocks."""
     from threadpoolctl import threadpool_limits

@@ -6,8 +6,8 @@ samples (for fine timing against the known preamble). Outputs: 0
 the CFO estimate held per frame (for ``frequency_modulator_fc(-2/fft_len)``), 1 the frame
 trigger (for the header/payload demux). Each trigger's sample on output 0 carries an ``sc_cfo``
 tag, the fine CFO estimate in sub-carrier spacings: the in-tree oscillator and mixer propagate it
-onto the corrected samples, and the demux copies it into the header's metadata. Message input ``verdict`` from the header decoder; a
-timer releases the gate if no verdict arrives.
+onto the corrected samples, and the demux copies it into the header's metadata. Message input
+``verdict`` from the header decoder; a timer releases the gate if no verdict arrives.
 """
 from __future__ import annotations
 
