@@ -195,3 +195,106 @@ def test_bad_intent_file_names_file_and_key(tmp_path):
         with pytest.raises(ConfigError) as e:
             load_intent(str(f))
         assert str(f) in str(e.value) and key in str(e.value), str(e.value)
+
+
+class _FakeLink:
+    def __init__(self):
+        self.sent = []
+
+    def publish(self, topic, payload, **kw):
+        self.sent.append((topic, payload))
+
+
+def _offline_node(tmp_path):
+    from testbed.agent.node import Node, NodeOptions
+
+    node = Node(NodeOptions("mqtt://127.0.0.1:1", "n1", state_dir=str(tmp_path / "n1")))
+    node.link = _FakeLink()
+    return node
+
+
+def test_node_ignores_superseded_updates(tmp_path):
+    """A re-sent older update must not roll the operating point back past a newer one applied."""
+    node = _offline_node(tmp_path)
+    node.applied["j1"] = {7}
+    node._on_job(M.JobUpdate("j1", "jscc-v1", "a" * 64, 0.0625, 10.0, decision="d5"), "", None)
+    assert "j1" not in node.updates
+    states = [json.loads(p) for _, p in node.link.sent]
+    assert states[-1]["state"] == "switched" and states[-1]["decision"] == "d5"   # confirmed: stop re-sending
+    node._on_job(M.JobUpdate("j1", "jscc-v1", "a" * 64, 0.0208, 10.0, decision="d9"), "", None)
+    assert node.updates["j1"].decision == "d9"
+
+
+def test_model_transfer_error_survives_later_chunks(tmp_path, shipped_model):
+    """The first transfer error is what the fetch reports; chunks after it (or after the end) are
+    ignored, so a duplicate last chunk cannot start a second install."""
+    from testbed.agent.node import _Transfer
+    from testbed.codec.modelcard import load_card
+
+    node = _offline_node(tmp_path)
+    a = pack(shipped_model)
+    ann = announce("jscc-v1", load_card(shipped_model / "model_card.yaml"), a, chunk_size=1 << 20)
+    parts = list(chunks(ann, a))
+    tr = node.transfers[ann.sha256] = _Transfer()
+    bad = M.ModelChunk(**{**parts[0].__dict__, "data": parts[1].data})   # wrong bytes for chunk 0
+    for c in [bad] + parts[1:]:
+        node._on_chunk(c, "", None)
+    assert tr.done.is_set() and isinstance(tr.error, TransferError)
+    first = tr.error
+    for c in parts:                     # the whole transfer again, now intact: too late, ignored
+        node._on_chunk(c, "", None)
+    assert tr.error is first
+    import threading
+
+    assert not node.codecs and not (node.store / "jscc-v1").exists()     # no install was started
+    assert not [t for t in threading.enumerate() if t.name.startswith("install-")]
+
+
+def test_controller_updates_supersede_and_follow_the_job(tmp_path):
+    """After a re-plan, a node that restarts is re-sent its job as it stands now (not the first
+    assignment), and an older update still being re-sent is withdrawn by a newer one."""
+    from testbed.agent.controller import Controller, ControllerOptions, LinkPlan
+
+    c = Controller(ControllerOptions("mqtt://127.0.0.1:1", out=str(tmp_path / "ctl"), password="x"))
+    c.link = _FakeLink()
+    op = _op("jscc-v1", 0.0208, [20, 24, 26])
+    base = dict(intent_id="i1", link_id="i1.L0", model="jscc-v1", model_sha256=SHA, cbr=0.0208, snr_db=10.0,
+                images=["samples"], decision="d1")
+    tx, rx = M.Job("i1.L0.tx", part="tx", peer="r", **base), M.Job("i1.L0.rx", part="rx", peer="t", **base)
+    lp = LinkPlan("i1.L0", M.Intent("i1"), "t", tx.job_id, op, 10.0, "d1", rx_node="r", rx_job=rx.job_id,
+                  sent_jobs={"t": tx, "r": rx})
+    for d, cbr in (("d5", 0.0625), ("d7", 0.0365)):
+        c._send_update(lp, M.JobUpdate(tx.job_id, "jscc-v1", SHA, cbr, 5.0, decision=d))
+    assert [k for k in c.pending if "#update:" in k] == ["i1.L0.rx#update:d7"]
+    assert list(lp.pending_tx) == ["d7"]
+    now = lp.sent_jobs["r"]
+    assert (now.job_id, now.cbr, now.snr_db, now.decision) == ("i1.L0.rx", 0.0365, 5.0, "d7")
+    assert lp.sent_jobs["t"].decision == "d1"      # the transmitter follows once the receiver switched
+    c._send_job_update(lp, "t", lp.pending_tx.pop("d7"))
+    assert (lp.sent_jobs["t"].job_id, lp.sent_jobs["t"].decision) == ("i1.L0.tx", "d7")
+
+
+def test_controller_qos_writer_survives_disk_errors(tmp_path):
+    """An I/O error while appending to qos.csv is retried (the reports stay unacknowledged until
+    written); it never kills the writer thread."""
+    from testbed.agent.controller import Controller, ControllerOptions
+
+    c = Controller(ControllerOptions("mqtt://127.0.0.1:1", out=str(tmp_path / "ctl"), password="x"))
+
+    class Flaky:
+        path = "qos.csv"
+
+        def __init__(self, fails):
+            self.fails, self.rows = fails, []
+
+        def append_many(self, rows):
+            if self.fails:
+                self.fails -= 1
+                raise OSError(28, "No space left on device")
+            self.rows += rows
+
+    c.qos_log = Flaky(1)
+    assert c._append([({"a": 1}, [("n1", "r1")])], stopping=False)
+    assert c.qos_log.rows == [{"a": 1}] and c.write_errors == 1
+    c.qos_log = Flaky(5)
+    assert not c._append([({"a": 2}, [("n1", "r2")])], stopping=True)   # shutting down: left unacknowledged

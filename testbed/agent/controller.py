@@ -13,6 +13,7 @@ to ``decisions.jsonl``; every QoS report is acknowledged, de-duplicated and appe
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import queue
@@ -59,7 +60,7 @@ class LinkPlan:
     tx_hold: object = None                            # the transmitter's job, sent once the receiver runs
     rx_finished_at: float | None = None
     final_joined: bool = False
-    sent_jobs: dict = field(default_factory=dict)     # node -> the Job it was given
+    sent_jobs: dict = field(default_factory=dict)     # node -> its Job, with the updates sent to it applied
 
     @property
     def status(self) -> str:
@@ -123,6 +124,7 @@ class Controller:
             log.info("controller: %d QoS reports already in %s", len(self.seen), qos_path)
         self.qos_log = CsvLog(qos_path, QOS_FIELDS, resume=True)
         self.committed: set[str] = set(self.seen)
+        self.write_errors = 0
         self.qos_q: "queue.Queue[tuple | None]" = queue.Queue()
         self.decisions_f = open(self.out / "decisions.jsonl", "a")
         self.lock = threading.RLock()
@@ -216,7 +218,7 @@ class Controller:
                         self.link.publish(T.to(node, "job"), msg)
                 for lp in self.links.values():     # its unfinished jobs (a restarted node re-runs them;
                     if st.node_id in lp.busy_nodes() and lp.tx_hold is None:   # reports are de-duplicated)
-                        job = lp.sent_jobs.get(st.node_id)
+                        job = lp.sent_jobs.get(st.node_id)     # as it stands after the updates sent since
                         if job is not None and job.job_id not in st.jobs:
                             self.link.publish(T.to(st.node_id, "job"), job)
                 self._serve_queue()
@@ -245,7 +247,7 @@ class Controller:
                 self.pending.pop(f"{js.job_id}#update:{js.decision}", None)
                 upd = lp.pending_tx.pop(js.decision, None) if is_rx else None
                 if upd is not None:                  # the receiver holds the new model: now the transmitter
-                    self._send(lp.node, upd, key=f"{lp.job_id}#update:{upd.decision}")
+                    self._send_job_update(lp, lp.node, upd)
             if is_rx and js.state == "running" and lp.tx_hold is not None:
                 job, lp.tx_hold = lp.tx_hold, None
                 self._send(lp.node, job)
@@ -503,8 +505,9 @@ class Controller:
                     item = None
                     break
                 batch.append(nxt)
+            if batch and not self._append(batch, stopping=item is None):
+                batch = []             # not on disk: not acknowledged (the nodes keep and re-send them)
             if batch:
-                self.qos_log.append_many([row for row, _ in batch])
                 by_node: dict[str, list[str]] = {}
                 for _, acks in batch:
                     for node, rid in acks:
@@ -515,6 +518,28 @@ class Controller:
                     self.tlink.publish(T.to(node, "ack"), M.Ack(ids))
             if item is None:
                 return
+
+    def _append(self, batch, stopping: bool) -> bool:
+        """Write a batch to qos.csv; on an I/O error (e.g. a full disk) retry with back-off, so the
+        writer thread never dies and nothing acknowledged is lost. False: not written."""
+        delay = 0.5
+        while True:
+            try:
+                self.qos_log.append_many([row for row, _ in batch])
+                return True
+            except OSError as e:
+                self.write_errors += 1
+                log.error("controller: cannot append %d QoS rows to %s (%s)%s", len(batch), self.qos_log.path, e,
+                          "; stopping, the reports stay unacknowledged" if stopping else
+                          f"; retrying in {delay:g} s (the reports stay unacknowledged until then)")
+                if stopping:
+                    return False
+                time.sleep(delay)
+                delay = min(2 * delay, 30.0)
+            except Exception:        # a bug, not the disk: keep the writer alive, say so loudly
+                self.write_errors += 1
+                log.exception("controller: QoS batch of %d rows not written", len(batch))
+                return False
 
     def _replan(self, lp: LinkPlan, why: str) -> None:
         it = lp.intent
@@ -540,11 +565,22 @@ class Controller:
         """Whole link: to its node. Split link: to the receiver first; the transmitter gets it when
         the receiver reports it holds the model ('switched'), so no image is sent in a model the
         receiver cannot decode."""
+        for key in [k for k in self.pending if k.startswith((f"{lp.job_id}#update:", f"{lp.rx_job or lp.job_id}#update:"))]:
+            del self.pending[key]       # superseded: a node must not get an older decision after this one
+        lp.pending_tx.clear()
         if not lp.rx_job:
-            self._send(lp.node, upd, key=f"{lp.job_id}#update:{upd.decision}")
+            self._send_job_update(lp, lp.node, upd)
             return
         lp.pending_tx[upd.decision] = upd
-        self._send(lp.rx_node, M.dataclasses.replace(upd, job_id=lp.rx_job), key=f"{lp.rx_job}#update:{upd.decision}")
+        self._send_job_update(lp, lp.rx_node, dataclasses.replace(upd, job_id=lp.rx_job))
+
+    def _send_job_update(self, lp: LinkPlan, node: str, upd: M.JobUpdate) -> None:
+        """Send an update until confirmed; the node's job, as re-sent after a restart, follows it."""
+        job = lp.sent_jobs.get(node)
+        if job is not None:
+            lp.sent_jobs[node] = dataclasses.replace(job, model=upd.model, model_sha256=upd.model_sha256,
+                                                     cbr=upd.cbr, snr_db=upd.snr_db, decision=upd.decision)
+        self._send(node, upd, key=f"{upd.job_id}#update:{upd.decision}")
 
     def _on_model_request(self, req: M.ModelRequest, topic, props) -> None:
         if self._node_of(topic, req.node_id) is None:

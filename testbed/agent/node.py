@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,15 @@ def parse_snr_schedule(spec: str | None) -> list[tuple[int, float]]:
 
 
 @dataclass
+class _Transfer:
+    """A model this node asked the controller for: the chunks so far, and how it ended."""
+    asm: Assembler | None = None
+    complete: bool = False              # all chunks in (or failed): later chunks are ignored
+    error: Exception | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class NodeOptions:
     broker: str
     node_id: str
@@ -63,6 +72,15 @@ class NodeOptions:
     models_dir: str | None = None      # models installed on the node (default: the shipped models/)
     medium: str | None = None          # role tx on the loopback channel: the ZeroMQ address it streams
                                        # samples on (default tcp://127.0.0.1:<free port>)
+
+
+@dataclass
+class _Transfer:
+    """A model this node asked the controller for: the chunks so far, and how it ended."""
+    asm: Assembler | None = None
+    complete: bool = False              # all chunks in (or failed): later chunks are ignored
+    error: Exception | None = None
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class Node:
@@ -107,7 +125,7 @@ class Node:
         self.decoded: "queue.Queue[tuple[dict, object]]" = queue.Queue()
         self.seen_jobs: set[str] = set()
         self.running: list[str] = []
-        self.transfers: dict[str, tuple[Assembler, threading.Event]] = {}
+        self.transfers: dict[str, _Transfer] = {}          # card sha256 -> a model this node asked for
         self.images_sent = 0
         self.events = 0
         self.session = None
@@ -149,6 +167,8 @@ class Node:
         held = self.models.get(name)
         if held is None or held[0] != sha256:
             self._fetch(name, sha256)
+            if sha256 in self.codecs:        # opened (and verified) by _install
+                return self.codecs[sha256]
         codec = open_codec(str(self.models[name][1]), threads=self.opts.threads, spinning=False)
         if codec.card.sha256 != sha256:
             raise TransferError(f"model {name}: opened model has sha256 {codec.card.sha256[:12]}..., "
@@ -157,31 +177,38 @@ class Node:
         return codec
 
     def _fetch(self, name: str, sha256: str) -> None:
-        ev = threading.Event()
+        tr = _Transfer()
         with self.lock:
-            self.transfers[sha256] = (None, ev)
+            self.transfers[sha256] = tr
         log.info("%s: requesting model %s (%s...) from the controller", self.id, name, sha256[:12])
         self.link.publish(T.node(self.id, "model_request"), M.ModelRequest(self.id, name, sha256),
                           response_topic=T.to(self.id, "model"), correlation=sha256.encode())
-        if not ev.wait(self.opts.model_timeout_s):
-            raise TransferError(f"model {name} ({sha256[:12]}...): not received within {self.opts.model_timeout_s:g} s")
+        got = tr.done.wait(self.opts.model_timeout_s)
         with self.lock:
-            err = self.transfers.pop(sha256, (None, None))[0]
-        if isinstance(err, Exception):
-            raise err
+            self.transfers.pop(sha256, None)
+        if not got:
+            raise TransferError(f"model {name} ({sha256[:12]}...): not received within {self.opts.model_timeout_s:g} s")
+        if tr.error is not None:
+            raise tr.error
 
     def _on_chunk(self, c: M.ModelChunk, topic, props) -> None:
         with self.lock:
-            asm, ev = self.transfers.get(c.sha256, (None, None))
-            if not isinstance(asm, Assembler) or asm.archive_sha256 != c.archive_sha256:
-                asm = Assembler(c.name, c.archive_sha256, c.count)
-                self.transfers[c.sha256] = (asm, ev)
+            tr = self.transfers.get(c.sha256)
+            if tr is None or tr.complete:     # not asked for, or late/duplicate chunks of a finished one
+                return
+            if tr.asm is None or tr.asm.archive_sha256 != c.archive_sha256:
+                tr.asm = Assembler(c.name, c.archive_sha256, c.count)
+            asm = tr.asm
         try:
             archive = asm.add(c)
         except TransferError as e:
             self._transfer_done(c, e)
             return
         if archive is not None:      # unpacking and opening take seconds: not on the network thread
+            with self.lock:
+                if tr.complete:      # a duplicate last chunk (QoS 1) must not start a second install
+                    return
+                tr.complete = True
             threading.Thread(target=self._install, args=(c, archive), name=f"install-{c.name}", daemon=True).start()
 
     def _install(self, c: M.ModelChunk, archive: bytes) -> None:
@@ -207,10 +234,13 @@ class Node:
         if error is not None:
             log.error("%s: model transfer failed: %s", self.id, error)
         with self.lock:
-            _, ev = self.transfers.get(c.sha256, (None, None))
-            self.transfers[c.sha256] = (error, ev)
-        if ev is not None:
-            ev.set()
+            tr = self.transfers.get(c.sha256)
+            if tr is None:
+                return
+            tr.complete = True
+            if tr.error is None:     # the first error is the one reported
+                tr.error = error
+        tr.done.set()
 
     # ---- MQTT handlers -------------------------------------------------------------------------
     def _status(self, online: bool = True) -> M.NodeStatus:
@@ -256,7 +286,8 @@ class Node:
             if msg.job_id in self.final:
                 return
             n = _decision_number(msg.decision)
-            if n in self.applied.get(msg.job_id, set()):     # a re-sent update already applied: confirm again
+            applied = self.applied.get(msg.job_id, set())
+            if applied and n <= max(applied):   # re-sent, or superseded by a newer one applied: confirm only
                 self._job_state(msg.job_id, "switched", decision=msg.decision)
                 return
             cur = self.updates.get(msg.job_id)
