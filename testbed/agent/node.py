@@ -74,15 +74,6 @@ class NodeOptions:
                                        # samples on (default tcp://127.0.0.1:<free port>)
 
 
-@dataclass
-class _Transfer:
-    """A model this node asked the controller for: the chunks so far, and how it ended."""
-    asm: Assembler | None = None
-    complete: bool = False              # all chunks in (or failed): later chunks are ignored
-    error: Exception | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-
-
 class Node:
     def __init__(self, opts: NodeOptions):
         from ..configs import LoopbackConfig, load_config
