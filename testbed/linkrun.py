@@ -21,26 +21,14 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
     ``make_row(path, ref, img_or_None, record, sent_info)`` builds a row; ``adapt_snr``: the
     encoder is told the SNR the receiver last estimated (closed loop), starting from ``tx_snr_db``.
     """
-    from gnuradio import gr
-
-    from .gr.jscc_decoder import jscc_decoder
-    from .gr.jscc_encoder import jscc_encoder
-    from .gr.ofdm_rx import ofdm_rx
-    from .gr.ofdm_tx import ofdm_tx
+    from .linksession import build_link
 
     refs: dict[int, np.ndarray] = {}
     done_q: "queue.Queue[tuple[dict, np.ndarray]]" = queue.Queue()
-    tb = gr.top_block("jscc_link")
-    enc = jscc_encoder(codec, cfg, snr_db=tx_snr_db, symbols_per_location=k or None, cbr=cbr, ckb=ckb, skb=skb)
-    if flush_samples:
-        enc.flush_samples = int(flush_samples)
-    tx = ofdm_tx(cfg)
-    rx = ofdm_rx(cfg)
-    dec = jscc_decoder(codec, on_image=lambda rec, img: done_q.put((rec, img)), references=refs)
-    tb.msg_connect(enc, "frames", tx, "frames")
-    tb.msg_connect(enc, "flush", tx, "flush")
-    keep = connect(tb, tx, rx)   # noqa: F841  (blocks must stay referenced while the flowgraph runs)
-    tb.msg_connect(rx, "frames", dec, "frames")
+    link = build_link("jscc_link", codec, cfg, connect, references=refs,
+                      on_image=lambda rec, img: done_q.put((rec, img)), flush_samples=flush_samples,
+                      snr_db=tx_snr_db, symbols_per_location=k or None, cbr=cbr, ckb=ckb, skb=skb)
+    tb, enc, tx, rx, dec = link.tb, link.enc, link.tx, link.rx, link.dec
     sent: dict[int, dict] = {}
     by_id = {}
     finished = 0

@@ -8,6 +8,9 @@ without restarting them.
   radio's sink or source; on the loopback channel the transmitter runs the channel and streams
   the samples to the receiver over ZeroMQ (``medium``).
 
+Both the sessions and ``testbed loopback`` / ``testbed ota`` (:mod:`testbed.linkrun`) build the
+link with :func:`build_link`.
+
 The front-end is any of :mod:`testbed.radio.frontend`; a loopback channel's SNR can be changed
 while running (``set_channel_snr``). The receiver decodes each image with the model its header
 names, among the models it was given.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,22 +29,53 @@ from .metrics import psnr
 log = logging.getLogger(__name__)
 
 
+def _tx_chain(tb, codec, ofdm, flush_samples, **enc_kw):
+    """JSCC encoder -> OFDM TX in ``tb``; returns (encoder, tx)."""
+    from .gr.jscc_encoder import jscc_encoder
+    from .gr.ofdm_tx import ofdm_tx
+
+    enc = jscc_encoder(codec, ofdm, **enc_kw)
+    if flush_samples:
+        enc.flush_samples = int(flush_samples)
+    tx = ofdm_tx(ofdm)
+    tb.msg_connect(enc, "frames", tx, "frames")
+    tb.msg_connect(enc, "flush", tx, "flush")
+    return enc, tx
+
+
+@dataclass
+class Link:
+    """A built (not started) link flowgraph; ``keep`` holds the medium's blocks, which must stay
+    referenced while it runs."""
+    tb: object
+    enc: object
+    tx: object
+    rx: object
+    dec: object
+    keep: object
+
+
+def build_link(name: str, codec, ofdm, connect, *, on_image, references: dict, flush_samples=None,
+               **enc_kw) -> Link:
+    """JSCC encoder -> OFDM TX -> medium -> OFDM RX -> JSCC decoder. ``connect(tb, tx, rx)`` wires
+    the medium (loopback channel, radio front-end, recording) and returns its blocks; the PHY never
+    knows which. ``enc_kw`` go to :class:`testbed.gr.jscc_encoder.jscc_encoder`."""
+    from gnuradio import gr
+
+    from .gr.jscc_decoder import jscc_decoder
+    from .gr.ofdm_rx import ofdm_rx
+
+    tb = gr.top_block(name)
+    enc, tx = _tx_chain(tb, codec, ofdm, flush_samples, **enc_kw)
+    rx = ofdm_rx(ofdm)
+    dec = jscc_decoder(codec, on_image=on_image, references=references)
+    keep = connect(tb, tx, rx)
+    tb.msg_connect(rx, "frames", dec, "frames")
+    return Link(tb, enc, tx, rx, dec, keep)
+
+
 class _Transmitter:
     """The transmitting end shared by :class:`LinkSession` and :class:`TxSession`."""
-
-    def _build_tx(self, name: str, codec, cbr, snr_db, frontend, ofdm) -> None:
-        from gnuradio import gr
-
-        from .gr.jscc_encoder import jscc_encoder
-        from .gr.ofdm_tx import ofdm_tx
-
-        self.tb = gr.top_block(name)
-        self.enc = jscc_encoder(codec, ofdm, snr_db=snr_db, cbr=cbr)
-        if frontend.flush_samples():
-            self.enc.flush_samples = int(frontend.flush_samples())
-        self.tx = ofdm_tx(ofdm)
-        self.tb.msg_connect(self.enc, "frames", self.tx, "frames")
-        self.tb.msg_connect(self.enc, "flush", self.tx, "flush")
 
     def _find_channel(self) -> None:
         self.channel = next((b for b in self._keep if hasattr(b, "set_snr_db")), None)
@@ -66,24 +101,21 @@ class _Transmitter:
 
 class LinkSession(_Transmitter):
     def __init__(self, codec, *, cbr: float | None, snr_db: float, frontend, ofdm, idle_s: float = 3.0):
-        from .gr.jscc_decoder import jscc_decoder
-        from .gr.ofdm_rx import ofdm_rx
-
         self.idle_s = idle_s
         self.refs: dict[int, np.ndarray] = {}
         self.done_q: "queue.Queue[tuple[dict, np.ndarray]]" = queue.Queue()
-        self._build_tx("jscc_link_session", codec, cbr, snr_db, frontend, ofdm)
-        self.rx = ofdm_rx(ofdm)
-        self.dec = jscc_decoder(codec, on_image=lambda rec, img: self.done_q.put((rec, img)), references=self.refs)
-        self._keep = frontend.connect(self.tb, self.tx, self.rx)
+        link = build_link("jscc_link_session", codec, ofdm, frontend.connect, references=self.refs,
+                          on_image=lambda rec, img: self.done_q.put((rec, img)),
+                          flush_samples=frontend.flush_samples(), snr_db=snr_db, cbr=cbr)
+        self.tb, self.enc, self.tx, self.rx, self.dec, self._keep = (link.tb, link.enc, link.tx, link.rx, link.dec,
+                                                                      link.keep)
         self._find_channel()
-        self.tb.msg_connect(self.rx, "frames", self.dec, "frames")
         self.next_id = 0
         self.tb.start()
 
     def set_operating_point(self, codec, cbr: float | None, snr_db: float) -> None:
         super().set_operating_point(codec, cbr, snr_db)
-        self.dec.codec = codec
+        self.dec.add_codec(codec)
 
     def send(self, img: np.ndarray, name: str = "", check=None) -> dict:
         """Send one image and wait for it (or until no frame came for ``idle_s``)."""
@@ -128,7 +160,10 @@ class TxSession(_Transmitter):
     """The transmitting end: encoder -> OFDM TX -> radio sink (or loopback channel -> ZeroMQ)."""
 
     def __init__(self, codec, *, cbr: float | None, snr_db: float, frontend, ofdm, medium: str = ""):
-        self._build_tx("jscc_tx_session", codec, cbr, snr_db, frontend, ofdm)
+        from gnuradio import gr
+
+        self.tb = gr.top_block("jscc_tx_session")
+        self.enc, self.tx = _tx_chain(self.tb, codec, ofdm, frontend.flush_samples(), snr_db=snr_db, cbr=cbr)
         self._keep = frontend.connect_tx(self.tb, self.tx, medium)
         self._find_channel()
         self.tb.start()

@@ -260,3 +260,29 @@ def test_fixed_rate_runtime_refuses_an_akb_model(akb_dir):
 
     with pytest.raises(ModelError, match="not a fixed-rate"):
         OnnxCodec(akb_dir)
+
+
+def test_encoder_block_keeps_kb_switches_across_set_codec(akb_dir):
+    """``set_codec`` without ``ckb``/``skb`` keeps the ablation switches the block was built with."""
+    from testbed.akb.runtime import NO_KB, AkbCodec
+    from testbed.gr.jscc_encoder import jscc_encoder
+    from testbed.phy.config import OfdmConfig
+
+    seen = []
+
+    class Spy(AkbCodec):
+        def encode(self, img, snr_db, cbr, ckb=True, skb=True, prev_offsets=None):
+            tx, side = super().encode(img, snr_db, cbr, ckb=ckb, skb=skb, prev_offsets=prev_offsets)
+            seen.append((ckb, skb, side.kb_index))
+            return tx, side
+
+    c = Spy(akb_dir)
+    enc = jscc_encoder(c, OfdmConfig(), cbr=0.036, ckb=False, skb=False)
+    img = smooth_image(64, 96, seed=1)
+    enc.set_codec(c, cbr=0.05)
+    enc.send(img)
+    enc.set_codec(c, cbr=0.05, skb=True)
+    enc.send(img)
+    assert seen[0] == (False, False, NO_KB)
+    assert seen[1][:2] == (False, True) and seen[1][2] != NO_KB
+    assert enc.cbr == 0.05

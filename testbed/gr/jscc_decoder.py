@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 class jscc_decoder(gr.basic_block):
     def __init__(self, codec, on_image=None, references: dict | None = None):
         gr.basic_block.__init__(self, name="jscc_decoder", in_sig=None, out_sig=None)
-        self.codecs: dict[int, object] = {}    # model hash (32 bit, in every header) -> codec
-        self.codec = codec
+        # model hash (32 bit, in every header) -> codec; every codec ever added stays known: an
+        # image is decoded with the codec its header names, so the transmitter may switch at any image
+        self.codecs: dict[int, object] = {}
+        self.add_codec(codec)
         self.on_image = on_image
         self.references = references if references is not None else {}
         self.reasm = framing.Reassembler()
@@ -47,17 +49,6 @@ class jscc_decoder(gr.basic_block):
         self.set_msg_handler(pmt.intern("frames"), self._handle)
         self.message_port_register_in(pmt.intern("reference"))
         self.set_msg_handler(pmt.intern("reference"), self._reference)
-
-    @property
-    def codec(self):
-        """The primary codec; every codec ever set (or added) stays known: an image is decoded
-        with the codec whose hash its header carries, so the transmitter may switch at any image."""
-        return self._codec
-
-    @codec.setter
-    def codec(self, codec) -> None:
-        self._codec = codec
-        self.add_codec(codec)
 
     def add_codec(self, codec) -> None:
         self.codecs[framing.model_hash32(codec.sha256)] = codec

@@ -44,9 +44,10 @@ class jscc_encoder(gr.basic_block):
         self.set_msg_handler(pmt.intern("image"), self._handle)
 
     def set_codec(self, codec, symbols_per_location: int | None = None, cbr: float | None = None,
-                  ckb: bool = True, skb: bool = True) -> None:
+                  ckb: bool | None = None, skb: bool | None = None) -> None:
         """Use ``codec`` at ``cbr`` from the next image on (call between images: :meth:`send`
-        runs in the caller's thread, so an image is never split between two codecs)."""
+        runs in the caller's thread, so an image is never split between two codecs). ``ckb`` and
+        ``skb`` (AKB codecs: channel / source KB on or off) keep their current setting when None."""
         variable = hasattr(codec, "check_cbr")  # an AKB codec: rate map per image
         if variable:
             cbr = 0.0625 if cbr is None else float(cbr)
@@ -55,7 +56,9 @@ class jscc_encoder(gr.basic_block):
         else:
             k = int(symbols_per_location or codec.symbols_for_cbr(cbr))
         self.codec, self.variable_rate, self.k = codec, variable, k
-        self.cbr, self.ckb, self.skb = cbr, ckb, skb
+        self.cbr = cbr
+        self.ckb = getattr(self, "ckb", True) if ckb is None else bool(ckb)
+        self.skb = getattr(self, "skb", True) if skb is None else bool(skb)
         self.prev_offsets = None
 
     def _handle(self, msg):
