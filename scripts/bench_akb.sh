@@ -17,19 +17,19 @@ mkdir -p $OUT
 SNRS=0,5,10,15,20
 for cbr in 0.021 0.036 0.0625; do
     $TB eval --model jscc-v1 --data "$KODAK" --snr-db $SNRS --cbr $cbr --seed 0 --no-separation \
-        --out $OUT/v1-cbr$cbr
+        --out $OUT/v1-cbr$cbr --force
     $TB eval --model "$MODEL" --data "$KODAK" --snr-db $SNRS --cbr $cbr --seed 0 --no-separation --no-ckb --no-skb \
-        --out $OUT/vl-cbr$cbr
+        --out $OUT/vl-cbr$cbr --force
     $TB eval --model "$MODEL" --data "$KODAK" --snr-db $SNRS --cbr $cbr --seed 0 --no-separation --no-skb \
-        --out $OUT/ckb-cbr$cbr
+        --out $OUT/ckb-cbr$cbr --force
     $TB eval --model "$MODEL" --data "$KODAK" --snr-db $SNRS --cbr $cbr --seed 0 --no-separation \
-        --out $OUT/full-cbr$cbr --record-in-card kodak
+        --out $OUT/full-cbr$cbr --force --record-in-card kodak
 done
 # pictures: entropy map, rate maps at 0 and 20 dB, reconstructions (first Kodak image)
 $TB eval --model "$MODEL" --data "$KODAK" --snr-db 0,20 --cbr 0.036 --seed 0 --no-separation --figures \
-    --out $OUT/figures
+    --out $OUT/figures --force
 # over the (software) air: full AKB codec through the GNU Radio loopback flowgraph at 10 dB
 for cbr in 0.021 0.0625; do
-    $TB loopback --model "$MODEL" --images "$KODAK" --snr-db 10 --cbr $cbr --seed 0 --out $OUT/loopback-cbr$cbr
+    $TB loopback --model "$MODEL" --images "$KODAK" --snr-db 10 --cbr $cbr --seed 0 --out $OUT/loopback-cbr$cbr --force
 done
 .venv/bin/python scripts/bench_akb_tables.py $OUT

@@ -10,7 +10,7 @@ mkdir -p runs/bench
 for cbr in 0.0625 0.020833; do
     start=$(date +%s)
     $TB eval --model jscc-v1 --data "$KODAK" --snr-db 0,5,10,15,20 --cbr $cbr --seed 0 \
-        --out runs/bench/kodak-awgn-cbr$cbr --record-in-card kodak
+        --out runs/bench/kodak-awgn-cbr$cbr --force --record-in-card kodak
     echo "eval wall time (s): $(( $(date +%s) - start ))" | tee runs/bench/kodak-awgn-cbr$cbr/wall_time.txt
 done
 $TB bench codec --model jscc-v1 --size 768x512 --repeat 20 --json | tee runs/bench/latency-768x512.json

@@ -83,7 +83,7 @@ def _cmd_ota(a) -> int:
 
     gains = parse_snrs(a.tx_gain_db) if a.tx_gain_db else None
     opts = OtaOptions(config=a.config, images=a.images, model=a.model, cbr=a.cbr, tx_gains_db=gains,
-                      record=a.record, out=a.out, snr_hint_db=a.snr_hint_db, ckb=not a.no_ckb, skb=not a.no_skb)
+                      record=a.record, out=a.out, force=a.force, snr_hint_db=a.snr_hint_db, ckb=not a.no_ckb, skb=not a.no_skb)
     with _StdoutToStderr():
         summary = run_ota(opts)
     print(to_json(summary) if a.json else format_table(summary))
@@ -97,7 +97,7 @@ def _cmd_replay(a) -> int:
 
     try:
         with _StdoutToStderr():
-            summary = run_replay(a.recording, a.out, a.images)
+            summary = run_replay(a.recording, a.out, a.images, force=a.force)
     except RecordingError as e:
         raise ValueError(str(e)) from None
     print(to_json(summary) if a.json else format_table(summary))
@@ -292,7 +292,7 @@ def _cmd_eval(a) -> int:
     from .runlog import to_json
 
     opts = EvalOptions(model=a.model, data=a.data, snrs_db=parse_snrs(a.snr_db), channel=a.channel,
-                       seed=a.seed, out=a.out, cbr=a.cbr, separation=not a.no_separation, threads=a.threads,
+                       seed=a.seed, out=a.out, force=a.force, cbr=a.cbr, separation=not a.no_separation, threads=a.threads,
                        ckb=not a.no_ckb, skb=not a.no_skb, figures=a.figures)
     summary = run_eval(opts)
     if a.record_in_card:
@@ -355,7 +355,7 @@ def _cmd_demo(a) -> int:
         for cbr in (a.cbr.split(",") if a.cbr else ["0.0625", "0.020833"]):
             opts = LoopbackOptions(model=a.model or DEFAULT_MODEL, images=a.images or str(samples_dir()),
                                    snrs_db=parse_snrs(a.snr_db), cbr=float(cbr), seed=a.seed,
-                                   out=(f"{a.out}/cbr-{float(cbr):.4f}" if a.out else None))
+                                   out=(f"{a.out}/cbr-{float(cbr):.4f}" if a.out else None), force=a.force)
             outs.append(run_loopback(opts))
     if a.json:
         print(to_json({"runs": [json_view(s) for s in outs]}))
@@ -427,7 +427,7 @@ def _cmd_loopback(a) -> int:
                            snrs_db=parse_snrs(a.snr_db), cbr=a.cbr, cfo_hz=a.cfo_hz, sco_ppm=a.sco_ppm,
                            delay_samples=a.delay_samples, multipath=a.multipath,
                            delay_spread_s=a.delay_spread_ns * 1e-9 if a.delay_spread_ns else None,
-                           seed=a.seed, out=a.out, ofdm=_ofdm_from_args(a), ms_ssim=not a.no_ms_ssim,
+                           seed=a.seed, out=a.out, force=a.force, ofdm=_ofdm_from_args(a), ms_ssim=not a.no_ms_ssim,
                            ckb=not a.no_ckb, skb=not a.no_skb)
     if a.verbose >= 2:
         import os
@@ -453,6 +453,7 @@ def _add_loopback_args(p) -> None:
     p.add_argument("--ofdm-config", help="YAML file with an 'ofdm:' section (testbed.phy.config.OfdmConfig keys)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run folder (default: runs/loopback-<time>)")
+    p.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
     p.add_argument("--no-ckb", action="store_true", help="AKB codec: fixed entropy-to-rate mapping (no channel-KB policy)")
     p.add_argument("--no-skb", action="store_true", help="AKB codec: no source-KB conditioning")
     p.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
@@ -511,12 +512,14 @@ def build_parser() -> argparse.ArgumentParser:
     ot.add_argument("--no-ckb", action="store_true", help="AKB codec: no channel-KB policy")
     ot.add_argument("--no-skb", action="store_true", help="AKB codec: no source KB")
     ot.add_argument("--out", help="run folder (default: runs/ota-<time>)")
+    ot.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
     ot.set_defaults(func=_cmd_ota)
 
     rp = sub.add_parser("replay", parents=[common], help="re-run the receiver on a SigMF recording of `testbed ota`")
     rp.add_argument("recording", help="REC.sigmf-meta")
     rp.add_argument("--images", help="folder with the reference images (default: the paths recorded)")
     rp.add_argument("--out", help="run folder (default: runs/replay-<time>)")
+    rp.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
     rp.set_defaults(func=_cmd_replay)
 
     ra = sub.add_parser("radios", parents=[common], help="attached radios: Plutos (libiio scan) and USRPs (UHD)")
@@ -575,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cbr", type=float, help="channel bandwidth ratio (default: the model's highest)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", help="run folder (default: runs/eval-<time>)")
+    ev.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
     ev.add_argument("--no-separation", action="store_true", help="skip the JPEG/JPEG 2000 reference")
     ev.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
     ev.add_argument("--record-in-card", metavar="DATASET", help="store the summary in the model card under DATASET")
@@ -609,7 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--snr-db", default="0,5,10,15,20")
     dm.add_argument("--cbr", help="comma-separated CBRs (default: 0.0625,0.020833)")
     dm.add_argument("--seed", type=int, default=0)
-    dm.add_argument("--out", help="run folder (default: runs/eval-<time> per CBR)")
+    dm.add_argument("--out", help="run folder (default: runs/loopback-<time> per CBR)")
+    dm.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
     dm.set_defaults(func=_cmd_demo)
 
     from .agent.cli import add_parsers as add_agent_parsers

@@ -23,7 +23,7 @@ from .codec import symbols as sym
 from .codec.channel import CHANNELS, apply_channel_np
 from .codec.runtime import OnnxCodec
 from .metrics import ms_ssim, psnr
-from .runlog import CsvLog, default_run_dir, read_csv_rows, write_json_atomic
+from .runlog import CsvLog, prepare_run_dir, read_csv_rows, write_json_atomic
 from .separation import separation_reference
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class EvalOptions:
     channel: str = "awgn"
     seed: int = 0
     out: str | None = None
+    force: bool = False           # overwrite an --out folder that holds an earlier run
     cbr: float | None = None
     separation: bool = True
     threads: int = 0
@@ -166,8 +167,7 @@ def run_eval(opts: EvalOptions) -> dict:
     for s in opts.snrs_db:
         codec.check_snr(s)
     images, skipped = load_images(opts.data)
-    out = Path(opts.out) if opts.out else default_run_dir("eval")
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_dir(opts.out, "eval", force=opts.force)
     nominal_cbr = link.nominal_cbr
     log.info("eval %s (CBR %.4f) on %d images x %d SNRs, %s channel -> %s",
              codec.name, nominal_cbr, len(images), len(opts.snrs_db), opts.channel, out)

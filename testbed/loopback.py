@@ -18,11 +18,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .evaluate import load_images
-from .runlog import default_run_dir
 from .metrics import ms_ssim, psnr
 from .phy.config import OfdmConfig
 from .phy.impairments import MULTIPATH
-from .runlog import CsvLog, write_json_atomic
+from .runlog import CsvLog, prepare_run_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,7 @@ class LoopbackOptions:
     delay_spread_s: float | None = None
     seed: int = 0
     out: str | None = None
+    force: bool = False           # overwrite an --out folder that holds an earlier run
     ofdm: OfdmConfig = field(default_factory=OfdmConfig)
     idle_s: float = 3.0        # stop this long after the last frame once everything is sent
     ms_ssim: bool = True
@@ -166,8 +166,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
     for s in opts.snrs_db:
         codec.check_snr(s)
     images, skipped = load_images(opts.images)
-    out = Path(opts.out) if opts.out else default_run_dir("loopback")
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_dir(opts.out, "loopback", force=opts.force)
     rows: list[dict] = []
     per_snr: list[dict] = []
     interrupted = False

@@ -25,9 +25,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .evaluate import load_images
-from .runlog import default_run_dir
 from .metrics import ms_ssim, psnr
-from .runlog import CsvLog, write_json_atomic
+from .runlog import CsvLog, prepare_run_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +47,7 @@ class OtaOptions:
     tx_gains_db: list[float] | None = None
     record: bool = False
     out: str | None = None
+    force: bool = False           # overwrite an --out folder that holds an earlier run
     snr_hint_db: float = 10.0    # what the encoder assumes before the first SNR estimate
     ckb: bool = True
     skb: bool = True
@@ -143,8 +143,7 @@ def run_ota(opts: OtaOptions) -> dict:
     images, skipped = load_images(opts.images)
     gains = opts.tx_gains_db or [None]
     fes = [make_frontend(cfg, g) for g in gains]  # gain ranges checked before any device is opened
-    out = Path(opts.out) if opts.out else default_run_dir("ota")
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_dir(opts.out, "ota", force=opts.force)
     is_file = isinstance(cfg, SigmfFileConfig)
     rows: list[dict] = []
     recordings: list[str] = []
@@ -306,12 +305,12 @@ def _replay_rows(meta_path, ms: bool = True, check=None, images_dir: str | None 
             yield _row(names[iid], refs.get(iid), None, {"frames_decoded": 0}, sent[iid], desc, codec, "replay", ms)
 
 
-def run_replay(meta_path: str, out: str | None = None, images_dir: str | None = None, ms: bool = True) -> dict:
+def run_replay(meta_path: str, out: str | None = None, images_dir: str | None = None, ms: bool = True,
+               force: bool = False) -> dict:
     from .radio.sigmf_io import Recording
 
     rec = Recording(meta_path)
-    outp = Path(out) if out else default_run_dir("replay")
-    outp.mkdir(parents=True, exist_ok=True)
+    outp = prepare_run_dir(out, "replay", force=force)
     rows = []
     with CsvLog(outp / "results.csv", OTA_FIELDS) as csvlog:
         for row in _replay_rows(meta_path, ms, images_dir=images_dir):

@@ -24,6 +24,38 @@ def default_run_dir(prefix: str) -> Path:
     return Path("runs") / f"{prefix}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+class RunDirError(ValueError):
+    """The run folder holds an earlier run's files (and ``--force`` was not given)."""
+
+
+def prepare_run_dir(out: str | Path | None, prefix: str, force: bool = False) -> Path:
+    """Create and return the folder a run writes its results to, never losing an earlier run.
+
+    Without ``out``: a new ``runs/<prefix>-<time>`` folder (``-2``, ``-3``, ... when runs start
+    in the same second). With ``out``: the folder must be new or empty unless ``force``, in which
+    case files of the same names are overwritten.
+    """
+    if not out:
+        base = default_run_dir(prefix)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for i in range(1, 10_000):
+            p = base if i == 1 else base.with_name(f"{base.name}-{i}")
+            try:
+                p.mkdir()
+                return p
+            except FileExistsError:
+                continue
+        raise RunDirError(f"{base}: could not create a new run folder")
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise RunDirError(f"--out {p}: exists and is not a folder")
+    if not force and p.is_dir() and any(p.iterdir()):
+        raise RunDirError(f"--out {p}: already holds an earlier run's files; choose another folder "
+                          "or pass --force to overwrite them")
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
