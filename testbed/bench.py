@@ -7,22 +7,46 @@ import time
 
 import numpy as np
 
-from .codec.runtime import OnnxCodec
+from .codec import symbols as sym
 
 
 def bench_codec(model: str, height: int = 512, width: int = 768, repeat: int = 20, warmup: int = 3,
                 threads: int = 0, cbr: float | None = None, image: np.ndarray | None = None) -> dict:
-    codec = OnnxCodec(model, threads=threads)
-    k = codec.symbols_for_cbr(cbr)
+    """Median/p90/min encode and decode time of a codec v1 or AKB model (full graphs, 10 dB)."""
+    from .akb.runtime import AkbCodec, open_codec
+
+    if repeat < 1:
+        raise ValueError(f"--repeat: must be >= 1, got {repeat}")
+    if image is None and (height < 1 or width < 1):
+        raise ValueError(f"--size: width and height must be >= 1, got {width}x{height}")
+    codec = open_codec(model, threads=threads)
+    if isinstance(codec, AkbCodec):
+        cbr = 0.0625 if cbr is None else float(cbr)
+        codec.check_cbr(cbr)
+        k = None
+
+        def encode(img):
+            return codec.encode(img, 10.0, cbr)
+
+        def decode(out, h, w):
+            return codec.decode(out[0], 10.0, out[1], h, w)
+    else:
+        k = codec.symbols_for_cbr(cbr)
+
+        def encode(img):
+            return codec.encode(img, 10.0, k)
+
+        def decode(out, h, w):
+            return codec.decode(out, 10.0, h, w)
     if image is None:
         image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     height, width = image.shape[:2]
     enc, dec = [], []
     for i in range(warmup + repeat):
         t0 = time.perf_counter()
-        s = codec.encode(image, 10.0, k)
+        s = encode(image)
         t1 = time.perf_counter()
-        codec.decode(s, 10.0, height, width)
+        decode(s, height, width)
         t2 = time.perf_counter()
         if i >= warmup:
             enc.append((t1 - t0) * 1e3)
@@ -34,7 +58,8 @@ def bench_codec(model: str, height: int = 512, width: int = 768, repeat: int = 2
 
     return {
         "model": codec.name, "model_sha256": codec.sha256, "height": height, "width": width,
-        "symbols_per_location": k, "repeat": repeat, "intra_op_threads": threads or os.cpu_count(),
+        "symbols_per_location": k, "cbr": cbr if k is None else round(k / (sym.STRIDE * sym.STRIDE * 3), 6), "repeat": repeat,
+        "intra_op_threads": threads or os.cpu_count(),
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "encode": stats(enc), "decode": stats(dec),
     }

@@ -260,10 +260,27 @@ def _cmd_export(a) -> int:
     from .codec.export import check_against_torch, export
     from .codec.train import load_model
 
-    ck = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
+    try:
+        ck = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ValueError(f"{a.checkpoint}: not a training checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ck, dict) or "codec_config" not in ck:
+        hint = (" (an AKB-JSCC checkpoint: use `testbed export-akb`)"
+                if isinstance(ck, dict) and "akb_config" in ck else "")
+        raise ValueError(f"{a.checkpoint}: not a codec v1 checkpoint of `testbed train codec`{hint}")
     model = load_model(a.checkpoint)
     tc = ck.get("train_config", {})
-    ops = [int(v) for v in a.operating_points.split(",")] if a.operating_points else tc.get("operating_points", [model.cfg.max_symbols])
+    if a.operating_points:
+        ops = []
+        for v in a.operating_points.split(","):
+            try:
+                ops.append(int(v))
+            except ValueError:
+                raise ValueError(f"--operating-points: {v!r} is not an integer (symbols per location)") from None
+    else:
+        ops = tc.get("operating_points", [model.cfg.max_symbols])
     training = {
         "command": a.training_command or tc.get("command", ""),
         "data": tc.get("data", ""),
@@ -310,12 +327,7 @@ def _cmd_eval(a) -> int:
             "psnr_db": {f"{r['snr_db']:g}": round(r["psnr_db"], 2) for r in summary["results"]},
             "ms_ssim": {f"{r['snr_db']:g}": round(r["ms_ssim"], 4) for r in summary["results"] if r["ms_ssim"]},
         }
-        if card.codec == "akb-jscc":
-            from .akb.card import write_card as write_akb_card
-
-            write_akb_card(d / CARD_NAME, card)
-        else:
-            write_card(d / CARD_NAME, card)
+        write_card(d / CARD_NAME, card)
     if a.json:
         print(to_json(json_view(summary)))
     else:
@@ -335,7 +347,8 @@ def _cmd_bench(a) -> int:
     if a.json:
         print(to_json(r))
     else:
-        print(f"{r['model']} {w}x{h} k={r['symbols_per_location']} ({r['repeat']} runs, "
+        rate = f"k={r['symbols_per_location']}" if r["symbols_per_location"] else f"CBR {r['cbr']:g}"
+        print(f"{r['model']} {w}x{h} {rate} ({r['repeat']} runs, "
               f"{r['intra_op_threads']} threads): encode median {r['encode']['median_ms']:.1f} ms "
               f"(p90 {r['encode']['p90_ms']:.1f}), decode median {r['decode']['median_ms']:.1f} ms "
               f"(p90 {r['decode']['p90_ms']:.1f})")

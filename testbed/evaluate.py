@@ -62,6 +62,9 @@ def parse_snrs(text: str) -> list[float]:
     bad = [v for v in vals if not math.isfinite(v)]
     if bad:
         raise ValueError(f"--snr-db: {bad[0]} is not a finite number")
+    twice = sorted({v for v in vals if vals.count(v) > 1})
+    if twice:
+        raise ValueError(f"--snr-db: {twice[0]:g} is given more than once")
     return vals
 
 
@@ -117,40 +120,46 @@ class _V1Link:
         self.k = codec.symbols_for_cbr(cbr)
         self.nominal_cbr = self.k / (sym.STRIDE * sym.STRIDE * 3)
 
-    def encode(self, img, snr):
+    def encode(self, img, snr, stream=0):
         h, w = img.shape[:2]
         return self.codec.encode(img, snr, self.k), None, sym.cbr(self.k, h, w)
 
     def decode(self, rx, snr_rx, side, h, w):
         return self.codec.decode(rx, snr_rx, h, w)
 
-    def row(self, side):
+    def row(self, side, height, width):
         return {"symbols_per_location": self.k}
 
 
 class _AkbLink:
-    """AKB codec at a target CBR (rate map from the entropy model and, with ckb, the policy)."""
+    """AKB codec at a target CBR (rate map from the entropy model and, with ckb, the policy).
+
+    As in the flowgraph's encoder block, the policy sees the rate offsets it chose for the
+    previous image of the same stream (here: the same SNR), so eval and loopback agree."""
 
     def __init__(self, codec, cbr, ckb, skb):
         self.codec = codec
         self.nominal_cbr = 0.0625 if cbr is None else cbr
         codec.check_cbr(self.nominal_cbr)
         self.ckb, self.skb = ckb, skb
-        self.prev = None
+        self.prev: dict = {}      # stream -> offsets chosen for its previous image
 
-    def encode(self, img, snr):
+    def encode(self, img, snr, stream=0):
         h, w = img.shape[:2]
-        tx, side = self.codec.encode(img, snr, self.nominal_cbr, ckb=self.ckb, skb=self.skb)
+        tx, side = self.codec.encode(img, snr, self.nominal_cbr, ckb=self.ckb, skb=self.skb,
+                                     prev_offsets=self.prev.get(stream))
+        self.prev[stream] = side.offsets
         return tx, side, self.codec.cbr(side, h, w)
 
     def decode(self, rx, snr_rx, side, h, w):
         return self.codec.decode(rx, snr_rx, side, h, w)
 
-    def row(self, side):
+    def row(self, side, height, width):
+        """Mean symbols per location (edge blocks hold fewer locations, hence the weights)."""
         from .akb import ratemap as rm
 
-        rates = np.asarray(rm.RATE_SET)[side.levels]
-        return {"symbols_per_location": round(float(rates.mean()), 3), "kb_index": side.kb_index,
+        h, w = rm.location_grid(height, width)
+        return {"symbols_per_location": round(rm.n_symbols(side.levels, h, w) / (h * w), 3), "kb_index": side.kb_index,
                 "ckb": int(self.ckb), "skb": int(self.skb)}
 
 
@@ -182,7 +191,7 @@ def run_eval(opts: EvalOptions) -> dict:
                 for j, snr in enumerate(opts.snrs_db):
                     rng = np.random.default_rng([opts.seed, i, j])
                     t0 = time.perf_counter()
-                    tx, side, cbr = link.encode(img, snr)
+                    tx, side, cbr = link.encode(img, snr, stream=j)
                     t1 = time.perf_counter()
                     rx, snr_rx = apply_channel_np(tx, snr, opts.channel, rng)
                     t2 = time.perf_counter()
@@ -194,7 +203,7 @@ def run_eval(opts: EvalOptions) -> dict:
                         save_figures(out, path.stem, img, rec, side, snr, cbr)
                     row = {
                         "image": path.name, "width": w, "height": h, "cbr": round(cbr, 6),
-                        **link.row(side), "channel": opts.channel, "snr_db": snr,
+                        **link.row(side, h, w), "channel": opts.channel, "snr_db": snr,
                         "snr_rx_db": round(snr_rx, 3), "psnr_db": psnr(img, rec),
                         "ms_ssim": ms_ssim(img, rec), "encode_ms": (t1 - t0) * 1e3,
                         "decode_ms": (t3 - t2) * 1e3, "model": codec.name,
@@ -230,6 +239,7 @@ def run_eval(opts: EvalOptions) -> dict:
         "n_images": len(images),
         "skipped": skipped,
         "interrupted": interrupted,
+        "separation": opts.separation,
         "results": results,
         "separation_reference": "bits per pixel = 3 * CBR * log2(1 + SNR); JPEG and JPEG 2000 "
                                 "(OpenJPEG) at the largest size within that budget",
@@ -262,19 +272,34 @@ def json_view(summary: dict) -> dict:
 
 
 def format_table(summary: dict) -> str:
+    sep = summary.get("separation", True)
     lines = [f"{summary['model']}  CBR {summary['cbr']:.4f}  channel {summary['channel']}  "
              f"({summary['n_images']} images, run {summary['run_dir']})",
-             f"{'SNR dB':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'JPEG':>7} {'JPEG2000':>9} {'enc ms':>7} {'dec ms':>7}"]
+             f"{'SNR dB':>7} {'PSNR dB':>8} {'MS-SSIM':>8} "
+             + (f"{'JPEG':>13} {'JPEG2000':>13} " if sep else "") + f"{'enc ms':>7} {'dec ms':>7}"]
 
     def f(v, fmt):
         width = int(fmt.split(".")[0])
         return format(v, fmt) if v is not None else "-".rjust(width)
 
+    def ref(r, key):
+        """Separation mean, with (k/n) when only k of the n images had a budget for a file."""
+        v, k = r[f"{key}_psnr_db"], r[f"{key}_achievable"]
+        if v is None:
+            return "-".rjust(13)
+        return (f"{v:.2f}" + (f" ({k}/{r['n_images']})" if k < r["n_images"] else "")).rjust(13)
+
+    partial = False
     for r in summary["results"]:
-        lines.append(f"{r['snr_db']:>7g} {f(r['psnr_db'], '8.2f')} {f(r['ms_ssim'], '8.4f')} "
-                     f"{f(r['jpeg_psnr_db'], '7.2f')} {f(r['jpeg2000_psnr_db'], '9.2f')} "
+        cols = ""
+        if sep:
+            cols = f"{ref(r, 'jpeg')} {ref(r, 'jpeg2000')} "
+            partial |= r["jpeg_achievable"] < r["n_images"] or r["jpeg2000_achievable"] < r["n_images"]
+        lines.append(f"{r['snr_db']:>7g} {f(r['psnr_db'], '8.2f')} {f(r['ms_ssim'], '8.4f')} {cols}"
                      f"{f(r['encode_ms'], '7.1f')} {f(r['decode_ms'], '7.1f')}")
-    lines.append("JPEG/JPEG2000: separation reference at bpp = 3*CBR*log2(1+SNR) ('-': budget too small)")
+    if sep:
+        lines.append("JPEG/JPEG2000: separation reference at bpp = 3*CBR*log2(1+SNR) ('-': budget too small"
+                     + ("; (k/n): mean over the k of n images whose budget fits a file" if partial else "") + ")")
     return "\n".join(lines)
 
 

@@ -68,8 +68,14 @@ def load_rgb(path: str | Path) -> np.ndarray:
         raise ImageInputError(f"{p}: no such file") from None
     except UnidentifiedImageError:
         raise ImageInputError(f"{p}: not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageInputError(f"{p}: cannot decode image ({e})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageInputError(f"{p}: image too large to load safely ({e})") from None
+    except MemoryError:
+        raise ImageInputError(f"{p}: image too large for the memory available") from None
+    except ImageInputError:
+        raise
+    except Exception as e:  # any decoder failure of one file must not stop a whole run
+        raise ImageInputError(f"{p}: cannot decode image ({type(e).__name__}: {e})") from None
     h, w = arr.shape[:2]
     if h == 0 or w == 0:
         raise ImageInputError(f"{p}: empty image ({w}x{h})")

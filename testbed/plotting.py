@@ -19,8 +19,16 @@ def plot_psnr_vs_snr(results: list[dict], path: str | Path, title: str = "") -> 
     for key, label, style in (("jpeg2000_psnr_db", "JPEG 2000 @ capacity", "s--"),
                               ("jpeg_psnr_db", "JPEG @ capacity", "^:")):
         pts = [(r["snr_db"], r[key]) for r in results if r.get(key) is not None]
-        if pts:
-            ax.plot(*zip(*pts), style, label=label)
+        if not pts:
+            continue
+        ax.plot(*zip(*pts), style, label=label)
+        # a separation mean covers only the images whose budget fits a file: say so at the point
+        count = key.replace("_psnr_db", "_achievable")
+        for r in results:
+            k, n = r.get(count), r.get("n_images")
+            if r.get(key) is not None and k is not None and n and k < n:
+                ax.annotate(f"{k}/{n}", (r["snr_db"], r[key]), textcoords="offset points", xytext=(4, -10),
+                            fontsize=7)
     ax.set_xlabel("SNR (Es/N0) [dB]")
     ax.set_ylabel("PSNR [dB]")
     ax.grid(True, alpha=0.3)

@@ -217,6 +217,9 @@ def test_loopback_akb_matches_eval(akb_dir, images_dir, tmp_path):
     (lambda d: d.update(rate_set=[8, 4]), "rate_set"),
     (lambda d: d.pop("kb"), "kb"),
     (lambda d: d.update(bogus=1), "bogus"),
+    (lambda d: d.update(cbr_range=["0.02", 0.07]), "cbr_range"),
+    (lambda d: d.update(rate_set=[4, True]), "rate_set"),
+    (lambda d: d.update(block_pixels="64"), "block_pixels"),
 ])
 def test_akb_card_errors_name_key(akb_dir, tmp_path, mutate, needle):
     import yaml
@@ -286,3 +289,33 @@ def test_encoder_block_keeps_kb_switches_across_set_codec(akb_dir):
     assert seen[0] == (False, False, NO_KB)
     assert seen[1][:2] == (False, True) and seen[1][2] != NO_KB
     assert enc.cbr == 0.05
+
+
+def test_eval_policy_sees_previous_offsets_per_snr_and_weighted_symbol_count(akb_dir):
+    """Like the flowgraph's encoder, eval gives the policy the offsets it chose for the previous
+    image of the same SNR; symbols per location weight edge blocks by the locations they hold."""
+    from testbed.akb import ratemap as rm
+    from testbed.akb.runtime import AkbCodec
+    from testbed.evaluate import _AkbLink
+
+    calls = []
+
+    class Spy(AkbCodec):
+        def encode(self, img, snr_db, cbr, ckb=True, skb=True, prev_offsets=None):
+            tx, side = super().encode(img, snr_db, cbr, ckb=ckb, skb=skb, prev_offsets=prev_offsets)
+            calls.append((snr_db, None if prev_offsets is None else prev_offsets.copy(), side.offsets.copy()))
+            return tx, side
+
+    link = _AkbLink(Spy(akb_dir), 0.036, True, True)
+    for i in range(2):
+        img = smooth_image(64, 96, seed=i)
+        for j, snr in enumerate((0.0, 20.0)):
+            link.encode(img, snr, stream=j)
+    (s0, p0, o0), (s1, p1, o1), (s2, p2, o2), (s3, p3, o3) = calls
+    assert p0 is None and p1 is None
+    assert np.array_equal(p2, o0) and np.array_equal(p3, o1)
+    levels = np.array([[0, 7]] * 3)          # a 130x70 image: 9x5 locations in 3x2 blocks
+    row = link.row(type("S", (), {"levels": levels, "kb_index": 0})(), 130, 70)
+    h, w = rm.location_grid(130, 70)
+    assert row["symbols_per_location"] == round(rm.n_symbols(levels, h, w) / (h * w), 3)
+    assert row["symbols_per_location"] < np.asarray(rm.RATE_SET)[levels].mean()

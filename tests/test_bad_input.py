@@ -21,6 +21,14 @@ def test_corrupt_file_is_named(tmp_path):
         load_rgb(t)
 
 
+def test_oversized_image_is_named_not_fatal(tmp_path, monkeypatch):
+    """Pillow's decompression-bomb guard (images over ~179 MP) becomes a named, skippable error."""
+    f = write_png(tmp_path / "huge.png", smooth_image(32, 32))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)   # 1024 px is then over twice the limit
+    with pytest.raises(ImageInputError, match="huge.png.*too large"):
+        load_rgb(f)
+
+
 def test_conversions_warn_and_give_rgb(tmp_path, caplog):
     g = smooth_image(40, 50)
     cases = {

@@ -67,3 +67,13 @@ def test_bench_codec_reports_latency(tiny_model_dir):
     assert d["encode"]["median_ms"] > 0 and d["decode"]["median_ms"] > 0
     bad = run_cli("bench", "codec", "--model", tiny_model_dir, "--size", "big", check=False)
     assert bad.returncode == 2 and "'big'" in bad.stderr
+    bad = run_cli("bench", "codec", "--model", tiny_model_dir, "--repeat", "0", check=False)
+    assert bad.returncode == 2 and "--repeat" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_bench_codec_runs_an_akb_model():
+    p = run_cli("bench", "codec", "--model", "akb-v1", "--size", "96x64", "--repeat", "1", "--cbr", "0.036",
+                "--json")
+    d = json.loads(p.stdout)
+    assert d["model"] == "akb-v1" and d["cbr"] == 0.036 and d["symbols_per_location"] is None
+    assert d["encode"]["median_ms"] > 0 and d["decode"]["median_ms"] > 0

@@ -116,3 +116,37 @@ def test_rayleigh_channel_reports_effective_snr(tmp_path, tiny_model_dir):
     rows = read_csv_rows(tmp_path / "run" / "results.csv")
     assert {r["channel"] for r in rows} == {"rayleigh"}
     assert len({r["snr_rx_db"] for r in rows}) == 3  # one fade per image
+
+
+def test_eval_refuses_to_overwrite_an_earlier_run(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    args = ("eval", "--model", tiny_model_dir, "--data", SAMPLES / "kodim15.png", "--no-separation", "--out", out)
+    run_cli(*args, "--snr-db", "0,10")
+    p = run_cli(*args, "--snr-db", "20", check=False)
+    assert p.returncode == 2 and str(out) in p.stderr and "--force" in p.stderr
+    assert len(read_csv_rows(out / "results.csv")) == 2          # the first run is intact
+    run_cli(*args, "--snr-db", "20", "--force")
+    assert [float(r["snr_db"]) for r in read_csv_rows(out / "results.csv")] == [20.0]
+
+
+def test_default_run_folders_are_unique(tmp_path, monkeypatch):
+    from testbed.runlog import prepare_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    a, b = prepare_run_dir(None, "eval"), prepare_run_dir(None, "eval")
+    assert a != b and a.is_dir() and b.is_dir()
+
+
+def test_summary_table_counts_partial_separation_and_omits_it_when_off():
+    from testbed.evaluate import format_table, parse_snrs
+
+    r = {"snr_db": 5.0, "psnr_db": 23.7, "ms_ssim": 0.8, "encode_ms": 1.0, "decode_ms": 2.0,
+         "jpeg_psnr_db": 23.76, "jpeg_achievable": 23, "jpeg2000_psnr_db": 24.1, "jpeg2000_achievable": 24,
+         "n_images": 24}
+    s = {"model": "m", "cbr": 0.02, "channel": "awgn", "n_images": 24, "run_dir": "x", "results": [r]}
+    t = format_table(s)
+    assert "23.76 (23/24)" in t and "24.10 (" not in t and "(k/n)" in t
+    t = format_table({**s, "separation": False})
+    assert "JPEG" not in t and "budget" not in t
+    with pytest.raises(ValueError, match="10 is given more than once"):
+        parse_snrs("0,10,10")

@@ -19,6 +19,15 @@ def test_every_shipped_card_loads():
     (lambda d: d.update(snr_range_db=[20, 0]), "snr_range_db"),
     (lambda d: d["operating_points"].append({"symbols_per_location": 999, "cbr": 1.0}), "999"),
     (lambda d: d.update(encoder={"file": "encoder.onnx"}), "encoder"),
+    # wrong types: a clear error naming the key, never a TypeError traceback
+    (lambda d: d.update(snr_range_db=["0", 20]), "snr_range_db"),
+    (lambda d: d.update(snr_range_db=[True, 20]), "snr_range_db"),
+    (lambda d: d.update(max_symbols_per_location="48"), "max_symbols_per_location"),
+    (lambda d: d.update(max_symbols_per_location=True), "max_symbols_per_location"),
+    (lambda d: d["operating_points"][0].update(symbols_per_location=True), "symbols_per_location"),
+    (lambda d: d["operating_points"][0].update(cbr="fast"), "cbr"),
+    (lambda d: d.update(training="none"), "training"),
+    (lambda d: d.update(name=3), "name"),
 ])
 def test_card_errors_name_key(tmp_path, tiny_model_dir, mutate, needle):
     d = yaml.safe_load((tiny_model_dir / "model_card.yaml").read_text())

@@ -94,3 +94,33 @@ def test_flowgraph_codecs_run_without_spinning_pools(model):
         except RuntimeError:   # not set: onnxruntime's default (spinning)
             value = None
         assert value != "0"
+
+
+def test_export_refuses_operating_points_outside_the_model(tiny_model, tmp_path):
+    from testbed.codec.export import export
+
+    with pytest.raises(ValueError, match=r"1\.\.6"):
+        export(tiny_model, tmp_path / "m", name="m", operating_points=[2, 9], training={})
+    assert not (tmp_path / "m" / "model_card.yaml").exists()
+
+
+def test_export_cli_names_a_wrong_checkpoint(tmp_path):
+    import torch
+
+    from conftest import run_cli
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint")
+    akb = tmp_path / "akb.pt"
+    torch.save({"akb_config": {}, "step": 1}, akb)
+    for path, needle in ((text, "not a training checkpoint"), (akb, "export-akb")):
+        p = run_cli("export", path, "--out", tmp_path / "out", check=False)
+        assert p.returncode == 2 and str(path) in p.stderr and needle in p.stderr, p.stderr
+
+
+def test_only_a_codec_v1_model_rebuilds_as_pytorch():
+    from testbed.codec.onnx_weights import load_from_onnx
+    from testbed.registry import shipped_models
+
+    with pytest.raises(ValueError, match="akb-jscc"):
+        load_from_onnx(shipped_models()["akb-v1"])

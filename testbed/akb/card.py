@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from ..codec.modelcard import ModelCardError, check_keys
+from ..codec.modelcard import ModelCardError, check_keys, check_range, check_types
 from ..runlog import write_bytes_atomic
 
 CODEC = "akb-jscc"
@@ -42,6 +42,7 @@ class AkbCard:
 
 def validate_card(p: Path, data: dict) -> AkbCard:
     check_keys(p, data, AkbCard)
+    check_types(p, data, AkbCard)
     if data["codec"] != CODEC:
         raise ModelCardError(f"{p}: codec must be {CODEC!r}, got {data['codec']!r}")
     g = data["graphs"]
@@ -58,9 +59,7 @@ def validate_card(p: Path, data: dict) -> AkbCard:
     if not isinstance(data["kb"], dict) or not {"file", "sha256"} <= set(data["kb"]):
         raise ModelCardError(f"{p}: key 'kb' must have 'file' and 'sha256'")
     for key in ("cbr_range", "snr_range_db"):
-        r = data[key]
-        if not (isinstance(r, list) and len(r) == 2 and r[0] < r[1]):
-            raise ModelCardError(f"{p}: key '{key}' must be [min, max] with min < max, got {r!r}")
+        check_range(p, data, key)
     rs = data["rate_set"]
     if not (isinstance(rs, list) and rs and all(isinstance(v, int) and v > 0 for v in rs) and rs == sorted(rs)):
         raise ModelCardError(f"{p}: key 'rate_set' must be increasing positive integers, got {rs!r}")

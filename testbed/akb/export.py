@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from torch import nn
 
 from ..codec.export import OPSET, _export_one as _export, git_commit, sha256_file
 from ..codec.model import pad_to_stride
+from ..runlog import write_bytes_atomic
 from . import ratemap as rm
 from .card import CODEC, GRAPHS, AkbCard, write_card
 from .model import AkbJSCC, count_parameters, side_input
@@ -148,7 +148,7 @@ def export_akb(model: AkbJSCC, embedder: ImageEmbedder, kb: KnowledgeBase, out_d
     if policy_file:
         dst = out / FILES["policy"]
         if Path(policy_file).resolve() != dst.resolve():
-            shutil.copyfile(policy_file, dst)
+            write_bytes_atomic(dst, Path(policy_file).read_bytes())
         graphs["policy"] = {"file": FILES["policy"], "sha256": sha256_file(dst)}
     kb.save(out / KB_FILE)
     card = AkbCard(
@@ -175,7 +175,7 @@ def attach_policy(model_dir: str | Path, policy_file: str | Path, scheduler: dic
         raise ValueError(f"{d}: not an AKB model folder")
     dst = d / FILES["policy"]
     if Path(policy_file).resolve() != dst.resolve():
-        shutil.copyfile(policy_file, dst)
+        write_bytes_atomic(dst, Path(policy_file).read_bytes())
     card.graphs["policy"] = {"file": FILES["policy"], "sha256": sha256_file(dst)}
     if scheduler is not None:
         card.training["scheduler"] = scheduler

@@ -88,6 +88,10 @@ def export(model: JSCC, out_dir: str | Path, *, name: str, operating_points: lis
     model = model.eval().cpu()
     cfg = model.cfg
     s = cfg.max_symbols
+    bad = [k for k in operating_points if not 1 <= int(k) <= s]
+    if not operating_points or bad:
+        raise ValueError(f"operating points {list(operating_points)}: each must be 1..{s} symbols per location "
+                         f"(the model's maximum)")
     cbrs = [k / (sym.STRIDE * sym.STRIDE * 3) for k in operating_points]
     commit = git_commit()
     common = {

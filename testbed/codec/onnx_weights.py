@@ -22,6 +22,9 @@ def load_from_onnx(model_dir: str | Path) -> JSCC:
 
     d = Path(model_dir)
     card = load_card(d / CARD_NAME)
+    if getattr(card, "codec", None) != "jscc-v1":
+        raise ValueError(f"{d}: a {getattr(card, 'codec', '?')} model; only a codec v1 (jscc-v1) model can be "
+                         "rebuilt as a codec v1 PyTorch model")
     graphs = {role: onnx.load(str(d / card.__dict__[role]["file"])) for role in ("encoder", "decoder")}
     meta = {p.key: p.value for p in graphs["encoder"].metadata_props}
     if "testbed.codec_config" not in meta:
