@@ -1,10 +1,26 @@
-"""Command-line plumbing shared by the trainers (`testbed train akb|scheduler`): numeric options
-taken from a config dataclass's defaults, and the config built back from the parsed arguments
-with the command line that started the run (recorded in checkpoints and model cards)."""
+"""Plumbing shared by the trainers (`testbed train codec|akb|scheduler`).
+
+* command line: numeric options taken from a config dataclass's defaults, and the config built
+  back from the parsed arguments with the command line that started the run (recorded in
+  checkpoints and model cards);
+* run folders: :func:`check_new_run` refuses to start a new run over one that can be resumed
+  (unless ``--force``), :func:`truncate_log` drops the log rows a resumed run will write again;
+* :func:`global_rng_state` / :func:`set_global_rng_state`: the process-wide RNGs (torch, CUDA,
+  numpy) a checkpoint must carry for ``--resume`` to continue exactly.
+"""
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import logging
 import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# command-line switches that steer how a run starts, not what it trains: left out of the recorded command
+RUN_CONTROL_FLAGS = ("--resume", "--force")
 
 
 def add_number_options(p: argparse.ArgumentParser, defaults, ints: tuple[str, ...], floats: tuple[str, ...]) -> None:
@@ -13,10 +29,122 @@ def add_number_options(p: argparse.ArgumentParser, defaults, ints: tuple[str, ..
             p.add_argument("--" + name.replace("_", "-"), type=tp, default=getattr(defaults, name))
 
 
-def config_from_args(cls, a: argparse.Namespace, what: str):
-    """``cls`` filled from ``a``; ``command`` = the ``testbed train WHAT ...`` line without --resume."""
-    fields = {k: getattr(a, k) for k in cls.__dataclass_fields__ if hasattr(a, k)}
-    argv = sys.argv[1:]
+def add_run_options(p: argparse.ArgumentParser, checkpoint: str) -> None:
+    """``--resume`` and ``--force`` (``checkpoint``: the run folder's checkpoint file name)."""
+    p.add_argument("--resume", action="store_true", help=f"continue from OUT/{checkpoint}")
+    p.add_argument("--force", action="store_true",
+                   help=f"start a new run even though OUT holds one ({checkpoint}): its checkpoints, "
+                        "results and logs are discarded")
+
+
+def recorded_command(what: str, argv: list[str] | None = None) -> str:
+    """``testbed train WHAT ...`` as started, without the run-control flags (--resume, --force)."""
+    argv = sys.argv[1:] if argv is None else argv
     tail = argv[2:] if argv[:2] == ["train", what] else argv
-    fields["command"] = " ".join(["testbed", "train", what] + [x for x in tail if x != "--resume"])
+    return " ".join(["testbed", "train", what] + [x for x in tail if x not in RUN_CONTROL_FLAGS])
+
+
+def config_from_args(cls, a: argparse.Namespace, what: str):
+    """``cls`` filled from ``a``; ``command`` = the ``testbed train WHAT ...`` line without --resume/--force."""
+    fields = {k: getattr(a, k) for k in cls.__dataclass_fields__ if hasattr(a, k)}
+    fields["command"] = recorded_command(what)
     return cls(**fields)
+
+
+class RunExistsError(ValueError):
+    """A new run was asked for in a folder that holds a resumable one (exit code 2 on the CLI)."""
+
+
+def check_new_run(out: str | Path, checkpoint: str, resume: bool, force: bool, results: tuple[str, ...] = ()) -> None:
+    """Guard a run folder before training starts.
+
+    Without ``resume``, a folder holding ``checkpoint`` is refused (starting over would truncate
+    its logs and overwrite its checkpoint and best model) unless ``force``: then ``checkpoint`` and
+    the old run's ``results`` are deleted first, so that neither a later ``--resume`` nor an export
+    can pick up the old run's files as the new one's.
+    """
+    out = Path(out)
+    ck = out / checkpoint
+    if resume or not ck.exists():
+        return
+    if not force:
+        raise RunExistsError(
+            f"{out} already holds a training run ({ck}); pass --resume to continue it, "
+            f"or --force to start over (discards its checkpoint, results and logs)")
+    for name in (checkpoint, *results):
+        (out / name).unlink(missing_ok=True)
+    log.warning("--force: starting a new run in %s; the previous run's checkpoint and results were deleted", out)
+
+
+def truncate_log(path: str | Path, key: str, last: int) -> int:
+    """Keep the rows of a CSV log (a :class:`testbed.runlog.CsvLog` file) whose ``key`` is at most
+    ``last``; returns the number of rows dropped.
+
+    A resumed run repeats the steps after its checkpoint, and with them the log rows they wrote
+    before the run was stopped. A torn last line is dropped too. The file is replaced atomically
+    (temporary file + ``os.replace``) and left untouched when nothing is dropped.
+    """
+    from .runlog import write_bytes_atomic
+
+    p = Path(path)
+    if not p.exists():
+        return 0
+    data = p.read_text()
+    torn = bool(data) and not data.endswith("\n")
+    if torn:
+        data = data[: data.rfind("\n") + 1]
+    rows = list(csv.reader(io.StringIO(data)))
+    if not rows:
+        if torn:
+            write_bytes_atomic(p, b"")
+        return 0
+    header, body = rows[0], rows[1:]
+    if key not in header:
+        raise ValueError(f"{p}: no column {key!r} in the header {header}")
+    col = header.index(key)
+
+    def keep(row: list[str]) -> bool:
+        try:
+            return float(row[col]) <= last
+        except (IndexError, ValueError):
+            return True     # not a row this function understands: never drop data it cannot judge
+
+    kept = [r for r in body if keep(r)]
+    dropped = len(body) - len(kept)
+    if dropped or torn:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([header, *kept])
+        write_bytes_atomic(p, buf.getvalue().encode())
+    if dropped:
+        log.info("%s: dropped %d row(s) after %s %d (written again by the resumed run)", p, dropped, key, last)
+    return dropped
+
+
+def global_rng_state(device=None) -> dict:
+    """The process-wide RNG states: torch (CPU and, on a CUDA device, CUDA) and numpy's legacy global.
+
+    Checkpoint it with the trainer's own generators: layers that draw noise without a generator
+    (e.g. the AKB hyperprior's training noise) draw from these.
+    """
+    import numpy as np
+    import torch
+
+    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    if device is not None and getattr(device, "type", str(device)) == "cuda" and torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_global_rng_state(st: dict | None) -> bool:
+    """Restore :func:`global_rng_state`; False (nothing restored) for ``None`` (an older checkpoint)."""
+    import numpy as np
+    import torch
+
+    if not st:
+        return False
+    torch.set_rng_state(st["torch"].cpu() if hasattr(st["torch"], "cpu") else st["torch"])
+    if st.get("numpy") is not None:
+        np.random.set_state(st["numpy"])
+    if st.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
+    return True

@@ -125,3 +125,103 @@ def test_train_akb_then_scheduler_then_export_cli(tmp_path):
     card = load_card(out / "model_card.yaml")
     assert card.training["codec"]["command"].startswith("testbed train akb")
     assert card.training["scheduler"]["command"].startswith("testbed train scheduler")
+
+
+# --- `testbed train scheduler`: resume, logs, refusing to overwrite a run -----------------------------------------
+
+class _Killed(Exception):
+    """Stands in for the training process being killed."""
+
+
+def _akb_checkpoint(akb, path):
+    model, emb, kb = akb
+    torch.save({"akb_config": model.cfg.to_dict(), "model": model.state_dict(), "ema": None,
+                "embedder": emb.state_dict(), "kb_vectors": kb.vectors, "kb_meta": kb.meta}, path)
+    return path
+
+
+@pytest.fixture()
+def sched_setup(akb, tiles, tmp_path, monkeypatch):
+    """(config factory, recorded episodes) with the final evaluation and export stubbed out."""
+    import testbed.akb.env as envmod
+    import testbed.akb.scheduler as sc
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, t in enumerate(tiles):
+        write_png(data / f"{i}.png", t)
+    ck = _akb_checkpoint(akb, tmp_path / "akb.pt")
+    episodes = []
+    real_reset = envmod.AkbSchedulerEnv.reset
+
+    def reset(self, *, seed=None, options=None):
+        r = real_reset(self, seed=seed, options=options)
+        episodes.append((self._snr, self._cbr))
+        return r
+
+    monkeypatch.setattr(envmod.AkbSchedulerEnv, "reset", reset)
+    monkeypatch.setattr(sc, "evaluate_policy", lambda *a, **k: [])
+    monkeypatch.setattr(sc, "export_policy", lambda *a, **k: None)
+
+    def cfg(out, **kw):
+        base = dict(akb=str(ck), data=str(data), out=str(out), timesteps=32, n_steps=8, batch_size=8, n_epochs=1,
+                    ckpt_every=16, eval_episodes=1, episode_len=2, hidden=16, threads=1)
+        return sc.SchedulerTrainConfig(**{**base, **kw})
+
+    return cfg, episodes
+
+
+def test_scheduler_resume_neither_replays_episodes_nor_logs_twice(sched_setup, tmp_path):
+    """Killed after the rollout ending at timestep 24 (last checkpoint: 16), then resumed: the log
+    has each rollout once, and the resumed run does not replay the run's first episodes (it is
+    re-seeded from --seed and the checkpoint's timesteps: reproducible)."""
+    import shutil
+
+    import testbed.akb.scheduler as sc
+    from testbed.runlog import CsvLog, read_csv_rows
+
+    cfg, episodes = sched_setup
+
+    class KilledLog(CsvLog):
+        def append(self, row):
+            super().append(row)
+            if row.get("timesteps") == 24:
+                raise _Killed
+
+    run = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(sc, "CsvLog", KilledLog)
+        with pytest.raises(_Killed):
+            sc.train_scheduler(cfg(run))
+    first = episodes[:]
+    shutil.copytree(run, tmp_path / "copy")
+    episodes.clear()
+    sc.train_scheduler(cfg(run), resume=True)
+    resumed = episodes[:]
+    assert [int(r["timesteps"]) for r in read_csv_rows(run / "train_log.csv")] == [8, 16, 24, 32]
+    n = min(len(first), len(resumed), 4)
+    assert n >= 3 and resumed[:n] != first[:n]
+    episodes.clear()
+    sc.train_scheduler(cfg(tmp_path / "copy"), resume=True)
+    assert episodes == resumed
+
+
+def test_scheduler_new_run_refuses_a_folder_holding_a_run_unless_forced(sched_setup, tmp_path):
+    import testbed.akb.scheduler as sc
+    from testbed.runlog import read_csv_rows
+    from testbed.trainargs import RunExistsError
+
+    cfg, _ = sched_setup
+    out = tmp_path / "run"
+    out.mkdir()
+    old = {"ppo_checkpoint.zip": b"old checkpoint", "policy.onnx": b"old policy", "train_log.csv": b"timesteps\n8\n"}
+    for n, data in old.items():
+        (out / n).write_bytes(data)
+    with pytest.raises(RunExistsError) as e:
+        sc.train_scheduler(cfg(out))
+    assert str(out) in str(e.value) and "--resume" in str(e.value) and "--force" in str(e.value)
+    assert {n: (out / n).read_bytes() for n in old} == old
+    sc.train_scheduler(cfg(out, timesteps=8, force=True))
+    assert not (out / "policy.onnx").exists()          # the old run's policy is not left behind
+    assert [r["timesteps"] for r in read_csv_rows(out / "train_log.csv")] == ["8"]
+    assert (out / "ppo_checkpoint.zip").read_bytes() != old["ppo_checkpoint.zip"]

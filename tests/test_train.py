@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +114,220 @@ def test_init_from_onnx_model_and_resume_without_it(tmp_path, tiny_dataset):
     final = train(TrainConfig(**base, steps=2, init_from=str(tmp_path / "gone")), resume=True)
     assert final["step"] == 2
     assert torch.isfinite(next(load_model(out / "checkpoint.pt").parameters())).all()
+
+
+# --- resume exactness, best.pt, logs, seeding, refusing to overwrite a run ---------------------------------------
+
+class _Killed(Exception):
+    """Stands in for the training process being killed."""
+
+
+def _kill_at_checkpoint(mp, step: int, before: bool) -> None:
+    """Kill the run (raise _Killed) just before or just after checkpoint.pt is written at ``step``."""
+    import testbed.codec.train as tr
+
+    real = tr._save_checkpoint
+
+    def save(path, model, opt, st, *a, **k):
+        is_ck = Path(path).name == "checkpoint.pt" and st == step
+        if is_ck and before:
+            raise _Killed
+        real(path, model, opt, st, *a, **k)
+        if is_ck:
+            raise _Killed
+
+    mp.setattr(tr, "_save_checkpoint", save)
+
+
+def _killed_and_resumed(cfg, step: int, before: bool) -> None:
+    with pytest.MonkeyPatch.context() as m:
+        _kill_at_checkpoint(m, step, before)
+        with pytest.raises(_Killed):
+            train(cfg)
+    train(cfg, resume=True)
+
+
+def assert_same(a, b, where="checkpoint"):
+    """Equal nested checkpoint contents; tensors bit for bit."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b), where
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and np.array_equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def _ck(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def module_dataset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train-data")
+    for i in range(3):
+        write_png(d / f"img{i}.png", smooth_image(48 + 8 * i, 64, seed=i))
+    return d
+
+
+@pytest.fixture(scope="module")
+def killed_run(module_dataset, tmp_path_factory):
+    """(uninterrupted run, run killed after step 4's log rows and before its checkpoint, then resumed):
+    the checkpoint at step 2 is the last one; step 3's validation and step 4's log row were written."""
+    root = tmp_path_factory.mktemp("killed-codec")
+    base = dict(data=str(module_dataset), val=str(module_dataset), steps=6, batch=1, crop=32, ckpt_every=2,
+                val_every=3, warmup=1, threads=1, seed=5, ema=0.9)
+    train(TrainConfig(**base, out=str(root / "a")))
+    _killed_and_resumed(TrainConfig(**base, out=str(root / "b")), step=4, before=True)
+    return root / "a", root / "b"
+
+
+def test_resume_after_a_kill_ends_with_the_uninterrupted_weights(killed_run):
+    a, b = (_ck(d / "checkpoint.pt") for d in killed_run)
+    assert a["step"] == b["step"] == 6
+    for key in ("model", "ema", "optimizer", "np_rng", "py_rng", "torch_gen", "best_val", "recent_loss"):
+        assert_same(a[key], b[key], key)
+    assert_same(a["global_rng"]["torch"], b["global_rng"]["torch"], "global torch RNG")
+    assert_same(_ck(killed_run[0] / "best.pt")["model"], _ck(killed_run[1] / "best.pt")["model"], "best.pt")
+    fa, fb = (json.loads((d / "final_metrics.json").read_text()) for d in killed_run)
+    assert fa["validation"] == fb["validation"]
+
+
+def test_resume_drops_the_log_rows_written_after_the_checkpoint(killed_run):
+    for name, key, want in (("train_log.csv", "step", [2, 4, 6]), ("val_log.csv", "step", [3, 3, 6, 6])):
+        ra, rb = (read_csv_rows(d / name) for d in killed_run)
+        assert [int(r[key]) for r in rb] == want, name       # no step twice
+        drop = {"elapsed_s", "images_per_s"}                   # wall-clock columns
+        assert [{k: v for k, v in r.items() if k not in drop} for r in rb] == \
+               [{k: v for k, v in r.items() if k not in drop} for r in ra], name
+
+
+def test_best_pt_after_a_resume_is_the_uninterrupted_best(tmp_path, tiny_dataset, monkeypatch):
+    """Validation at step 2 is the best (30 dB), at step 4 worse (29 dB). A run killed right after
+    its step-2 checkpoint must keep step 2's best.pt when resumed, as the uninterrupted run does."""
+    import testbed.codec.train as tr
+
+    def scripted(calls):
+        def validate(*a, **k):     # two operating points per validation: calls 1-2 at step 2, 3-4 at step 4
+            calls.append(1)
+            return 30.0 if len(calls) <= 2 else 29.0
+        return validate
+
+    base = dict(data=str(tiny_dataset), val=str(tiny_dataset), steps=4, batch=1, crop=32, ckpt_every=2,
+                val_every=2, warmup=1, threads=1, seed=5)
+    monkeypatch.setattr(tr, "validate", scripted([]))
+    train(TrainConfig(**base, out=str(tmp_path / "a")))
+    monkeypatch.setattr(tr, "validate", scripted([]))
+    _killed_and_resumed(TrainConfig(**base, out=str(tmp_path / "b")), step=2, before=False)
+    a, b = _ck(tmp_path / "a" / "best.pt"), _ck(tmp_path / "b" / "best.pt")
+    assert (a["step"], a["best_val"]) == (2, 30.0)
+    assert (b["step"], b["best_val"]) == (2, 30.0)
+    assert_same(a["model"], b["model"], "best.pt model")
+    assert _ck(tmp_path / "b" / "checkpoint.pt")["best_val"] == 30.0
+
+
+def test_same_seed_same_initial_weights(tmp_path, tiny_dataset):
+    """With lr 0 the checkpoint after one step holds the initial weights."""
+    def init(seed, name):
+        train(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / name), steps=1, batch=1, crop=32, ckpt_every=1,
+                          warmup=1, threads=1, seed=seed, lr=0.0))
+        return _ck(tmp_path / name / "checkpoint.pt")["model"]
+
+    a, b, c = init(3, "a"), init(3, "b"), init(4, "c")
+    assert_same(a, b, "initial weights, same seed")
+    deep = [k for k in a if ".linear." not in k and a[k].dtype.is_floating_point and a[k].abs().sum() > 0]
+    assert deep and any(not np.array_equal(a[k].numpy(), c[k].numpy()) for k in deep)
+
+
+def test_resume_keeps_the_loss_spike_guard(tmp_path, tiny_dataset, monkeypatch):
+    """The median of the recent losses is checkpointed: the first step after a resume is guarded too."""
+    import testbed.codec.train as tr
+
+    base = dict(data=str(tiny_dataset), out=str(tmp_path / "run"), batch=1, crop=32, ckpt_every=10, warmup=1,
+                threads=1)
+    train(TrainConfig(**base, steps=10))
+    real = tr.JSCC.forward
+    monkeypatch.setattr(tr.JSCC, "forward", lambda self, *a, **k: real(self, *a, **k) + 10.0)  # MSE ~100
+    train(TrainConfig(**base, steps=11), resume=True)
+    assert read_csv_rows(tmp_path / "run" / "train_log.csv")[-1]["skipped"] == "1"
+
+
+def test_new_run_refuses_a_folder_holding_a_run_unless_forced(tmp_path, tiny_dataset):
+    from testbed.trainargs import RunExistsError
+
+    out = tmp_path / "run"
+    base = dict(data=str(tiny_dataset), out=str(out), batch=1, crop=32, ckpt_every=1, warmup=1, threads=1)
+    train(TrainConfig(**base, steps=1, val=str(tiny_dataset)))
+    files = {n: (out / n).read_bytes() for n in ("checkpoint.pt", "best.pt", "train_log.csv", "val_log.csv")}
+    with pytest.raises(RunExistsError) as e:
+        train(TrainConfig(**base, steps=2))
+    assert str(out) in str(e.value) and "--resume" in str(e.value) and "--force" in str(e.value)
+    assert {n: (out / n).read_bytes() for n in files} == files           # nothing touched
+    # --force starts over: a new run (seed 7, no validation) and no best.pt of the old one left behind
+    train(TrainConfig(**base, steps=2, seed=7, force=True))
+    ck = _ck(out / "checkpoint.pt")
+    assert ck["step"] == 2 and ck["train_config"]["seed"] == 7
+    assert not (out / "best.pt").exists()
+    assert [int(r["step"]) for r in read_csv_rows(out / "train_log.csv")] == [1, 2]
+
+
+def test_train_cli_refuses_to_overwrite_a_run(tmp_path, tiny_dataset):
+    from conftest import run_cli
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"an earlier run")
+    p = run_cli("train", "codec", "--data", tiny_dataset, "--out", out, "--steps", "1", "--crop", "32", check=False)
+    assert p.returncode == 2 and str(out) in p.stderr and "--resume" in p.stderr and "--force" in p.stderr
+    assert (out / "checkpoint.pt").read_bytes() == b"an earlier run"
+
+
+@pytest.mark.parametrize("what,args", [
+    ("codec", ["--data", "d"]), ("akb", ["--data", "d"]), ("scheduler", ["--akb", "a.pt", "--data", "d"])])
+def test_train_commands_take_force_and_do_not_record_it(what, args, monkeypatch):
+    import importlib
+
+    from testbed.cli import build_parser
+
+    argv = ["train", what, *args, "--seed", "3", "--force", "--resume"]
+    monkeypatch.setattr("sys.argv", ["testbed", *argv])
+    a = build_parser().parse_args(argv)
+    assert a.force and a.resume
+    mod = importlib.import_module({"codec": "testbed.codec.train", "akb": "testbed.akb.train",
+                                   "scheduler": "testbed.akb.scheduler"}[what])
+    cfg = mod.config_from_args(a)
+    assert cfg.force is True and cfg.seed == 3
+    assert cfg.command == " ".join(["testbed", "train", what, *args, "--seed", "3"])
+
+
+def test_truncate_log_keeps_rows_up_to_the_checkpoint(tmp_path):
+    from testbed.runlog import CsvLog
+    from testbed.trainargs import truncate_log
+
+    p = tmp_path / "log.csv"
+    with CsvLog(p, ["step", "loss"]) as lg:
+        for s in (1, 2, 3, 4):
+            lg.append({"step": s, "loss": 0.5 / s})
+    before = p.stat().st_mtime_ns
+    assert truncate_log(p, "step", 4) == 0 and p.stat().st_mtime_ns == before      # nothing to drop: untouched
+    p.write_text(p.read_text() + "5,0.1\n6,0.0")                                    # ... and a torn last line
+    assert truncate_log(p, "step", 2) == 3
+    assert p.read_text() == "step,loss\n1,0.5\n2,0.25\n"
+    assert truncate_log(tmp_path / "missing.csv", "step", 2) == 0
+    with pytest.raises(ValueError, match="timesteps"):
+        truncate_log(p, "timesteps", 2)
+    with CsvLog(p, ["step", "loss"], resume=True) as lg:                             # CsvLog appends after it
+        lg.append({"step": 3, "loss": 0.1})
+    assert [r["step"] for r in read_csv_rows(p)] == ["1", "2", "3"]
+    assert not list(tmp_path.glob(".*tmp*"))                                         # no temporary file left

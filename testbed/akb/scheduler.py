@@ -4,6 +4,15 @@
 (SB3 zip files, written atomically), ``--resume`` and a CSV training log; at the end the policy is
 evaluated against the fixed entropy-to-rate mapping per SNR and exported to ONNX.
 
+``--resume`` continues from the last checkpoint: policy, optimiser and timestep count come from
+the SB3 zip. The rollout in progress is not checkpointed, so the resumed run starts a new episode,
+and the environment and the process RNGs (action sampling, minibatch order) are re-seeded with
+:func:`resume_seed` (a seed derived from ``--seed`` and the checkpoint's timestep count): a
+fresh, reproducible stream instead of a replay of the run's first episodes (SB3's loader would
+re-seed everything with ``--seed``). A resumed run is thus reproducible but not bit-identical to
+an uninterrupted one. Log rows after the checkpoint's timestep are dropped before the resumed run
+writes them again. A new run refuses a folder that holds a checkpoint unless ``--force``.
+
 The exported policy graph works on a whole image: it cuts the block grid into the ``TILE x TILE``
 tiles the policy was trained on (padding the border), builds the state planes, runs the actor,
 takes the arg-max pattern of every tile (deterministic), turns it into per-block offsets
@@ -66,6 +75,7 @@ class SchedulerTrainConfig:
     seed: int = 0
     threads: int = 0
     command: str = ""
+    force: bool = False              # start over in an --out folder that holds a run (--force)
 
 
 class PolicyGraph(nn.Module):
@@ -161,6 +171,12 @@ def evaluate_policy(env: envmod.AkbSchedulerEnv, act_fn, snrs=EVAL_SNRS, episode
     return rows
 
 
+def resume_seed(seed: int, timesteps: int) -> int:
+    """The seed of a run resumed at ``timesteps``: deterministic, and a stream independent of
+    ``seed``'s own and of those of resumptions at other timesteps."""
+    return int(np.random.SeedSequence([int(seed), int(timesteps)]).generate_state(1)[0])
+
+
 def _atomic_save(ppo, path: Path) -> None:
     buf = io.BytesIO()
     ppo.save(buf)
@@ -177,20 +193,27 @@ def train_scheduler(cfg: SchedulerTrainConfig, resume: bool = False) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "ppo_checkpoint.zip"
+    trainargs.check_new_run(out, ckpt.name, resume, cfg.force,
+                            results=("ppo_final.zip", POLICY_FILE, "final_metrics.json"))
+    out.mkdir(parents=True, exist_ok=True)
     arrays = [imgio.load_rgb(f) for f in imgio.list_images(cfg.data)]
     env_kw = dict(episode_len=cfg.episode_len, w_quality=cfg.w_quality, w_bandwidth=cfg.w_bandwidth)
     env = make_env(cfg.akb, arrays, cfg.seed, **env_kw)
     resuming = resume and ckpt.exists()
     if resuming:
         ppo = PPO.load(str(ckpt), env=env, device="cpu")
-        log.info("resumed PPO from %s at %d timesteps", ckpt, ppo.num_timesteps)
+        # the loader re-seeded the env and the process RNGs with --seed: the first episodes again
+        seed = resume_seed(cfg.seed, ppo.num_timesteps)
+        ppo.set_random_seed(seed)
+        log.info("resumed PPO from %s at %d timesteps (re-seeded with %d)", ckpt, ppo.num_timesteps, seed)
     else:
         ppo = PPO("MlpPolicy", env, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                   learning_rate=cfg.lr, ent_coef=cfg.ent_coef, gamma=cfg.gamma, seed=cfg.seed, device="cpu",
                   policy_kwargs={"net_arch": {"pi": [cfg.hidden, cfg.hidden], "vf": [cfg.hidden, cfg.hidden]}})
     write_json_atomic(out / "train_config.json", asdict(cfg))
+    if resuming:  # the rollouts after the checkpoint run again and log again
+        trainargs.truncate_log(out / "train_log.csv", "timesteps", ppo.num_timesteps)
     tlog = CsvLog(out / "train_log.csv", ["timesteps", "mean_reward", "mean_psnr_gain_db", "elapsed_s"],
                   resume=resuming)
 
@@ -255,7 +278,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_number_options(p, d, ("timesteps", "n_steps", "batch_size", "n_epochs", "episode_len", "hidden", "ckpt_every",
                        "eval_episodes", "seed", "threads"),
                        ("lr", "ent_coef", "gamma", "w_quality", "w_bandwidth"))
-    p.add_argument("--resume", action="store_true", help="continue from OUT/ppo_checkpoint.zip")
+    trainargs.add_run_options(p, "ppo_checkpoint.zip")
 
 
 def config_from_args(a: argparse.Namespace) -> SchedulerTrainConfig:

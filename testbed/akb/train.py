@@ -12,7 +12,11 @@ Starts from codec v1 (``--init-from``, default the shipped ``jscc-v1``):
    the channel KB may do) or uniform (the fixed-rate baseline). Loss: MSE of the reconstruction
    plus the hyperprior's rate term (whose gradient stops at the latent).
 
-Checkpoints are atomic; ``--resume`` continues a killed run exactly.
+Checkpoints are atomic; ``--resume`` continues a killed run exactly: the checkpoint carries every
+RNG the training draws from, including the process-wide torch RNG of the hyperprior's training
+noise (restored right before the training loop), and the log rows written after the checkpoint
+are dropped before they are written again. A new run refuses a folder that already holds a
+checkpoint unless ``--force`` (see :func:`testbed.trainargs.check_new_run`).
 """
 from __future__ import annotations
 
@@ -80,6 +84,7 @@ class AkbTrainConfig:
     device: str = "auto"
     threads: int = 0
     command: str = ""
+    force: bool = False              # start over in an --out folder that holds a run (--force)
 
 
 def _load_v1(name: str):
@@ -190,8 +195,9 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
         torch.set_num_threads(cfg.threads)
     device = _device(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
+    trainargs.check_new_run(out, ckpt_path.name, resume, cfg.force, results=("best.pt", "final_metrics.json"))
+    out.mkdir(parents=True, exist_ok=True)
     files = imgio.list_images(cfg.data)
     log.info("loading %d training images from %s", len(files), cfg.data)
     arrays = [imgio.load_rgb(f) for f in files]
@@ -200,9 +206,10 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)     # before any model is built: --seed fixes a new run's initial weights
 
     resuming = resume and ckpt_path.exists()
+    global_rng = None
     if resuming:
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         model = AkbJSCC(AkbConfig.from_dict(ck["akb_config"])).to(device)
@@ -214,6 +221,9 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
         rng.bit_generator.state = ck["np_rng"]
         gen.set_state(ck["torch_gen"])
         random.setstate(ck["py_rng"])
+        global_rng = ck.get("global_rng")
+        if global_rng is None:
+            log.warning("%s predates saved global RNG states: the resumed run is not bit-exact", ckpt_path)
         log.info("resumed from %s at step %d", ckpt_path, step)
     else:
         if resume:
@@ -251,10 +261,14 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
         return {"model": model.state_dict(), "ema": ema.state if ema is not None else None,
                 "akb_config": model.cfg.to_dict(), "optimizer": opt.state_dict(), "step": st,
                 "train_config": asdict(cfg), "np_rng": rng.bit_generator.state, "torch_gen": gen.get_state(),
-                "py_rng": random.getstate(), "best_val": best, "embedder": emb.state_dict(),
+                "py_rng": random.getstate(), "global_rng": trainargs.global_rng_state(device),
+                "best_val": best, "embedder": emb.state_dict(),
                 "kb_vectors": kb.vectors, "kb_meta": kb.meta}
 
     write_json_atomic(out / "train_config.json", asdict(cfg))
+    if resuming:  # the steps after the checkpoint run again and log again
+        for name in ("train_log.csv", "val_log.csv"):
+            trainargs.truncate_log(out / name, "step", step)
     tlog = CsvLog(out / "train_log.csv", ["step", "phase", "loss_mse", "train_psnr_db", "bits_per_pixel",
                                           "lr", "elapsed_s"], resume=resuming)
     vlog = CsvLog(out / "val_log.csv", ["step", "snr_db", "target_cbr", "mode", "cbr", "val_psnr_db"],
@@ -268,6 +282,9 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
     run_bpp: list[float] = []
     kb_dim = model.cfg.kb_dim
     model.train()
+    # last, after everything that builds modules (their init draws from it): the process-wide RNGs
+    # as they were at the checkpoint; the hyperprior's training noise comes from the torch one
+    trainargs.set_global_rng_state(global_rng)
     try:
         while step < total:
             phase = "entropy" if step < cfg.entropy_steps else "joint"
@@ -318,14 +335,7 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
                 if run_mse:
                     post["psnr"] = f"{psnr_from_mse(np.mean(run_mse[-50:])):.2f}"
                 bar.set_postfix(post)
-            if step % cfg.ckpt_every == 0 or step == total:
-                m = float(np.mean(run_mse)) if run_mse else None
-                tlog.append({"step": step, "phase": phase, "loss_mse": m,
-                             "train_psnr_db": psnr_from_mse(m) if m else None,
-                             "bits_per_pixel": float(np.mean(run_bpp)) if run_bpp else None,
-                             "lr": lr, "elapsed_s": round(time.time() - t0, 1)})
-                run_mse, run_bpp = [], []
-                _save(ckpt_path, _state(step))
+            # validation before the checkpoint of the same step, so that the checkpoint carries its best
             if val_arrays and phase == "joint" and (jstep + 1) % cfg.val_every == 0:
                 em = _eval_model()
                 kb_fn = lambda img: _kb_vectors(emb, kb, img)  # noqa: E731
@@ -339,6 +349,14 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
                 if float(np.mean(vals)) > best:
                     best = float(np.mean(vals))
                     _save(out / "best.pt", _state(step))
+            if step % cfg.ckpt_every == 0 or step == total:
+                m = float(np.mean(run_mse)) if run_mse else None
+                tlog.append({"step": step, "phase": phase, "loss_mse": m,
+                             "train_psnr_db": psnr_from_mse(m) if m else None,
+                             "bits_per_pixel": float(np.mean(run_bpp)) if run_bpp else None,
+                             "lr": lr, "elapsed_s": round(time.time() - t0, 1)})
+                run_mse, run_bpp = [], []
+                _save(ckpt_path, _state(step))
     finally:
         bar.close()
         tlog.close()
@@ -365,7 +383,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        "val_every", "val_images", "threads", "warmup"),
                        ("lr", "lr_entropy", "ema", "p_no_kb", "p_uniform", "p_offsets", "entropy_weight"))
     p.add_argument("--device", default="auto")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    trainargs.add_run_options(p, "checkpoint.pt")
 
 
 def config_from_args(a: argparse.Namespace) -> AkbTrainConfig:

@@ -3,7 +3,10 @@
 Random crops and flips of the training images, SNR drawn uniformly from the trained range per
 image, symbols per location drawn with emphasis on the operating points (so the symbol order is
 importance-ordered), AWGN and/or flat Rayleigh block fading. Checkpoints are written atomically
-and ``--resume`` continues exactly where a killed run stopped (model, optimiser, schedule, RNGs).
+and ``--resume`` continues exactly where a killed run stopped (model, optimiser, schedule, RNGs,
+loss-spike guard): the resumed run ends with the weights of an uninterrupted one, and the log
+rows written after the checkpoint are dropped before they are written again. A new run refuses a
+folder that already holds a checkpoint unless ``--force`` (see :func:`trainargs.check_new_run`).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from .. import images as imgio
+from .. import trainargs
 from ..runlog import CsvLog, write_bytes_atomic, write_json_atomic
 from . import symbols as sym
 from .channel import apply_channel
@@ -62,6 +66,7 @@ class TrainConfig:
     init_from: str | None = None     # start from a shipped ONNX model folder or a checkpoint
     ema: float = 0.0                 # EMA decay of the weights used for validation/export (0: off)
     command: str = ""                # the command line that started the run (for the model card)
+    force: bool = False              # start over in an --out folder that holds a run (--force)
 
 
 def _device(name: str) -> torch.device:
@@ -180,7 +185,8 @@ def _initial_model(cfg: TrainConfig, device) -> JSCC | None:
     return load_from_onnx(resolve_model_dir(cfg.init_from))
 
 
-def _save_checkpoint(path: Path, model, opt, step, cfg, rng, gen, best, ema: Ema | None = None):
+def _save_checkpoint(path: Path, model, opt, step, cfg, rng, gen, best, ema: Ema | None = None,
+                     recent_loss: list[float] | None = None):
     buf = io.BytesIO()
     torch.save(
         {
@@ -193,6 +199,8 @@ def _save_checkpoint(path: Path, model, opt, step, cfg, rng, gen, best, ema: Ema
             "np_rng": rng.bit_generator.state,
             "torch_gen": gen.get_state(),
             "py_rng": random.getstate(),
+            "global_rng": trainargs.global_rng_state(gen.device),
+            "recent_loss": list(recent_loss or []),
             "best_val": best,
         },
         buf,
@@ -217,8 +225,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         torch.set_num_threads(cfg.threads)
     device = _device(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
+    trainargs.check_new_run(out, ckpt_path.name, resume, cfg.force, results=("best.pt", "final_metrics.json"))
+    out.mkdir(parents=True, exist_ok=True)
 
     files = imgio.list_images(cfg.data)
     log.info("loading %d training images from %s", len(files), cfg.data)
@@ -227,6 +236,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if cfg.val:
         vfiles = imgio.list_images(cfg.val)
         val_arrays = [imgio.load_rgb(f) for f in vfiles]
+
+    # seeded before any model is built: --seed fixes a new run's initial weights
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
 
     # a resumed run takes its architecture and weights from the checkpoint; --init-from only
     # seeds a new run (the model it names may be gone by the time the run is resumed)
@@ -251,13 +266,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     deep = [p for n, p in model.named_parameters() if ".linear." not in n]
     opt = torch.optim.Adam([{"params": deep, "lr_scale": 1.0},
                             {"params": linear, "lr_scale": cfg.lr_linear_scale}], lr=cfg.lr)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
     step = 0
     best = -1.0
-    if resume and ckpt_path.exists():
+    recent_loss: list[float] = []
+    global_rng = None
+    if resuming:
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ck["codec_config"] != model.cfg.to_dict():
             raise ValueError(
@@ -271,6 +284,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         rng.bit_generator.state = ck["np_rng"]
         gen.set_state(ck["torch_gen"])
         random.setstate(ck["py_rng"])
+        global_rng = ck.get("global_rng")
+        recent_loss = list(ck.get("recent_loss", []))
         best = ck.get("best_val", -1.0)
         log.info("resumed from %s at step %d", ckpt_path, step)
     else:
@@ -294,6 +309,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         return eval_model
 
     write_json_atomic(out / "train_config.json", asdict(cfg))
+    if step > 0:  # resumed: the steps after the checkpoint run again and log again
+        for name in ("train_log.csv", "val_log.csv"):
+            trainargs.truncate_log(out / name, "step", step)
     tlog = CsvLog(out / "train_log.csv",
                   ["step", "loss_mse", "train_psnr_db", "lr", "elapsed_s", "images_per_s", "skipped"],
                   resume=resume and step > 0)
@@ -305,10 +323,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
              torch.get_num_threads())
 
     model.train()
+    # last, after everything that builds modules: the process-wide RNGs as they were at the checkpoint
+    trainargs.set_global_rng_state(global_rng)
     t0 = time.time()
     t_last, n_last = t0, 0
     run_loss: list[float] = []
-    recent_loss: list[float] = []
     skipped = 0
     bar = tqdm(total=cfg.steps, initial=step, desc="train codec", unit="step", dynamic_ncols=True)
     try:
@@ -340,15 +359,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             bar.update(1)
             if step % 20 == 0:
                 bar.set_postfix(psnr=f"{psnr_from_mse(np.mean(run_loss[-50:])):.2f}", lr=f"{lr:.1e}")
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                now = time.time()
-                m = float(np.mean(run_loss)) if run_loss else float("nan")
-                tlog.append({"step": step, "loss_mse": m, "train_psnr_db": psnr_from_mse(m) if run_loss else None,
-                             "lr": lr, "elapsed_s": round(now - t0, 1),
-                             "images_per_s": n_last / max(1e-9, now - t_last), "skipped": skipped})
-                recent_loss = run_loss[-50:] or recent_loss
-                run_loss, t_last, n_last, skipped = [], now, 0, 0
-                _save_checkpoint(ckpt_path, model, opt, step, cfg, rng, gen, best, ema)
+            # validation before the checkpoint of the same step, so that the checkpoint carries its best
             if val_arrays and (step % cfg.val_every == 0 or step == cfg.steps):
                 sub = val_arrays[: cfg.val_images]
                 vals = []
@@ -359,7 +370,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                     bar.write(f"step {step}: val PSNR {v:.2f} dB (SNR 10 dB, k={k_val})", file=sys.stderr)
                 if float(np.mean(vals)) > best:
                     best = float(np.mean(vals))
-                    _save_checkpoint(out / "best.pt", model, opt, step, cfg, rng, gen, best, ema)
+                    _save_checkpoint(out / "best.pt", model, opt, step, cfg, rng, gen, best, ema, recent_loss)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                now = time.time()
+                m = float(np.mean(run_loss)) if run_loss else float("nan")
+                tlog.append({"step": step, "loss_mse": m, "train_psnr_db": psnr_from_mse(m) if run_loss else None,
+                             "lr": lr, "elapsed_s": round(now - t0, 1),
+                             "images_per_s": n_last / max(1e-9, now - t_last), "skipped": skipped})
+                recent_loss = run_loss[-50:] or recent_loss
+                run_loss, t_last, n_last, skipped = [], now, 0, 0
+                _save_checkpoint(ckpt_path, model, opt, step, cfg, rng, gen, best, ema, recent_loss)
     finally:
         bar.close()
         tlog.close()
@@ -399,7 +419,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, default=d.val_every)
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    trainargs.add_run_options(p, "checkpoint.pt")
     p.add_argument("--init-from", help="start from these weights: a model folder (e.g. models/jscc-v1) or a checkpoint")
     p.add_argument("--ema", type=float, default=d.ema,
                    help="EMA decay of the weights validated and exported (e.g. 0.999; 0: off)")
@@ -423,13 +443,6 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         seed=a.seed, channel=a.channel, snr_min_db=lo, snr_max_db=hi, operating_points=ops,
         max_symbols=a.max_symbols, ckpt_every=a.ckpt_every,
         val_every=a.val_every, device=a.device, threads=a.threads, init_from=a.init_from, ema=a.ema,
-        warmup=a.warmup,
-        command=" ".join(["testbed", "train", "codec"] + [x for x in _argv_tail() if x != "--resume"]),
+        warmup=a.warmup, force=a.force,
+        command=trainargs.recorded_command("codec"),
     )
-
-
-def _argv_tail() -> list[str]:
-    import sys
-
-    argv = sys.argv[1:]
-    return argv[2:] if argv[:2] == ["train", "codec"] else argv

@@ -1,0 +1,153 @@
+"""`testbed train akb`: exact resume after a kill, best.pt and logs across a resume, refusing to
+overwrite a run (tiny codec, a few steps)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import smooth_image, write_png
+from testbed.runlog import read_csv_rows
+
+import testbed.akb.train as at
+
+
+class _Killed(Exception):
+    """Stands in for the training process being killed."""
+
+
+def assert_same(a, b, where="checkpoint"):
+    """Equal nested checkpoint contents; tensors bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b), where
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and np.array_equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def _ck(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """(training images, validation images, a tiny codec v1 checkpoint)."""
+    from testbed.codec.model import JSCC, CodecConfig
+
+    root = tmp_path_factory.mktemp("akb-inputs")
+    data, val = root / "data", root / "val"
+    data.mkdir()
+    val.mkdir()
+    for i in range(4):
+        write_png(data / f"{i}.png", smooth_image(96, 112, seed=i))
+    write_png(val / "v.png", smooth_image(80, 96, seed=9))
+    torch.manual_seed(0)
+    v1 = JSCC(CodecConfig(widths=(8, 8, 12, 16), max_symbols=48))
+    torch.save({"model": v1.state_dict(), "ema": None, "codec_config": v1.cfg.to_dict()}, root / "v1.pt")
+    return data, val, root / "v1.pt"
+
+
+def _cfg(inputs, out, **kw):
+    data, val, v1 = inputs
+    base = dict(data=str(data), val=str(val), out=str(out), init_from=str(v1), crop=64, batch=1, entropy_steps=2,
+                steps=4, kb_crops=40, kb_entries=4, ckpt_every=2, val_every=1, val_images=1, threads=1)
+    return at.AkbTrainConfig(**{**base, **kw})
+
+
+def _killed_and_resumed(cfg, step: int, before: bool) -> None:
+    """Run ``cfg``, killed just before or just after checkpoint.pt is written at ``step``; then resume it."""
+    real = at._save
+
+    def save(path, state):
+        is_ck = Path(path).name == "checkpoint.pt" and state["step"] == step
+        if is_ck and before:
+            raise _Killed
+        real(path, state)
+        if is_ck:
+            raise _Killed
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(at, "_save", save)
+        with pytest.raises(_Killed):
+            at.train(cfg)
+    at.train(cfg, resume=True)
+
+
+@pytest.fixture(scope="module")
+def killed_run(inputs, tmp_path_factory):
+    """(uninterrupted run, run killed before its step-4 checkpoint, then resumed): the checkpoint at
+    step 2 (end of the entropy phase) is the last one; validation rows of steps 3 and 4 and the
+    train-log row of step 4 were written. The joint phase draws the hyperprior's training noise
+    from the process-wide torch RNG."""
+    root = tmp_path_factory.mktemp("killed-akb")
+    at.train(_cfg(inputs, root / "a"))
+    _killed_and_resumed(_cfg(inputs, root / "b"), step=4, before=True)
+    return root / "a", root / "b"
+
+
+def test_akb_resume_after_a_kill_ends_with_the_uninterrupted_weights(killed_run):
+    a, b = (_ck(d / "checkpoint.pt") for d in killed_run)
+    assert a["step"] == b["step"] == 6
+    for key in ("model", "ema", "optimizer", "np_rng", "py_rng", "torch_gen", "best_val"):
+        assert_same(a[key], b[key], key)
+    assert_same(a["global_rng"]["torch"], b["global_rng"]["torch"], "global torch RNG")
+    ba, bb = (_ck(d / "best.pt") for d in killed_run)
+    assert ba["step"] == bb["step"]
+    assert_same(ba["ema"], bb["ema"], "best.pt ema")
+
+
+def test_akb_resume_drops_the_log_rows_written_after_the_checkpoint(killed_run):
+    drop = {"elapsed_s"}
+    for name, want in (("train_log.csv", [2, 4, 6]), ("val_log.csv", [3, 3, 4, 4, 5, 5, 6, 6])):
+        ra, rb = (read_csv_rows(d / name) for d in killed_run)
+        assert [int(r["step"]) for r in rb] == want, name      # no step twice
+        assert [{k: v for k, v in r.items() if k not in drop} for r in rb] == \
+               [{k: v for k, v in r.items() if k not in drop} for r in ra], name
+
+
+def test_akb_best_pt_after_a_resume_is_the_uninterrupted_best(inputs, tmp_path, monkeypatch):
+    """Validation at step 4 is the best (30 dB), at step 6 worse (29 dB). A run killed right after
+    its step-4 checkpoint must keep step 4's best.pt when resumed, as the uninterrupted run does."""
+    def scripted(calls):
+        def validate(model, arrays, kb_fn, snr_db, cbr, *a, **k):   # two CBRs per validation
+            calls.append(1)
+            return (30.0 if len(calls) <= 2 else 29.0), cbr
+        return validate
+
+    kw = dict(val_every=2)
+    monkeypatch.setattr(at, "validate", scripted([]))
+    at.train(_cfg(inputs, tmp_path / "a", **kw))
+    monkeypatch.setattr(at, "validate", scripted([]))
+    _killed_and_resumed(_cfg(inputs, tmp_path / "b", **kw), step=4, before=False)
+    a, b = _ck(tmp_path / "a" / "best.pt"), _ck(tmp_path / "b" / "best.pt")
+    assert (a["step"], a["best_val"]) == (4, 30.0)
+    assert (b["step"], b["best_val"]) == (4, 30.0)
+    assert_same(a["model"], b["model"], "best.pt model")
+    assert_same(a["ema"], b["ema"], "best.pt ema")
+
+
+def test_akb_new_run_refuses_a_folder_holding_a_run_unless_forced(inputs, tmp_path):
+    from testbed.trainargs import RunExistsError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    old = {"checkpoint.pt": b"old checkpoint", "best.pt": b"old best", "train_log.csv": b"step\n1\n"}
+    for n, data in old.items():
+        (out / n).write_bytes(data)
+    with pytest.raises(RunExistsError) as e:
+        at.train(_cfg(inputs, out, val=None))
+    assert str(out) in str(e.value) and "--resume" in str(e.value) and "--force" in str(e.value)
+    assert {n: (out / n).read_bytes() for n in old} == old
+    at.train(_cfg(inputs, out, val=None, entropy_steps=1, steps=1, force=True))
+    assert _ck(out / "checkpoint.pt")["step"] == 2
+    assert not (out / "best.pt").exists()          # the old run's best model is not left behind
+    assert [r["step"] for r in read_csv_rows(out / "train_log.csv")] == ["2"]
