@@ -44,10 +44,20 @@ def recorded_command(what: str, argv: list[str] | None = None) -> str:
     return " ".join(["testbed", "train", what] + [x for x in tail if x not in RUN_CONTROL_FLAGS])
 
 
+def check_crop(crop: int) -> None:
+    """Training crops are whole 16x16 blocks (the codec's stride)."""
+    from .codec.symbols import STRIDE
+
+    if crop < STRIDE or crop % STRIDE:
+        raise ValueError(f"--crop: must be a positive multiple of {STRIDE} (the codec's block size), got {crop}")
+
+
 def config_from_args(cls, a: argparse.Namespace, what: str):
     """``cls`` filled from ``a``; ``command`` = the ``testbed train WHAT ...`` line without --resume/--force."""
     fields = {k: getattr(a, k) for k in cls.__dataclass_fields__ if hasattr(a, k)}
     fields["command"] = recorded_command(what)
+    if "crop" in fields:
+        check_crop(fields["crop"])
     return cls(**fields)
 
 

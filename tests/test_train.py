@@ -57,7 +57,22 @@ def test_train_cli_rejects_bad_arguments(tiny_dataset):
     p = run_cli("train", "codec", "--data", tiny_dataset, "--snr-range", "zero,20", check=False)
     assert p.returncode != 0 and "--snr-range" in p.stderr
     p = run_cli("train", "codec", "--data", tiny_dataset, "--operating-points", "16,99", check=False)
-    assert p.returncode != 0 and "99" in p.stderr
+    assert p.returncode == 2 and "99" in p.stderr
+    for args, needle in ((("--snr-range", "20,0"), "--snr-range"), (("--crop", "40"), "--crop")):
+        p = run_cli("train", "codec", "--data", tiny_dataset, *args, check=False)
+        assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr, p.stderr
+    p = run_cli("train", "akb", "--data", tiny_dataset, "--crop", "40", check=False)
+    assert p.returncode == 2 and "--crop" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_linear_path_fit_skips_images_smaller_than_a_block():
+    from testbed.codec.pca_init import block_moments
+
+    rng = np.random.default_rng(0)
+    m = block_moments([smooth_image(8, 40), smooth_image(32, 32)], rng, n_blocks=100)
+    assert m.shape == (768, 768) and np.isfinite(m).all()
+    with pytest.raises(ValueError, match="16x16"):
+        block_moments([smooth_image(8, 40)], rng, n_blocks=10)
 
 
 def test_loss_spike_is_skipped_not_applied(tmp_path, tiny_dataset, monkeypatch):

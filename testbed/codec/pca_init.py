@@ -21,6 +21,9 @@ BLOCK = sym.STRIDE
 def block_moments(arrays: list[np.ndarray], rng: np.random.Generator, n_blocks: int = 40000) -> np.ndarray:
     """Second-moment matrix E[b b^T] of random 16x16x3 blocks (pixels in [-0.5, 0.5])."""
     d = 3 * BLOCK * BLOCK
+    arrays = [a for a in arrays if a.shape[0] >= BLOCK and a.shape[1] >= BLOCK]
+    if not arrays:
+        raise ValueError(f"no training image is at least {BLOCK}x{BLOCK} pixels; the linear path cannot be fitted")
     acc = np.zeros((d, d))
     done = 0
     while done < n_blocks:

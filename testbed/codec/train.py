@@ -430,14 +430,17 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     try:
         lo, hi = (float(v) for v in a.snr_range.split(","))
     except ValueError:
-        raise SystemExit(f"--snr-range: expected MIN,MAX in dB, got {a.snr_range!r}") from None
+        raise ValueError(f"--snr-range: expected MIN,MAX in dB, got {a.snr_range!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"--snr-range: MIN must be below MAX (finite dB values), got {a.snr_range!r}")
     try:
         ops = [int(v) for v in a.operating_points.split(",")]
     except ValueError:
-        raise SystemExit(f"--operating-points: expected integers, got {a.operating_points!r}") from None
+        raise ValueError(f"--operating-points: expected integers, got {a.operating_points!r}") from None
     for o in ops:
         if not 1 <= o <= a.max_symbols:
-            raise SystemExit(f"--operating-points: {o} is outside 1..{a.max_symbols} (--max-symbols)")
+            raise ValueError(f"--operating-points: {o} is outside 1..{a.max_symbols} (--max-symbols)")
+    trainargs.check_crop(a.crop)
     return TrainConfig(
         data=a.data, val=a.val, out=a.out, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
         seed=a.seed, channel=a.channel, snr_min_db=lo, snr_max_db=hi, operating_points=ops,
