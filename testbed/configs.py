@@ -5,12 +5,13 @@ validates it before anything is opened, with errors naming the file and the key.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .configfile import ConfigError, from_mapping, load_yaml
 from .phy.config import OfdmConfig
-from .phy.impairments import MULTIPATH
+from .phy.impairments import MULTIPATH, load_taps_file
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,30 @@ class ChannelConfig:
     seed: int = 0
 
     def validate(self) -> None:
+        for key in ("snr_db", "cfo_hz", "sco_ppm", "delay_spread_ns"):
+            if not math.isfinite(getattr(self, key)):
+                raise ConfigError(f"{key}={getattr(self, key)}: must be a finite number")
         if not -10 <= self.snr_db <= 60:
             raise ConfigError(f"snr_db={self.snr_db}: must be in -10..60 dB")
         if abs(self.sco_ppm) > 1000:
             raise ConfigError(f"sco_ppm={self.sco_ppm}: must be within +-1000")
         if self.delay_samples < 0:
             raise ConfigError(f"delay_samples={self.delay_samples}: must be >= 0")
-        if self.multipath not in MULTIPATH and not Path(self.multipath).suffix:
-            raise ConfigError(f"multipath={self.multipath!r}: one of {', '.join(MULTIPATH)} or a taps file path")
+        if self.multipath not in MULTIPATH:
+            try:    # a taps file (relative paths: to the working directory, as when the run reads it)
+                load_taps_file(self.multipath)
+            except ValueError as e:
+                raise ConfigError(f"multipath={self.multipath!r}: one of {', '.join(MULTIPATH)} or a taps file "
+                                  f"({e})") from None
         if self.delay_spread_ns < 0:
             raise ConfigError(f"delay_spread_ns={self.delay_spread_ns}: must be >= 0")
+        if self.seed < 0:
+            raise ConfigError(f"seed={self.seed}: must be >= 0")
+
+    def check_rate(self, ofdm: OfdmConfig) -> None:
+        """Rules that need the sample rate (the ``channel.`` prefix is the caller's)."""
+        if abs(self.cfo_hz) > 0.45 * ofdm.samp_rate:
+            raise ConfigError(f"channel.cfo_hz={self.cfo_hz}: beyond the sample rate {ofdm.samp_rate:g}")
 
 
 @dataclass(frozen=True)
@@ -45,8 +60,7 @@ class LoopbackConfig:
     description: str = ""
 
     def validate(self) -> None:
-        if abs(self.channel.cfo_hz) > 0.45 * self.ofdm.samp_rate:
-            raise ConfigError(f"channel.cfo_hz={self.channel.cfo_hz}: beyond the sample rate {self.ofdm.samp_rate:g}")
+        self.channel.check_rate(self.ofdm)
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,7 @@ class SigmfFileConfig:
     def validate(self) -> None:
         if not self.path:
             raise ConfigError("path: must not be empty")
+        self.channel.check_rate(self.ofdm)
 
 
 from .radio.config import PlutoConfig, UsrpConfig  # noqa: E402

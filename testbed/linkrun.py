@@ -15,11 +15,15 @@ log = logging.getLogger(__name__)
 
 
 def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, skb: bool, connect, make_row, emit,
-             idle_s: float = 3.0, check=None, adapt_snr: bool = False, flush_samples: int | None = None) -> dict:
+             idle_s: float = 3.0, check=None, adapt_snr: bool = False, flush_samples: int | None = None,
+             on_sent=None) -> dict:
     """Send every image of ``images`` [(path, array)], emit one row per image, return PHY counters.
 
     ``make_row(path, ref, img_or_None, record, sent_info)`` builds a row; ``adapt_snr``: the
-    encoder is told the SNR the receiver last estimated (closed loop), starting from ``tx_snr_db``.
+    encoder is told the SNR the receiver last estimated (closed loop), starting from ``tx_snr_db``;
+    each image is then encoded only once the previous one is decoded (or no frame came for
+    ``idle_s``), so that its estimate is known. Without it, every image is queued at once.
+    ``on_sent(sent_info)``: called as each image is queued (image_id, frames, cbr, tx_snr_db, ...).
     """
     from .linksession import build_link
 
@@ -55,15 +59,34 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
                 enc.snr_db = float(rec["snr_est_db"])
             check()
 
+    def wait_decoded(iid: int) -> None:
+        """Until image ``iid`` is decoded, or no frame came for ``idle_s`` (then what arrived of it
+        is decoded, if anything)."""
+        flushed = False
+        while not sent[iid]["done"]:
+            check()
+            drain(block=True)
+            if not sent[iid]["done"] and time.monotonic() - max(dec.last_frame_time, sent[iid]["t_queued"]) > idle_s:
+                if flushed:
+                    return
+                dec.flush()
+                flushed = True
+
     tb.start()
     try:
+        prev = None
         for i, (path, img) in enumerate(images):
             check()
+            if adapt_snr and prev is not None:
+                wait_decoded(prev)
             refs[i & 0xFFFF] = img
             by_id[i & 0xFFFF] = (path, img)
             t0 = time.monotonic()
             info = enc.send(img, image_id=i, name=path.name)
-            sent[info["image_id"]] = {**info, "t_sent": t0, "done": False, "tx_snr_db": enc.snr_db}
+            prev = info["image_id"]
+            sent[prev] = {**info, "t_sent": t0, "t_queued": time.monotonic(), "done": False, "tx_snr_db": enc.snr_db}
+            if on_sent is not None:
+                on_sent(sent[prev])
             drain()
         # wait for the receiver: all images back, or no frame for idle_s
         while finished < len(images):

@@ -64,6 +64,35 @@ def _check(opts: LoopbackOptions) -> None:
         raise ValueError(f"--sco-ppm: {opts.sco_ppm} is implausible (|ppm| <= 1000)")
     if abs(opts.cfo_hz) > 0.45 * opts.ofdm.samp_rate:
         raise ValueError(f"--cfo-hz: {opts.cfo_hz} is beyond the sample rate ({opts.ofdm.samp_rate:g} S/s)")
+    _warn_ignored_channel(opts)
+
+
+def _warn_ignored_channel(opts: LoopbackOptions) -> None:
+    """``--ofdm-config FILE`` reads only the file's ``ofdm:`` section: say so when the file also has
+    a ``channel:`` section (an experiment config) that differs from the channel of this run."""
+    src = getattr(opts.ofdm, "source", "")
+    if not src or not Path(src).is_file():
+        return
+    from .configfile import ConfigError, load_yaml
+
+    try:
+        ch = load_yaml(src).get("channel")
+    except ConfigError:
+        return
+    if not isinstance(ch, dict) or not ch:
+        return
+    run = {"snr_db": opts.snrs_db[0] if len(opts.snrs_db) == 1 else opts.snrs_db, "cfo_hz": opts.cfo_hz,
+           "sco_ppm": opts.sco_ppm, "delay_samples": opts.delay_samples, "multipath": opts.multipath,
+           "seed": opts.seed, "delay_spread_ns": (opts.delay_spread_s or 0.0) * 1e9}
+    differ = {k: v for k, v in ch.items() if k not in run or v != run[k]}
+    msg = (f"{src}: its 'channel:' section is not used by testbed loopback, which reads only 'ofdm:' from "
+           f"--ofdm-config; the channel comes from --snr-db, --cfo-hz, --sco-ppm, --delay-samples, --multipath, "
+           f"--delay-spread-ns and --seed (`testbed ota --config {src}` applies the file's channel)")
+    if differ:
+        log.warning("%s. Ignored: %s", msg, ", ".join(f"channel.{k}={v!r} (this run: {run.get(k, '-')!r})"
+                                                       for k, v in differ.items()))
+    else:
+        log.info("%s; it matches this run's channel", msg)
 
 
 class _Interrupt:
@@ -202,7 +231,8 @@ def run_loopback(opts: LoopbackOptions) -> dict:
             "snr_est_db": _mean(x["snr_est_db"] for x in r), "cfo_est_hz": _mean(x["cfo_est_hz"] for x in r),
             "frames_sent": int(sum(x["frames_sent"] for x in r)), "frames_decoded": int(sum(x["frames_decoded"] for x in r)),
             "n_images": len(r), "latency_ms": _mean(x["latency_ms"] for x in r),
-            "headers_ok": pc.get("headers_ok"), "headers_failed": pc.get("headers_failed"), "wall_s": pc.get("wall_s"),
+            "headers_ok": pc.get("headers_ok"), "headers_failed": pc.get("headers_failed"),
+            "headers_too_long": pc.get("headers_too_long"), "wall_s": pc.get("wall_s"),
             "tx_samples": pc.get("tx_samples"), "real_time_factor": pc.get("real_time_factor"),
             "complete": snr in counters,
         })

@@ -87,7 +87,8 @@ def _row(path, ref, img, rec, sent, fe_desc: dict, codec, source: str, ms: bool)
                                                                       "rx_gain_db")},
         "tx_snr_db": sent.get("tx_snr_db"), "snr_est_db": rec.get("snr_est_db"), "cfo_est_hz": rec.get("cfo_est_hz"),
         "frames_sent": sent["frames"], "frames_decoded": rec.get("frames_decoded", 0),
-        "frames_lost": sent["frames"] - rec.get("frames_decoded", 0),
+        # frames None: not known (a recording of a killed run)
+        "frames_lost": None if sent["frames"] is None else sent["frames"] - rec.get("frames_decoded", 0),
         "psnr_db": None, "ms_ssim": None,
         "latency_ms": (rec["decoded_at"] - sent["t_sent"]) * 1e3 if "decoded_at" in rec and "t_sent" in sent else None,
         "model": codec.name, "model_sha256": codec.sha256, "kb_index": rec.get("kb_index"), "source": source,
@@ -110,8 +111,8 @@ def _summarise(rows: list[dict], key: str = "tx_gain_db") -> list[dict]:
         out.append({key: g, "n_images": len(r), "psnr_db": _mean(x["psnr_db"] for x in r),
                     "ms_ssim": _mean(x["ms_ssim"] for x in r), "snr_est_db": _mean(x["snr_est_db"] for x in r),
                     "cfo_est_hz": _mean(x["cfo_est_hz"] for x in r),
-                    "frames_sent": int(sum(x["frames_sent"] for x in r)),
-                    "frames_lost": int(sum(x["frames_lost"] for x in r))})
+                    "frames_sent": int(sum(x["frames_sent"] or 0 for x in r)),
+                    "frames_lost": int(sum(x["frames_lost"] or 0 for x in r))})
     return out
 
 
@@ -162,6 +163,7 @@ def run_ota(opts: OtaOptions) -> dict:
                 for g, fe in zip(gains, fes):
                     desc = fe.describe()
                     recorder = None
+                    sent_log: dict[int, dict] = {}
                     if opts.record or is_file:
                         name = Path(cfg.path).name if is_file else "rx"
                         settings = {
@@ -170,30 +172,28 @@ def run_ota(opts: OtaOptions) -> dict:
                             "cbr": cbr, "symbols_per_location": k, "ckb": opts.ckb, "skb": opts.skb,
                             "ofdm": cfg.ofdm.to_dict(), "radio": desc, "images_dir": str(Path(opts.images).resolve()),
                             "started": _now(),
+                            # written with the metadata when the recording opens, so that a killed
+                            # run leaves a replayable recording (frames unknown until sent)
+                            "images": _images_setting(images, None),
                         }
                         recorder = SigmfRecorder(out / f"{name}-gain{_gain_tag(g)}", cfg.ofdm.samp_rate,
-                                                 desc.get("rx_lo_hz") or 0.0, settings)
-                    sent_log: list[dict] = []
+                                                 desc.get("rx_lo_hz") or 0.0, settings, overwrite=opts.force)
 
-                    def make_row(path, ref, img, rec, s, desc=desc, sent_log=sent_log):
-                        if s not in sent_log:
-                            sent_log.append(s)
+                    def make_row(path, ref, img, rec, s, desc=desc):
                         return _row(path, ref, img, rec, s, desc, codec, "live", opts.ms_ssim)
 
-                    run_link(codec, k, images, cfg=cfg.ofdm, tx_snr_db=opts.snr_hint_db, cbr=cbr if not k else None,
-                             ckb=opts.ckb, skb=opts.skb,
-                             connect=lambda tb, tx, rx, fe=fe, recorder=recorder: fe.connect(tb, tx, rx, recorder),
-                             make_row=make_row, emit=(lambda r: None) if is_file else emit, idle_s=opts.idle_s,
-                             check=intr.check, adapt_snr=True, flush_samples=fe.flush_samples())
-                    if recorder is not None:
-                        recorder.set_setting("images", [
-                            {"image_id": i, "file": p.name, "path": str(Path(p).resolve()), "sha256": _sha(a),
-                             "frames": next((s["frames"] for s in sent_log if s["image_id"] == i), None),
-                             "cbr": next((s["cbr"] for s in sent_log if s["image_id"] == i), None),
-                             "tx_snr_db": next((s["tx_snr_db"] for s in sent_log if s["image_id"] == i), None)}
-                            for i, (p, a) in enumerate(images)])
-                        recorder.close()
-                        recordings.append(str(recorder.meta_path))
+                    try:
+                        run_link(codec, k, images, cfg=cfg.ofdm, tx_snr_db=opts.snr_hint_db,
+                                 cbr=cbr if not k else None, ckb=opts.ckb, skb=opts.skb,
+                                 connect=lambda tb, tx, rx, fe=fe, recorder=recorder: fe.connect(tb, tx, rx, recorder),
+                                 make_row=make_row, emit=(lambda r: None) if is_file else emit, idle_s=opts.idle_s,
+                                 check=intr.check, adapt_snr=True, flush_samples=fe.flush_samples(),
+                                 on_sent=lambda s, sent_log=sent_log: sent_log.__setitem__(s["image_id"], s))
+                    finally:   # also when interrupted: the images sent so far, and a closed recording
+                        if recorder is not None:
+                            recorder.set_setting("images", _images_setting(images, sent_log))
+                            recorder.close()
+                            recordings.append(str(recorder.meta_path))
                     if is_file:   # the receiver runs on the recording
                         for row in _replay_rows(recorder.meta_path, opts.ms_ssim, intr.check):
                             emit(row)
@@ -212,6 +212,19 @@ def run_ota(opts: OtaOptions) -> dict:
     if interrupted:
         raise KeyboardInterrupt
     return summary
+
+
+def _images_setting(images, sent: dict[int, dict] | None) -> list[dict]:
+    """The recording's ``images`` setting: every image (``sent`` None: before the run, frames not
+    known yet), or the images that were sent, with their frames, CBR and encoder SNR."""
+    out = []
+    for i, (p, a) in enumerate(images):
+        s = None if sent is None else sent.get(i & 0xFFFF)
+        if sent is not None and s is None:
+            continue                    # never transmitted (interrupted run): not in the recording
+        out.append({"image_id": i, "file": p.name, "path": str(Path(p).resolve()), "sha256": _sha(a),
+                    "frames": s and s["frames"], "cbr": s and s["cbr"], "tx_snr_db": s and s["tx_snr_db"]})
+    return out
 
 
 def _gain_tag(g) -> str:
@@ -238,6 +251,7 @@ def _replay_rows(meta_path, ms: bool = True, check=None, images_dir: str | None 
     from .akb.runtime import open_codec
     from .gr.jscc_decoder import jscc_decoder
     from .gr.ofdm_rx import ofdm_rx
+    from .gr.running import Running
     from .gr.sigmf_source import sigmf_source
     from .phy.config import OfdmConfig
     from .radio.sigmf_io import Recording, RecordingError
@@ -262,7 +276,7 @@ def _replay_rows(meta_path, ms: bool = True, check=None, images_dir: str | None 
     for im in st["images"]:
         iid = int(im["image_id"]) & 0xFFFF
         names[iid] = im["file"]
-        sent[iid] = {"frames": im.get("frames") or 0, "cbr": im.get("cbr") or st.get("cbr", 0.0),
+        sent[iid] = {"frames": im.get("frames"), "cbr": im.get("cbr") or st.get("cbr", 0.0),
                      "tx_snr_db": im.get("tx_snr_db")}
         cands = [Path(images_dir) / im["file"]] if images_dir else []
         cands.append(Path(im["path"]))
@@ -283,23 +297,37 @@ def _replay_rows(meta_path, ms: bool = True, check=None, images_dir: str | None 
     dec = jscc_decoder(codec, on_image=lambda r, img: done_q.put((r, img)), references={})
     tb.connect(src, rx)
     tb.msg_connect(rx, "frames", dec, "frames")
-    tb.run()
-    dec.flush()
     desc = st.get("radio", {})
     seen = set()
-    while True:
-        try:
-            r, img = done_q.get_nowait()
-        except queue.Empty:
-            break
-        iid = r["image_id"]
-        if iid not in sent:
-            log.warning("recording holds image id %d that the settings do not list; ignored", iid)
-            continue
-        seen.add(iid)
-        if check:
+    check = check or (lambda: None)
+
+    def rows(block: bool):
+        while True:
+            try:
+                r, img = done_q.get(timeout=0.1) if block else done_q.get_nowait()
+            except queue.Empty:
+                return
+            block = False
+            iid = r["image_id"]
+            if iid not in sent:
+                log.warning("recording holds image id %d that the settings do not list; ignored", iid)
+                continue
+            seen.add(iid)
             check()
-        yield _row(names[iid], refs.get(iid), img, r, sent[iid], desc, codec, "replay", ms)
+            yield _row(names[iid], refs.get(iid), img, r, sent[iid], desc, codec, "replay", ms)
+
+    # rows as images are decoded; Ctrl-C (check(), or KeyboardInterrupt) stops the flowgraph and
+    # ends the rows: never a row for an image that was not reached (GNU Radio's tb.run() would
+    # swallow the interrupt and make a partial replay look complete)
+    running = Running(tb)
+    try:
+        while not running.finished():
+            check()
+            yield from rows(block=True)
+    finally:
+        running.stop()
+    dec.flush()
+    yield from rows(block=False)
     for iid in sent:
         if iid not in seen:
             yield _row(names[iid], refs.get(iid), None, {"frames_decoded": 0}, sent[iid], desc, codec, "replay", ms)
@@ -307,19 +335,29 @@ def _replay_rows(meta_path, ms: bool = True, check=None, images_dir: str | None 
 
 def run_replay(meta_path: str, out: str | None = None, images_dir: str | None = None, ms: bool = True,
                force: bool = False) -> dict:
+    from .loopback import _Interrupt
     from .radio.sigmf_io import Recording
 
     rec = Recording(meta_path)
     outp = prepare_run_dir(out, "replay", force=force)
     rows = []
+    interrupted = False
     with CsvLog(outp / "results.csv", OTA_FIELDS) as csvlog:
-        for row in _replay_rows(meta_path, ms, images_dir=images_dir):
-            csvlog.append(row)
-            rows.append(row)
+        try:
+            with _Interrupt() as intr:
+                for row in _replay_rows(meta_path, ms, intr.check, images_dir=images_dir):
+                    csvlog.append(row)
+                    rows.append(row)
+        except KeyboardInterrupt:
+            interrupted = True
+            log.warning("interrupted: %d finished rows kept in %s", len(rows), outp / "results.csv")
     results = _summarise(rows)
     summary = {"recording": str(rec.meta_path), "samples": rec.samples, "model": rec.settings.get("model_name"),
-               "cbr": rec.settings.get("cbr"), "results": results, "n_images": len(rows), "run_dir": str(outp)}
+               "cbr": rec.settings.get("cbr"), "results": results, "n_images": len(rows),
+               "interrupted": interrupted, "run_dir": str(outp)}
     write_json_atomic(outp / "summary.json", summary)
+    if interrupted:
+        raise KeyboardInterrupt
     return summary
 
 

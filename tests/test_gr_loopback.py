@@ -13,6 +13,9 @@ import pytest
 
 pytest.importorskip("gnuradio.digital")
 
+import pmt  # noqa: E402
+from gnuradio import gr  # noqa: E402
+
 from conftest import SAMPLES, run_cli, write_png  # noqa: E402
 from testbed.evaluate import EvalOptions, run_eval  # noqa: E402
 from testbed.loopback import ROW_FIELDS, LoopbackOptions, run_loopback  # noqa: E402
@@ -161,3 +164,122 @@ def test_ctrl_c_leaves_valid_rows(tmp_path):
     assert all(math.isfinite(float(r["psnr_db"])) for r in rows)
     s = json.loads((out / "summary.json").read_text())
     assert s["interrupted"] is True and sum(r["n_images"] for r in s["results"]) == len(rows)
+
+
+def _frame_pdus(codec, img, image_id, cfg=CFG):
+    """What ofdm_rx would publish for ``img``'s frames over a perfect channel."""
+    from testbed.gr.pmtutil import pdu
+    from testbed.phy import framing
+
+    h, w = img.shape[:2]
+    k = codec.symbols_for_cbr(None)
+    frames = framing.make_frames(codec.encode(img, 20.0, k), image_id=image_id, height=h, width=w,
+                                 symbols_per_location=k, model_sha256=codec.sha256, cfg=cfg)
+    return [pdu({**{f"h_{n}": v for n, v in fh.as_dict().items()}, "snr_db": 20.0, "snr_eff_db": 20.0,
+                 "cfo_hz": 0.0}, pay) for fh, pay in frames]
+
+
+class _poster(gr.basic_block):
+    """A message source to post into a running flowgraph from the test's thread."""
+
+    def __init__(self):
+        gr.basic_block.__init__(self, name="poster", in_sig=None, out_sig=None)
+        self.message_port_register_out(pmt.intern("out"))
+
+    def post(self, msg):
+        self.message_port_pub(pmt.intern("out"), msg)
+
+
+def test_decoder_keeps_working_after_on_image_raises(tiny_model_dir):
+    """A Python exception in a GNU Radio message handler stops that block's message handling for
+    good: the decoder logs and counts it, and the next image is still delivered."""
+    from testbed.codec.runtime import OnnxCodec
+    from testbed.gr.jscc_decoder import jscc_decoder
+
+    codec = OnnxCodec(tiny_model_dir)
+    got = []
+
+    def on_image(rec, img):
+        got.append(rec["image_id"])
+        if len(got) == 1:
+            raise KeyError("a bug in the caller")
+
+    tb = gr.top_block()
+    src, dec = _poster(), jscc_decoder(codec, on_image=on_image)
+    tb.msg_connect(src, "out", dec, "frames")
+    tb.start()
+    try:
+        for iid in (1, 2):
+            for m in _frame_pdus(codec, np.full((32, 48, 3), 40 * iid, np.uint8), iid):
+                src.post(m)
+        deadline = time.time() + 10
+        while len(got) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        tb.stop()
+        tb.wait()
+    assert got == [1, 2] and dec.callback_errors == 1
+
+
+def test_encoder_and_image_sink_handlers_survive_failures(tiny_model_dir, tmp_path):
+    from testbed.codec.runtime import OnnxCodec
+    from testbed.gr.image_sink import image_sink
+    from testbed.gr.jscc_encoder import jscc_encoder
+    from testbed.gr.pmtutil import pdu
+
+    class Flaky(OnnxCodec):
+        calls = 0
+
+        def encode(self, *a, **kw):
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("onnxruntime failed")
+            return super().encode(*a, **kw)
+
+    enc = jscc_encoder(Flaky(tiny_model_dir), CFG)
+    msg = pdu({"height": 32, "width": 48, "image_id": 3}, np.zeros(32 * 48 * 3, np.uint8))
+    enc._handle(msg)                        # logged and counted, not raised
+    enc._handle(msg)
+    assert enc.errors == 1 and enc.frames_sent >= 1
+    sink = image_sink(str(tmp_path / "sink"))
+    sink.log.close()                        # writing the QoS row fails
+    sink._handle(pdu({"height": 2, "width": 2, "image_id": 0}, np.zeros(12, np.uint8)))
+    assert sink.errors == 1
+
+
+def test_image_sink_in_a_used_folder_appends_and_never_overwrites(tmp_path):
+    from PIL import Image
+
+    from testbed.gr.image_sink import image_sink
+    from testbed.gr.pmtutil import pdu
+
+    for run, val in ((1, 10), (2, 200)):
+        s = image_sink(str(tmp_path))
+        s._handle(pdu({"height": 4, "width": 4, "image_id": 0, "psnr_db": 30.0 + run}, np.full(48, val, np.uint8)))
+        s.log.close()
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["image_00000_id0.png", "image_00001_id0.png"]
+    assert np.asarray(Image.open(tmp_path / "image_00000_id0.png"))[0, 0, 0] == 10   # the first run's image
+    assert [r["psnr_db"] for r in read_csv_rows(tmp_path / "qos.csv")] == ["31", "32"]
+
+
+def test_ofdm_config_with_a_channel_section_is_not_silently_ignored(tmp_path, caplog):
+    """`testbed loopback --ofdm-config FILE` reads only FILE's ofdm: section; a channel: section that
+    differs from the run's channel is warned about, naming the file and the keys."""
+    import argparse
+    import logging
+
+    from testbed.cli import _ofdm_from_args
+    from testbed.loopback import _check
+
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("kind: loopback\nofdm: {fft_len: 256}\nchannel: {snr_db: 25.0, cfo_hz: 1000.0, seed: 0}\n")
+    ofdm = _ofdm_from_args(argparse.Namespace(ofdm_config=str(cfg), samp_rate=None))
+    with caplog.at_level(logging.INFO, logger="testbed.loopback"):
+        _check(LoopbackOptions(model="m", images="i", snrs_db=[10.0], ofdm=ofdm))
+    warn = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warn) == 1 and "exp.yaml" in warn[0] and "channel.snr_db=25.0" in warn[0] \
+        and "channel.cfo_hz=1000.0" in warn[0] and "channel.seed" not in warn[0], warn
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="testbed.loopback"):   # the same channel: no warning
+        _check(LoopbackOptions(model="m", images="i", snrs_db=[25.0], cfo_hz=1000.0, ofdm=ofdm))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -66,10 +66,15 @@ def test_impairment_every_header_passes(tx4, awgn15, name):
         assert all(abs(m["cfo_hz"] - cfo) < 0.02 * CFG.subcarrier_spacing_hz for m, _ in r.frames)
 
 
-def test_noise_only_input_yields_nothing_and_does_not_crash():
-    x = np.zeros(300_000, np.complex64)
-    r = receive(x, CFG, snr_db=0.0)
-    assert r.frames == [] and r.counters["frames_equalized"] == 0
+def test_noise_only_input_yields_nothing_and_does_not_crash(tx4):
+    """300k samples of noise give no frame, and the receiver still works afterwards: a frame sent
+    after the noise is received (a dead receiver would also give nothing from the noise)."""
+    x, starts, stream = tx4
+    y = np.concatenate([np.zeros(300_000, np.complex64), x[starts[0]:starts[1]]])
+    r = receive(y, CFG, snr_db=10.0)
+    assert [int(m["h_frame_index"]) for m, _ in r.frames] == [0], r.counters
+    assert r.counters["frames_equalized"] == 1 and r.counters["headers_failed"] == 0
+    assert symbol_snr_db(r, stream)[0] > 9.0
 
 
 def test_garbage_between_frames_and_truncated_bursts(tx4):
@@ -109,3 +114,19 @@ def test_blas_is_single_threaded_with_the_blocks():
     blas = [p for p in threadpoolctl.threadpool_info()
             if p["user_api"] == "blas" and "numpy" in p["filepath"]]
     assert blas and all(p["num_threads"] == 1 for p in blas)
+
+
+def test_frame_longer_than_the_receiver_buffers_is_rejected_at_its_header():
+    """A transmitter with a larger payload_symbols_per_frame: its frames' headers pass the CRC, but
+    the receiver cannot buffer them; the header decoder says so (warning, counter) instead of the
+    demux dropping them silently, and the next frames are received."""
+    import dataclasses
+
+    tx_cfg = dataclasses.replace(CFG, payload_symbols_per_frame=3 * CFG.payload_symbols_per_frame)
+    big, _, _ = random_frames(1, tx_cfg, seed=1, image_id=7)
+    norm, _, _ = random_frames(2, CFG, seed=2, image_id=8)
+    xb, _ = transmit(big, tx_cfg)
+    xn, _ = transmit(norm, CFG)
+    r = receive(np.concatenate([xb, xn]), CFG, snr_db=20.0)
+    assert r.counters["headers_too_long"] == len(big) and r.counters["headers_failed"] == 0, r.counters
+    assert sorted((int(m["h_image_id"]), int(m["h_frame_index"])) for m, _ in r.frames) == [(8, 0), (8, 1)]

@@ -106,3 +106,41 @@ def test_generated_loopback_flowgraph_runs_and_logs_qos(tmp_path):
             assert float(r["psnr_db"]) > 20.0
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_loopback_flowgraph_snr_changes_at_run_time(tmp_path):
+    """GRC callbacks: setting the flowgraph's snr_db reaches the channel and the encoder."""
+    p = _grcc(REPO / "flowgraphs" / "jscc_loopback.grc", tmp_path)
+    assert p.returncode == 0, p.stderr
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from jscc_loopback import jscc_loopback
+
+        from testbed.phy.config import OfdmConfig
+        from testbed.phy.impairments import noise_voltage
+
+        tb = jscc_loopback(images="", model="jscc-v1", out_dir=str(tmp_path / "run"), snr_db=10.0)
+        tb.set_snr_db(20.0)
+        assert tb.encoder.snr_db == 20.0
+        assert tb.channel.noise_voltage == pytest.approx(noise_voltage(OfdmConfig(), 20.0))
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_pluto_flowgraph_flushes_like_testbed_ota():
+    """jscc_pluto.grc's encoder flushes each image with what PlutoFrontEnd computes for its buffer."""
+    import yaml
+
+    import testbed.gr.factory
+    from testbed.configs import load_config
+    from testbed.radio.frontend import PlutoFrontEnd
+
+    g = yaml.safe_load((REPO / "flowgraphs" / "jscc_pluto.grc").read_text())
+    blocks = {b["name"]: b for b in g["blocks"]}
+    buffer_size = int(blocks["buffer_size"]["parameters"]["value"])
+    assert blocks["pluto_tx"]["parameters"]["buffer_size"] == blocks["pluto_rx"]["parameters"]["buffer_size"] \
+        == "buffer_size"
+    expr = blocks["encoder"]["parameters"]["flush_samples"]
+    flush = eval(expr, {"testbed": testbed, "buffer_size": buffer_size})
+    cfg = load_config(REPO / "firmware_configs" / "pluto.yaml")
+    assert cfg.buffer_size == buffer_size and flush == PlutoFrontEnd(cfg).flush_samples()

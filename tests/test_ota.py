@@ -86,3 +86,92 @@ def test_replay_bad_inputs(tmp_path):
 def test_radios_command_runs_without_hardware():
     p = run_cli("radios", "--json")
     assert "radios" in json.loads(p.stdout)
+
+
+def test_closed_loop_encoder_snr_follows_the_receivers_estimate(imgs, tmp_path):
+    """The encoder is told the SNR the receiver estimated for the previous image (closed loop):
+    channel 10 dB + 10 dB TX gain, so from the second image on it encodes for ~20 dB, not the
+    10 dB hint it starts with."""
+    from testbed.ota import OtaOptions, run_ota
+
+    run_ota(OtaOptions(config="firmware_configs/loopback.yaml", images=str(imgs), tx_gains_db=[10.0],
+                       out=str(tmp_path / "ota"), ms_ssim=False))
+    rows = _rows(tmp_path / "ota" / "results.csv")
+    assert len(rows) == 2
+    assert float(rows[0]["tx_snr_db"]) == 10.0                       # the hint: nothing estimated yet
+    assert float(rows[0]["snr_est_db"]) == pytest.approx(20.0, abs=1.0)
+    assert float(rows[1]["tx_snr_db"]) == pytest.approx(float(rows[0]["snr_est_db"]), abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def long_recording(imgs, tmp_path_factory):
+    """An ota recording of the two images, then 30 M samples of silence (a sparse file), then the
+    same two images again: a replay that takes seconds between its first and last rows."""
+    import shutil
+
+    d = tmp_path_factory.mktemp("long-rec")
+    s = json.loads(run_cli("ota", "--config", "firmware_configs/loopback.yaml", "--images", imgs, "--record",
+                           "--out", d / "ota", "--json").stdout)
+    meta = s["recordings"][0]
+    data = open(meta.replace(".sigmf-meta", ".sigmf-data"), "rb").read()
+    with open(d / "long.sigmf-data", "wb") as f:
+        f.write(data)
+        f.truncate(len(data) + 8 * 30_000_000)
+        f.seek(0, 2)
+        f.write(data)
+    shutil.copy(meta, d / "long.sigmf-meta")
+    return d / "long.sigmf-meta"
+
+
+def test_ctrl_c_in_replay_keeps_finished_rows_and_says_interrupted(long_recording, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "replay"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "testbed"), "replay", str(long_recording),
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "results.csv").exists() and len(_rows(out / "results.csv")) >= 2:
+            break                        # the first copy is decoded, the silence is being read
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err, err[-2000:]
+    rows = _rows(out / "results.csv")
+    assert len(rows) == 2 and all(int(r["frames_lost"]) == 0 for r in rows)   # finished rows only
+    s = json.loads((out / "summary.json").read_text())
+    assert s["interrupted"] is True and s["n_images"] == 2
+
+
+def test_interrupted_record_leaves_a_replayable_recording(imgs, tmp_path, monkeypatch):
+    """Ctrl-C after the first image of `testbed ota --record`: the recording is closed with the
+    images that were sent, and replays."""
+    from testbed.loopback import _Interrupt
+    from testbed.ota import OtaOptions, run_ota, run_replay
+    from testbed.radio.sigmf_io import Recording
+
+    out = tmp_path / "ota"
+
+    def check(self):
+        if (out / "results.csv").exists() and len(_rows(out / "results.csv")) >= 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Interrupt, "check", check)
+    with pytest.raises(KeyboardInterrupt):
+        run_ota(OtaOptions(config="firmware_configs/loopback.yaml", images=str(imgs), record=True, out=str(out),
+                           ms_ssim=False))
+    live = _rows(out / "results.csv")
+    assert len(live) == 1 and json.loads((out / "summary.json").read_text())["interrupted"] is True
+    rec = Recording(out / "rx-gaindefault.sigmf-meta")
+    assert rec.samples > 0 and rec.samples == rec.global_info["testbed:samples"]
+    assert [im["file"] for im in rec.settings["images"]] == [live[0]["image"]]   # only what was sent
+    assert rec.settings["images"][0]["frames"] == int(live[0]["frames_sent"])
+    monkeypatch.undo()
+    s = run_replay(str(rec.meta_path), out=str(tmp_path / "replay"), ms=False)
+    rep = _rows(tmp_path / "replay" / "results.csv")
+    assert s["n_images"] == 1 and rep[0]["image"] == live[0]["image"]
+    assert float(rep[0]["psnr_db"]) == pytest.approx(float(live[0]["psnr_db"]), abs=0.1)

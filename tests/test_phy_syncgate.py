@@ -103,3 +103,22 @@ def test_fine_timing_finds_the_preamble_through_noise_and_cfo():
     assert pre == start and q > 0.2
     pre2, _ = ft.locate(x[2000:], 2000, start - 90, phase)
     assert pre2 == start
+
+
+def test_fine_timing_searches_even_offsets_including_zero_for_any_max_carrier_offset():
+    """Schmidl & Cox leaves only even integer offsets: an odd max_carrier_offset (which config
+    validation rejects) must still search 0, +-2, ... and time a CFO-free preamble exactly."""
+    import dataclasses
+
+    rng = np.random.default_rng(0)
+    ref = preamble_waveform(CFG)
+    start = 3000
+    x = np.zeros(8000, np.complex64)
+    x[start:start + ref.size] = ref * 5
+    sig = np.sqrt(np.mean(np.abs(x[start:start + ref.size]) ** 2))
+    x = x + (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size)) * sig / np.sqrt(20)   # 10 dB
+    for mco in (0, 1, 3, 4):
+        ft = FineTiming(dataclasses.replace(CFG, max_carrier_offset=mco), 128)
+        assert len(ft.refs) == 2 * (mco // 2) + 1
+        pre, _ = ft.locate(x, 0, start + 61, 0.0)
+        assert pre == start, mco

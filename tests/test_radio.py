@@ -117,3 +117,138 @@ def test_burst_shaper_marks_bursts_for_the_usrp():
     eob = [t.offset for t in out if pmt.symbol_to_string(t.key) == "tx_eob"]
     assert sob == [0, 60] and eob == [59, 99]   # each burst ends after its 10 gap zeros
     assert len(snk.data()) == 100
+
+
+class _FakeAttr:
+    def __init__(self, log, uri, name, value="40000000"):
+        self.log, self.uri, self.name, self._v = log, uri, name, value
+
+    @property
+    def value(self):
+        return self._v
+
+    @value.setter
+    def value(self, v):
+        self.log.append((self.uri, self.name, v))
+        self._v = v
+
+
+class _FakeCtx:
+    """libiio context of one Pluto: only ad9361-phy's xo_correction, writes logged as (uri, attr, value)."""
+
+    def __init__(self, uri, log):
+        self.attrs = {"fw_version": "v0.38", "hw_serial": "fake-" + uri}
+        self._phy = type("phy", (), {"attrs": {"xo_correction": _FakeAttr(log, uri, "xo_correction")}})()
+
+    def find_device(self, name):
+        return self._phy if name == "ad9361-phy" else None
+
+
+def _fake_iio(monkeypatch, log):
+    import sys
+    import types
+
+    ctxs = {}
+    mod = types.SimpleNamespace(Context=lambda uri: ctxs.setdefault(uri, _FakeCtx(uri, log)))
+    monkeypatch.setitem(sys.modules, "iio", mod)
+    return ctxs
+
+
+def test_calibrate_applies_xo_correction_to_the_rx_pluto_only(monkeypatch):
+    import sys
+    import types
+
+    from testbed.radio import pluto
+
+    log = []
+    ctxs = _fake_iio(monkeypatch, log)
+    ref = analysis.reference()
+
+    class FakePluto:
+        def __init__(self, uri):
+            self.uri, self._ctx = uri, ctxs.setdefault(uri, _FakeCtx(uri, log))
+
+        def __setattr__(self, key, v):
+            if key not in ("uri", "_ctx") and hasattr(self, "_ctx"):
+                log.append((self.uri, key, v))
+            object.__setattr__(self, key, v)
+
+        def __getattr__(self, key):   # settings read back
+            return dict(pluto.settings(cfg)).get(key)
+
+        def tx(self, x):
+            pass
+
+        def tx_destroy_buffer(self):
+            pass
+
+        def rx(self):
+            return np.tile(ref, 2) * 2 ** 11 * 0.3
+
+    monkeypatch.setitem(sys.modules, "adi", types.SimpleNamespace(Pluto=FakePluto))
+    cfg = PlutoConfig(kind="pluto", uri="ip:192.168.2.1", rx_uri="ip:192.168.3.1", xo_correction=40_000_123.0)
+    r = pluto.calibrate(cfg, seconds=0.1)
+    xo = [(u, v) for u, k, v in log if k == "xo_correction"]
+    assert xo == [("ip:192.168.3.1", "40000123")]
+    assert r["rx_xo_correction_now"] == 40_000_123.0 and r["captures"] >= 1
+    # the receiver gets it before its LO and sample rate
+    rx_keys = [k for u, k, _ in log if u == "ip:192.168.3.1"]
+    assert rx_keys.index("xo_correction") < rx_keys.index("rx_lo")
+    # one Pluto (full duplex): it is the receiver
+    log.clear()
+    pluto.apply_config(PlutoConfig(kind="pluto", xo_correction=39_999_000.0))
+    assert [(u, v) for u, k, v in log if k == "xo_correction"] == [("ip:192.168.2.1", "39999000")]
+
+
+@pytest.mark.parametrize("rx_uri, xo, expect", [
+    ("ip:192.168.3.1", 40_000_050.0, [("ip:192.168.3.1", "40000050")]),
+    ("", 40_000_050.0, [("ip:192.168.2.1", "40000050")]),
+    ("ip:192.168.3.1", 0.0, []),
+])
+def test_gnuradio_pluto_front_end_applies_xo_correction_to_the_receiver(monkeypatch, rx_uri, xo, expect):
+    import sys
+    import types
+
+    import gnuradio
+
+    from testbed.radio.frontend import PlutoFrontEnd
+
+    log = []
+    _fake_iio(monkeypatch, log)
+
+    class Block:
+        def __init__(self, uri, *a):
+            log.append((uri, "create", type(self).__name__))
+
+        def __getattr__(self, name):    # set_frequency, set_gain, ...
+            return lambda *a: None
+
+    class fmcomms2_source_fc32(Block):
+        pass
+
+    class fmcomms2_sink_fc32(Block):
+        pass
+
+    fake = types.SimpleNamespace(fmcomms2_source_fc32=fmcomms2_source_fc32, fmcomms2_sink_fc32=fmcomms2_sink_fc32)
+    monkeypatch.setattr(gnuradio, "iio", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "gnuradio.iio", fake)
+    tb = types.SimpleNamespace(connect=lambda *a: None)
+    cfg = PlutoConfig(kind="pluto", uri="ip:192.168.2.1", rx_uri=rx_uri, xo_correction=xo)
+    PlutoFrontEnd(cfg).connect(tb, object(), object())
+    assert [(u, v) for u, k, v in log if k == "xo_correction"] == expect
+    if expect:   # written before the receiver's source block exists
+        assert log.index((expect[0][0], "xo_correction", expect[0][1])) < log.index(
+            ((rx_uri or cfg.uri), "create", "fmcomms2_source_fc32"))
+
+
+def test_sigmf_recorder_refuses_to_overwrite_a_recording(tmp_path):
+    from testbed.radio.sigmf_io import Recording, RecordingError, SigmfRecorder
+
+    r = SigmfRecorder(tmp_path / "rec", 1e6, 2.4e9, {"model": "m"})
+    r.write(np.ones(100, np.complex64))
+    r.close()
+    with pytest.raises(RecordingError, match="rec.sigmf-data.*already exists"):
+        SigmfRecorder(tmp_path / "rec", 1e6, 2.4e9, {"model": "m"})
+    assert Recording(tmp_path / "rec").samples == 100          # untouched
+    SigmfRecorder(tmp_path / "rec", 1e6, 2.4e9, {"model": "m"}, overwrite=True).close()
+    assert Recording(tmp_path / "rec").samples == 0

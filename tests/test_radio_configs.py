@@ -51,6 +51,8 @@ USRP = "kind: usrp\n"
     (USRP + "clock_source: mimo\n", ["clock_source='mimo'"]),
     (USRP + "tx_lo: 7.0e9\n", ["tx_lo=7e+09"]),
     ("kind: sigmf\npath: ''\n", ["path"]),
+    (USRP + "master_clock_rate: 16.0e6\nsample_rate: 3.0e6\nofdm: {samp_rate: 3.0e6}\n",
+     ["sample_rate=3e+06", "integer decimation", "1.6e+07"]),
 ])
 def test_out_of_range_values_are_rejected(tmp_path, text, words):
     with pytest.raises(ConfigError) as e:
@@ -64,6 +66,15 @@ def test_out_of_range_values_are_rejected(tmp_path, text, words):
 def test_ad9364_mode_widens_the_ranges(tmp_path):
     c = load_config(_w(tmp_path, PLUTO + "ad9364: true\ntx_lo: 5.8e9\nrx_lo: 100.0e6\n"))
     assert isinstance(c, PlutoConfig) and c.chip == "ad9364"
+
+
+def test_usrp_sample_rate_checked_against_the_master_clock_actually_used(tmp_path):
+    # X3xx default master clock: 200 MHz (UHD), which 1 MS/s divides; B2xx without
+    # master_clock_rate: UHD picks one that fits the sample rate
+    c = load_config(_w(tmp_path, USRP + "device: x310\ntx_gain_db: 10\nrx_gain_db: 10\n"))
+    assert c.sample_rate == 1e6
+    c = load_config(_w(tmp_path, USRP + "sample_rate: 3.0e6\nofdm: {samp_rate: 3.0e6}\n"))
+    assert c.master_clock_rate == 0.0
 
 
 def test_defaults_are_valid():

@@ -57,6 +57,14 @@ def jscc_encoder(model: str = "", snr_db: float = 10.0, cbr: float = 0.0, ofdm_c
     return b
 
 
+def pluto_flush_samples(buffer_size: int, ofdm_config_path: str = "") -> int:
+    """Zeros after each image for a Pluto with ``buffer_size`` (what ``testbed ota`` uses: the
+    PHY's look-ahead plus one buffer), for the encoder's ``flush_samples`` in a flowgraph."""
+    from ..radio.frontend import pluto_flush_samples as flush
+
+    return flush(buffer_size, ofdm_config(ofdm_config_path).flush_samples())
+
+
 def jscc_decoder(model: str = ""):
     from .jscc_decoder import jscc_decoder as blk
 

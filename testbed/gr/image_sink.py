@@ -1,9 +1,11 @@
 """Image sink: writes each decoded image (PNG) and its QoS record (``qos.csv``, one flushed row
-per image) into a run folder."""
+per image) into a run folder. In a folder that holds an earlier run's, the rows are appended and
+the PNG numbering continues after the earlier images (never overwritten)."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,12 @@ FIELDS = ["time", "image_id", "height", "width", "frames_expected", "frames_deco
           "snr_est_db", "snr_eff_db", "cfo_est_hz", "psnr_db", "decode_ms"]
 
 
+def next_image_index(out: Path) -> int:
+    """The number after the highest ``image_NNNNN_id*.png`` already in ``out`` (0 if none)."""
+    idx = [int(m.group(1)) for p in out.glob("image_*_id*.png") if (m := re.match(r"image_(\d+)_id", p.name))]
+    return max(idx) + 1 if idx else 0
+
+
 class image_sink(gr.basic_block):
     def __init__(self, out_dir: str = "runs/grc"):
         gr.basic_block.__init__(self, name="image_sink", in_sig=None, out_sig=None)
@@ -25,7 +33,8 @@ class image_sink(gr.basic_block):
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = CsvLog(self.out / "qos.csv", FIELDS, resume=(self.out / "qos.csv").exists())
-        self.count = 0
+        self.count = next_image_index(self.out)
+        self.errors = 0            # messages dropped or not written (logged)
         self.message_port_register_in(pmt.intern("images"))
         self.set_msg_handler(pmt.intern("images"), self._handle)
 
@@ -37,9 +46,16 @@ class image_sink(gr.basic_block):
             img = np.asarray(data, np.uint8).reshape(int(meta["height"]), int(meta["width"]), 3)
         except Exception as e:
             log.warning("image_sink: malformed message dropped (%s)", e)
+            self.errors += 1
             return
-        Image.fromarray(img).save(self.out / f"image_{self.count:05d}_id{int(meta['image_id'])}.png")
-        self.log.append({"time": dt.datetime.now().isoformat(timespec="milliseconds"),
-                         **{k: meta.get(k) for k in FIELDS if k != "time"}})
-        self.count += 1
+        try:   # an exception would stop this block's message handling for good
+            Image.fromarray(img).save(self.out / f"image_{self.count:05d}_id{int(meta.get('image_id', -1))}.png")
+            self.log.append({"time": dt.datetime.now().isoformat(timespec="milliseconds"),
+                             **{k: meta.get(k) for k in FIELDS if k != "time"}})
+        except Exception as e:   # e.g. a full disk
+            self.errors += 1
+            log.warning("image_sink: image %s not written (%s: %s)", meta.get("image_id"), type(e).__name__, e)
+            return
+        finally:
+            self.count += 1
         log.info("image %d: %s", self.count, {k: meta.get(k) for k in ("snr_est_db", "psnr_db", "frames_decoded")})

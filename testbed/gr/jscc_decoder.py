@@ -42,6 +42,8 @@ class jscc_decoder(gr.basic_block):
         self.last_snr_db = float("nan")
         self.wrong_model = 0
         self.wrong_kb = 0          # images whose source-KB hash differs from this receiver's KB
+        self.decode_errors = 0     # images the codec failed on (logged, dropped)
+        self.callback_errors = 0   # exceptions raised by on_image (logged; the image is still published)
         self.expect_references = False   # set once a reference message arrives
         self.deferred: dict[int, tuple[dict, np.ndarray]] = {}
         self.message_port_register_in(pmt.intern("frames"))
@@ -100,6 +102,14 @@ class jscc_decoder(gr.basic_block):
             self._decode(img)
 
     def _decode(self, img: framing.ImageRx) -> None:
+        # runs in the message handler: an exception would stop this block's message handling for good
+        try:
+            self._decode_image(img)
+        except Exception as e:
+            self.decode_errors += 1
+            log.warning("image %d not decoded (%s: %s)", img.image_id, type(e).__name__, e)
+
+    def _decode_image(self, img: framing.ImageRx) -> None:
         codec = self.codecs.get(img.model_hash)
         if codec is None:
             self.wrong_model += 1
@@ -124,12 +134,8 @@ class jscc_decoder(gr.basic_block):
                             codec.kb.sha256[:12])
                 return
 
-            try:
-                rec = codec.decode(img.stream, snr_dec, AkbSide(img.side.levels, img.side.kb_index),
-                                        img.height, img.width)
-            except Exception as e:  # e.g. a KB index this receiver's KB does not have
-                log.warning("image %d not decoded: %s", img.image_id, e)
-                return
+            # an exception (e.g. a KB index this receiver's KB does not have) is logged by _decode
+            rec = codec.decode(img.stream, snr_dec, AkbSide(img.side.levels, img.side.kb_index), img.height, img.width)
         else:
             rec = codec.decode(img.stream, snr_dec, img.height, img.width)
         dec_ms = (time.perf_counter() - t0) * 1e3
@@ -162,7 +168,11 @@ class jscc_decoder(gr.basic_block):
             record["psnr_db"] = psnr(ref, rec)
         self.images_decoded += 1
         if self.on_image is not None:
-            self.on_image(record, rec)
+            try:
+                self.on_image(record, rec)
+            except Exception as e:   # the caller's bug must not stop the receiver
+                self.callback_errors += 1
+                log.warning("image %d: on_image failed (%s: %s)", record["image_id"], type(e).__name__, e)
         meta = {k: v for k, v in record.items() if k != "missing_frames"}
         meta["missing_frames"] = ",".join(map(str, record["missing_frames"]))
         self.message_port_pub(pmt.intern("images"), pdu(meta, rec.reshape(-1)))

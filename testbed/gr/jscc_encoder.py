@@ -37,11 +37,16 @@ class jscc_encoder(gr.basic_block):
         self.set_codec(codec, symbols_per_location=symbols_per_location, cbr=cbr, ckb=ckb, skb=skb)
         self.next_id = 0
         self.frames_sent = 0
+        self.errors = 0            # image messages that could not be encoded (logged, dropped)
         self.flush_samples = cfg.flush_samples()   # zeros after each image (front-ends may ask for more)
         self.message_port_register_in(pmt.intern("image"))
         self.message_port_register_out(pmt.intern("frames"))
         self.message_port_register_out(pmt.intern("flush"))
         self.set_msg_handler(pmt.intern("image"), self._handle)
+
+    def set_snr_db(self, snr_db: float) -> None:
+        """The SNR the symbols are encoded for, from the next image on (GRC runtime callback)."""
+        self.snr_db = float(snr_db)
 
     def set_codec(self, codec, symbols_per_location: int | None = None, cbr: float | None = None,
                   ckb: bool | None = None, skb: bool | None = None) -> None:
@@ -67,8 +72,13 @@ class jscc_encoder(gr.basic_block):
             img = np.asarray(data, np.uint8).reshape(int(meta["height"]), int(meta["width"]), 3)
         except Exception as e:
             log.warning("jscc_encoder: bad image message dropped (%s)", e)
+            self.errors += 1
             return
-        self.send(img, image_id=meta.get("image_id"), name=meta.get("name", ""))
+        try:   # an exception would stop this block's message handling for good
+            self.send(img, image_id=meta.get("image_id"), name=meta.get("name", ""))
+        except Exception as e:
+            self.errors += 1
+            log.warning("jscc_encoder: image %s not sent (%s: %s)", meta.get("image_id"), type(e).__name__, e)
 
     def send(self, img: np.ndarray, image_id: int | None = None, name: str = "") -> dict:
         """Encode ``img`` and publish its frames; returns what was sent (id, frames, timing)."""

@@ -78,7 +78,7 @@ class ofdm_rx(gr.hier_block2):
         self.p_len = blocks.tagged_stream_multiply_length(gr.sizeof_gr_complex, FRAME_TAG, n)
         self.p_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, FRAME_TAG)
         self.p_eq = payload_equalizer(cfg)
-        n_pay = -(-cfg.payload_symbols_per_frame // cfg.n_data)
+        n_pay = cfg.max_payload_ofdm_symbols()   # longer frames: rejected by the header decoder
         for b in (self.p_fft, self.p_v2s, self.p_len):
             b.set_min_output_buffer(2 * n_pay * (1 if b is self.p_fft else n))
         self.demux.set_min_output_buffer(max(4 * n_pay, 4 * (2 + n_hdr)))
@@ -94,6 +94,7 @@ class ofdm_rx(gr.hier_block2):
 
     def counters(self) -> dict:
         return {"headers_ok": self.h_dec.ok, "headers_failed": self.h_dec.failed,
+                "headers_too_long": self.h_dec.too_long,
                 "detections": self.gate.det.accepted, "detections_suppressed": self.gate.det.suppressed,
                 "detections_rejected": self.gate.det.rejected,
                 "gate_timeouts": self.gate.timeouts,

@@ -7,6 +7,7 @@ consumes).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
@@ -29,7 +30,7 @@ class OfdmConfig:
     gap_samples: int = 600         # zeros after each burst
     sync_threshold: float = 0.15   # Schmidl & Cox plateau threshold (0..1)
     timing_backoff: int = 8        # the FFT window starts this many samples inside the cyclic prefix
-    max_carrier_offset: int = 4    # integer CFO search range of the channel estimator (carriers)
+    max_carrier_offset: int = 4    # integer CFO search range of the channel estimator (carriers, even)
 
     def validate(self) -> None:
         if self.fft_len < 16 or self.fft_len & (self.fft_len - 1):
@@ -41,8 +42,8 @@ class OfdmConfig:
                               f"(leave guard carriers at the band edges)")
         if not 2 <= self.pilot_spacing <= self.occupied:
             raise ConfigError(f"pilot_spacing={self.pilot_spacing}: must be in 2..occupied")
-        if self.samp_rate <= 0:
-            raise ConfigError(f"samp_rate={self.samp_rate}: must be positive")
+        if not (math.isfinite(self.samp_rate) and self.samp_rate > 0):
+            raise ConfigError(f"samp_rate={self.samp_rate}: must be a positive finite number")
         if not 1 <= self.header_repetition <= 16:
             raise ConfigError(f"header_repetition={self.header_repetition}: must be in 1..16")
         if not 1 <= self.payload_symbols_per_frame <= 65535:
@@ -58,12 +59,23 @@ class OfdmConfig:
             raise ConfigError(f"timing_backoff={self.timing_backoff}: must be in 0..cp_len/2")
         if not 0 <= self.max_carrier_offset <= self.fft_len // 4:
             raise ConfigError(f"max_carrier_offset={self.max_carrier_offset}: must be in 0..fft_len/4")
+        if self.max_carrier_offset % 2:
+            raise ConfigError(f"max_carrier_offset={self.max_carrier_offset}: must be even (Schmidl & Cox "
+                              f"resolves the integer CFO in steps of 2 sub-carriers)")
         if not 0 < self.sync_threshold < 1:
             raise ConfigError(f"sync_threshold={self.sync_threshold}: must be in (0, 1)")
+        if self.payload_symbols_per_frame < self.n_data:
+            raise ConfigError(f"payload_symbols_per_frame={self.payload_symbols_per_frame}: must be at least one "
+                              f"OFDM symbol's data carriers ({self.n_data})")
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config", path: str = "ofdm.") -> "OfdmConfig":
-        return from_mapping(cls, d, where, path)
+        """``where``: the file ``d`` was read from; kept as :attr:`source` (not a field: not
+        compared, not saved, not kept by ``dataclasses.replace``) so that users of the config can
+        point at the file, e.g. about its other sections."""
+        cfg = from_mapping(cls, d, where, path)
+        object.__setattr__(cfg, "source", str(where))
+        return cfg
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +155,11 @@ class OfdmConfig:
         With unit-power carriers, the unnormalised IFFT gives per-sample power ``n_used``.
         """
         return 10 ** (-self.backoff_db / 20) / np.sqrt(self.carriers.size)
+
+    def max_payload_ofdm_symbols(self) -> int:
+        """OFDM symbols after the header in the longest frame (side information included): what
+        the receiver's buffers are sized for."""
+        return -(-self.payload_symbols_per_frame // self.n_data)
 
     def max_frame_symbols(self) -> int:
         """Symbols handed to the carrier allocator for the longest frame (header + payload)."""

@@ -43,8 +43,10 @@ class FineTiming:
         self.search = int(search)
         self.ref = preamble_waveform(cfg)
         n = np.arange(self.ref.size)
-        step = 2  # Schmidl & Cox leaves an ambiguity of 2 sub-carriers
-        ks = range(-cfg.max_carrier_offset, cfg.max_carrier_offset + 1, step) if cfg.max_carrier_offset else [0]
+        # Schmidl & Cox leaves an ambiguity of an even number of sub-carriers: search the even
+        # offsets within +-max_carrier_offset (always including 0, as GNU Radio's estimator does)
+        m = 2 * (int(cfg.max_carrier_offset) // 2)
+        ks = range(-m, m + 1, 2)
         self.refs = [np.conj(self.ref * np.exp(2j * np.pi * k * n / cfg.fft_len)) for k in ks]
         self.energy = float(np.sum(np.abs(self.ref) ** 2))
 

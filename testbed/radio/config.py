@@ -6,6 +6,7 @@ must equal the radio's.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -84,7 +85,9 @@ class PlutoConfig:
 
 
 # USRP families: master clock rate (range, or the allowed values), LO, gains (B2xx: the AD9361;
-# N2xx/X3xx: a UBX daughterboard), antennas and reference sources
+# N2xx/X3xx: a UBX daughterboard), antennas and reference sources. The sample rate must divide
+# the master clock rate (an integer decimation); on the B2xx only when master_clock_rate is set,
+# otherwise UHD picks one that fits.
 USRP_DEVICES = {
     "b200": {"mcr": (5e6, 61.44e6), "lo": (70e6, 6e9), "tx_gain": (0, 89.8), "rx_gain": (0, 76),
              "tx_ant": ("TX/RX",), "rx_ant": ("TX/RX", "RX2"), "ref": ("internal", "external", "gpsdo")},
@@ -137,10 +140,11 @@ class UsrpConfig:
                 raise ConfigError(f"master_clock_rate={mcr:g}: the {self.device} supports "
                                   + ("..".join(f"{v:g}" for v in d["mcr"]) if self.device.startswith("b")
                                      else " or ".join(f"{v:g}" for v in d["mcr"])))
-        eff = mcr or (d["mcr"][0] if not self.device.startswith("b") else d["mcr"][1])
-        if not 0 < self.sample_rate <= eff:
+        # 0: UHD's default (N2xx 100 MHz, X3xx 200 MHz; B2xx: chosen from the sample rate)
+        eff = mcr or (d["mcr"][-1] if not self.device.startswith("b") else d["mcr"][1])
+        if not (math.isfinite(self.sample_rate) and 0 < self.sample_rate <= eff):
             raise ConfigError(f"sample_rate={self.sample_rate:g}: must be in (0, {eff:g}] (master clock rate)")
-        if not self.device.startswith("b"):
+        if not self.device.startswith("b") or mcr:
             ratio = eff / self.sample_rate
             if abs(ratio - round(ratio)) > 1e-6:
                 raise ConfigError(f"sample_rate={self.sample_rate:g}: the {self.device} needs an integer decimation "

@@ -9,7 +9,8 @@ asked) and ``describe()`` (serials, LO, sample rate, gains for the run log):
 * pluto: gr-iio ``fmcomms2_sink_fc32`` / ``fmcomms2_source_fc32`` (TX and RX on one Pluto, or on
   two with ``rx_uri``); samples are in DAC units (+-1.0 full scale, the PHY backs off from it);
   each image ends with at least one buffer of zeros, because the Pluto only sends full buffers;
-  the RX gain mode is set before the gain;
+  the RX gain mode is set before the gain; a non-zero ``xo_correction`` is written to the
+  receiving Pluto (libiio) before its source block is created;
 * usrp: gr-uhd ``usrp_sink`` / ``usrp_source``; bursts carry ``tx_sob``/``tx_eob`` tags.
 
 The settings each radio gets are computed by pure functions (:func:`pluto_settings`,
@@ -150,6 +151,10 @@ class PlutoFrontEnd:
     def connect_rx(self, tb, rx, medium: str = "", recorder=None):
         from gnuradio import iio
 
+        if self.cfg.xo_correction:   # measured for the receiver (testbed calibrate); gr-iio has no setter
+            from .pluto import set_xo_correction
+
+            set_xo_correction(self.rx_uri, self.cfg.xo_correction)
         src = iio.fmcomms2_source_fc32(self.rx_uri, [True, True, False, False], self.cfg.buffer_size)
         for name, args in self.settings["source"]:
             getattr(src, name)(*args)

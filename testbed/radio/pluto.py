@@ -92,16 +92,37 @@ def open_pluto(uri: str, cfg: PlutoConfig):
     return sdr
 
 
+def receives(cfg: PlutoConfig, uri: str) -> bool:
+    """Whether the Pluto at ``uri`` is the receiver (``rx_uri``, or the only Pluto)."""
+    return uri == (cfg.rx_uri or cfg.uri)
+
+
+def write_xo_correction(ctx, hz: float) -> None:
+    """Set the AD9361's reference-clock correction on a libiio context (pyadi-iio: ``sdr._ctx``)."""
+    ctx.find_device("ad9361-phy").attrs["xo_correction"].value = str(int(round(hz)))
+
+
+def set_xo_correction(uri: str, hz: float) -> None:
+    """Set it on the Pluto at ``uri`` through libiio (for the GNU Radio path, whose gr-iio blocks
+    have no setter for it); call before the radio's blocks are created."""
+    import iio
+
+    write_xo_correction(iio.Context(uri), hz)
+
+
 def apply_config(cfg: PlutoConfig, uri: str | None = None) -> dict:
-    """Apply ``cfg`` to the Pluto at ``uri`` (default cfg.uri) and read every value back."""
-    sdr = open_pluto(uri or cfg.uri, cfg)
+    """Apply ``cfg`` to the Pluto at ``uri`` (default cfg.uri) and read every value back.
+    ``xo_correction`` (measured for the receiving Pluto) is applied to the receiver only; with
+    one Pluto, that is the one."""
+    uri = uri or cfg.uri
+    sdr = open_pluto(uri, cfg)
+    if cfg.xo_correction and receives(cfg, uri):   # first: the LO and sample rate derive from it
+        write_xo_correction(sdr._ctx, cfg.xo_correction)
     wanted = settings(cfg)
     for key, v in wanted:
         setattr(sdr, key, v)
-    if cfg.xo_correction:
-        sdr._ctx.find_device("ad9361-phy").attrs["xo_correction"].value = str(int(cfg.xo_correction))
     read = {key: getattr(sdr, key) for key, _ in wanted}
-    return {"uri": uri or cfg.uri, "set": dict(wanted), "read": read, "mismatches": compare(wanted, read), "sdr": sdr}
+    return {"uri": uri, "set": dict(wanted), "read": read, "mismatches": compare(wanted, read), "sdr": sdr}
 
 
 def link_check(cfg: PlutoConfig, captures: int = 4) -> dict:

@@ -37,13 +37,18 @@ def _now() -> str:
 
 class SigmfRecorder:
     def __init__(self, path: str | Path, sample_rate: float, frequency: float, settings: dict,
-                 description: str = "testbed received IQ"):
+                 description: str = "testbed received IQ", overwrite: bool = False):
+        """An existing recording at ``path`` is an error unless ``overwrite``."""
         from sigmf import SigMFFile
 
         self.base = base_path(path)
         self.base.parent.mkdir(parents=True, exist_ok=True)
         self.data_path = self.base.with_name(self.base.name + ".sigmf-data")
         self.meta_path = self.base.with_name(self.base.name + ".sigmf-meta")
+        if not overwrite:
+            for p in (self.data_path, self.meta_path):
+                if p.exists():
+                    raise RecordingError(f"{p}: a recording already exists; not overwritten")
         self.data_path.write_bytes(b"")
         self.samples = 0
         self.annotations: list[tuple[int, int, dict]] = []
