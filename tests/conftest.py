@@ -68,3 +68,29 @@ def run_cli(*args, check=True, **kw):
     if check and p.returncode != 0:
         raise AssertionError(f"testbed {' '.join(map(str, args))} exited {p.returncode}\n{p.stderr[-3000:]}")
     return p
+
+
+def assert_same(a, b, where="checkpoint"):
+    """Equal nested checkpoint contents; tensors and arrays bit for bit."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b), where
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and np.array_equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def load_checkpoint(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)

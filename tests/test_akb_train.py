@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import smooth_image, write_png
+from conftest import assert_same, load_checkpoint, smooth_image, write_png
 from testbed.runlog import read_csv_rows
 
 import testbed.akb.train as at
@@ -14,28 +14,6 @@ import testbed.akb.train as at
 
 class _Killed(Exception):
     """Stands in for the training process being killed."""
-
-
-def assert_same(a, b, where="checkpoint"):
-    """Equal nested checkpoint contents; tensors bit for bit."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b), where
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray) and np.array_equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}[{k!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
-def _ck(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +73,12 @@ def killed_run(inputs, tmp_path_factory):
 
 
 def test_akb_resume_after_a_kill_ends_with_the_uninterrupted_weights(killed_run):
-    a, b = (_ck(d / "checkpoint.pt") for d in killed_run)
+    a, b = (load_checkpoint(d / "checkpoint.pt") for d in killed_run)
     assert a["step"] == b["step"] == 6
     for key in ("model", "ema", "optimizer", "np_rng", "py_rng", "torch_gen", "best_val"):
         assert_same(a[key], b[key], key)
     assert_same(a["global_rng"]["torch"], b["global_rng"]["torch"], "global torch RNG")
-    ba, bb = (_ck(d / "best.pt") for d in killed_run)
+    ba, bb = (load_checkpoint(d / "best.pt") for d in killed_run)
     assert ba["step"] == bb["step"]
     assert_same(ba["ema"], bb["ema"], "best.pt ema")
 
@@ -128,7 +106,7 @@ def test_akb_best_pt_after_a_resume_is_the_uninterrupted_best(inputs, tmp_path, 
     at.train(_cfg(inputs, tmp_path / "a", **kw))
     monkeypatch.setattr(at, "validate", scripted([]))
     _killed_and_resumed(_cfg(inputs, tmp_path / "b", **kw), step=4, before=False)
-    a, b = _ck(tmp_path / "a" / "best.pt"), _ck(tmp_path / "b" / "best.pt")
+    a, b = load_checkpoint(tmp_path / "a" / "best.pt"), load_checkpoint(tmp_path / "b" / "best.pt")
     assert (a["step"], a["best_val"]) == (4, 30.0)
     assert (b["step"], b["best_val"]) == (4, 30.0)
     assert_same(a["model"], b["model"], "best.pt model")
@@ -148,6 +126,6 @@ def test_akb_new_run_refuses_a_folder_holding_a_run_unless_forced(inputs, tmp_pa
     assert str(out) in str(e.value) and "--resume" in str(e.value) and "--force" in str(e.value)
     assert {n: (out / n).read_bytes() for n in old} == old
     at.train(_cfg(inputs, out, val=None, entropy_steps=1, steps=1, force=True))
-    assert _ck(out / "checkpoint.pt")["step"] == 2
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 2
     assert not (out / "best.pt").exists()          # the old run's best model is not left behind
     assert [r["step"] for r in read_csv_rows(out / "train_log.csv")] == ["2"]

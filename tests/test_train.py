@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import smooth_image, write_png
+from conftest import assert_same, load_checkpoint, smooth_image, write_png
 from testbed.codec.train import TrainConfig, load_model, train
 from testbed.runlog import read_csv_rows
 
@@ -162,32 +162,6 @@ def _killed_and_resumed(cfg, step: int, before: bool) -> None:
     train(cfg, resume=True)
 
 
-def assert_same(a, b, where="checkpoint"):
-    """Equal nested checkpoint contents; tensors bit for bit."""
-    import torch
-
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b), where
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray) and np.array_equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}[{k!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
-def _ck(path):
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 @pytest.fixture(scope="module")
 def module_dataset(tmp_path_factory):
     d = tmp_path_factory.mktemp("train-data")
@@ -209,12 +183,12 @@ def killed_run(module_dataset, tmp_path_factory):
 
 
 def test_resume_after_a_kill_ends_with_the_uninterrupted_weights(killed_run):
-    a, b = (_ck(d / "checkpoint.pt") for d in killed_run)
+    a, b = (load_checkpoint(d / "checkpoint.pt") for d in killed_run)
     assert a["step"] == b["step"] == 6
     for key in ("model", "ema", "optimizer", "np_rng", "py_rng", "torch_gen", "best_val", "recent_loss"):
         assert_same(a[key], b[key], key)
     assert_same(a["global_rng"]["torch"], b["global_rng"]["torch"], "global torch RNG")
-    assert_same(_ck(killed_run[0] / "best.pt")["model"], _ck(killed_run[1] / "best.pt")["model"], "best.pt")
+    assert_same(load_checkpoint(killed_run[0] / "best.pt")["model"], load_checkpoint(killed_run[1] / "best.pt")["model"], "best.pt")
     fa, fb = (json.loads((d / "final_metrics.json").read_text()) for d in killed_run)
     assert fa["validation"] == fb["validation"]
 
@@ -245,11 +219,11 @@ def test_best_pt_after_a_resume_is_the_uninterrupted_best(tmp_path, tiny_dataset
     train(TrainConfig(**base, out=str(tmp_path / "a")))
     monkeypatch.setattr(tr, "validate", scripted([]))
     _killed_and_resumed(TrainConfig(**base, out=str(tmp_path / "b")), step=2, before=False)
-    a, b = _ck(tmp_path / "a" / "best.pt"), _ck(tmp_path / "b" / "best.pt")
+    a, b = load_checkpoint(tmp_path / "a" / "best.pt"), load_checkpoint(tmp_path / "b" / "best.pt")
     assert (a["step"], a["best_val"]) == (2, 30.0)
     assert (b["step"], b["best_val"]) == (2, 30.0)
     assert_same(a["model"], b["model"], "best.pt model")
-    assert _ck(tmp_path / "b" / "checkpoint.pt")["best_val"] == 30.0
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["best_val"] == 30.0
 
 
 def test_same_seed_same_initial_weights(tmp_path, tiny_dataset):
@@ -257,7 +231,7 @@ def test_same_seed_same_initial_weights(tmp_path, tiny_dataset):
     def init(seed, name):
         train(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / name), steps=1, batch=1, crop=32, ckpt_every=1,
                           warmup=1, threads=1, seed=seed, lr=0.0))
-        return _ck(tmp_path / name / "checkpoint.pt")["model"]
+        return load_checkpoint(tmp_path / name / "checkpoint.pt")["model"]
 
     a, b, c = init(3, "a"), init(3, "b"), init(4, "c")
     assert_same(a, b, "initial weights, same seed")
@@ -291,7 +265,7 @@ def test_new_run_refuses_a_folder_holding_a_run_unless_forced(tmp_path, tiny_dat
     assert {n: (out / n).read_bytes() for n in files} == files           # nothing touched
     # --force starts over: a new run (seed 7, no validation) and no best.pt of the old one left behind
     train(TrainConfig(**base, steps=2, seed=7, force=True))
-    ck = _ck(out / "checkpoint.pt")
+    ck = load_checkpoint(out / "checkpoint.pt")
     assert ck["step"] == 2 and ck["train_config"]["seed"] == 7
     assert not (out / "best.pt").exists()
     assert [int(r["step"]) for r in read_csv_rows(out / "train_log.csv")] == [1, 2]
