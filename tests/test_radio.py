@@ -232,10 +232,18 @@ def test_gnuradio_pluto_front_end_applies_xo_correction_to_the_receiver(monkeypa
     fake = types.SimpleNamespace(fmcomms2_source_fc32=fmcomms2_source_fc32, fmcomms2_sink_fc32=fmcomms2_sink_fc32)
     monkeypatch.setattr(gnuradio, "iio", fake, raising=False)
     monkeypatch.setitem(sys.modules, "gnuradio.iio", fake)
+    class fmcomms2_source_fc32(Block):
+        def set_min_output_buffer(self, n):
+            log.append(("source", "min_output_buffer", n))
+
+    fake.fmcomms2_source_fc32 = fmcomms2_source_fc32
     tb = types.SimpleNamespace(connect=lambda *a: None)
     cfg = PlutoConfig(kind="pluto", uri="ip:192.168.2.1", rx_uri=rx_uri, xo_correction=xo)
     PlutoFrontEnd(cfg).connect(tb, object(), object())
     assert [(u, v) for u, k, v in log if k == "xo_correction"] == expect
+    # the receiver may pause reading for a header verdict: the source buffers a quarter second
+    (n,) = [v for u, k, v in log if k == "min_output_buffer"]
+    assert n >= 0.25 * cfg.sample_rate and n & (n - 1) == 0
     if expect:   # written before the receiver's source block exists
         assert log.index((expect[0][0], "xo_correction", expect[0][1])) < log.index(
             ((rx_uri or cfg.uri), "create", "fmcomms2_source_fc32"))

@@ -158,6 +158,7 @@ class PlutoFrontEnd:
         src = iio.fmcomms2_source_fc32(self.rx_uri, [True, True, False, False], self.cfg.buffer_size)
         for name, args in self.settings["source"]:
             getattr(src, name)(*args)
+        src.set_min_output_buffer(rx_buffer_samples(self.cfg.sample_rate))
         tb.connect(src, rx)
         return [src] + _tee_recorder(tb, src, recorder)
 
@@ -168,6 +169,19 @@ class PlutoFrontEnd:
         return {"radio": "pluto", "tx_serial": _iio_serial(self.cfg.uri), "rx_serial": _iio_serial(self.rx_uri),
                 "tx_lo_hz": self.cfg.tx_lo, "rx_lo_hz": self.cfg.rx_lo, "samp_rate": self.cfg.sample_rate,
                 "tx_gain_db": -self.settings["tx_attenuation_db"], "rx_gain_db": self.cfg.rx_gain_db}
+
+
+RX_SLACK_S = 0.25   # receive buffering: how long the receiver may pause reading without an overrun
+
+
+def rx_buffer_samples(samp_rate: float, slack_s: float = RX_SLACK_S) -> int:
+    """Output buffer of a radio's source block, in samples: a power of two holding ``slack_s``.
+
+    The receiver stops reading while its frame detector waits for the header decoder's verdict
+    (measured 8-48 ms per frame in loopback); GNU Radio's default buffer (about 33 ms at 1 MS/s)
+    would let the radio overrun meanwhile."""
+    n = max(1 << 16, int(samp_rate * slack_s))
+    return 1 << (n - 1).bit_length()
 
 
 class UsrpFrontEnd:
@@ -209,6 +223,7 @@ class UsrpFrontEnd:
 
         src = uhd.usrp_source(self.settings["rx_device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]))
         self._setup(src, self.cfg.rx_lo, self.cfg.rx_gain_db, self.cfg.rx_antenna)
+        src.set_min_output_buffer(rx_buffer_samples(self.cfg.sample_rate))
         self._serials = (self._serials[0], self._serial(src))
         tb.connect(src, rx)
         return [src] + _tee_recorder(tb, src, recorder)
