@@ -22,7 +22,7 @@ from . import images as imgio
 from .codec import symbols as sym
 from .codec.channel import CHANNELS, apply_channel_np
 from .codec.runtime import OnnxCodec
-from .metrics import ms_ssim, psnr
+from .metrics import finite_mean, ms_ssim, psnr
 from .runlog import CsvLog, prepare_run_dir, read_csv_rows, write_json_atomic
 from .separation import separation_reference
 
@@ -82,10 +82,6 @@ def load_images(folder: str) -> tuple[list[tuple[Path, np.ndarray]], list[dict]]
     return ok, skipped
 
 
-def _mean(vals) -> float | None:
-    v = [float(x) for x in vals if x not in (None, "") and math.isfinite(float(x))]
-    return float(np.mean(v)) if v else None
-
 
 def summarise(rows: list[dict], snrs: list[float]) -> list[dict]:
     out = []
@@ -97,16 +93,16 @@ def summarise(rows: list[dict], snrs: list[float]) -> list[dict]:
         j2 = [x["jpeg2000_psnr_db"] for x in r if x.get("jpeg2000_psnr_db") not in (None, "")]
         out.append({
             "snr_db": s,
-            "psnr_db": _mean(x["psnr_db"] for x in r),
-            "cbr": _mean(x["cbr"] for x in r),
-            "ms_ssim": _mean(x["ms_ssim"] for x in r),
+            "psnr_db": finite_mean(x["psnr_db"] for x in r),
+            "cbr": finite_mean(x["cbr"] for x in r),
+            "ms_ssim": finite_mean(x["ms_ssim"] for x in r),
             "n_images": len(r),
-            "encode_ms": _mean(x["encode_ms"] for x in r),
-            "decode_ms": _mean(x["decode_ms"] for x in r),
-            "capacity_bpp": _mean(x.get("capacity_bpp") for x in r),
-            "jpeg_psnr_db": _mean(jp),
+            "encode_ms": finite_mean(x["encode_ms"] for x in r),
+            "decode_ms": finite_mean(x["decode_ms"] for x in r),
+            "capacity_bpp": finite_mean(x.get("capacity_bpp") for x in r),
+            "jpeg_psnr_db": finite_mean(jp),
             "jpeg_achievable": len(jp),
-            "jpeg2000_psnr_db": _mean(j2),
+            "jpeg2000_psnr_db": finite_mean(j2),
             "jpeg2000_achievable": len(j2),
         })
     return out
@@ -229,8 +225,8 @@ def run_eval(opts: EvalOptions) -> dict:
         "model_dir": str(codec.dir),
         "model_sha256": codec.sha256,
         "cbr": round(nominal_cbr, 6),
-        "cbr_actual": _mean(r["cbr"] for r in rows),
-        "symbols_per_location": _mean(r["symbols_per_location"] for r in rows),
+        "cbr_actual": finite_mean(r["cbr"] for r in rows),
+        "symbols_per_location": finite_mean(r["symbols_per_location"] for r in rows),
         "ckb": opts.ckb if is_akb else None,
         "skb": opts.skb if is_akb else None,
         "channel": opts.channel,

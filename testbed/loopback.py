@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .evaluate import load_images
-from .metrics import ms_ssim, psnr
+from .metrics import finite_mean, ms_ssim, psnr
 from .phy.config import OfdmConfig
 from .phy.impairments import MULTIPATH
 from .runlog import CsvLog, prepare_run_dir, write_json_atomic
@@ -172,10 +172,6 @@ def _row(path, ref, img, rec, s, snr_db, codec, k, opts) -> dict:
     return row
 
 
-def _mean(vals):
-    v = [float(x) for x in vals if x is not None and x != "" and math.isfinite(float(x))]
-    return float(np.mean(v)) if v else None
-
 
 def run_loopback(opts: LoopbackOptions) -> dict:
     _check(opts)
@@ -227,10 +223,10 @@ def run_loopback(opts: LoopbackOptions) -> dict:
             continue
         pc = counters.get(snr, {})
         results.append({
-            "snr_db": snr, "psnr_db": _mean(x["psnr_db"] for x in r), "ms_ssim": _mean(x["ms_ssim"] for x in r),
-            "snr_est_db": _mean(x["snr_est_db"] for x in r), "cfo_est_hz": _mean(x["cfo_est_hz"] for x in r),
+            "snr_db": snr, "psnr_db": finite_mean(x["psnr_db"] for x in r), "ms_ssim": finite_mean(x["ms_ssim"] for x in r),
+            "snr_est_db": finite_mean(x["snr_est_db"] for x in r), "cfo_est_hz": finite_mean(x["cfo_est_hz"] for x in r),
             "frames_sent": int(sum(x["frames_sent"] for x in r)), "frames_decoded": int(sum(x["frames_decoded"] for x in r)),
-            "n_images": len(r), "latency_ms": _mean(x["latency_ms"] for x in r),
+            "n_images": len(r), "latency_ms": finite_mean(x["latency_ms"] for x in r),
             "headers_ok": pc.get("headers_ok"), "headers_failed": pc.get("headers_failed"),
             "headers_too_long": pc.get("headers_too_long"), "wall_s": pc.get("wall_s"),
             "tx_samples": pc.get("tx_samples"), "real_time_factor": pc.get("real_time_factor"),
@@ -238,7 +234,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
         })
     summary = {
         "model": codec.name, "model_sha256": codec.sha256, "cbr": round(nominal_cbr, 6),
-        "cbr_actual": _mean(x["cbr"] for x in rows), "symbols_per_location": k or None,
+        "cbr_actual": finite_mean(x["cbr"] for x in rows), "symbols_per_location": k or None,
         "ckb": opts.ckb if not k else None, "skb": opts.skb if not k else None,
         "images": str(opts.images), "n_images": len(images), "skipped": skipped, "seed": opts.seed,
         "impairments": {"cfo_hz": opts.cfo_hz, "sco_ppm": opts.sco_ppm, "delay_samples": opts.delay_samples,

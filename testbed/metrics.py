@@ -26,3 +26,9 @@ def ms_ssim(ref: np.ndarray, test: np.ndarray) -> float:
     b = torch.from_numpy(np.ascontiguousarray(test)).permute(2, 0, 1)[None].float()
     with torch.no_grad():
         return float(_ms_ssim(a, b, data_range=255.0, size_average=True))
+
+
+def finite_mean(vals) -> float | None:
+    """Mean of the finite numbers among ``vals`` (None, "" and NaN/inf skipped); None if none."""
+    v = [float(x) for x in vals if x is not None and x != "" and math.isfinite(float(x))]
+    return float(np.mean(v)) if v else None

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .evaluate import load_images
-from .metrics import ms_ssim, psnr
+from .metrics import finite_mean, ms_ssim, psnr
 from .runlog import CsvLog, prepare_run_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -99,18 +99,14 @@ def _row(path, ref, img, rec, sent, fe_desc: dict, codec, source: str, ms: bool)
     return row
 
 
-def _mean(vals):
-    v = [float(x) for x in vals if x not in (None, "") and math.isfinite(float(x))]
-    return float(np.mean(v)) if v else None
-
 
 def _summarise(rows: list[dict], key: str = "tx_gain_db") -> list[dict]:
     out = []
     for g in sorted({r[key] for r in rows}, key=lambda v: (v is None, v)):
         r = [x for x in rows if x[key] == g]
-        out.append({key: g, "n_images": len(r), "psnr_db": _mean(x["psnr_db"] for x in r),
-                    "ms_ssim": _mean(x["ms_ssim"] for x in r), "snr_est_db": _mean(x["snr_est_db"] for x in r),
-                    "cfo_est_hz": _mean(x["cfo_est_hz"] for x in r),
+        out.append({key: g, "n_images": len(r), "psnr_db": finite_mean(x["psnr_db"] for x in r),
+                    "ms_ssim": finite_mean(x["ms_ssim"] for x in r), "snr_est_db": finite_mean(x["snr_est_db"] for x in r),
+                    "cfo_est_hz": finite_mean(x["cfo_est_hz"] for x in r),
                     "frames_sent": int(sum(x["frames_sent"] or 0 for x in r)),
                     "frames_lost": int(sum(x["frames_lost"] or 0 for x in r))})
     return out

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..codec.export import sha256_file
 from ..codec.modelcard import CARD_NAME, ModelCardError, load_card
-from ..codec.runtime import ModelError, resolve_model_dir
+from ..codec.runtime import ModelError, resolve_model_dir, warn_outside_snr_range
 from ..ortsession import session_options
 from . import ratemap as rm
 from .card import AkbCard
@@ -88,10 +88,7 @@ class AkbCodec:
 
     # -- checks --------------------------------------------------------------------------------
     def check_snr(self, snr_db: float) -> None:
-        lo, hi = self.snr_range
-        if not lo <= snr_db <= hi:
-            log.warning("SNR %g dB is outside the model's trained range %g..%g dB (%s); results are extrapolated",
-                        snr_db, lo, hi, self.name)
+        warn_outside_snr_range(snr_db, self.snr_range, self.name)
 
     def check_cbr(self, cbr: float) -> None:
         lo, hi = self.cbr_range

@@ -47,6 +47,14 @@ class Timing:
     decode_ms: float
 
 
+def warn_outside_snr_range(snr_db: float, snr_range, name: str) -> None:
+    """A warning (not an error) for an SNR outside a model's trained range."""
+    lo, hi = snr_range
+    if not lo <= snr_db <= hi:
+        log.warning("SNR %g dB is outside the model's trained range %g..%g dB (%s); "
+                    "results are extrapolated", snr_db, lo, hi, name)
+
+
 class OnnxCodec:
     def __init__(self, model: str | Path, threads: int = 0, verify: bool = True, spinning: bool = True):
         import onnxruntime as ort
@@ -110,10 +118,7 @@ class OnnxCodec:
         return k
 
     def check_snr(self, snr_db: float) -> None:
-        lo, hi = self.snr_range
-        if not lo <= snr_db <= hi:
-            log.warning("SNR %g dB is outside the model's trained range %g..%g dB (%s); "
-                        "results are extrapolated", snr_db, lo, hi, self.name)
+        warn_outside_snr_range(snr_db, self.snr_range, self.name)
 
     # -- coding --------------------------------------------------------------------------------
     def encode(self, image: np.ndarray, snr_db: float, k: int) -> np.ndarray:
