@@ -382,23 +382,15 @@ def _cmd_demo(a) -> int:
 def _ofdm_from_args(a):
     from .phy.config import OfdmConfig
 
-    if getattr(a, "ofdm_config", None):
-        from .configfile import load_yaml
-
-        path = a.ofdm_config
-        data = load_yaml(path)
-        if "ofdm" not in data:
-            from .configfile import ConfigError
-
-            raise ConfigError(f"{path}: no 'ofdm' section")
-        cfg = OfdmConfig.from_dict(data["ofdm"], where=str(path))
-    else:
-        cfg = OfdmConfig()
+    cfg = OfdmConfig.from_file(a.ofdm_config) if getattr(a, "ofdm_config", None) else OfdmConfig()
     if getattr(a, "samp_rate", None):
         from dataclasses import replace
 
+        source = getattr(cfg, "source", None)
         cfg = replace(cfg, samp_rate=float(a.samp_rate))
         cfg.validate()
+        if source:
+            object.__setattr__(cfg, "source", source)
     return cfg
 
 

@@ -8,16 +8,7 @@ from ..phy.config import OfdmConfig
 
 
 def ofdm_config(path: str = "") -> OfdmConfig:
-    if not path:
-        return OfdmConfig()
-    from ..configfile import load_yaml
-
-    data = load_yaml(path)
-    if "ofdm" not in data:
-        from ..configfile import ConfigError
-
-        raise ConfigError(f"{path}: no 'ofdm' section")
-    return OfdmConfig.from_dict(data["ofdm"], where=str(path))
+    return OfdmConfig.from_file(path) if path else OfdmConfig()
 
 
 def codec(model: str = ""):

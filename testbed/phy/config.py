@@ -77,6 +77,16 @@ class OfdmConfig:
         object.__setattr__(cfg, "source", str(where))
         return cfg
 
+    @classmethod
+    def from_file(cls, path: str) -> "OfdmConfig":
+        """The ``ofdm:`` section of a YAML file (a firmware config or an OFDM-only file)."""
+        from ..configfile import load_yaml
+
+        data = load_yaml(path)
+        if "ofdm" not in data:
+            raise ConfigError(f"{path}: no 'ofdm' section")
+        return cls.from_dict(data["ofdm"], where=str(path))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
