@@ -5,5 +5,5 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh"
-cd "$ROOT"
+# no cd: path arguments (--images DIR, --out DIR) are relative to where the user runs it
 exec "$ROOT/.venv/bin/testbed" demo "$@"

@@ -81,7 +81,7 @@ def _cmd_ota(a) -> int:
     from .ota import OtaOptions, format_table, run_ota
     from .runlog import to_json
 
-    gains = parse_snrs(a.tx_gain_db) if a.tx_gain_db else None
+    gains = parse_snrs(a.tx_gain_db, "--tx-gain-db") if a.tx_gain_db else None
     opts = OtaOptions(config=a.config, images=a.images, model=a.model, cbr=a.cbr, tx_gains_db=gains,
                       record=a.record, out=a.out, force=a.force, snr_hint_db=a.snr_hint_db, ckb=not a.no_ckb, skb=not a.no_skb)
     with _StdoutToStderr():
@@ -361,11 +361,14 @@ def _cmd_demo(a) -> int:
     from .evaluate import parse_snrs
     from .loopback import LoopbackOptions, format_table, json_view, run_loopback
     from .registry import DEFAULT_MODEL, samples_dir
-    from .runlog import to_json
+    from .runlog import prepare_run_dir, to_json
 
+    cbrs = parse_snrs(a.cbr, "--cbr", unit="") if a.cbr else [0.0625, 0.020833]
+    if a.out:   # the CBR runs go to OUT/cbr-<CBR>: OUT itself must be new or empty (or --force)
+        prepare_run_dir(a.out, "demo", force=a.force)
     outs = []
     with _StdoutToStderr():
-        for cbr in (a.cbr.split(",") if a.cbr else ["0.0625", "0.020833"]):
+        for cbr in cbrs:
             opts = LoopbackOptions(model=a.model or DEFAULT_MODEL, images=a.images or str(samples_dir()),
                                    snrs_db=parse_snrs(a.snr_db), cbr=float(cbr), seed=a.seed,
                                    out=(f"{a.out}/cbr-{float(cbr):.4f}" if a.out else None), force=a.force)
@@ -447,8 +450,9 @@ def _cmd_loopback(a) -> int:
 def _add_loopback_args(p) -> None:
     p.add_argument("--model", help="model folder or shipped name (default: jscc-v1)")
     p.add_argument("--images", help="image folder (default: the shipped samples/)")
-    p.add_argument("--snr-db", default="10", help="comma-separated SNRs (Es/N0 per sub-carrier, dB)")
-    p.add_argument("--cbr", type=float, help="channel bandwidth ratio (default: the model's highest)")
+    p.add_argument("--snr-db", default="10", help="comma-separated SNRs (Es/N0 per sub-carrier, dB); "
+                                                  "for a negative first value write --snr-db=-5,0,5")
+    p.add_argument("--cbr", type=float, help="channel bandwidth ratio (default: the model's highest; AKB models: 0.0625)")
     p.add_argument("--cfo-hz", type=float, default=0.0, help="carrier frequency offset (Hz)")
     p.add_argument("--sco-ppm", type=float, default=0.0, help="sample-clock offset (ppm)")
     p.add_argument("--delay-samples", type=int, default=0, help="timing offset: zeros before the first burst")
@@ -465,12 +469,15 @@ def _add_loopback_args(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="testbed", description="SDR testbed for agentic semantic communications")
+    p = argparse.ArgumentParser(
+        prog="testbed", description="SDR testbed for agentic semantic communications",
+        epilog="Start with `testbed doctor`, then `testbed demo`. Exit codes: 0 ok, 1 a check failed, "
+               "2 bad input, 130 interrupted (finished results are kept).")
     p.add_argument("--version", action="version", version=f"testbed {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("doctor", parents=[common], help="check the installation and list attached radios")
     d.add_argument("--no-scan", action="store_true", help="do not look for radios")
@@ -478,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_doctor)
 
     t = sub.add_parser("train", help="train models")
-    tsub = t.add_subparsers(dest="what", required=True)
+    tsub = t.add_subparsers(dest="what", required=True, metavar="{codec,akb,scheduler}")
     tc = tsub.add_parser("codec", parents=[common], help="train the JSCC codec")
     from .codec.train import add_arguments
 
@@ -510,7 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     ot.add_argument("--model", help="model folder or shipped name (default: jscc-v1)")
     ot.add_argument("--cbr", type=float, help="CBR (fixed-rate: the model's highest; AKB: 0.0625)")
     ot.add_argument("--tx-gain-db", help="comma-separated TX gains to sweep (Pluto: -attenuation; loopback: "
-                                         "added to the channel SNR); default: the config's")
+                                         "added to the channel SNR); default: the config's. Negative values: "
+                                         "--tx-gain-db=-30,-20,-10")
     ot.add_argument("--record", action="store_true", help="save the received IQ as SigMF in the run folder")
     ot.add_argument("--snr-hint-db", type=float, default=10.0,
                     help="SNR the encoder assumes until the receiver's first estimate (default %(default)s)")
@@ -549,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc.set_defaults(func=_cmd_pluto_config)
 
     kbp = sub.add_parser("kb", help="source knowledge base")
-    kbsub = kbp.add_subparsers(dest="what", required=True)
+    kbsub = kbp.add_subparsers(dest="what", required=True, metavar="{build}")
     kbb = kbsub.add_parser("build", parents=[common], help="build a source KB from a folder of images")
     kbb.add_argument("--data", required=True, help="folder of images")
     kbb.add_argument("--model", default="akb-v1", help="AKB codec whose embedder and KB size to use (default: %(default)s)")
@@ -580,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, help="folder of images")
     ev.add_argument("--snr-db", default="0,5,10,15,20", help="comma-separated SNRs (Es/N0, dB); for a negative first value write --snr-db=-5,0,5")
     ev.add_argument("--channel", default="awgn", help="awgn | rayleigh")
-    ev.add_argument("--cbr", type=float, help="channel bandwidth ratio (default: the model's highest)")
+    ev.add_argument("--cbr", type=float, help="channel bandwidth ratio (default: the model's highest; AKB models: 0.0625)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", help="run folder (default: runs/eval-<time>)")
     ev.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
@@ -594,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", parents=[common], help="benchmarks")
-    bsub = b.add_subparsers(dest="what", required=True)
+    bsub = b.add_subparsers(dest="what", required=True, metavar="{codec}")
     bc = bsub.add_parser("codec", parents=[common], help="onnxruntime encode/decode latency")
     bc.add_argument("--model", default="jscc-v1")
     bc.add_argument("--size", default="768x512", help="WIDTHxHEIGHT")
@@ -615,7 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default run: shipped model on the sample images through the OFDM flowgraph, loopback channel")
     dm.add_argument("--model", help="model (default: the shipped jscc-v1)")
     dm.add_argument("--images", help="image folder (default: the shipped samples/)")
-    dm.add_argument("--snr-db", default="0,5,10,15,20")
+    dm.add_argument("--snr-db", default="0,5,10,15,20", help="comma-separated SNRs (dB, default %(default)s); "
+                                                            "for a negative first value write --snr-db=-5,0")
     dm.add_argument("--cbr", help="comma-separated CBRs (default: 0.0625,0.020833)")
     dm.add_argument("--seed", type=int, default=0)
     dm.add_argument("--out", help="run folder (default: runs/loopback-<time> per CBR)")
@@ -641,7 +650,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished results were kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:   # stdout closed early (e.g. `testbed doctor --json | head`): not a failure
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ModelError, ModelCardError, ImageInputError, ValueError, FileNotFoundError, ConnectionError,
             TimeoutError) as e:  # ConfigError is a ValueError
-        print(f"testbed {a.command}: error: {e}", file=sys.stderr)
+        name = " ".join(str(x) for x in (a.command, getattr(a, "what", None)) if x)
+        print(f"testbed {name}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

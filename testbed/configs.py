@@ -66,9 +66,10 @@ class LoopbackConfig:
 @dataclass(frozen=True)
 class SigmfFileConfig:
     """A SigMF recording as the "radio": the transmitter writes it (through the software channel),
-    the receiver reads it back. ``path`` is the base name (``PATH.sigmf-data``/``.sigmf-meta``)."""
+    the receiver reads it back. ``path``: the recording's base name; ``testbed ota`` writes
+    ``RUN/<name>-gain<G>.sigmf-data``/``.sigmf-meta`` in its run folder (a folder part is ignored)."""
     kind: str
-    path: str = "runs/ota-recording"
+    path: str = "ota-recording"
     ofdm: OfdmConfig = field(default_factory=OfdmConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     description: str = ""

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-SETUP_HINT = "run ./scripts/setup.sh (as root, or: sudo ./scripts/setup.sh)"
+SETUP_HINT = "./scripts/setup.sh"
 
 
 @dataclass
@@ -118,8 +118,8 @@ def scan_radios(network: bool = False) -> list[dict]:
 
 def run_doctor(scan: bool = True, network: bool = False) -> Report:
     r = Report(scan="usb+network" if network else ("usb" if scan else "off"))
-    apt_fix = SETUP_HINT + " (it apt-installs {pkg})"
-    pins = "pip install -e . inside .venv (" + SETUP_HINT + ")"
+    apt_fix = "sudo apt-get install -y {pkg}  (or " + SETUP_HINT + ", which does it with passwordless sudo)"
+    pins = SETUP_HINT + "  (re-installs the pinned packages into .venv)"
     r.checks += [
         Check("gnuradio", _gnuradio_version(), False, apt_fix.format(pkg="gnuradio")),
         Check("numpy", _module_version("numpy"), False, pins),
@@ -129,7 +129,7 @@ def run_doctor(scan: bool = True, network: bool = False) -> Report:
         Check("paho-mqtt", _module_version("paho.mqtt"), False, pins),
         Check("libiio", _libiio_version(), False, apt_fix.format(pkg="libiio-utils python3-libiio")),
         Check("uhd", _uhd_version(), False, apt_fix.format(pkg="uhd-host python3-uhd")),
-        Check("pyadi-iio", _pyadi_version(), False, pins.replace("-e .", "-e '.[radio]'"), required=False),
+        Check("pyadi-iio", _pyadi_version(), False, ".venv/bin/pip install -e '.[radio]'", required=False),
         Check("mosquitto", "installed" if shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto") else None,
               False, apt_fix.format(pkg="mosquitto")),
         Check("grcc", "installed" if shutil.which("grcc") else None, False, apt_fix.format(pkg="gnuradio")),
@@ -159,5 +159,5 @@ def format_report(r: Report) -> str:
     else:
         lines.append(f"radios: none found ({r.scan} scan; --scan-network also looks on the network)")
     lines.append("all required components present" if not r.missing
-                 else f"{len(r.missing)} required component(s) missing")
+                 else f"{len(r.missing)} required component(s) missing: run {SETUP_HINT}")
     return "\n".join(lines)

@@ -52,19 +52,20 @@ class EvalOptions:
     figures: bool = False     # AKB codecs: entropy/rate maps and reconstructions of the first image
 
 
-def parse_snrs(text: str) -> list[float]:
+def parse_snrs(text: str, option: str = "--snr-db", unit: str = " in dB") -> list[float]:
+    """Comma-separated values of ``option`` (finite, each once)."""
     try:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"--snr-db: expected comma-separated numbers in dB, got {text!r}") from None
+        raise ValueError(f"{option}: expected comma-separated numbers{unit}, got {text!r}") from None
     if not vals:
-        raise ValueError("--snr-db: no SNR given")
+        raise ValueError(f"{option}: no value given")
     bad = [v for v in vals if not math.isfinite(v)]
     if bad:
-        raise ValueError(f"--snr-db: {bad[0]} is not a finite number")
+        raise ValueError(f"{option}: {bad[0]} is not a finite number")
     twice = sorted({v for v in vals if vals.count(v) > 1})
     if twice:
-        raise ValueError(f"--snr-db: {twice[0]:g} is given more than once")
+        raise ValueError(f"{option}: {twice[0]:g} is given more than once")
     return vals
 
 

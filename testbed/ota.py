@@ -196,6 +196,11 @@ def run_ota(opts: OtaOptions) -> dict:
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted: %d finished rows kept in %s", len(rows), out / "results.csv")
+        except ConnectionError:
+            if not rows:   # a radio could not be opened: leave no empty run behind (a rerun may reuse --out)
+                csvlog.close()
+                _remove_empty_run(out, recordings)
+            raise
         finally:
             bar.close()
     results = _summarise(rows)
@@ -208,6 +213,20 @@ def run_ota(opts: OtaOptions) -> dict:
     if interrupted:
         raise KeyboardInterrupt
     return summary
+
+
+def _remove_empty_run(out: Path, recordings: list[str]) -> None:
+    """Delete what a run that produced nothing wrote (results header, empty recordings) and its
+    folder if nothing else is in it."""
+    (out / "results.csv").unlink(missing_ok=True)
+    for meta in recordings:
+        m = Path(meta)
+        for f in (m, m.with_suffix(".sigmf-data")):
+            f.unlink(missing_ok=True)
+    try:
+        out.rmdir()
+    except OSError:
+        pass
 
 
 def _images_setting(images, sent: dict[int, dict] | None) -> list[dict]:

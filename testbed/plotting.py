@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
+# Debian's matplotlib (visible through the venv's system site packages, next to the pinned one)
+# makes the 3-D toolkit fail to import; no plot here is 3-D, so the warning is only noise
+warnings.filterwarnings("ignore", message="Unable to import Axes3D")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .runlog import write_bytes_atomic  # noqa: E402

@@ -77,3 +77,20 @@ def test_bench_codec_runs_an_akb_model():
     d = json.loads(p.stdout)
     assert d["model"] == "akb-v1" and d["cbr"] == 0.036 and d["symbols_per_location"] is None
     assert d["encode"]["median_ms"] > 0 and d["decode"]["median_ms"] > 0
+
+
+def test_cli_errors_name_the_option_and_list_the_choices(tmp_path):
+    p = run_cli("ota", "--config", "firmware_configs/loopback.yaml", "--images", SAMPLES, "--tx-gain-db", "abc",
+                check=False)
+    assert p.returncode == 2 and "--tx-gain-db" in p.stderr and "--snr-db" not in p.stderr, p.stderr
+    p = run_cli("demo", "--cbr", "abc", check=False)
+    assert p.returncode == 2 and "--cbr: expected comma-separated numbers, got 'abc'" in p.stderr, p.stderr
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("an earlier run")
+    p = run_cli("demo", "--out", used, check=False)
+    assert p.returncode == 2 and "--force" in p.stderr and not (used / "cbr-0.0625").exists(), p.stderr
+    p = run_cli("train", check=False)
+    assert p.returncode == 2 and "{codec,akb,scheduler}" in p.stderr
+    p = run_cli("train", "codec", "--data", tmp_path / "none", check=False)
+    assert p.returncode == 2 and "testbed train codec: error" in p.stderr, p.stderr

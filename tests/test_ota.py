@@ -175,3 +175,29 @@ def test_interrupted_record_leaves_a_replayable_recording(imgs, tmp_path, monkey
     rep = _rows(tmp_path / "replay" / "results.csv")
     assert s["n_images"] == 1 and rep[0]["image"] == live[0]["image"]
     assert float(rep[0]["psnr_db"]) == pytest.approx(float(live[0]["psnr_db"]), abs=0.1)
+
+
+def test_radio_that_cannot_be_opened_is_one_clear_error_and_leaves_no_run(imgs, tmp_path, monkeypatch):
+    """No Pluto at the configured address: a ConnectionError naming it (exit 2 on the CLI), no
+    traceback, and no empty run folder that would make a rerun with the same --out refuse."""
+    import sys
+    import types
+
+    import gnuradio
+
+    from testbed.ota import OtaOptions, run_ota
+
+    def no_device(uri, *a):
+        raise RuntimeError("Unable to create context")
+
+    fake = types.SimpleNamespace(fmcomms2_sink_fc32=no_device, fmcomms2_source_fc32=no_device)
+    monkeypatch.setattr(gnuradio, "iio", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "gnuradio.iio", fake)
+    monkeypatch.setitem(sys.modules, "iio", types.SimpleNamespace(Context=no_device))   # no network access
+    cfg = tmp_path / "pluto.yaml"
+    cfg.write_text((SAMPLES.parent / "firmware_configs" / "pluto.yaml").read_text()
+                   .replace("ip:192.168.2.1", "usb:9.9.9"))
+    out = tmp_path / "o"
+    with pytest.raises(ConnectionError, match="cannot open the Pluto at 'usb:9.9.9'"):
+        run_ota(OtaOptions(config=str(cfg), images=str(imgs), out=str(out), record=True, ms_ssim=False))
+    assert not out.exists()

@@ -46,7 +46,7 @@ def add_parsers(sub, common) -> None:
     c.set_defaults(func=cmd_controller)
 
     i = sub.add_parser("intent", help="submit intents to the controller")
-    isub = i.add_subparsers(dest="what", required=True)
+    isub = i.add_subparsers(dest="what", required=True, metavar="{submit}")
     s = isub.add_parser("submit", parents=[common], help="submit an intent file (YAML/JSON)")
     s.add_argument("file", help="intent file (keys: intent_id, images, qos, cbr_max, links, ...)")
     _auth_args(s, "operator")
@@ -61,7 +61,7 @@ def add_parsers(sub, common) -> None:
     st.set_defaults(func=cmd_status)
 
     b = sub.add_parser("broker", help="mosquitto with password authentication and per-node ACLs")
-    bsub = b.add_subparsers(dest="what", required=True)
+    bsub = b.add_subparsers(dest="what", required=True, metavar="{init,run}")
     bi = bsub.add_parser("init", parents=[common], help="write mosquitto.conf, passwd, acl and password files")
     bi.add_argument("dir")
     bi.add_argument("--nodes", required=True, help="comma-separated node ids")

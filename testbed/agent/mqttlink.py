@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Callable
@@ -63,6 +64,10 @@ def read_password(password_file: str | None) -> str | None:
     return os.environ.get("TESTBED_MQTT_PASSWORD")
 
 
+# MQTT v5 CONNACK reasons that mean the credentials are wrong (retrying cannot help)
+_AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
+
+
 class MqttLink:
     def __init__(self, client_id: str, broker: str, *, username: str | None = None, password: str | None = None,
                  ca_file: str | None = None, will: tuple[str, object] | None = None):
@@ -73,6 +78,8 @@ class MqttLink:
         self.connects = 0
         self.stopping = False
         self.connected = threading.Event()
+        self.refused: str | None = None        # why the broker refused us (bad credentials), if it did
+        self._refused = threading.Event()
         self._subs: dict[str, tuple[int, Callable, object]] = {}
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._waiters: dict[bytes, tuple[threading.Event, list]] = {}
@@ -82,6 +89,7 @@ class MqttLink:
         pw = password if password is not None else self.url.password
         if user:
             c.username_pw_set(user, pw)
+        self._user, self._has_password = user, pw is not None
         if self.url.tls:
             c.tls_set(ca_certs=ca_file)
         if will is not None:
@@ -102,10 +110,20 @@ class MqttLink:
         connection (None: do not wait)."""
         self.client.connect_async(self.url.host, self.url.port, keepalive=10, clean_start=True)
         self.client.loop_start()
-        if wait_s is not None and not self.connected.wait(wait_s):
-            self.stop()
-            raise ConnectionError(f"{self.client_id}: no connection to the broker at {self.url.host}:{self.url.port} "
-                                  f"within {wait_s:g} s (running? user/password right?)")
+        if wait_s is None:
+            return self
+        t_end = time.monotonic() + wait_s
+        while not self.connected.wait(0.05):
+            if self._refused.is_set():   # wrong credentials do not get better by retrying
+                self.stop()
+                hint = ("no password given: --password-file or $TESTBED_MQTT_PASSWORD" if not self._has_password
+                        else "check the password file")
+                raise ConnectionError(f"{self.client_id}: the broker at {self.url.host}:{self.url.port} refused "
+                                      f"user {self._user or '(none)'!r}: {self.refused} ({hint})")
+            if time.monotonic() > t_end:
+                self.stop()
+                raise ConnectionError(f"{self.client_id}: no connection to the broker at {self.url.host}:"
+                                      f"{self.url.port} within {wait_s:g} s (running? user/password right?)")
         return self
 
     def stop(self) -> None:
@@ -120,7 +138,11 @@ class MqttLink:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
-            log.error("%s: broker refused the connection: %s", self.client_id, reason_code)
+            if str(reason_code) in _AUTH_REFUSALS:
+                self.refused = str(reason_code)
+                self._refused.set()
+            if self.connects or not self._refused.is_set():   # before start() gives up: start() says it
+                log.error("%s: broker refused the connection: %s", self.client_id, reason_code)
             return
         self.connects += 1
         sock = client.socket()

@@ -18,6 +18,7 @@ The settings each radio gets are computed by pure functions (:func:`pluto_settin
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from ..configs import LoopbackConfig, SigmfFileConfig
@@ -125,7 +126,7 @@ def _iio_serial(uri: str) -> str:
 
         ctx = iio.Context(uri)
         return ctx.attrs.get("hw_serial", "")
-    except Exception as e:  # a missing radio is reported by the flowgraph; the log just lacks a serial
+    except Exception as e:  # a missing radio is reported when its block is opened; the log just lacks a serial
         log.warning("%s: cannot read the serial number (%s)", uri, e)
         return ""
 
@@ -142,7 +143,8 @@ class PlutoFrontEnd:
     def connect_tx(self, tb, tx, medium: str = ""):
         from gnuradio import iio
 
-        sink = iio.fmcomms2_sink_fc32(self.cfg.uri, [True, True, False, False], self.cfg.buffer_size, False)
+        with _opening("Pluto", self.cfg.uri):
+            sink = iio.fmcomms2_sink_fc32(self.cfg.uri, [True, True, False, False], self.cfg.buffer_size, False)
         for name, args in self.settings["sink"]:
             getattr(sink, name)(*args)
         tb.connect(tx, sink)
@@ -155,7 +157,8 @@ class PlutoFrontEnd:
             from .pluto import set_xo_correction
 
             set_xo_correction(self.rx_uri, self.cfg.xo_correction)
-        src = iio.fmcomms2_source_fc32(self.rx_uri, [True, True, False, False], self.cfg.buffer_size)
+        with _opening("Pluto", self.rx_uri):
+            src = iio.fmcomms2_source_fc32(self.rx_uri, [True, True, False, False], self.cfg.buffer_size)
         for name, args in self.settings["source"]:
             getattr(src, name)(*args)
         src.set_min_output_buffer(rx_buffer_samples(self.cfg.sample_rate))
@@ -169,6 +172,17 @@ class PlutoFrontEnd:
         return {"radio": "pluto", "tx_serial": _iio_serial(self.cfg.uri), "rx_serial": _iio_serial(self.rx_uri),
                 "tx_lo_hz": self.cfg.tx_lo, "rx_lo_hz": self.cfg.rx_lo, "samp_rate": self.cfg.sample_rate,
                 "tx_gain_db": -self.settings["tx_attenuation_db"], "rx_gain_db": self.cfg.rx_gain_db}
+
+
+@contextlib.contextmanager
+def _opening(kind: str, address: str):
+    """A radio that cannot be opened (not attached, wrong address, busy) becomes a ConnectionError
+    naming it, which the CLI reports in one line (exit code 2) instead of a traceback."""
+    try:
+        yield
+    except RuntimeError as e:
+        raise ConnectionError(f"cannot open the {kind} at {address!r} ({e}); is it attached and free? "
+                              "`testbed radios` lists the radios this machine sees") from None
 
 
 RX_SLACK_S = 0.25   # receive buffering: how long the receiver may pause reading without an overrun
@@ -212,7 +226,8 @@ class UsrpFrontEnd:
     def connect_tx(self, tb, tx, medium: str = ""):
         from gnuradio import uhd
 
-        sink = uhd.usrp_sink(self.settings["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]), "")
+        with _opening("USRP", self.settings["device_args"]):
+            sink = uhd.usrp_sink(self.settings["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]), "")
         self._setup(sink, self.cfg.tx_lo, self.settings["tx_gain_db"], self.cfg.tx_antenna)
         self._serials = (self._serial(sink), self._serials[1])
         tb.connect(tx, sink)   # the burst shaper's tx_sob/tx_eob tags delimit the bursts
@@ -221,7 +236,8 @@ class UsrpFrontEnd:
     def connect_rx(self, tb, rx, medium: str = "", recorder=None):
         from gnuradio import uhd
 
-        src = uhd.usrp_source(self.settings["rx_device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]))
+        with _opening("USRP", self.settings["rx_device_args"]):
+            src = uhd.usrp_source(self.settings["rx_device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]))
         self._setup(src, self.cfg.rx_lo, self.cfg.rx_gain_db, self.cfg.rx_antenna)
         src.set_min_output_buffer(rx_buffer_samples(self.cfg.sample_rate))
         self._serials = (self._serials[0], self._serial(src))
