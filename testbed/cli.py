@@ -553,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     pc = sub.add_parser("pluto-config", parents=[common], help="print a Pluto config.txt for the given address")
     pc.add_argument("--ip", required=True, help="the Pluto's address, e.g. 192.168.3.1")
     pc.add_argument("--hostname")
-    pc.add_argument("--xo-correction", type=float, default=40e6, help="reference frequency (Hz), from `testbed calibrate`")
+    pc.add_argument("--xo-correction", type=float,
+                    help="reference frequency (Hz), from `testbed calibrate` (default: keep the factory calibration)")
     pc.set_defaults(func=_cmd_pluto_config)
 
     kbp = sub.add_parser("kb", help="source knowledge base")

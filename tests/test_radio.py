@@ -84,13 +84,16 @@ def test_pluto_config_txt_for_several_plutos():
         cp.read_string(render(ip))
         ips.append(cp["NETWORK"]["ipaddr"])
         hosts.append(cp["NETWORK"]["ipaddr_host"])
-        assert cp["SYSTEM"]["xo_correction"] == "40000000"
+        assert cp["SYSTEM"]["xo_correction"] == ""      # factory calibration kept
     assert len(set(ips)) == 3 and len(set(hosts)) == 3
     assert hosts[1] == "192.168.3.10"
     with pytest.raises(ValueError, match="collides"):
         render("192.168.5.10")
     with pytest.raises(ValueError, match="IPv4"):
         render("pluto.local")
+    cp = configparser.ConfigParser()
+    cp.read_string(render("192.168.2.1", xo_correction=39_999_120.4))
+    assert cp["SYSTEM"]["xo_correction"] == "39999120"
 
 
 def test_burst_shaper_marks_bursts_for_the_usrp():
