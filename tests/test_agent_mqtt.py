@@ -1,6 +1,5 @@
 """The agent layer against a real mosquitto on a free loopback port: broker restarts, SNR drops,
 model dissemination, and rejected (malformed or unauthorised) messages."""
-import csv
 import json
 import time
 
@@ -21,8 +20,9 @@ def env(tmp_path):
 
 
 def _qos_rows(ctl):
-    with open(ctl.out / "qos.csv", newline="") as f:
-        return list(csv.DictReader(f))
+    from testbed.runlog import read_csv_rows
+
+    return read_csv_rows(ctl.out / "qos.csv")         # complete rows only (the writer may be mid-line)
 
 
 def _rows_when(ctl, n, timeout_s=30):
@@ -252,7 +252,8 @@ def test_link_split_over_a_tx_node_and_an_rx_node(env, tmp_path):
     assert set(models[models.index("akb-v1"):]) == {"akb-v1"}                 # one switch, at an image boundary
     states = [d for d in _decisions(ctl) if d["action"] == "replan"]
     assert len(states) == 1 and rx.session.dec.wrong_model == 0  # the receiver held the model before the switch
-    assert tx.outbox.pending == {} and rx.outbox.pending == {}
+    wait_until(lambda: not tx.outbox.pending and not rx.outbox.pending, 10,
+               "both outboxes to empty (the last acks follow the commit)")
 
 
 def test_tls_listener(tmp_path):
@@ -327,3 +328,42 @@ def test_a_vanished_node_is_marked_offline_by_its_last_will(env):
     ghost.client.loop_stop()                   # no more keep-alives and no DISCONNECT ...
     ghost.client.socket().close()              # ... and the connection drops
     wait_until(lambda: not ctl.nodes["n3"].online, 30, "the broker to publish n3's last will")
+
+
+def test_split_receiver_failing_at_once_does_not_wedge_the_transmitter(env, tmp_path):
+    """The receiver fails before the transmitter got its job: the held-back job is withdrawn (no
+    cancel for a job the tx node never saw) and the pair takes the next intent."""
+    imgs = crop_images(tmp_path / "imgs", n=1)
+    ctl = env.controller(resend_s=1.0)
+    tx = env.node("n1", role="tx", channel_snr="12")
+    env.node("n2", role="rx")
+    wait_until(lambda: {"n1", "n2"} <= set(ctl.nodes), 10, "both nodes")
+    assert ctl.submit(M.Intent("bad", images=[str(tmp_path / "no-such-folder")])).accepted
+    lp = ctl.links["bad.L0"]
+    wait_until(lambda: lp.status == "failed", 30, "the link to fail")
+    assert lp.tx_status == "cancelled" and ctl._busy() == set() and not ctl.pending and not tx.cancelled
+    r = ctl.submit(M.Intent("good", images=[str(imgs)]))
+    assert r.accepted and "n1->n2" in r.reason, r.reason
+    wait_until(lambda: ctl.intents["good"]["state"] == "done", 60, "the next intent to run on the pair")
+
+
+def test_a_node_that_dies_mid_job_is_given_up_on_after_the_grace_period(env, tmp_path):
+    imgs = crop_images(tmp_path / "imgs", n=2)
+    ctl = env.controller(offline_grace_s=1.0)
+    tx = env.node("n1", role="tx", channel_snr="12")
+    rx = env.node("n2", role="rx")
+    wait_until(lambda: {"n1", "n2"} <= set(ctl.nodes), 10, "both nodes")
+    assert ctl.submit(M.Intent("dead", images=[str(imgs)], repeat=50)).accepted
+    lp = ctl.links["dead.L0"]
+    wait_until(lambda: lp.reports >= 2, 60, "the first joined reports")
+    tx.link.publish = lambda *a, **k: None     # the tx process dies: not another word from it ...
+    tx.link.client.loop_stop()                 # ... no goodbye, and the connection drops
+    tx.link.client.socket().close()
+    tx.stopping.set()
+    wait_until(lambda: not ctl.nodes["n1"].online, 30, "n1's last will")
+    wait_until(lambda: lp.tx_status == "failed", 10, "the controller to give up on n1")
+    assert ctl.intents["dead"]["state"] == "failed"
+    wait_until(lambda: lp.rx_status in ("cancelled", "done") and not rx.running, 30, "the receiver to be cancelled")
+    assert ctl._busy() == set()
+    fails = [d for d in _decisions(ctl) if d["action"] == "fail"]
+    assert len(fails) == 1 and "n1" in fails[0]["reason"], fails

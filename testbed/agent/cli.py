@@ -43,6 +43,8 @@ def add_parsers(sub, common) -> None:
     c.add_argument("--assume-snr-db", type=float, default=10.0,
                    help="a link's SNR before any measurement (default %(default)s)")
     c.add_argument("--margin-db", type=float, default=0.5, help="PSNR margin over the target (default %(default)s)")
+    c.add_argument("--offline-grace", type=float, default=30.0, metavar="S",
+                   help="a node offline this long mid-job: its link fails (default %(default)s s)")
     c.set_defaults(func=cmd_controller)
 
     i = sub.add_parser("intent", help="submit intents to the controller")
@@ -132,7 +134,7 @@ def cmd_controller(a) -> int:
 
     ctl = Controller(ControllerOptions(broker=a.broker, out=a.out, models_dir=a.models_dir, username=a.username,
                                        password=_password(a), ca_file=a.ca_file, assume_snr_db=a.assume_snr_db,
-                                       margin_db=a.margin_db))
+                                       margin_db=a.margin_db, offline_grace_s=a.offline_grace))
     import gc
 
     gc.freeze()    # start-up objects leave the collector's view: shorter GC pauses (latency)

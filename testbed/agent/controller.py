@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -24,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runlog import CsvLog, write_json_atomic
+from ..runlog import CsvLog, _truncate_torn_tail, write_json_atomic
 from . import messages as M
 from . import topics as T
+from .broker import CONTROLLER_USER, OPERATOR_USER
 from .mqttlink import MqttLink
 from .policy import Choice, LinkState, OperatingPoint, Policy, load_catalogue
 from .transfer import announce, chunks, pack
@@ -95,6 +98,7 @@ class ControllerOptions:
     summary_every_s: float = 5.0       # summary.json (all links) at most this often, and at exit
     drain_s: float = 3.0               # a receiver finishes this long after its last frame once the tx is done
     join_grace_s: float = 2.0          # then lone tx halves wait this long for their rx half before "lost"
+    offline_grace_s: float = 30.0      # a node offline (last will) this long mid-job: its end of the link fails
 
 
 class Controller:
@@ -126,7 +130,12 @@ class Controller:
         self.committed: set[str] = set(self.seen)
         self.write_errors = 0
         self.qos_q: "queue.Queue[tuple | None]" = queue.Queue()
-        self.decisions_f = open(self.out / "decisions.jsonl", "a")
+        dec_path = self.out / "decisions.jsonl"
+        last_decision = 0
+        if dec_path.exists():
+            _truncate_torn_tail(dec_path)        # a kill mid-write: the next decision must not be glued to it
+            last_decision = _last_decision_number(dec_path)
+        self.decisions_f = open(dec_path, "a")
         self.lock = threading.RLock()
         self.nodes: dict[str, M.NodeStatus] = {}
         self.intents: dict[str, dict] = {}
@@ -135,7 +144,9 @@ class Controller:
         self.job_index: dict[str, str] = {}                          # job id -> link id
         self.seen_events: set[str] = set()
         self.archives: dict[str, tuple[M.ModelAnnounce, bytes]] = {}
-        self.counter = itertools.count(1)
+        self.counter = itertools.count(last_decision + 1)    # decision ids never repeat across restarts
+        self.offline_since: dict[str, float] = {}                  # node -> when it went offline
+        self.streaming: set[tuple[str, str]] = set()                # (node, sha256) model transfers in flight
         self.intent_ms: list[float] = []     # time to handle each intent (receipt to job published)
         self.dirty = True
         self.stopping = threading.Event()
@@ -162,6 +173,11 @@ class Controller:
         if parsed is None or parsed[0] != claimed:
             self._reject(topic, f"node_id {claimed!r} does not match the topic")
             return None
+        # the broker's pattern ACL lets every account write under node/<its user name>: the
+        # controller and operator accounts must not pass for nodes (broker init refuses such ids)
+        if claimed in (CONTROLLER_USER, OPERATOR_USER) or not M.ID_RE.match(claimed):
+            self._reject(topic, f"{claimed!r} is not a valid node id (reserved or malformed)")
+            return None
         return claimed
 
     def _decide(self, intent_id: str, link_id: str, action: str, reason: str, model: str = "",
@@ -172,6 +188,7 @@ class Controller:
         payload = M.encode(d)
         self.decisions_f.write(payload.decode() + "\n")
         self.decisions_f.flush()
+        os.fsync(self.decisions_f.fileno())
         self.link.publish(T.decisions(), payload)
         log.info("decision %s %s %s: %s", did, action, link_id or intent_id, reason)
         self.dirty = True
@@ -210,6 +227,8 @@ class Controller:
             was = self.nodes.get(st.node_id)
             self.nodes[st.node_id] = st
             self.dirty = True
+            if st.online:
+                self.offline_since.pop(st.node_id, None)     # back within the grace period: carries on
             if st.online and (was is None or not was.online):
                 log.info("controller: node %s online (%s, %s, models %s)", st.node_id, st.role, st.radio,
                          ", ".join(st.models))
@@ -223,7 +242,11 @@ class Controller:
                             self.link.publish(T.to(st.node_id, "job"), job)
                 self._serve_queue()
             elif not st.online and was is not None and was.online:
-                log.warning("controller: node %s went offline", st.node_id)
+                busy = st.node_id in self._busy()
+                log.warning("controller: node %s went offline%s", st.node_id,
+                            f"; its job(s) fail unless it is back within {self.opts.offline_grace_s:g} s"
+                            if busy else "")
+                self.offline_since[st.node_id] = time.monotonic()
 
     def _on_job_state(self, js: M.JobState, topic, props) -> None:
         if self._node_of(topic, js.node_id) is None:
@@ -251,6 +274,9 @@ class Controller:
             if is_rx and js.state == "running" and lp.tx_hold is not None:
                 job, lp.tx_hold = lp.tx_hold, None
                 self._send(lp.node, job)
+            if js.state in M.FINAL_STATES:       # nothing more to tell this job (even if already given up on)
+                self._drop_pending(js.job_id)
+                lp.pending_tx.clear()            # updates held for the transmitter: moot once an end finished
             cur = lp.rx_status if is_rx else lp.tx_status
             if js.state in ("running",) + M.FINAL_STATES and cur not in M.FINAL_STATES:   # never out of a final state
                 if is_rx:
@@ -258,29 +284,68 @@ class Controller:
                 else:
                     lp.tx_status = js.state
                 if js.state in M.FINAL_STATES:
-                    self.pending.pop(f"{js.job_id}#cancel", None)
-                    self._end_finished(lp, is_rx, js)
+                    self._end_finished(lp, is_rx, js.state, js.node_id, js.error)
             self._update_intent(lp.intent.intent_id)
             if lp.status in M.FINAL_STATES or js.state in M.FINAL_STATES:
                 self._serve_queue()          # nodes are free again
             self.dirty = True
 
-    def _end_finished(self, lp: LinkPlan, is_rx: bool, js: M.JobState) -> None:
+    def _drop_pending(self, job_id: str) -> None:
+        """The job reached a final state: stop re-sending its assignment, updates and cancel."""
+        for key in [k for k in self.pending if k == job_id or k.startswith((f"{job_id}#update:", f"{job_id}#cancel"))]:
+            del self.pending[key]
+
+    def _end_finished(self, lp: LinkPlan, is_rx: bool, state: str, node: str, error: str = "") -> None:
         """One end of a link reached a final state: tell the other end of a split link."""
-        if js.state == "failed":
-            log.error("controller: link %s failed on %s: %s", lp.link_id, js.node_id, js.error)
+        if state == "failed":
+            log.error("controller: link %s failed on %s: %s", lp.link_id, node, error)
         if not lp.rx_job:
             return
         if not is_rx and lp.rx_status not in M.FINAL_STATES:
-            if js.state == "done":     # the receiver drains what is still on the air, then finishes
+            if state == "done":     # the receiver drains what is still on the air, then finishes
                 self._send(lp.rx_node, M.JobCancel(lp.rx_job, "transmitter finished", drain_s=self.opts.drain_s),
                            key=f"{lp.rx_job}#cancel")
             else:
-                self._send(lp.rx_node, M.JobCancel(lp.rx_job, f"transmitter {js.state}"), key=f"{lp.rx_job}#cancel")
+                self._send(lp.rx_node, M.JobCancel(lp.rx_job, f"transmitter {state}"), key=f"{lp.rx_job}#cancel")
         if is_rx:
-            if lp.tx_status not in M.FINAL_STATES and js.state != "done":
-                self._send(lp.node, M.JobCancel(lp.job_id, f"receiver {js.state}"), key=f"{lp.job_id}#cancel")
+            if lp.tx_hold is not None:     # the transmitter never got its job: nothing to cancel there
+                lp.tx_hold = None
+                if lp.tx_status not in M.FINAL_STATES:
+                    lp.tx_status = "cancelled"
+                    log.info("controller: %s: transmitter job %s withdrawn before it was sent (receiver %s)",
+                             lp.link_id, lp.job_id, state)
+            elif lp.tx_status not in M.FINAL_STATES and state != "done":
+                self._send(lp.node, M.JobCancel(lp.job_id, f"receiver {state}"), key=f"{lp.job_id}#cancel")
             lp.rx_finished_at = time.monotonic()    # lone tx halves become lost images after a grace period
+
+    def _give_up_on(self, node: str, offline_s: float) -> None:
+        """``node`` stayed offline past the grace period: its unfinished link ends fail, the peer
+        of a split link is cancelled, the intents fail. Should it come back, it is told to cancel."""
+        for lp in list(self.links.values()):
+            if node not in lp.busy_nodes():
+                continue
+            reason = f"node {node} offline for {offline_s:.0f} s (grace {self.opts.offline_grace_s:g} s)"
+            for is_rx in ([False] if lp.node == node else []) + ([True] if lp.rx_job and lp.rx_node == node else []):
+                job_id = lp.rx_job if is_rx else lp.job_id
+                if (lp.rx_status if is_rx else lp.tx_status) in M.FINAL_STATES:
+                    continue
+                if not is_rx and lp.tx_hold is not None:     # never sent: nothing to cancel on the node
+                    lp.tx_hold = None
+                    self._drop_pending(job_id)
+                else:
+                    self._drop_pending(job_id)
+                    self._send(node, M.JobCancel(job_id, reason), key=f"{job_id}#cancel")   # delivered if it returns
+                if is_rx:
+                    lp.rx_status = "failed"
+                else:
+                    lp.tx_status = "failed"
+                lp.pending_tx.clear()
+                self._decide(lp.intent.intent_id, lp.link_id, "fail", f"{reason}: job {job_id} given up",
+                             node=node, job_id=job_id)
+                self._end_finished(lp, is_rx, "failed", node, reason)
+            self._update_intent(lp.intent.intent_id)
+        self.dirty = True
+        self._serve_queue()
 
     def _update_intent(self, intent_id: str) -> None:
         it = self.intents.get(intent_id)
@@ -424,6 +489,8 @@ class Controller:
                 if r.report_id in self.committed:      # re-sent after a lost ack: acknowledge again
                     self.tlink.publish(T.to(r.node_id, "ack"), M.Ack([r.report_id]))
                 return                                  # (else its ack follows the pending commit)
+            if self.stopping.is_set():                  # the writer may have its stop marker: not written,
+                return                                  # so not seen (the node re-sends it to the next run)
             self.seen.add(r.report_id)
             self.dirty = True
             lp = self.links.get(r.link_id)
@@ -571,11 +638,15 @@ class Controller:
         if not lp.rx_job:
             self._send_job_update(lp, lp.node, upd)
             return
+        if lp.rx_status in M.FINAL_STATES:      # the receiver has finished: it would never confirm it
+            return
         lp.pending_tx[upd.decision] = upd
         self._send_job_update(lp, lp.rx_node, dataclasses.replace(upd, job_id=lp.rx_job))
 
     def _send_job_update(self, lp: LinkPlan, node: str, upd: M.JobUpdate) -> None:
         """Send an update until confirmed; the node's job, as re-sent after a restart, follows it."""
+        if (lp.rx_status if lp.rx_job and node == lp.rx_node else lp.tx_status) in M.FINAL_STATES:
+            return                      # that end has finished: nothing would ever confirm it
         job = lp.sent_jobs.get(node)
         if job is not None:
             lp.sent_jobs[node] = dataclasses.replace(job, model=upd.model, model_sha256=upd.model_sha256,
@@ -598,14 +669,30 @@ class Controller:
             self._reject(topic, f"node {req.node_id} asked for {req.name} {req.sha256[:12]}..., "
                                 f"this controller has {ann.sha256[:12]}...")
             return
-        self._decide("", "", "disseminate", f"sending {req.name} to {req.node_id}: {ann.size} bytes in "
-                                            f"{ann.chunks} chunks", req.name, node=req.node_id,
-                     archive_sha256=ann.archive_sha256)
-        threading.Thread(target=self._stream_chunks, args=(rt, corr, ann, data), daemon=True).start()
+        key = (req.node_id, req.sha256)
+        with self.lock:
+            if key in self.streaming:           # one transfer per node and model at a time
+                log.info("controller: %s asked again for %s while it is being sent: ignored", req.node_id, req.name)
+                return
+            self.streaming.add(key)
+        try:
+            self._decide("", "", "disseminate", f"sending {req.name} to {req.node_id}: {ann.size} bytes in "
+                                                f"{ann.chunks} chunks", req.name, node=req.node_id,
+                         archive_sha256=ann.archive_sha256)
+            threading.Thread(target=self._stream_chunks, args=(rt, corr, ann, data, key), daemon=True).start()
+        except BaseException:
+            with self.lock:
+                self.streaming.discard(key)
+            raise
 
-    def _stream_chunks(self, rt, corr, ann, data) -> None:
-        for c in chunks(ann, data):
-            self.link.publish(rt, c, correlation=corr)
+    def _stream_chunks(self, rt, corr, ann, data, key=None) -> None:
+        try:
+            for c in chunks(ann, data):
+                self.link.publish(rt, c, correlation=corr)
+        finally:
+            if key is not None:
+                with self.lock:
+                    self.streaming.discard(key)
 
     # ---- status --------------------------------------------------------------------------------
     def status(self, finished_links: int | None = 50) -> M.ControllerStatus:
@@ -659,21 +746,35 @@ class Controller:
                         self.dirty = True    # the summary is still due
                 except Exception:
                     log.exception("controller: status publish failed")
-            now = time.monotonic()
             try:
-                with self.lock:
-                    for key, (node, msg, t) in list(self.pending.items()):
-                        if now - t > self.opts.resend_s:
-                            self.pending[key] = (node, msg, now)
-                            self.link.publish(T.to(node, "job"), msg)
-                    for lp in self.links.values():
-                        if lp.rx_finished_at is not None and not lp.final_joined and \
-                                now - lp.rx_finished_at > self.opts.join_grace_s:
-                            lp.final_joined = True       # late rx halves arrive on the other connection
-                            for seq in sorted(lp.halves):
-                                self._join(lp, seq, final=True)
+                self._periodic()
             except Exception:
                 log.exception("controller: periodic work failed")
+
+    def _periodic(self) -> None:
+        """Re-send what is unconfirmed, give up on nodes offline past the grace period, join the
+        last halves of finished split links."""
+        now = time.monotonic()
+        with self.lock:
+            for key, (node, msg, t) in list(self.pending.items()):
+                st = self.nodes.get(node)
+                if st is not None and not st.online:
+                    continue             # re-sent when it is back online (see _on_status)
+                if now - t > self.opts.resend_s:
+                    self.pending[key] = (node, msg, now)
+                    self.link.publish(T.to(node, "job"), msg)
+            for node, since in list(self.offline_since.items()):
+                if now - since > self.opts.offline_grace_s:
+                    del self.offline_since[node]
+                    st = self.nodes.get(node)
+                    if st is not None and not st.online:
+                        self._give_up_on(node, now - since)
+            for lp in self.links.values():
+                if lp.rx_finished_at is not None and not lp.final_joined and \
+                        now - lp.rx_finished_at > self.opts.join_grace_s:
+                    lp.final_joined = True       # late rx halves arrive on the other connection
+                    for seq in sorted(lp.halves):
+                        self._join(lp, seq, final=True)
 
     def start(self, wait_s: float | None = 10.0) -> "Controller":
         self.writer = threading.Thread(target=self._commit, name="controller-qos-writer", daemon=True)
@@ -685,10 +786,12 @@ class Controller:
         return self
 
     def stop(self) -> None:
-        self.stopping.set()
+        with self.lock:                  # _on_qos checks stopping under the lock: no row after the marker
+            self.stopping.set()
         if getattr(self, "ticker", None):
             self.ticker.join(5)
-        self.qos_q.put(None)
+        with self.lock:
+            self.qos_q.put(None)
         if getattr(self, "writer", None):
             self.writer.join(30)
         self.link.stop()
@@ -704,6 +807,20 @@ def load_intent(path: str) -> M.Intent:
     from ..configfile import from_mapping, load_yaml
 
     return from_mapping(M.Intent, load_yaml(path, "intent file"), str(path))
+
+
+def _last_decision_number(path: Path) -> int:
+    """The highest ``d<n>`` decision id in a decisions.jsonl (0: none)."""
+    last = 0
+    with open(path) as f:
+        for line in f:
+            try:
+                did = json.loads(line).get("decision_id", "")
+                if did.startswith("d"):
+                    last = max(last, int(did[1:]))
+            except (ValueError, AttributeError):
+                continue
+    return last
 
 
 def _hint(snr_db: float, op: OperatingPoint) -> float:

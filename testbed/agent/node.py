@@ -274,7 +274,9 @@ class Node:
             self._job_state(msg.job_id, "accepted")
             self.jobs.put(msg)
         elif isinstance(msg, M.JobUpdate):
-            if msg.job_id in self.final:
+            if msg.job_id in self.final:        # too late: say so, so the controller stops re-sending it
+                self._job_state(msg.job_id, self.final[msg.job_id], error="(already finished)",
+                                decision=msg.decision)
                 return
             n = _decision_number(msg.decision)
             applied = self.applied.get(msg.job_id, set())
@@ -287,6 +289,10 @@ class Node:
         elif isinstance(msg, M.JobCancel):
             if msg.job_id in self.final:
                 self._job_state(msg.job_id, self.final[msg.job_id], error="(already finished)")
+                return
+            if msg.job_id not in self.seen_jobs:    # never assigned here (or lost in a restart): it is
+                self.seen_jobs.add(msg.job_id)      # cancelled before it starts; a late assignment is refused
+                self._job_state(msg.job_id, "cancelled", error=f"(cancelled before it was received: {msg.reason})")
                 return
             self.cancelled[msg.job_id] = msg
 

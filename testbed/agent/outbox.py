@@ -4,7 +4,9 @@ node restart.
 Each message is appended (one fsync'ed JSON line: id, sub-topic, payload) to ``outbox.jsonl``
 before it is published; acknowledged ids are appended to ``acked.txt``. On start the outbox reloads both, so the
 reports still unacknowledged are re-sent after a restart; a torn last line (a kill mid-write)
-is ignored. When everything is acknowledged the two files are emptied (atomically).
+is cut off on open, so the next message starts on a line of its own. When everything is
+acknowledged, or the acknowledged entries far outnumber the pending ones, the files are rewritten
+(atomically) to hold only the pending messages.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import os
 import threading
 import time
 from pathlib import Path
+
+from ..runlog import _truncate_torn_tail
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,9 @@ def _lines(path: Path) -> list[str]:
 
 
 class Outbox:
+    COMPACT_MIN = 256        # rewrite once this many acknowledged entries ...
+    COMPACT_RATIO = 4        # ... outnumber the pending ones this many times
+
     def __init__(self, folder: str | Path):
         self.dir = Path(folder)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -49,6 +56,10 @@ class Outbox:
         if self.pending:
             log.info("%s: %d unacknowledged message(s) from a previous run will be re-sent",
                      self.dir, len(self.pending))
+        self.acked_lines = len(acked)
+        for p in (self.reports_path, self.acked_path):
+            if p.exists():
+                _truncate_torn_tail(p)       # else the next line is glued to the fragment (and lost)
         self._reports = open(self.reports_path, "a")
         self._acked = open(self.acked_path, "a")
 
@@ -58,29 +69,57 @@ class Outbox:
         f.flush()
         os.fsync(f.fileno())
 
+    @staticmethod
+    def _entry(msg_id: str, what: str, payload: bytes) -> str:
+        return json.dumps({"id": msg_id, "what": what, "payload": payload.decode()})
+
     def add(self, msg_id: str, what: str, payload: bytes) -> None:
         """Keep ``payload`` (to be published on the node's ``what`` sub-topic) until ``msg_id`` is acked."""
         with self.lock:
-            self._append(self._reports, json.dumps({"id": msg_id, "what": what, "payload": payload.decode()}))
+            self._append(self._reports, self._entry(msg_id, what, payload))
             self.pending[msg_id] = (what, payload, time.monotonic())
 
     def ack(self, ids) -> int:
         n = 0
         with self.lock:
-            for rid in ids:
-                if self.pending.pop(rid, None) is not None:
-                    self._append(self._acked, rid)
-                    n += 1
-            if n and not self.pending:
-                self._compact()
+            done = [rid for rid in dict.fromkeys(ids) if self.pending.pop(rid, None) is not None]
+            n = len(done)
+            if n:                       # one write and one fsync per acknowledgement batch
+                self._acked.write("".join(rid + "\n" for rid in done))
+                self._acked.flush()
+                os.fsync(self._acked.fileno())
+                self.acked_lines += n
+                if not self.pending or (self.acked_lines >= self.COMPACT_MIN and
+                                        self.acked_lines > self.COMPACT_RATIO * len(self.pending)):
+                    self._compact()
         return n
 
+    @staticmethod
+    def _replace(path: Path, text: str) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
     def _compact(self) -> None:
-        for f, p in ((self._reports, self.reports_path), (self._acked, self.acked_path)):
-            f.close()
-            tmp = p.with_name(p.name + ".tmp")
-            tmp.write_text("")
-            os.replace(tmp, p)
+        """Rewrite outbox.jsonl with the pending messages only, then empty acked.txt. A crash in
+        between leaves acked.txt naming ids no longer in the outbox: harmless."""
+        self._reports.close()
+        self._acked.close()
+        self._replace(self.reports_path, "".join(self._entry(rid, what, payload) + "\n"
+                                                 for rid, (what, payload, _) in self.pending.items()))
+        self._replace(self.acked_path, "")
+        try:                            # make the renames durable
+            fd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        self.acked_lines = 0
         self._reports = open(self.reports_path, "a")
         self._acked = open(self.acked_path, "a")
 
