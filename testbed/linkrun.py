@@ -14,6 +14,16 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def queued(q: "queue.Queue", block: bool = False, timeout_s: float = 0.2):
+    """Everything waiting in ``q``; with ``block``, first wait up to ``timeout_s`` for one item."""
+    while True:
+        try:
+            yield q.get(timeout=timeout_s) if block else q.get_nowait()
+        except queue.Empty:
+            return
+        block = False
+
+
 def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, skb: bool, connect, make_row, emit,
              idle_s: float = 3.0, check=None, adapt_snr: bool = False, flush_samples: int | None = None,
              on_sent=None) -> dict:
@@ -41,12 +51,7 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
 
     def drain(block: bool = False):
         nonlocal finished
-        while True:
-            try:
-                rec, img = done_q.get(timeout=0.2) if block else done_q.get_nowait()
-            except queue.Empty:
-                return
-            block = False
+        for rec, img in queued(done_q, block):
             s = sent.get(rec["image_id"])
             if s is None:
                 log.warning("decoded image id %d that was not sent in this run; ignored", rec["image_id"])

@@ -268,6 +268,7 @@ def _replay_rows(meta_path, ms: bool = True, check=None, images_dir: str | None 
     from .gr.ofdm_rx import ofdm_rx
     from .gr.running import Running
     from .gr.sigmf_source import sigmf_source
+    from .linkrun import queued
     from .phy.config import OfdmConfig
     from .radio.sigmf_io import Recording, RecordingError
 
@@ -317,12 +318,7 @@ def _replay_rows(meta_path, ms: bool = True, check=None, images_dir: str | None 
     check = check or (lambda: None)
 
     def rows(block: bool):
-        while True:
-            try:
-                r, img = done_q.get(timeout=0.1) if block else done_q.get_nowait()
-            except queue.Empty:
-                return
-            block = False
+        for r, img in queued(done_q, block, timeout_s=0.1):
             iid = r["image_id"]
             if iid not in sent:
                 log.warning("recording holds image id %d that the settings do not list; ignored", iid)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from conftest import smooth_image
+from conftest import smooth_image, write_png
 
 
 def tiny_akb(seed: int = 0):
@@ -51,3 +51,24 @@ def tiny_policy(model, emb, kb, images, timesteps: int = 0):
     if timesteps:
         ppo.learn(total_timesteps=timesteps)
     return ppo, env
+
+
+def tiny_v1_checkpoint(path):
+    """A random-weight codec v1 checkpoint (the AKB trainer's --init-from)."""
+    from testbed.codec.model import JSCC, CodecConfig
+
+    torch.manual_seed(0)
+    v1 = JSCC(CodecConfig(widths=(8, 8, 12, 16), max_symbols=48))
+    torch.save({"model": v1.state_dict(), "ema": None, "codec_config": v1.cfg.to_dict()}, path)
+    return path
+
+
+def tiny_training_data(root, n: int = 4):
+    """``root/data`` (n small images) and ``root/val`` (one image) for a few training steps."""
+    data, val = root / "data", root / "val"
+    data.mkdir()
+    val.mkdir()
+    for i in range(n):
+        write_png(data / f"{i}.png", smooth_image(96, 112, seed=i))
+    write_png(val / "v.png", smooth_image(80, 96, seed=9))
+    return data, val

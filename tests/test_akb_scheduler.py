@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from akb_fixtures import tiny_akb, tiny_policy
+from akb_fixtures import tiny_akb, tiny_policy, tiny_training_data, tiny_v1_checkpoint
 from conftest import run_cli, smooth_image, write_png
 
 
@@ -83,22 +83,9 @@ def test_ppo_smoke_and_policy_onnx_matches_sb3(akb, tiles, tmp_path):
     assert [r["snr_db"] for r in rows] == [0.0, 20.0] and all(np.isfinite(r["reward"]) for r in rows)
 
 
-def _tiny_v1_checkpoint(path):
-    from testbed.codec.model import JSCC, CodecConfig
-
-    torch.manual_seed(0)
-    v1 = JSCC(CodecConfig(widths=(8, 8, 12, 16), max_symbols=48))
-    torch.save({"model": v1.state_dict(), "ema": None, "codec_config": v1.cfg.to_dict()}, path)
-
-
 def test_train_akb_then_scheduler_then_export_cli(tmp_path):
-    data, val = tmp_path / "data", tmp_path / "val"
-    data.mkdir()
-    val.mkdir()
-    for i in range(6):
-        write_png(data / f"{i}.png", smooth_image(96, 112, seed=i))
-    write_png(val / "v.png", smooth_image(80, 96, seed=9))
-    _tiny_v1_checkpoint(tmp_path / "v1.pt")
+    data, val = tiny_training_data(tmp_path, n=6)
+    tiny_v1_checkpoint(tmp_path / "v1.pt")
     run = tmp_path / "akb"
     common = ["train", "akb", "--data", data, "--val", val, "--init-from", tmp_path / "v1.pt", "--crop", "64",
               "--batch", "1", "--entropy-steps", "2", "--kb-crops", "40", "--kb-entries", "4", "--val-every", "2",

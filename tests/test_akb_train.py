@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import assert_same, load_checkpoint, smooth_image, write_png
+from akb_fixtures import tiny_training_data, tiny_v1_checkpoint
+from conftest import assert_same, load_checkpoint
 from testbed.runlog import read_csv_rows
 
 import testbed.akb.train as at
@@ -19,19 +19,9 @@ class _Killed(Exception):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """(training images, validation images, a tiny codec v1 checkpoint)."""
-    from testbed.codec.model import JSCC, CodecConfig
-
     root = tmp_path_factory.mktemp("akb-inputs")
-    data, val = root / "data", root / "val"
-    data.mkdir()
-    val.mkdir()
-    for i in range(4):
-        write_png(data / f"{i}.png", smooth_image(96, 112, seed=i))
-    write_png(val / "v.png", smooth_image(80, 96, seed=9))
-    torch.manual_seed(0)
-    v1 = JSCC(CodecConfig(widths=(8, 8, 12, 16), max_symbols=48))
-    torch.save({"model": v1.state_dict(), "ema": None, "codec_config": v1.cfg.to_dict()}, root / "v1.pt")
-    return data, val, root / "v1.pt"
+    data, val = tiny_training_data(root)
+    return data, val, tiny_v1_checkpoint(root / "v1.pt")
 
 
 def _cfg(inputs, out, **kw):
