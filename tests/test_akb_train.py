@@ -2,7 +2,6 @@
 overwrite a run (tiny codec, a few steps)."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from akb_fixtures import tiny_training_data, tiny_v1_checkpoint
