@@ -283,3 +283,142 @@ def test_ofdm_config_with_a_channel_section_is_not_silently_ignored(tmp_path, ca
     with caplog.at_level(logging.INFO, logger="testbed.loopback"):   # the same channel: no warning
         _check(LoopbackOptions(model="m", images="i", snrs_db=[25.0], cfo_hz=1000.0, ofdm=ofdm))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_decoder_drops_frames_with_an_inconsistent_header_and_keeps_working(tiny_model_dir):
+    """A frame PDU whose header no receiver would accept (frame_count 0) is counted and dropped;
+    before, it raised in the message handler, which stops the block's message handling for good."""
+    from testbed.codec.runtime import OnnxCodec
+    from testbed.gr.jscc_decoder import jscc_decoder
+    from testbed.gr.pmtutil import pdu, split_pdu
+
+    codec = OnnxCodec(tiny_model_dir)
+    got = []
+    dec = jscc_decoder(codec, on_image=lambda r, i: got.append(r["image_id"]))
+    good = _frame_pdus(codec, np.full((32, 48, 3), 90, np.uint8), 7)
+    meta, data = split_pdu(good[0])
+    dec._handle(pdu({**meta, "h_frame_count": 0}, data))
+    assert dec.malformed == 1 and got == []
+    for m in good:
+        dec._handle(m)
+    dec.flush()
+    assert got == [7] and dec.malformed == 1
+
+
+def test_burst_shaper_ignores_bad_flush_messages():
+    """A flush message it cannot read is logged and counted; raising in the handler would stop the
+    shaper and with it the whole TX stream."""
+    from testbed.gr.burst_shaper import burst_shaper
+    from testbed.gr.pmtutil import to_pmt
+
+    sh = burst_shaper(gap=10)
+    sh._flush(to_pmt({"after": 1, "samples": "many"}))
+    sh._flush(to_pmt({"after": 1, "samples": -100}))
+    assert sh.bad_flushes == 2 and sh.flushes == []
+    sh._flush(to_pmt({"after": 1, "samples": 50}))
+    sh._flush(pmt.intern("flush"))              # not a dict: the default, as documented
+    assert sh.flushes == [(1, 50), (0, 10)] and sh.bad_flushes == 2
+
+
+def test_burst_shaper_untagged_samples_do_not_swallow_the_next_burst():
+    from gnuradio import blocks
+
+    from testbed.gr.burst_shaper import burst_shaper
+
+    t = gr.tag_t()
+    t.offset, t.key, t.value = 20, pmt.intern("packet_len"), pmt.from_long(30)
+    tb = gr.top_block()
+    src = blocks.vector_source_c([0.5 + 0j] * 50, False, 1, [t])
+    sh, snk = burst_shaper(gain=1.0, clip=2.0, gap=5), blocks.vector_sink_c()
+    tb.connect(src, sh, snk)
+    tb.run()
+    tags = {pmt.symbol_to_string(x.key): x.offset for x in snk.tags()}
+    assert tags == {"tx_sob": 20, "tx_eob": 54} and sh.bursts == 1 and len(snk.data()) == 55
+
+
+def test_image_sink_killed_while_writing_leaves_no_truncated_png(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from testbed.gr.image_sink import image_sink, next_image_index
+    from testbed.gr.pmtutil import pdu
+
+    def killed(im, fp, filename):   # the process dies half-way through the PNG
+        fp.write(b"\x89PNG\r\n\x1a\n")
+        raise SystemExit("killed")
+
+    sink = image_sink(str(tmp_path))
+    Image.preinit()                               # registers the PNG plugin, then replace its writer
+    monkeypatch.setitem(Image.SAVE, "PNG", killed)
+    with pytest.raises(SystemExit):
+        sink._handle(pdu({"height": 4, "width": 4, "image_id": 3}, np.zeros(48, np.uint8)))
+    sink.log.close()
+    assert list(tmp_path.glob("*.png")) == [] and next_image_index(tmp_path) == 0
+
+
+def _running_decoder(codec, got, idle_flush_s):
+    from testbed.gr.jscc_decoder import jscc_decoder
+
+    tb = gr.top_block()
+    src = _poster()
+    dec = jscc_decoder(codec, on_image=lambda r, i: got.append(r), idle_flush_s=idle_flush_s)
+    tb.msg_connect(src, "out", dec, "frames")
+    tb.start()
+    return tb, src, dec
+
+
+def test_decoder_idle_flush_decodes_an_image_whose_last_frame_was_lost(tiny_model_dir):
+    """In a GRC flowgraph nobody calls flush(): with idle_flush_s the decoder itself decodes an image
+    whose last frame never came, after that many quiet seconds, with the frame counted missing."""
+    import dataclasses
+    import time
+
+    from testbed.codec.runtime import OnnxCodec
+
+    codec = OnnxCodec(tiny_model_dir)
+    cfg = dataclasses.replace(CFG, payload_symbols_per_frame=CFG.n_data)
+    pdus = _frame_pdus(codec, np.full((128, 192, 3), 90, np.uint8), 5, cfg)
+    assert len(pdus) >= 2
+    got = []
+    tb, src, dec = _running_decoder(codec, got, idle_flush_s=0.3)
+    try:
+        for m in pdus[:-1]:
+            src.post(m)
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r["image_id"] for r in got] == [5]
+        assert got[0]["missing_frames"] == [len(pdus) - 1] and got[0]["frames_decoded"] == len(pdus) - 1
+        time.sleep(0.5)                      # one flush per quiet spell: nothing more
+        assert len(got) == 1
+    finally:
+        tb.stop()
+        tb.wait()
+
+
+@pytest.mark.parametrize("idle_flush_s, expect", [(30.0, [9]), (0.0, [])])
+def test_decoder_flushes_when_the_flowgraph_stops_if_idle_flush_is_on(tiny_model_dir, idle_flush_s, expect):
+    import dataclasses
+
+    from testbed.codec.runtime import OnnxCodec
+
+    codec = OnnxCodec(tiny_model_dir)
+    cfg = dataclasses.replace(CFG, payload_symbols_per_frame=CFG.n_data)
+    pdus = _frame_pdus(codec, np.full((128, 192, 3), 90, np.uint8), 9, cfg)
+    got = []
+    tb, src, dec = _running_decoder(codec, got, idle_flush_s=idle_flush_s)
+    for m in pdus[:-1]:
+        src.post(m)
+    deadline = time.monotonic() + 10
+    while dec.frames_received < len(pdus) - 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    tb.stop()
+    tb.wait()
+    assert [r["image_id"] for r in got] == expect
+
+
+def test_decoder_refuses_a_negative_idle_flush(tiny_model_dir):
+    from testbed.codec.runtime import OnnxCodec
+    from testbed.gr.jscc_decoder import jscc_decoder
+
+    with pytest.raises(ValueError, match="idle_flush_s"):
+        jscc_decoder(OnnxCodec(tiny_model_dir), idle_flush_s=-1)

@@ -109,7 +109,8 @@ def test_generated_loopback_flowgraph_runs_and_logs_qos(tmp_path):
 
 
 def test_loopback_flowgraph_snr_changes_at_run_time(tmp_path):
-    """GRC callbacks: setting the flowgraph's snr_db reaches the channel and the encoder."""
+    """GRC callbacks: setting the flowgraph's snr_db reaches the channel and the encoder, cfo_hz
+    the channel."""
     p = _grcc(REPO / "flowgraphs" / "jscc_loopback.grc", tmp_path)
     assert p.returncode == 0, p.stderr
     sys.path.insert(0, str(tmp_path))
@@ -123,6 +124,8 @@ def test_loopback_flowgraph_snr_changes_at_run_time(tmp_path):
         tb.set_snr_db(20.0)
         assert tb.encoder.snr_db == 20.0
         assert tb.channel.noise_voltage == pytest.approx(noise_voltage(OfdmConfig(), 20.0))
+        tb.set_cfo_hz(2500.0)   # the channel's CFO follows the flowgraph's cfo_hz too
+        assert tb.channel.chan.frequency_offset() == pytest.approx(2500.0 / OfdmConfig().samp_rate)
     finally:
         sys.path.remove(str(tmp_path))
 
@@ -144,3 +147,63 @@ def test_pluto_flowgraph_flushes_like_testbed_ota():
     flush = eval(expr, {"testbed": testbed, "buffer_size": buffer_size})
     cfg = load_config(REPO / "firmware_configs" / "pluto.yaml")
     assert cfg.buffer_size == buffer_size and flush == PlutoFrontEnd(cfg).flush_samples()
+
+
+def test_pluto_flowgraph_rx_buffer_like_testbed_ota():
+    """The Pluto source's output buffer is what PlutoFrontEnd sets (GNU Radio's default overruns
+    while the receiver waits for a header verdict)."""
+    import yaml
+
+    import testbed.gr.factory
+    from testbed.radio.frontend import rx_buffer_samples
+
+    g = yaml.safe_load((REPO / "flowgraphs" / "jscc_pluto.grc").read_text())
+    blocks = {b["name"]: b for b in g["blocks"]}
+    samp_rate = float(blocks["samp_rate"]["parameters"]["value"])
+    expr = blocks["pluto_rx"]["parameters"].get("minoutbuf", "0")
+    assert eval(expr, {"testbed": testbed, "samp_rate": samp_rate}) == rx_buffer_samples(samp_rate) > 32768
+
+
+ALIASES = {"ofdm_config": "ofdm_config_path"}   # GRC parameter id -> factory argument
+
+
+def _block_ymls():
+    from testbed.grc import BLOCKS_DIR
+
+    return sorted(BLOCKS_DIR.glob("*.block.yml"))
+
+
+@pytest.mark.parametrize("path", _block_ymls(), ids=lambda p: p.name.split(".")[0])
+def test_block_yml_matches_the_python_constructor(path):
+    """Each block definition passes its parameters, in order, to arguments of the same name with
+    the same defaults, and its callbacks exist on the block it makes."""
+    import importlib
+    import inspect
+    import re
+
+    import yaml
+
+    import testbed
+    from testbed.registry import DEFAULT_MODEL
+
+    d = yaml.safe_load(path.read_text())
+    params = {p["id"]: p for p in d["parameters"]}
+    call = re.fullmatch(r"([\w.]+)\((.*)\)", d["templates"]["make"].strip())
+    target, args = call.group(1), [a.strip() for a in call.group(2).split(",")]
+    module, name = target.rsplit(".", 1)
+    fn = getattr(importlib.import_module(module), name)
+    sig = list(inspect.signature(fn).parameters.values())
+    assert len(args) <= len(sig), (args, sig)
+    for arg, py in zip(args, sig):
+        pid = re.fullmatch(r"\$\{(\w+)\}", arg).group(1)
+        assert pid in params and ALIASES.get(pid, pid) == py.name, (pid, py.name)
+        if py.default is inspect.Parameter.empty:
+            continue
+        grc_default = eval(str(params[pid]["default"]), {"testbed": testbed})
+        py_default = (py.default or DEFAULT_MODEL) if pid == "model" else py.default
+        assert grc_default == py_default, (pid, grc_default, py.default)
+    # the factory returns testbed.gr.<name>.<name>
+    cls = getattr(importlib.import_module(f"testbed.gr.{name}"), name) if module == "testbed.gr.factory" else fn
+    for cb in d["templates"].get("callbacks", []):
+        method = cb.split("(")[0]
+        assert callable(getattr(cls, method, None)), (cls, method)

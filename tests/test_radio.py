@@ -263,3 +263,25 @@ def test_sigmf_recorder_refuses_to_overwrite_a_recording(tmp_path):
     assert Recording(tmp_path / "rec").samples == 100          # untouched
     SigmfRecorder(tmp_path / "rec", 1e6, 2.4e9, {"model": "m"}, overwrite=True).close()
     assert Recording(tmp_path / "rec").samples == 0
+
+
+@pytest.mark.parametrize("chunk", [7, 1000])
+def test_sigmf_source_reads_a_recording_in_chunks_then_zeros(tmp_path, monkeypatch, chunk):
+    """Recordings longer than stream_mux's 32-bit lengths are read in chunks (here made small)."""
+    from gnuradio import blocks, gr
+
+    from testbed.gr import sigmf_source as mod
+    from testbed.radio.sigmf_io import SigmfRecorder
+
+    monkeypatch.setattr(mod, "CHUNK", chunk)
+    x = (np.arange(40) + 1j * np.arange(40, 80)).astype(np.complex64)
+    r = SigmfRecorder(tmp_path / "rec", 1e6, 2.4e9, {"model": "m"})
+    r.write(x)
+    r.close()
+    tb = gr.top_block()
+    src = mod.sigmf_source(tmp_path / "rec", tail=5)
+    sink = blocks.vector_sink_c()
+    tb.connect(src, sink)
+    tb.run()
+    assert len(src.files) == -(-40 // chunk)
+    np.testing.assert_array_equal(np.array(sink.data()), np.concatenate([x, np.zeros(5, np.complex64)]))

@@ -12,15 +12,19 @@ is filled and the image is decoded without waiting for the next one).
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pmt
 from gnuradio import gr
 
 from ..phy.txscale import scale_and_clip
 
+log = logging.getLogger(__name__)
+
 
 class burst_shaper(gr.basic_block):
-    def __init__(self, gain: float = 1.0, clip: float = 1.0, gap: int = 400, len_tag: str = "packet_len"):
+    def __init__(self, gain: float = 1.0, clip: float = 1.0, gap: int = 600, len_tag: str = "packet_len"):
         gr.basic_block.__init__(self, name="burst_shaper", in_sig=[np.complex64], out_sig=[np.complex64])
         self.gain, self.clip, self.gap = float(gain), float(clip), int(gap)
         self.len_key = pmt.intern(len_tag)
@@ -30,6 +34,7 @@ class burst_shaper(gr.basic_block):
         self.bursts = 0
         self.clipped = 0
         self.flushes: list[tuple[int, int]] = []
+        self.bad_flushes = 0    # flush messages that could not be read (logged, ignored)
         self.set_tag_propagation_policy(gr.TPP_DONT)
         self.message_port_register_in(pmt.intern("flush"))
         self.set_msg_handler(pmt.intern("flush"), self._flush)
@@ -37,8 +42,17 @@ class burst_shaper(gr.basic_block):
     def _flush(self, msg):
         from .pmtutil import dict_to_py
 
-        d = dict_to_py(msg)
-        self.flushes.append((int(d.get("after", 0)), int(d.get("samples", self.gap))))
+        # an exception here would stop this block (and the TX stream) for good
+        try:
+            d = dict_to_py(msg)
+            after, samples = int(d.get("after", 0)), int(d.get("samples", self.gap))
+            if samples < 0:
+                raise ValueError(f"samples={samples}")
+        except Exception as e:
+            self.bad_flushes += 1
+            log.warning("burst_shaper: bad flush message ignored (%s: %s)", type(e).__name__, e)
+            return
+        self.flushes.append((after, samples))
 
     def _due_flush(self) -> None:
         if self.remaining == 0 and self.pad_left == 0:
@@ -69,9 +83,10 @@ class burst_shaper(gr.basic_block):
             if len(inp) == 0:
                 return 0
             r0 = self.nitems_read(0)
-            tags = self.get_tags_in_window(0, 0, 1, self.len_key)
-            if not tags:   # untagged samples: pass through (scaled)
-                n = min(len(inp), len(out))
+            window = self.get_tags_in_window(0, 0, len(inp), self.len_key)
+            tags = [t for t in window if t.offset == r0]
+            if not tags:   # untagged samples: pass through (scaled), up to the next burst
+                n = min([len(inp), len(out)] + [t.offset - r0 for t in window])
                 out[:n], c = scale_and_clip(inp[:n], self.gain, self.clip)
                 self.clipped += c
                 self.consume(0, n)

@@ -56,10 +56,18 @@ def pluto_flush_samples(buffer_size: int, ofdm_config_path: str = "") -> int:
     return flush(buffer_size, ofdm_config(ofdm_config_path).flush_samples())
 
 
-def jscc_decoder(model: str = ""):
+def rx_buffer_samples(samp_rate: float) -> int:
+    """Output buffer (samples) of a radio source block, as ``testbed ota`` sets it: the receiver
+    pauses reading while a header is decoded, and GNU Radio's default buffer would overrun."""
+    from ..radio.frontend import rx_buffer_samples as n
+
+    return n(samp_rate)
+
+
+def jscc_decoder(model: str = "", idle_flush_s: float = 1.0):
     from .jscc_decoder import jscc_decoder as blk
 
-    return blk(codec(model))
+    return blk(codec(model), idle_flush_s=idle_flush_s)
 
 
 def loopback_channel(snr_db: float = 10.0, cfo_hz: float = 0.0, sco_ppm: float = 0.0, delay_samples: int = 0,

@@ -4,6 +4,7 @@ the PNG numbering continues after the earlier images (never overwritten)."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 import re
 from pathlib import Path
@@ -41,6 +42,8 @@ class image_sink(gr.basic_block):
     def _handle(self, msg):
         from PIL import Image
 
+        from ..runlog import write_bytes_atomic
+
         try:
             meta, data = split_pdu(msg)
             img = np.asarray(data, np.uint8).reshape(int(meta["height"]), int(meta["width"]), 3)
@@ -49,7 +52,10 @@ class image_sink(gr.basic_block):
             self.errors += 1
             return
         try:   # an exception would stop this block's message handling for good
-            Image.fromarray(img).save(self.out / f"image_{self.count:05d}_id{int(meta.get('image_id', -1))}.png")
+            buf = io.BytesIO()   # written atomically: a killed run leaves no truncated PNG
+            Image.fromarray(img).save(buf, format="PNG")
+            write_bytes_atomic(self.out / f"image_{self.count:05d}_id{int(meta.get('image_id', -1))}.png",
+                               buf.getvalue())
             self.log.append({"time": dt.datetime.now().isoformat(timespec="milliseconds"),
                              **{k: meta.get(k) for k in FIELDS if k != "time"}})
         except Exception as e:   # e.g. a full disk

@@ -6,6 +6,12 @@ image PDU (metadata ``image_id``, ``height``, ``width``), for PSNR in the QoS re
 data is the RGB image and whose metadata is the QoS record (PSNR when the reference is known,
 estimated SNR and CFO, frames decoded and missing, latency). ``on_image`` (a callable) receives
 the same record and the image, e.g. to write the run log. Missing frames are zero-filled.
+
+An image is decoded when its last frame arrives or the next image's first one does. With
+``idle_flush_s`` > 0 (the GRC default), an image whose last frames were lost is decoded after that
+many seconds without frames, and when the flowgraph stops; images still waiting for their
+reference are then published without PSNR. Without it, the caller calls :meth:`flush`
+(``testbed loopback``/``ota`` do, on their own idle timer).
 """
 from __future__ import annotations
 
@@ -26,8 +32,14 @@ log = logging.getLogger(__name__)
 
 
 class jscc_decoder(gr.basic_block):
-    def __init__(self, codec, on_image=None, references: dict | None = None):
+    def __init__(self, codec, on_image=None, references: dict | None = None, idle_flush_s: float = 0.0):
         gr.basic_block.__init__(self, name="jscc_decoder", in_sig=None, out_sig=None)
+        idle_flush_s = float(idle_flush_s)
+        if not (np.isfinite(idle_flush_s) and idle_flush_s >= 0):
+            raise ValueError(f"jscc_decoder: idle_flush_s must be >= 0 seconds, got {idle_flush_s}")
+        self.idle_flush_s = idle_flush_s
+        self._idle_stop = threading.Event()
+        self._idle_thread: threading.Thread | None = None
         # model hash (32 bit, in every header) -> codec; every codec ever added stays known: an
         # image is decoded with the codec its header names, so the transmitter may switch at any image
         self.codecs: dict[int, object] = {}
@@ -36,6 +48,9 @@ class jscc_decoder(gr.basic_block):
         self.references = references if references is not None else {}
         self.reasm = framing.Reassembler()
         self.lock = threading.Lock()
+        # decoding and publishing run in the message handler, in flush() (the caller's or the idle
+        # timer's thread) and for deferred references: one at a time
+        self.decode_lock = threading.RLock()
         self.frames_received = 0
         self.images_decoded = 0
         self.last_frame_time = time.monotonic()
@@ -44,6 +59,7 @@ class jscc_decoder(gr.basic_block):
         self.wrong_kb = 0          # images whose source-KB hash differs from this receiver's KB
         self.decode_errors = 0     # images the codec failed on (logged, dropped)
         self.callback_errors = 0   # exceptions raised by on_image (logged; the image is still published)
+        self.malformed = 0         # frame messages that could not be read or placed (logged, dropped)
         self.expect_references = False   # set once a reference message arrives
         self.deferred: dict[int, tuple[dict, np.ndarray]] = {}
         self.message_port_register_in(pmt.intern("frames"))
@@ -65,9 +81,10 @@ class jscc_decoder(gr.basic_block):
             log.warning("jscc_decoder: bad reference message dropped (%s)", e)
             return
         self.expect_references = True
-        if iid in self.deferred:      # decoded before its reference was read: finish it now
-            record, rec = self.deferred.pop(iid)
-            self._finish(record, rec)
+        with self.decode_lock:
+            if iid in self.deferred:      # decoded before its reference was read: finish it now
+                record, rec = self.deferred.pop(iid)
+                self._finish(record, rec)
         while len(self.references) > 64:          # keep the recent ones only
             self.references.pop(next(iter(self.references)))
 
@@ -75,6 +92,7 @@ class jscc_decoder(gr.basic_block):
         try:
             meta, data = split_pdu(msg)
             h = FrameHeader(**{k[2:]: int(v) for k, v in meta.items() if k.startswith("h_")})
+            h = FrameHeader.from_bytes(h.to_bytes())   # field ranges and consistency, as on air
             side = None
             if "side_levels" in meta:
                 side = SideInfo(kb_index=int(meta["side_kb_index"]), kb_hash=int(meta.get("side_kb_hash", 0)),
@@ -85,21 +103,65 @@ class jscc_decoder(gr.basic_block):
                                  cfo_hz=float(meta.get("cfo_hz", float("nan"))),
                                  extra={"snr_db": float(meta.get("snr_db", float("nan")))}, side=side)
         except Exception as e:
+            self.malformed += 1
             log.warning("jscc_decoder: malformed frame dropped (%s)", e)
             return
         with self.lock:
             self.frames_received += 1
             self.last_frame_time = time.monotonic()
             self.last_snr_db = fr.extra["snr_db"]
-            done = self.reasm.add(fr)
-        for img in done:
-            self._decode(img)
+            try:   # an exception would stop this block's message handling for good
+                done = self.reasm.add(fr)
+            except Exception as e:
+                self.malformed += 1
+                log.warning("jscc_decoder: frame %s dropped (%s: %s)", h, type(e).__name__, e)
+                return
+        with self.decode_lock:
+            for img in done:
+                self._decode(img)
 
     def flush(self) -> None:
-        with self.lock:
-            done = self.reasm.flush()
-        for img in done:
-            self._decode(img)
+        """Decode the image being received, with its missing frames zero-filled."""
+        with self.decode_lock:
+            with self.lock:
+                done = self.reasm.flush()
+            for img in done:
+                self._decode(img)
+
+    def finish_deferred(self) -> None:
+        """Publish the images still waiting for their reference, without PSNR."""
+        with self.decode_lock:
+            while self.deferred:
+                self._finish(*self.deferred.pop(next(iter(self.deferred))))
+
+    # -- idle flush (idle_flush_s > 0) ---------------------------------------------------------
+    def start(self) -> bool:
+        if self.idle_flush_s > 0 and self._idle_thread is None:
+            self._idle_stop.clear()
+            self._idle_thread = threading.Thread(target=self._idle_loop, name="jscc_decoder-idle", daemon=True)
+            self._idle_thread.start()
+        return True
+
+    def stop(self) -> bool:
+        if self._idle_thread is not None:
+            self._idle_stop.set()
+            self._idle_thread.join()
+            self._idle_thread = None
+            self.flush()
+            self.finish_deferred()
+        return True
+
+    def _idle_loop(self) -> None:
+        flushed_at = None     # last_frame_time of the last flush: one flush per quiet spell
+        while not self._idle_stop.wait(min(0.1, self.idle_flush_s / 4)):
+            t = self.last_frame_time
+            if t != flushed_at and time.monotonic() - t > self.idle_flush_s:
+                flushed_at = t
+                try:
+                    self.flush()
+                    self.finish_deferred()
+                except Exception as e:    # never let the timer die silently
+                    log.warning("jscc_decoder: idle flush failed (%s: %s)", type(e).__name__, e)
 
     def _decode(self, img: framing.ImageRx) -> None:
         # runs in the message handler: an exception would stop this block's message handling for good

@@ -33,3 +33,11 @@ class loopback_channel(gr.hier_block2):
         """Change the channel SNR while the flowgraph runs (e.g. a simulated fade)."""
         self.noise_voltage = noise_voltage(self.cfg, snr_db)
         self.chan.set_noise_voltage(self.noise_voltage)
+
+    def set_cfo_hz(self, cfo_hz: float) -> None:
+        """Change the carrier frequency offset while the flowgraph runs (GRC runtime callback)."""
+        self.chan.set_frequency_offset(float(cfo_hz) / self.cfg.samp_rate)
+
+    def set_sco_ppm(self, sco_ppm: float) -> None:
+        """Change the sample-clock offset while the flowgraph runs (GRC runtime callback)."""
+        self.chan.set_timing_offset(1.0 + float(sco_ppm) * 1e-6)
