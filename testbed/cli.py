@@ -57,7 +57,8 @@ def _cmd_train_akb(a) -> int:
     from .runlog import to_json
 
     final = train(config_from_args(a), resume=a.resume)
-    print(to_json(final) if a.json else f"AKB codec: {final['step']} steps, best validation {final['best_val']:.2f} dB")
+    best = "no validation (no --val)" if final["best_val"] is None else f"best validation {final['best_val']:.2f} dB"
+    print(to_json(final) if a.json else f"AKB codec: {final['step']} steps, {best}")
     return 0
 
 

@@ -14,6 +14,7 @@ import argparse
 import csv
 import io
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -52,12 +53,30 @@ def check_crop(crop: int) -> None:
         raise ValueError(f"--crop: must be a positive multiple of {STRIDE} (the codec's block size), got {crop}")
 
 
+# options that must be at least 1 (0 would divide by zero in the middle of a run, e.g. step % val_every)
+POSITIVE_OPTIONS = ("batch", "ckpt_every", "val_every", "val_images")
+
+
+def check_options(values: dict) -> None:
+    """The options of :data:`POSITIVE_OPTIONS`, the learning rates (> 0) and ``ema`` (a decay in
+    [0, 1)) among ``values``."""
+    for name in POSITIVE_OPTIONS:
+        if name in values and values[name] < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: must be at least 1, got {values[name]}")
+    for name in ("lr", "lr_entropy"):   # learning rates: > 0 (0 divides by zero in the AKB schedule)
+        if name in values and not (math.isfinite(values[name]) and values[name] > 0):
+            raise ValueError(f"--{name.replace('_', '-')}: must be a positive learning rate, got {values[name]}")
+    if "ema" in values and not 0.0 <= values["ema"] < 1.0:
+        raise ValueError(f"--ema: the EMA decay must be in [0, 1) (0: off), got {values['ema']}")
+
+
 def config_from_args(cls, a: argparse.Namespace, what: str):
     """``cls`` filled from ``a``; ``command`` = the ``testbed train WHAT ...`` line without --resume/--force."""
     fields = {k: getattr(a, k) for k in cls.__dataclass_fields__ if hasattr(a, k)}
     fields["command"] = recorded_command(what)
     if "crop" in fields:
         check_crop(fields["crop"])
+    check_options(fields)
     return cls(**fields)
 
 

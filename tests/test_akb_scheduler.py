@@ -212,3 +212,65 @@ def test_scheduler_new_run_refuses_a_folder_holding_a_run_unless_forced(sched_se
     assert not (out / "policy.onnx").exists()          # the old run's policy is not left behind
     assert [r["timesteps"] for r in read_csv_rows(out / "train_log.csv")] == ["8"]
     assert (out / "ppo_checkpoint.zip").read_bytes() != old["ppo_checkpoint.zip"]
+
+
+def test_scheduler_checkpoint_holds_the_update_of_its_last_rollout(sched_setup, tmp_path, monkeypatch):
+    """The checkpoint at T timesteps holds the policy after PPO's update on the rollout ending at T
+    (it used to be written before that update: a resumed run lost one update per resume)."""
+    from stable_baselines3 import PPO
+
+    import testbed.akb.scheduler as sc
+
+    cfg, _ = sched_setup
+
+    def snap(ppo):
+        return {k: v.detach().clone() for k, v in ppo.policy.state_dict().items()}
+
+    saved, trained = [], []
+    real_save, real_train = sc._atomic_save, PPO.train
+
+    def save(ppo, path):
+        if path.name == "ppo_checkpoint.zip":
+            saved.append((ppo.num_timesteps, snap(ppo)))
+        real_save(ppo, path)
+
+    def train(self):
+        real_train(self)
+        trained.append((self.num_timesteps, snap(self)))
+
+    monkeypatch.setattr(sc, "_atomic_save", save)
+    monkeypatch.setattr(PPO, "train", train)
+    sc.train_scheduler(cfg(tmp_path / "run", timesteps=24, ckpt_every=8))
+    assert [t for t, _ in trained] == [8, 16, 24]
+    assert [t for t, _ in saved][:2] == [8, 16]
+    for (ts, s), (tt, t) in zip(saved[:2], trained[:2]):
+        assert ts == tt and all(torch.equal(s[k], t[k]) for k in s), ts
+
+
+def test_scheduler_resume_applies_the_command_lines_training_options(sched_setup, tmp_path, monkeypatch):
+    """--lr, --n-epochs, ... given to a resumed run are used (SB3's loader kept the checkpoint's and
+    ignored them); a different --hidden (the network) is refused, naming the option."""
+    import testbed.akb.scheduler as sc
+
+    cfg, _ = sched_setup
+    run = tmp_path / "run"
+    sc.train_scheduler(cfg(run, timesteps=8))
+    seen = []
+    real_save = sc._atomic_save
+    monkeypatch.setattr(sc, "_atomic_save", lambda ppo, path: (seen.append(ppo), real_save(ppo, path)))
+    sc.train_scheduler(cfg(run, timesteps=16, lr=1e-5, n_epochs=2, gamma=0.5), resume=True)
+    ppo = seen[-1]
+    assert ppo.num_timesteps == 16
+    assert (ppo.learning_rate, ppo.n_epochs, ppo.gamma) == (1e-5, 2, 0.5)
+    assert ppo.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
+    with pytest.raises(ValueError, match="--hidden 32"):
+        sc.train_scheduler(cfg(run, timesteps=24, hidden=32), resume=True)
+
+
+def test_scheduler_akb_that_is_not_an_akb_checkpoint_names_the_option(sched_setup, tmp_path):
+    import testbed.akb.scheduler as sc
+
+    cfg, _ = sched_setup
+    v1 = tiny_v1_checkpoint(tmp_path / "v1.pt")          # a codec v1 checkpoint, not an AKB one
+    with pytest.raises(ValueError, match="--akb .*v1.pt"):
+        sc.train_scheduler(cfg(tmp_path / "run", akb=str(v1)))

@@ -118,3 +118,61 @@ def test_akb_new_run_refuses_a_folder_holding_a_run_unless_forced(inputs, tmp_pa
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 2
     assert not (out / "best.pt").exists()          # the old run's best model is not left behind
     assert [r["step"] for r in read_csv_rows(out / "train_log.csv")] == ["2"]
+
+
+def test_akb_validates_the_final_step(inputs, tmp_path):
+    """A run shorter than --val-every (or not a multiple of it) still validates its last step and
+    leaves a best.pt (it used to leave none: `export-akb OUT/best.pt` had nothing to export)."""
+    out = tmp_path / "run"
+    final = at.train(_cfg(inputs, out, entropy_steps=1, steps=1, val_every=500))
+    assert final["step"] == 2 and final["best_val"] > 0
+    assert {int(r["step"]) for r in read_csv_rows(out / "val_log.csv")} == {2}
+    assert load_checkpoint(out / "best.pt")["step"] == 2
+
+
+def test_akb_non_finite_gradient_is_skipped_not_applied(inputs, tmp_path, monkeypatch):
+    import torch
+
+    real = torch.nn.utils.clip_grad_norm_
+    calls = {"n": 0}
+
+    def clip(params, *a, **k):
+        params = [p for p in params if p.grad is not None]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            params[0].grad.view(-1)[0] = float("nan")
+        return real(params, *a, **k)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    out = tmp_path / "run"
+    at.train(_cfg(inputs, out, val=None, entropy_steps=2, steps=1, ckpt_every=3))
+    ck = load_checkpoint(out / "checkpoint.pt")
+    for key in ("model", "ema"):
+        assert all(torch.isfinite(v).all() for v in ck[key].values() if v.dtype.is_floating_point), key
+
+
+def test_akb_bad_init_from_and_kb_options_are_named(inputs, tmp_path):
+    import torch
+
+    bad = tmp_path / "akb.pt"
+    torch.save({"akb_config": {}, "model": {}}, bad)     # an AKB checkpoint, not a codec v1 one
+    with pytest.raises(ValueError, match="--init-from .*akb.pt"):
+        at.train(_cfg(inputs, tmp_path / "a", init_from=str(bad)))
+    with pytest.raises(ValueError, match="--kb-crops 10"):      # too few crops for the embedder's PCA
+        at.train(_cfg(inputs, tmp_path / "b", kb_crops=10))
+
+
+def test_akb_cli_without_val_says_so_instead_of_a_score(inputs, tmp_path, capsys):
+    """Without --val there is no best validation: JSON null, and the CLI line says so (it printed
+    "best validation -1.00 dB")."""
+    from testbed.cli import main
+
+    data, _, v1 = inputs
+    out = tmp_path / "run"
+    assert main(["train", "akb", "--data", str(data), "--out", str(out), "--init-from", str(v1), "--crop", "64",
+                 "--batch", "1", "--entropy-steps", "1", "--steps", "1", "--kb-crops", "40", "--kb-entries", "4",
+                 "--threads", "1"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line == "AKB codec: 2 steps, no validation (no --val)"
+    import json
+    assert json.loads((out / "final_metrics.json").read_text())["best_val"] is None

@@ -320,3 +320,105 @@ def test_truncate_log_keeps_rows_up_to_the_checkpoint(tmp_path):
         lg.append({"step": 3, "loss": 0.1})
     assert [r["step"] for r in read_csv_rows(p)] == ["1", "2", "3"]
     assert not list(tmp_path.glob(".*tmp*"))                                         # no temporary file left
+
+
+# --- review fixes: spike guard across checkpoints, non-finite gradients, --init-from + --snr-range, ----------------
+# --- errors naming the folder/option ----------------------------------------------------------------------------
+
+def test_loss_spike_guard_stays_armed_right_after_a_checkpoint(tmp_path, tiny_dataset, monkeypatch):
+    """The guard's window spans checkpoints: a spike 2 steps after the step-10 checkpoint is skipped
+    (it used to look at the 1 loss since the checkpoint only, and was off for 9 steps after each)."""
+    import torch
+
+    import testbed.codec.train as tr
+
+    real = tr.JSCC.forward
+    calls = {"n": 0}
+
+    def spiky(self, *a, **k):
+        calls["n"] += 1
+        y = real(self, *a, **k)
+        return y + 10.0 if calls["n"] == 12 else y      # MSE ~100 at step 12
+
+    monkeypatch.setattr(tr.JSCC, "forward", spiky)
+    out = tmp_path / "run"
+    train(TrainConfig(data=str(tiny_dataset), out=str(out), steps=13, batch=1, crop=32, ckpt_every=10,
+                      threads=1, warmup=1))
+    rows = read_csv_rows(out / "train_log.csv")
+    assert [(r["step"], r["skipped"]) for r in rows] == [("10", "0"), ("13", "1")]
+    assert len(load_checkpoint(out / "checkpoint.pt")["recent_loss"]) == 12    # 10 + 2 accepted, spike excluded
+    assert all(torch.isfinite(p).all() for p in load_model(out / "checkpoint.pt").parameters())
+
+
+def test_non_finite_gradient_is_skipped_not_applied(tmp_path, tiny_dataset, monkeypatch):
+    """A finite loss whose gradient is NaN (e.g. a 0/0 in a normalisation) must not reach the weights."""
+    import torch
+
+    real = torch.nn.utils.clip_grad_norm_
+    calls = {"n": 0}
+
+    def clip(params, *a, **k):
+        params = list(params)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            params[0].grad.view(-1)[0] = float("nan")
+        return real(params, *a, **k)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    out = tmp_path / "run"
+    train(TrainConfig(data=str(tiny_dataset), out=str(out), steps=5, batch=1, crop=32, ckpt_every=5,
+                      threads=1, warmup=1))
+    assert read_csv_rows(out / "train_log.csv")[-1]["skipped"] == "1"
+    assert all(torch.isfinite(p).all() for p in load_model(out / "checkpoint.pt", weights="raw").parameters())
+
+
+def test_init_from_with_another_snr_range_records_it_and_resumes(tmp_path, tiny_dataset):
+    """Fine-tuning a 0..20 dB model over --snr-range -5,25: the checkpoint records the range trained
+    on, and --resume accepts it (it used to refuse: 'does not match the requested ... SNR range')."""
+    from akb_fixtures import tiny_v1_checkpoint
+
+    v1 = tiny_v1_checkpoint(tmp_path / "v1.pt")
+    base = dict(data=str(tiny_dataset), out=str(tmp_path / "run"), batch=1, crop=32, threads=1, ckpt_every=1,
+                warmup=1, init_from=str(v1), snr_min_db=-5.0, snr_max_db=25.0)
+    train(TrainConfig(**base, steps=1))
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["codec_config"]
+    assert (ck["snr_min_db"], ck["snr_max_db"], ck["widths"]) == (-5.0, 25.0, [8, 8, 12, 16])
+    assert train(TrainConfig(**base, steps=2), resume=True)["step"] == 2
+
+
+def test_images_too_small_for_the_linear_path_name_the_data_folder(tmp_path):
+    d = tmp_path / "tiny-images"
+    d.mkdir()
+    write_png(d / "a.png", smooth_image(8, 8))
+    with pytest.raises(ValueError, match="tiny-images.*16x16"):
+        train(TrainConfig(data=str(d), out=str(tmp_path / "run"), steps=1, batch=1, crop=32, threads=1))
+
+
+@pytest.mark.parametrize("what,args,needle", [
+    ("codec", ["--val-every", "0"], "--val-every"), ("codec", ["--ckpt-every", "0"], "--ckpt-every"),
+    ("codec", ["--batch", "0"], "--batch"), ("codec", ["--ema", "1"], "--ema"),
+    ("akb", ["--val-every", "0"], "--val-every"), ("akb", ["--val-images", "0"], "--val-images"),
+    ("akb", ["--ema", "-0.5"], "--ema"), ("akb", ["--lr", "0"], "--lr"), ("codec", ["--lr=-1e-4"], "--lr"),
+    ("akb", ["--lr-entropy", "nan"], "--lr-entropy")])
+def test_train_options_that_would_fail_mid_run_are_refused_up_front(what, args, needle):
+    """--val-every 0 / --ckpt-every 0 used to stop the run at its first step with a ZeroDivisionError."""
+    import importlib
+
+    from testbed.cli import build_parser
+
+    a = build_parser().parse_args(["train", what, "--data", "d", *args])
+    mod = importlib.import_module({"codec": "testbed.codec.train", "akb": "testbed.akb.train"}[what])
+    with pytest.raises(ValueError, match=needle):
+        mod.config_from_args(a)
+
+
+def test_init_from_a_file_that_is_not_a_codec_checkpoint_names_the_option(tmp_path, tiny_dataset):
+    import torch
+
+    for name, write in (("notes.txt", lambda p: p.write_text("not a checkpoint")),
+                        ("akb.pt", lambda p: torch.save({"akb_config": {}, "model": {}}, p))):
+        bad = tmp_path / name
+        write(bad)
+        with pytest.raises(ValueError, match=f"--init-from .*{name}"):
+            train(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "run"), steps=1, batch=1, crop=32,
+                              threads=1, init_from=str(bad)))

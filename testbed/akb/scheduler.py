@@ -5,7 +5,9 @@
 evaluated against the fixed entropy-to-rate mapping per SNR and exported to ONNX.
 
 ``--resume`` continues from the last checkpoint: policy, optimiser and timestep count come from
-the SB3 zip. The rollout in progress is not checkpointed, so the resumed run starts a new episode,
+the SB3 zip (written after PPO's update on the rollout it counts); the training options (``--lr``,
+``--n-steps``, ``--batch-size``, ``--n-epochs``, ``--ent-coef``, ``--gamma``) from the command line,
+and a ``--hidden`` other than the checkpoint's network is refused. The rollout in progress is not checkpointed, so the resumed run starts a new episode,
 and the environment and the process RNGs (action sampling, minibatch order) are re-seeded with
 :func:`resume_seed` (a seed derived from ``--seed`` and the checkpoint's timestep count): a
 fresh, reproducible stream instead of a replay of the run's first episodes (SB3's loader would
@@ -148,7 +150,13 @@ class OnnxPolicy:
 def make_env(akb_ckpt: str | Path, images: list[np.ndarray], seed: int, **kw) -> envmod.AkbSchedulerEnv:
     from .train import _kb_vectors, load_akb
 
-    model, emb, kb = load_akb(akb_ckpt)
+    try:
+        model, emb, kb = load_akb(akb_ckpt)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # e.g. a codec v1 checkpoint, or not a checkpoint at all
+        raise ValueError(f"--akb {akb_ckpt}: not a checkpoint of `testbed train akb` "
+                         f"({type(e).__name__}: {e})") from None
     return envmod.AkbSchedulerEnv(model, lambda x: _kb_vectors(emb, kb, x), images, seed=seed, **kw)
 
 
@@ -202,7 +210,14 @@ def train_scheduler(cfg: SchedulerTrainConfig, resume: bool = False) -> dict:
     env = make_env(cfg.akb, arrays, cfg.seed, **env_kw)
     resuming = resume and ckpt.exists()
     if resuming:
-        ppo = PPO.load(str(ckpt), env=env, device="cpu")
+        # the training options of this command line apply to the rest of the run (SB3's loader would
+        # otherwise keep the checkpoint's and silently ignore them); the network comes from the checkpoint
+        ppo = PPO.load(str(ckpt), env=env, device="cpu", n_steps=cfg.n_steps, batch_size=cfg.batch_size,
+                       n_epochs=cfg.n_epochs, learning_rate=cfg.lr, ent_coef=cfg.ent_coef, gamma=cfg.gamma)
+        arch = (ppo.policy_kwargs or {}).get("net_arch")
+        if arch != {"pi": [cfg.hidden, cfg.hidden], "vf": [cfg.hidden, cfg.hidden]}:
+            raise ValueError(f"--hidden {cfg.hidden}: {ckpt} holds a policy with layers {arch}; "
+                             "a resumed run keeps its network")
         # the loader re-seeded the env and the process RNGs with --seed: the first episodes again
         seed = resume_seed(cfg.seed, ppo.num_timesteps)
         ppo.set_random_seed(seed)
@@ -231,6 +246,14 @@ def train_scheduler(cfg: SchedulerTrainConfig, resume: bool = False) -> dict:
                 self.gains.append(info["psnr_db"] - info["psnr_fixed_db"])
             return True
 
+        def _on_rollout_start(self) -> None:
+            # the checkpoint is written here, after PPO's update on the rollout just collected (SB3
+            # calls on_rollout_end before that update): a checkpoint at T timesteps holds the policy
+            # trained on all T, so a resumed run does not lose the last rollout's update
+            if self.num_timesteps - self.last_ckpt >= cfg.ckpt_every:
+                _atomic_save(ppo, ckpt)
+                self.last_ckpt = self.num_timesteps
+
         def _on_rollout_end(self) -> None:
             if self.rewards:
                 tlog.append({"timesteps": self.num_timesteps, "mean_reward": float(np.mean(self.rewards)),
@@ -238,9 +261,6 @@ def train_scheduler(cfg: SchedulerTrainConfig, resume: bool = False) -> dict:
                              "elapsed_s": round(time.time() - self.t0, 1)})
                 self.bar.set_postfix(reward=f"{np.mean(self.rewards):+.3f}")
                 self.rewards, self.gains = [], []
-            if self.num_timesteps - self.last_ckpt >= cfg.ckpt_every:
-                _atomic_save(ppo, ckpt)
-                self.last_ckpt = self.num_timesteps
 
     cb = _Cb()
     try:

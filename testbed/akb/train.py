@@ -42,7 +42,7 @@ from ..trainargs import add_number_options
 from ..runlog import CsvLog, write_bytes_atomic, write_json_atomic
 from . import ratemap as rm
 from .model import AkbConfig, AkbJSCC, count_parameters, from_v1
-from .skb import ImageEmbedder, KnowledgeBase, kmeans
+from .skb import ImageEmbedder, KbError, KnowledgeBase, kmeans
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,11 @@ def _load_v1(name: str):
     if p.is_file():
         from ..codec.train import load_model
 
-        return load_model(p)
+        try:
+            return load_model(p)
+        except Exception as e:  # e.g. an AKB checkpoint, or not a checkpoint at all
+            raise ValueError(f"--init-from {p}: not a codec v1 checkpoint of `testbed train codec` "
+                             f"({type(e).__name__}: {e})") from None
     from ..codec.onnx_weights import load_from_onnx
     from ..codec.runtime import resolve_model_dir
 
@@ -109,9 +113,12 @@ def build_source_kb(v1, sampler: CropSampler, cfg: AkbTrainConfig, rng: np.rando
         img = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
         pooled.append(emb.pooled(img))
     pooled = torch.cat(pooled)
-    kept = emb.fit_projection(pooled)
-    vecs = ((pooled - emb.mean) @ emb.proj).numpy()
-    cent = kmeans(vecs, cfg.kb_entries, rng)
+    try:
+        kept = emb.fit_projection(pooled)
+        vecs = ((pooled - emb.mean) @ emb.proj).numpy()
+        cent = kmeans(vecs, cfg.kb_entries, rng)
+    except KbError as e:
+        raise KbError(f"--kb-crops {cfg.kb_crops}, --kb-entries {cfg.kb_entries}: {e}") from None
     kb = KnowledgeBase(cent, "image-embedder", {"entries": cfg.kb_entries, "crops": cfg.kb_crops,
                                                 "crop": cfg.crop, "data": cfg.data, "pca_variance_kept": kept})
     log.info("source KB: %d entries from %d crops (PCA keeps %.3f of the variance), sha256 %s",
@@ -238,7 +245,7 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
             q = model.entropy.calibrate(model.encoder.latent(feats))
         log.info("entropy model: quantisation step %.4g", q)
         step, best = 0, -1.0
-    emb = emb.to(device).eval()
+    emb = emb.eval()    # stays on the CPU: _kb_vectors feeds it CPU images and reads its output with .numpy()
 
     codec_params = [p for n, p in model.named_parameters() if not n.startswith("entropy.")]
     opt = torch.optim.Adam([
@@ -321,13 +328,16 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
                 log.warning("step %d: non-finite loss skipped", step)
             else:
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                opt.step()
-                if ema is not None:
-                    ema.update(model)
-                if phase == "joint":
-                    run_mse.append(mse_v)
-                run_bpp.append(bpp.item())
+                gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                if not math.isfinite(float(gn)):  # a finite loss with a NaN/inf gradient: skipped too
+                    log.warning("step %d: non-finite gradient norm skipped", step)
+                else:
+                    opt.step()
+                    if ema is not None:
+                        ema.update(model)
+                    if phase == "joint":
+                        run_mse.append(mse_v)
+                    run_bpp.append(bpp.item())
             step += 1
             bar.update(1)
             if step % 20 == 0:
@@ -336,7 +346,8 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
                     post["psnr"] = f"{psnr_from_mse(np.mean(run_mse[-50:])):.2f}"
                 bar.set_postfix(post)
             # validation before the checkpoint of the same step, so that the checkpoint carries its best
-            if val_arrays and phase == "joint" and (jstep + 1) % cfg.val_every == 0:
+            # ... and at the last step, as the codec trainer does (the final weights are always validated)
+            if val_arrays and phase == "joint" and ((jstep + 1) % cfg.val_every == 0 or step == total):
                 em = _eval_model()
                 kb_fn = lambda img: _kb_vectors(emb, kb, img)  # noqa: E731
                 vals = []
@@ -361,7 +372,8 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
         bar.close()
         tlog.close()
         vlog.close()
-    final = {"step": step, "parameters": count_parameters(model), "best_val": best}
+    # best_val: the best validation score in dB; None when the run had no --val
+    final = {"step": step, "parameters": count_parameters(model), "best_val": best if cfg.val else None}
     write_json_atomic(out / "final_metrics.json", final)
     return final
 

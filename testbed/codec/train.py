@@ -11,6 +11,7 @@ folder that already holds a checkpoint unless ``--force`` (see :func:`trainargs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import logging
 import math
@@ -178,7 +179,11 @@ def _initial_model(cfg: TrainConfig, device) -> JSCC | None:
         return None
     p = Path(cfg.init_from)
     if p.is_file():
-        return load_model(p, map_location=device)
+        try:
+            return load_model(p, map_location=device)
+        except Exception as e:  # e.g. an AKB checkpoint, or not a checkpoint at all
+            raise ValueError(f"--init-from {p}: not a codec v1 checkpoint of `testbed train codec` "
+                             f"({type(e).__name__}: {e})") from None
     from .onnx_weights import load_from_onnx
     from .runtime import resolve_model_dir
 
@@ -258,6 +263,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         if init.cfg.max_symbols != cfg.max_symbols:
             raise ValueError(f"{cfg.init_from}: has {init.cfg.max_symbols} symbols per block, "
                              f"training asks for {cfg.max_symbols} (--max-symbols)")
+        # the SNR range is the model's record of what it was trained on (not an input of its
+        # layers): a run that fine-tunes over --snr-range records that range, so that its
+        # checkpoint matches the run's configuration (and --resume accepts it)
+        init.cfg = dataclasses.replace(init.cfg, snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)
         model = init.to(device)
     else:
         model = JSCC(CodecConfig(max_symbols=cfg.max_symbols,
@@ -293,7 +302,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         if resume:
             log.warning("--resume given but %s does not exist; starting from scratch", ckpt_path)
         if init is None:
-            info = init_linear_paths(model, train_arrays, np.random.default_rng(cfg.seed + 1))
+            try:
+                info = init_linear_paths(model, train_arrays, np.random.default_rng(cfg.seed + 1))
+            except ValueError as e:
+                raise ValueError(f"--data {cfg.data}: {e}") from None
             log.info("linear path initialised from PCA (energy kept %.4f)", info["energy_kept"])
         else:
             log.info("starting from the weights of %s", cfg.init_from)
@@ -342,18 +354,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             loss = torch.mean((y - x) ** 2)
             opt.zero_grad(set_to_none=True)
             lv = loss.item()
-            recent = run_loss[-50:] or recent_loss
+            # the last 50 accepted losses, across checkpoints (run_loss restarts at each one)
+            recent = (recent_loss + run_loss)[-50:]
             if not math.isfinite(lv) or (len(recent) >= 10 and lv > 20 * float(np.median(recent))):
                 skipped += 1  # a loss spike: do not let one bad batch wreck the model
                 log.warning("step %d: loss %.4g skipped (recent median %.4g)", step, lv,
                             float(np.median(recent)) if recent else float("nan"))
             else:
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                opt.step()
-                if ema is not None:
-                    ema.update(model)
-                run_loss.append(lv)
+                gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                if not math.isfinite(float(gn)):  # a finite loss with a NaN/inf gradient: skipped too
+                    skipped += 1
+                    log.warning("step %d: non-finite gradient norm skipped (loss %.4g)", step, lv)
+                else:
+                    opt.step()
+                    if ema is not None:
+                        ema.update(model)
+                    run_loss.append(lv)
             step += 1
             n_last += cfg.batch
             bar.update(1)
@@ -377,7 +394,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 tlog.append({"step": step, "loss_mse": m, "train_psnr_db": psnr_from_mse(m) if run_loss else None,
                              "lr": lr, "elapsed_s": round(now - t0, 1),
                              "images_per_s": n_last / max(1e-9, now - t_last), "skipped": skipped})
-                recent_loss = run_loss[-50:] or recent_loss
+                recent_loss = (recent_loss + run_loss)[-50:]
                 run_loss, t_last, n_last, skipped = [], now, 0, 0
                 _save_checkpoint(ckpt_path, model, opt, step, cfg, rng, gen, best, ema, recent_loss)
     finally:
@@ -441,6 +458,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         if not 1 <= o <= a.max_symbols:
             raise ValueError(f"--operating-points: {o} is outside 1..{a.max_symbols} (--max-symbols)")
     trainargs.check_crop(a.crop)
+    trainargs.check_options(vars(a))
     return TrainConfig(
         data=a.data, val=a.val, out=a.out, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
         seed=a.seed, channel=a.channel, snr_min_db=lo, snr_max_db=hi, operating_points=ops,
