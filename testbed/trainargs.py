@@ -87,21 +87,30 @@ class RunExistsError(ValueError):
 def check_new_run(out: str | Path, checkpoint: str, resume: bool, force: bool, results: tuple[str, ...] = ()) -> None:
     """Guard a run folder before training starts.
 
-    Without ``resume``, a folder holding ``checkpoint`` is refused (starting over would truncate
-    its logs and overwrite its checkpoint and best model) unless ``force``: then ``checkpoint`` and
-    the old run's ``results`` are deleted first, so that neither a later ``--resume`` nor an export
-    can pick up the old run's files as the new one's.
+    Without ``resume``, a folder holding ``checkpoint`` or any of the old run's ``results`` (e.g. a
+    ``best.pt`` written before the run was killed, ahead of its first checkpoint) is refused
+    (starting over would truncate its logs and overwrite its checkpoint and best model, or leave a
+    stale best model that an export would take for the new run's) unless ``force``: then they are
+    deleted first, so that neither a later ``--resume`` nor an export can pick up the old run's
+    files as the new one's.
     """
     out = Path(out)
     ck = out / checkpoint
-    if resume or not ck.exists():
+    if resume and ck.exists():
         return
+    held = [out / n for n in (checkpoint, *results) if (out / n).exists()]
+    if not held:
+        return
+    if resume:   # nothing to resume: a new run starts, and must not inherit the old results
+        raise RunExistsError(
+            f"--resume: {out} has no {checkpoint} to resume, but holds {', '.join(p.name for p in held)} "
+            f"of an earlier run; pass --force (without --resume) to start over")
     if not force:
         raise RunExistsError(
-            f"{out} already holds a training run ({ck}); pass --resume to continue it, "
-            f"or --force to start over (discards its checkpoint, results and logs)")
-    for name in (checkpoint, *results):
-        (out / name).unlink(missing_ok=True)
+            f"{out} already holds a training run ({', '.join(str(p) for p in held)}); pass --resume to "
+            f"continue it, or --force to start over (discards its checkpoint, results and logs)")
+    for p in held:
+        p.unlink(missing_ok=True)
     log.warning("--force: starting a new run in %s; the previous run's checkpoint and results were deleted", out)
 
 

@@ -399,7 +399,8 @@ def test_images_too_small_for_the_linear_path_name_the_data_folder(tmp_path):
     ("codec", ["--batch", "0"], "--batch"), ("codec", ["--ema", "1"], "--ema"),
     ("akb", ["--val-every", "0"], "--val-every"), ("akb", ["--val-images", "0"], "--val-images"),
     ("akb", ["--ema", "-0.5"], "--ema"), ("akb", ["--lr", "0"], "--lr"), ("codec", ["--lr=-1e-4"], "--lr"),
-    ("akb", ["--lr-entropy", "nan"], "--lr-entropy")])
+    ("akb", ["--lr-entropy", "nan"], "--lr-entropy"), ("codec", ["--max-symbols", "385"], "--max-symbols"),
+    ("codec", ["--max-symbols", "0"], "--max-symbols")])
 def test_train_options_that_would_fail_mid_run_are_refused_up_front(what, args, needle):
     """--val-every 0 / --ckpt-every 0 used to stop the run at its first step with a ZeroDivisionError."""
     import importlib
@@ -422,3 +423,23 @@ def test_init_from_a_file_that_is_not_a_codec_checkpoint_names_the_option(tmp_pa
         with pytest.raises(ValueError, match=f"--init-from .*{name}"):
             train(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "run"), steps=1, batch=1, crop=32,
                               threads=1, init_from=str(bad)))
+
+
+def test_new_run_refuses_a_folder_with_results_but_no_checkpoint(tmp_path):
+    """A run killed after writing best.pt but before its first checkpoint: a new run there (or a
+    --resume, which has nothing to resume) would leave that best.pt to be exported as its own."""
+    from testbed.trainargs import RunExistsError, check_new_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"old best")
+    for resume in (False, True):
+        with pytest.raises(RunExistsError, match="best.pt.*--force"):
+            check_new_run(out, "checkpoint.pt", resume, False, results=("best.pt",))
+    assert (out / "best.pt").read_bytes() == b"old best"
+    check_new_run(out, "checkpoint.pt", False, True, results=("best.pt",))
+    assert not (out / "best.pt").exists()
+    check_new_run(out, "checkpoint.pt", True, False, results=("best.pt",))   # empty folder: fine
+    (out / "checkpoint.pt").write_bytes(b"ck")
+    (out / "best.pt").write_bytes(b"best")
+    check_new_run(out, "checkpoint.pt", True, False, results=("best.pt",))   # resumable: fine

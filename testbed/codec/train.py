@@ -450,6 +450,10 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         raise ValueError(f"--snr-range: expected MIN,MAX in dB, got {a.snr_range!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"--snr-range: MIN must be below MAX (finite dB values), got {a.snr_range!r}")
+    s_cap = sym.STRIDE * sym.STRIDE * 3 // 2   # a 16x16 RGB block has 768 real values: 384 complex symbols
+    if not 1 <= a.max_symbols <= s_cap:
+        raise ValueError(f"--max-symbols: must be in 1..{s_cap} (a 16x16 RGB block holds {2 * s_cap} real "
+                         f"values), got {a.max_symbols}")
     try:
         ops = [int(v) for v in a.operating_points.split(",")]
     except ValueError:
