@@ -113,5 +113,6 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
     return {**rx.counters(), "frames_sent": enc.frames_sent, "frames_delivered": dec.frames_received,
             "tx_samples": tx_samples, "samples_per_s": tx_samples / wall,
             "real_time_factor": tx_samples / wall / cfg.samp_rate,
-            "wrong_model": dec.wrong_model, "wrong_kb": dec.wrong_kb, "tx_bursts": tx.shaper.bursts,
+            "wrong_model": dec.wrong_model, "wrong_kb": dec.wrong_kb, "late_frames": dec.reasm.late,
+            "tx_bursts": tx.shaper.bursts,
             "tx_clipped_samples": tx.shaper.clipped, "wall_s": wall}

@@ -422,3 +422,35 @@ def test_decoder_refuses_a_negative_idle_flush(tiny_model_dir):
 
     with pytest.raises(ValueError, match="idle_flush_s"):
         jscc_decoder(OnnxCodec(tiny_model_dir), idle_flush_s=-1)
+
+
+def test_decoder_idle_flush_does_not_cut_an_image_while_a_slow_decode_holds_its_frames(tiny_model_dir):
+    """Image 1 loses its last frame, so image 2's first frame releases it; decoding it takes longer
+    than the idle timeout (a loaded machine) while image 2's frames wait in the queue. The idle
+    timer used to flush image 2 with one frame; quiet now counts from the end of a frame's handling."""
+    import dataclasses
+
+    from testbed.codec.runtime import OnnxCodec
+
+    class SlowCodec(OnnxCodec):
+        def decode(self, *a, **k):
+            time.sleep(0.8)
+            return super().decode(*a, **k)
+
+    codec = SlowCodec(tiny_model_dir)
+    cfg = dataclasses.replace(CFG, payload_symbols_per_frame=CFG.n_data)
+    img = np.full((128, 192, 3), 90, np.uint8)
+    one, two = _frame_pdus(codec, img, 1, cfg), _frame_pdus(codec, img, 2, cfg)
+    got = []
+    tb, src, dec = _running_decoder(codec, got, idle_flush_s=0.3)
+    try:
+        for m in one[:-1] + two:
+            src.post(m)
+        deadline = time.monotonic() + 15
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        tb.stop()
+        tb.wait()
+    assert [(r["image_id"], r["frames_decoded"]) for r in got] == [(1, len(one) - 1), (2, len(two))]
+    assert dec.reasm.late == 0

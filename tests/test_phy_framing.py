@@ -89,3 +89,35 @@ def test_frame_symbols_are_whole_ofdm_symbols():
                                   model_sha256="cd" * 32, cfg=CFG)
     x = framing.frame_symbols(h, p, CFG)
     assert x.size % CFG.n_data == 0
+
+
+def test_frames_arriving_after_a_flush_do_not_make_a_second_copy_of_the_image():
+    """A receiver stalled past the idle timeout flushes an image half-way; its remaining frames
+    are late and dropped (they used to start a second, partial copy). A new transmission of the
+    same image (from a frame it already had) and the next image are received normally."""
+    s = _stream(48 * 32 * 48)
+    fr = _frames(s)
+    r = framing.Reassembler()
+
+    def rx(h, p):
+        return r.add(framing.FrameRx(header=h, symbols=p, snr_db=10.0))
+
+    for h, p in fr[:3]:
+        assert rx(h, p) == []
+    (first,) = r.flush()
+    assert sorted(first.frames) == [0, 1, 2]
+    assert all(rx(h, p) == [] for h, p in fr[3:]) and r.late == len(fr) - 3
+    assert r.flush() == []
+    out = []
+    for h, p in fr:                       # sent again: a new image
+        out += rx(h, p)
+    assert len(out) == 1 and out[0].complete and r.late == len(fr) - 3
+    b = framing.make_frames(_stream(48 * 32 * 48, 2), image_id=4, height=512, width=768, symbols_per_location=48,
+                            model_sha256="ab" * 32, cfg=CFG)
+    for h, p in fr[:2]:
+        rx(h, p)
+    r.flush()
+    out = []
+    for h, p in b:                        # another image after a flush: not late
+        out += rx(h, p)
+    assert [i.image_id for i in out] == [4] and out[0].complete and r.late == len(fr) - 3

@@ -64,7 +64,7 @@ def rx_buffer_samples(samp_rate: float) -> int:
     return n(samp_rate)
 
 
-def jscc_decoder(model: str = "", idle_flush_s: float = 1.0):
+def jscc_decoder(model: str = "", idle_flush_s: float = 2.0):
     from .jscc_decoder import jscc_decoder as blk
 
     return blk(codec(model), idle_flush_s=idle_flush_s)

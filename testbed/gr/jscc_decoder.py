@@ -40,6 +40,8 @@ class jscc_decoder(gr.basic_block):
         self.idle_flush_s = idle_flush_s
         self._idle_stop = threading.Event()
         self._idle_thread: threading.Thread | None = None
+        self._busy = False
+        self.last_activity = time.monotonic()   # end of the last frame's handling (decoding included)
         # model hash (32 bit, in every header) -> codec; every codec ever added stays known: an
         # image is decoded with the codec its header names, so the transmitter may switch at any image
         self.codecs: dict[int, object] = {}
@@ -89,6 +91,14 @@ class jscc_decoder(gr.basic_block):
             self.references.pop(next(iter(self.references)))
 
     def _handle(self, msg):
+        self._busy = True           # the idle timer must not flush while a frame is being handled
+        try:
+            self._handle_frame(msg)
+        finally:
+            self.last_activity = time.monotonic()
+            self._busy = False
+
+    def _handle_frame(self, msg):
         try:
             meta, data = split_pdu(msg)
             h = FrameHeader(**{k[2:]: int(v) for k, v in meta.items() if k.startswith("h_")})
@@ -152,10 +162,12 @@ class jscc_decoder(gr.basic_block):
         return True
 
     def _idle_loop(self) -> None:
-        flushed_at = None     # last_frame_time of the last flush: one flush per quiet spell
+        # quiet = no frame handled for idle_flush_s: measured from the end of the last handling, so
+        # that frames queued behind a slow decode (a loaded machine) are not cut off from their image
+        flushed_at = None     # last_activity of the last flush: one flush per quiet spell
         while not self._idle_stop.wait(min(0.1, self.idle_flush_s / 4)):
-            t = self.last_frame_time
-            if t != flushed_at and time.monotonic() - t > self.idle_flush_s:
+            t = self.last_activity
+            if not self._busy and t != flushed_at and time.monotonic() - t > self.idle_flush_s:
                 flushed_at = t
                 try:
                     self.flush()

@@ -156,11 +156,19 @@ class ImageRx:
 
 class Reassembler:
     """Collects frames per image; an image is released when complete, when a frame of another
-    image arrives (frames of one image are sent back to back), or on :meth:`flush`."""
+    image arrives (frames of one image are sent back to back), or on :meth:`flush`.
+
+    After a flush, the flushed image's remaining frames (same image, a higher frame index than any
+    it got) are late: a receiver that stalled past the caller's idle timeout must not turn them
+    into a second, partial copy of the image. They are dropped and counted in ``late``; a new
+    transmission of the image (starting again at a frame it already had) is a new image.
+    """
 
     def __init__(self):
         self.current: ImageRx | None = None
         self.inconsistent = 0
+        self.late = 0
+        self._flushed: tuple | None = None    # (key, highest frame index) of the last flushed image
 
     def _new(self, h: hdr.FrameHeader, side: SideInfo | None) -> ImageRx:
         if side is not None:
@@ -182,9 +190,22 @@ class Reassembler:
                               img.model_hash) == (h.image_id, h.height, h.width, h.symbols_per_location,
                                                   h.frame_count, h.model_hash)
 
+    @staticmethod
+    def _key(img: ImageRx) -> tuple:
+        return (img.image_id, img.height, img.width, img.symbols_per_location, img.frame_count, img.model_hash)
+
     def add(self, frame: FrameRx) -> list[ImageRx]:
         h = frame.header
         done: list[ImageRx] = []
+        if self._flushed is not None and self.current is None:
+            key, last = self._flushed
+            if key == (h.image_id, h.height, h.width, h.symbols_per_location, h.frame_count, h.model_hash) \
+                    and h.frame_index > last:
+                self.late += 1
+                log.warning("frame %d of image %d arrived after the image was flushed; dropped",
+                            h.frame_index, h.image_id)
+                return done
+            self._flushed = None
         if h.side_info_len and frame.side is None:
             self.inconsistent += 1
             log.warning("frame %d of image %d announces side information but carries none; dropped",
@@ -214,5 +235,7 @@ class Reassembler:
 
     def flush(self) -> list[ImageRx]:
         out = [self.current] if self.current is not None else []
+        if self.current is not None and self.current.frames:
+            self._flushed = (self._key(self.current), max(self.current.frames))
         self.current = None
         return out
