@@ -71,7 +71,7 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
         while not sent[iid]["done"]:
             check()
             drain(block=True)
-            if not sent[iid]["done"] and time.monotonic() - max(dec.last_frame_time, sent[iid]["t_queued"]) > idle_s:
+            if not sent[iid]["done"] and time.monotonic() - max(dec.last_activity, sent[iid]["t_queued"]) > idle_s:
                 if flushed:
                     return
                 dec.flush()
@@ -97,7 +97,7 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
         while finished < len(images):
             check()
             drain(block=True)
-            if time.monotonic() - max(dec.last_frame_time, sent[max(sent)]["t_sent"]) > idle_s:
+            if time.monotonic() - max(dec.last_activity, sent[max(sent)]["t_sent"]) > idle_s:
                 break
         dec.flush()
         drain()

@@ -136,7 +136,7 @@ class LinkSession(_Transmitter):
             try:
                 rec, out = self.done_q.get(timeout=0.1)
             except queue.Empty:
-                quiet = time.monotonic() - max(self.dec.last_frame_time, t0)
+                quiet = time.monotonic() - max(self.dec.last_activity, t0)
                 if quiet > self.idle_s:
                     if flushed:
                         log.warning("image %s (id %d): nothing decoded; reported as lost", name, iid)
@@ -207,7 +207,9 @@ class RxSession:
 
     @property
     def last_frame_time(self) -> float:
-        return self.dec.last_frame_time
+        """When the decoder last finished handling a frame (its decode included): the clock of
+        the idle timeouts, so that frames queued behind a slow decode do not count as silence."""
+        return self.dec.last_activity
 
     def flush(self) -> None:
         self.dec.flush()
