@@ -94,3 +94,21 @@ def load_checkpoint(path):
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def nan_gradient_at(monkeypatch, call: int) -> None:
+    """Make the ``call``-th ``clip_grad_norm_`` of a training run see a NaN gradient (a finite
+    loss with a non-finite gradient, which the trainers must skip)."""
+    import torch
+
+    real = torch.nn.utils.clip_grad_norm_
+    calls = {"n": 0}
+
+    def clip(params, *a, **k):
+        params = [p for p in params if p.grad is not None]
+        calls["n"] += 1
+        if calls["n"] == call:
+            params[0].grad.view(-1)[0] = float("nan")
+        return real(params, *a, **k)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)

@@ -133,17 +133,9 @@ def test_akb_validates_the_final_step(inputs, tmp_path):
 def test_akb_non_finite_gradient_is_skipped_not_applied(inputs, tmp_path, monkeypatch):
     import torch
 
-    real = torch.nn.utils.clip_grad_norm_
-    calls = {"n": 0}
+    from conftest import nan_gradient_at
 
-    def clip(params, *a, **k):
-        params = [p for p in params if p.grad is not None]
-        calls["n"] += 1
-        if calls["n"] == 1:
-            params[0].grad.view(-1)[0] = float("nan")
-        return real(params, *a, **k)
-
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    nan_gradient_at(monkeypatch, 1)
     out = tmp_path / "run"
     at.train(_cfg(inputs, out, val=None, entropy_steps=2, steps=1, ckpt_every=3))
     ck = load_checkpoint(out / "checkpoint.pt")

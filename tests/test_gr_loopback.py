@@ -113,9 +113,7 @@ def test_receiver_with_another_model_refuses_to_decode(tiny_model_dir, shipped_m
     tb.start()
     try:
         enc.send(np.full((64, 96, 3), 128, np.uint8), image_id=5)
-        deadline = time.time() + 20
-        while dec.frames_received < 1 and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_until(lambda: dec.frames_received >= 1, 20)
         dec.flush()
     finally:
         tb.stop()
@@ -179,6 +177,13 @@ def _frame_pdus(codec, img, image_id, cfg=CFG):
                  "cfo_hz": 0.0}, pay) for fh, pay in frames]
 
 
+def _wait_until(cond, timeout: float, poll: float = 0.05) -> None:
+    """Poll ``cond()`` until it holds or ``timeout`` seconds pass (the caller asserts after)."""
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(poll)
+
+
 class _poster(gr.basic_block):
     """A message source to post into a running flowgraph from the test's thread."""
 
@@ -212,9 +217,7 @@ def test_decoder_keeps_working_after_on_image_raises(tiny_model_dir):
         for iid in (1, 2):
             for m in _frame_pdus(codec, np.full((32, 48, 3), 40 * iid, np.uint8), iid):
                 src.post(m)
-        deadline = time.time() + 10
-        while len(got) < 2 and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_until(lambda: len(got) >= 2, 10)
     finally:
         tb.stop()
         tb.wait()
@@ -383,9 +386,7 @@ def test_decoder_idle_flush_decodes_an_image_whose_last_frame_was_lost(tiny_mode
     try:
         for m in pdus[:-1]:
             src.post(m)
-        deadline = time.monotonic() + 10
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_until(lambda: got, 10)
         assert [r["image_id"] for r in got] == [5]
         assert got[0]["missing_frames"] == [len(pdus) - 1] and got[0]["frames_decoded"] == len(pdus) - 1
         time.sleep(0.5)                      # one flush per quiet spell: nothing more
@@ -408,9 +409,7 @@ def test_decoder_flushes_when_the_flowgraph_stops_if_idle_flush_is_on(tiny_model
     tb, src, dec = _running_decoder(codec, got, idle_flush_s=idle_flush_s)
     for m in pdus[:-1]:
         src.post(m)
-    deadline = time.monotonic() + 10
-    while dec.frames_received < len(pdus) - 1 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_until(lambda: dec.frames_received >= len(pdus) - 1, 10, poll=0.02)
     tb.stop()
     tb.wait()
     assert [r["image_id"] for r in got] == expect
@@ -446,9 +445,7 @@ def test_decoder_idle_flush_does_not_cut_an_image_while_a_slow_decode_holds_its_
     try:
         for m in one[:-1] + two:
             src.post(m)
-        deadline = time.monotonic() + 15
-        while len(got) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_until(lambda: len(got) >= 2, 15)
     finally:
         tb.stop()
         tb.wait()

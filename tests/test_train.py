@@ -354,17 +354,9 @@ def test_non_finite_gradient_is_skipped_not_applied(tmp_path, tiny_dataset, monk
     """A finite loss whose gradient is NaN (e.g. a 0/0 in a normalisation) must not reach the weights."""
     import torch
 
-    real = torch.nn.utils.clip_grad_norm_
-    calls = {"n": 0}
+    from conftest import nan_gradient_at
 
-    def clip(params, *a, **k):
-        params = list(params)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            params[0].grad.view(-1)[0] = float("nan")
-        return real(params, *a, **k)
-
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    nan_gradient_at(monkeypatch, 3)
     out = tmp_path / "run"
     train(TrainConfig(data=str(tiny_dataset), out=str(out), steps=5, batch=1, crop=32, ckpt_every=5,
                       threads=1, warmup=1))
