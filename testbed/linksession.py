@@ -206,7 +206,7 @@ class RxSession:
         self.dec.add_codec(codec)
 
     @property
-    def last_frame_time(self) -> float:
+    def last_activity(self) -> float:
         """When the decoder last finished handling a frame (its decode included): the clock of
         the idle timeouts, so that frames queued behind a slow decode do not count as silence."""
         return self.dec.last_activity

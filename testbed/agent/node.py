@@ -463,7 +463,7 @@ class Node:
                 return None
             if c is not None and c.drain_s > 0:
                 t_cancel = t_cancel or time.monotonic()
-                quiet = time.monotonic() - max(sess.last_frame_time, t_cancel)
+                quiet = time.monotonic() - max(sess.last_activity, t_cancel)
                 if quiet > c.drain_s:
                     sess.flush()
                     if self.decoded.empty():

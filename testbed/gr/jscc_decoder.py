@@ -55,7 +55,6 @@ class jscc_decoder(gr.basic_block):
         self.decode_lock = threading.RLock()
         self.frames_received = 0
         self.images_decoded = 0
-        self.last_frame_time = time.monotonic()
         self.last_snr_db = float("nan")
         self.wrong_model = 0
         self.wrong_kb = 0          # images whose source-KB hash differs from this receiver's KB
@@ -118,7 +117,6 @@ class jscc_decoder(gr.basic_block):
             return
         with self.lock:
             self.frames_received += 1
-            self.last_frame_time = time.monotonic()
             self.last_snr_db = fr.extra["snr_db"]
             try:   # an exception would stop this block's message handling for good
                 done = self.reasm.add(fr)

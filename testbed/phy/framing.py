@@ -181,26 +181,23 @@ class Reassembler:
                        symbols_per_location=h.symbols_per_location, model_hash=h.model_hash,
                        n_symbols=n, frame_count=h.frame_count, stream=np.zeros(n, np.complex64), side=side)
 
+    @staticmethod
+    def _key(h) -> tuple:
+        """What identifies an image: the same fields in a frame header and in an :class:`ImageRx`."""
+        return (h.image_id, h.height, h.width, h.symbols_per_location, h.frame_count, h.model_hash)
+
     def _matches(self, img: ImageRx, fr: FrameRx) -> bool:
-        h = fr.header
         same_side = (img.side is None and fr.side is None) or (
             img.side is not None and fr.side is not None and img.side.kb_index == fr.side.kb_index
             and np.array_equal(img.side.levels, fr.side.levels))
-        return same_side and (img.image_id, img.height, img.width, img.symbols_per_location, img.frame_count,
-                              img.model_hash) == (h.image_id, h.height, h.width, h.symbols_per_location,
-                                                  h.frame_count, h.model_hash)
-
-    @staticmethod
-    def _key(img: ImageRx) -> tuple:
-        return (img.image_id, img.height, img.width, img.symbols_per_location, img.frame_count, img.model_hash)
+        return same_side and self._key(img) == self._key(fr.header)
 
     def add(self, frame: FrameRx) -> list[ImageRx]:
         h = frame.header
         done: list[ImageRx] = []
         if self._flushed is not None and self.current is None:
             key, last = self._flushed
-            if key == (h.image_id, h.height, h.width, h.symbols_per_location, h.frame_count, h.model_hash) \
-                    and h.frame_index > last:
+            if key == self._key(h) and h.frame_index > last:
                 self.late += 1
                 log.warning("frame %d of image %d arrived after the image was flushed; dropped",
                             h.frame_index, h.image_id)
