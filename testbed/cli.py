@@ -469,13 +469,23 @@ def _add_loopback_args(p) -> None:
     p.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
 
 
+class StrictParser(argparse.ArgumentParser):
+    """No abbreviated long options (``--resum`` is an error, not ``--resume``): a training run
+    records its command line in its config and model card, and that record must name the options
+    in full. Sub-command parsers inherit the class."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = StrictParser(
         prog="testbed", description="SDR testbed for agentic semantic communications",
         epilog="Start with `testbed doctor`, then `testbed demo`. Exit codes: 0 ok, 1 a check failed, "
                "2 bad input, 130 interrupted (finished results are kept).")
     p.add_argument("--version", action="version", version=f"testbed {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = StrictParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

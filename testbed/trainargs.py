@@ -186,3 +186,24 @@ def set_global_rng_state(st: dict | None) -> bool:
     if st.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
     return True
+
+
+def elapsed_before(path: str | Path, column: str = "elapsed_s") -> float:
+    """Training time already spent by the run a resumed run continues: the ``elapsed_s`` of the
+    last row of its (already truncated) log, 0.0 when there is none. A resumed run counts on from
+    there, so the log's ``elapsed_s`` is the run's total training time."""
+    p = Path(path)
+    if not p.exists():
+        return 0.0
+    rows = list(csv.reader(io.StringIO(p.read_text())))
+    if len(rows) < 2 or column not in rows[0]:
+        return 0.0
+    col = rows[0].index(column)
+    for row in reversed(rows[1:]):
+        try:
+            v = float(row[col])
+        except (IndexError, ValueError):
+            continue
+        if math.isfinite(v) and v >= 0:
+            return v
+    return 0.0

@@ -182,10 +182,22 @@ def test_scheduler_resume_neither_replays_episodes_nor_logs_twice(sched_setup, t
             sc.train_scheduler(cfg(run))
     first = episodes[:]
     shutil.copytree(run, tmp_path / "copy")
+    # the resumed run's elapsed_s counts on from the logged training time (made long here, so
+    # that a restart at 0 would show)
+    log_path = run / "train_log.csv"
+    lines = log_path.read_text().splitlines()
+    col = lines[0].split(",").index("elapsed_s")
+    rows = [r.split(",") for r in lines[1:]]
+    for r in rows:
+        r[col] = str(float(r[col]) + 1000.0)
+    log_path.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
     episodes.clear()
     sc.train_scheduler(cfg(run), resume=True)
     resumed = episodes[:]
-    assert [int(r["timesteps"]) for r in read_csv_rows(run / "train_log.csv")] == [8, 16, 24, 32]
+    logged = read_csv_rows(log_path)
+    assert [int(r["timesteps"]) for r in logged] == [8, 16, 24, 32]
+    elapsed = [float(r["elapsed_s"]) for r in logged]
+    assert elapsed == sorted(elapsed) and elapsed[2] >= 1000.0, elapsed
     n = min(len(first), len(resumed), 4)
     assert n >= 3 and resumed[:n] != first[:n]
     episodes.clear()

@@ -94,3 +94,11 @@ def test_cli_errors_name_the_option_and_list_the_choices(tmp_path):
     assert p.returncode == 2 and "{codec,akb,scheduler}" in p.stderr
     p = run_cli("train", "codec", "--data", tmp_path / "none", check=False)
     assert p.returncode == 2 and "testbed train codec: error" in p.stderr, p.stderr
+
+
+def test_abbreviated_options_are_refused_not_guessed(tmp_path):
+    """`--resum` must not silently mean `--resume`: training records its command line."""
+    r = run_cli("train", "scheduler", "--akb", str(tmp_path / "x.pt"), "--data", str(tmp_path), "--resum", check=False)
+    assert r.returncode == 2 and "unrecognized arguments: --resum" in r.stderr
+    r = run_cli("eval", "--mod", "jscc-v1", "--data", str(tmp_path), check=False)
+    assert r.returncode == 2 and "--model" in r.stderr

@@ -34,11 +34,22 @@ def test_train_checkpoints_logs_and_resume(tmp_path, tiny_dataset):
     assert {(v["snr_db"], v["symbols_per_location"]) for v in metrics["validation"]} == {
         (s, k) for s in (0.0, 10.0, 20.0) for k in (16, 48)}
 
-    # resume continues from step 3 to 5 and appends to the same logs
+    # resume continues from step 3 to 5 and appends to the same logs; its elapsed_s counts on
+    # from the logged training time (made long here, so that a restart at 0 would show)
+    log_path = out / "train_log.csv"
+    text = log_path.read_text().splitlines()
+    col = text[0].split(",").index("elapsed_s")
+    rows = [r.split(",") for r in text[1:]]
+    for r in rows:
+        r[col] = str(float(r[col]) + 1000.0)
+    log_path.write_text("\n".join([text[0]] + [",".join(r) for r in rows]) + "\n")
     cfg5 = TrainConfig(**{**cfg.__dict__, "steps": 5})
     final5 = train(cfg5, resume=True)
     assert final5["step"] == 5
-    assert [int(r["step"]) for r in read_csv_rows(out / "train_log.csv")] == [1, 2, 3, 4, 5]
+    rows5 = read_csv_rows(log_path)
+    assert [int(r["step"]) for r in rows5] == [1, 2, 3, 4, 5]
+    elapsed = [float(r["elapsed_s"]) for r in rows5]
+    assert elapsed == sorted(elapsed) and elapsed[3] >= 1000.0, elapsed
     m = load_model(out / "checkpoint.pt")
     assert m.cfg.max_symbols == 48
 
@@ -435,3 +446,16 @@ def test_new_run_refuses_a_folder_with_results_but_no_checkpoint(tmp_path):
     (out / "checkpoint.pt").write_bytes(b"ck")
     (out / "best.pt").write_bytes(b"best")
     check_new_run(out, "checkpoint.pt", True, False, results=("best.pt",))   # resumable: fine
+
+
+def test_elapsed_before_reads_the_last_logged_training_time(tmp_path):
+    from testbed.trainargs import elapsed_before
+
+    p = tmp_path / "train_log.csv"
+    assert elapsed_before(p) == 0.0                       # no log yet
+    p.write_text("step,elapsed_s\n")
+    assert elapsed_before(p) == 0.0                       # header only
+    p.write_text("step,elapsed_s\n1,12.5\n2,30.0\n3,\n")
+    assert elapsed_before(p) == 30.0                      # an empty cell is skipped
+    p.write_text("step,loss\n1,0.5\n")
+    assert elapsed_before(p) == 0.0                       # no such column

@@ -237,7 +237,9 @@ def train_scheduler(cfg: SchedulerTrainConfig, resume: bool = False) -> dict:
             super().__init__()
             self.bar = tqdm(total=cfg.timesteps, initial=ppo.num_timesteps, desc="train scheduler", unit="step",
                             dynamic_ncols=True)
-            self.rewards, self.gains, self.t0, self.last_ckpt = [], [], time.time(), ppo.num_timesteps
+            self.rewards, self.gains, self.last_ckpt = [], [], ppo.num_timesteps
+            # a resumed run counts its training time on from the checkpoint's
+            self.t0 = time.time() - (trainargs.elapsed_before(out / "train_log.csv") if resuming else 0.0)
 
         def _on_step(self) -> bool:
             self.bar.update(1)
