@@ -112,3 +112,14 @@ def nan_gradient_at(monkeypatch, call: int) -> None:
         return real(params, *a, **k)
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+
+
+def shift_logged_elapsed(path, seconds: float) -> None:
+    """Add ``seconds`` to every ``elapsed_s`` of a training log (a run that has trained long), so
+    that a resumed run whose clock restarted at 0 would show in its rows."""
+    lines = Path(path).read_text().splitlines()
+    col = lines[0].split(",").index("elapsed_s")
+    rows = [r.split(",") for r in lines[1:]]
+    for r in rows:
+        r[col] = str(float(r[col]) + seconds)
+    Path(path).write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")

@@ -165,6 +165,7 @@ def test_scheduler_resume_neither_replays_episodes_nor_logs_twice(sched_setup, t
     import shutil
 
     import testbed.akb.scheduler as sc
+    from conftest import shift_logged_elapsed
     from testbed.runlog import CsvLog, read_csv_rows
 
     cfg, episodes = sched_setup
@@ -185,12 +186,7 @@ def test_scheduler_resume_neither_replays_episodes_nor_logs_twice(sched_setup, t
     # the resumed run's elapsed_s counts on from the logged training time (made long here, so
     # that a restart at 0 would show)
     log_path = run / "train_log.csv"
-    lines = log_path.read_text().splitlines()
-    col = lines[0].split(",").index("elapsed_s")
-    rows = [r.split(",") for r in lines[1:]]
-    for r in rows:
-        r[col] = str(float(r[col]) + 1000.0)
-    log_path.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+    shift_logged_elapsed(log_path, 1000.0)
     episodes.clear()
     sc.train_scheduler(cfg(run), resume=True)
     resumed = episodes[:]

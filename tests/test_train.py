@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_same, load_checkpoint, smooth_image, write_png
+from conftest import assert_same, load_checkpoint, shift_logged_elapsed, smooth_image, write_png
 from testbed.codec.train import TrainConfig, load_model, train
 from testbed.runlog import read_csv_rows
 
@@ -37,12 +37,7 @@ def test_train_checkpoints_logs_and_resume(tmp_path, tiny_dataset):
     # resume continues from step 3 to 5 and appends to the same logs; its elapsed_s counts on
     # from the logged training time (made long here, so that a restart at 0 would show)
     log_path = out / "train_log.csv"
-    text = log_path.read_text().splitlines()
-    col = text[0].split(",").index("elapsed_s")
-    rows = [r.split(",") for r in text[1:]]
-    for r in rows:
-        r[col] = str(float(r[col]) + 1000.0)
-    log_path.write_text("\n".join([text[0]] + [",".join(r) for r in rows]) + "\n")
+    shift_logged_elapsed(log_path, 1000.0)
     cfg5 = TrainConfig(**{**cfg.__dict__, "steps": 5})
     final5 = train(cfg5, resume=True)
     assert final5["step"] == 5
