@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -207,3 +208,9 @@ def elapsed_before(path: str | Path, column: str = "elapsed_s") -> float:
         if math.isfinite(v) and v >= 0:
             return v
     return 0.0
+
+
+def clock_start(log_path: str | Path, resumed: bool) -> float:
+    """The ``time.time()`` a run's ``elapsed_s`` counts from: now for a new run; for a resumed
+    one, now minus the training time its log already holds (:func:`elapsed_before`)."""
+    return time.time() - (elapsed_before(log_path) if resumed else 0.0)

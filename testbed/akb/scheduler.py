@@ -238,8 +238,7 @@ def train_scheduler(cfg: SchedulerTrainConfig, resume: bool = False) -> dict:
             self.bar = tqdm(total=cfg.timesteps, initial=ppo.num_timesteps, desc="train scheduler", unit="step",
                             dynamic_ncols=True)
             self.rewards, self.gains, self.last_ckpt = [], [], ppo.num_timesteps
-            # a resumed run counts its training time on from the checkpoint's
-            self.t0 = time.time() - (trainargs.elapsed_before(out / "train_log.csv") if resuming else 0.0)
+            self.t0 = trainargs.clock_start(out / "train_log.csv", resuming)
 
         def _on_step(self) -> bool:
             self.bar.update(1)

@@ -284,8 +284,7 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
              torch.get_num_threads())
     total = cfg.entropy_steps + cfg.steps
     bar = tqdm(total=total, initial=step, desc="train akb", unit="step", dynamic_ncols=True)
-    # a resumed run counts its training time on from the checkpoint's
-    t0 = time.time() - (trainargs.elapsed_before(out / "train_log.csv") if resuming else 0.0)
+    t0 = trainargs.clock_start(out / "train_log.csv", resuming)
     run_mse: list[float] = []
     run_bpp: list[float] = []
     kb_dim = model.cfg.kb_dim

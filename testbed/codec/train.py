@@ -337,9 +337,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     model.train()
     # last, after everything that builds modules: the process-wide RNGs as they were at the checkpoint
     trainargs.set_global_rng_state(global_rng)
-    # a resumed run counts its training time on from the checkpoint's
-    spent = trainargs.elapsed_before(out / "train_log.csv") if resume and step > 0 else 0.0
-    t0 = time.time() - spent
+    t0 = trainargs.clock_start(out / "train_log.csv", resume and step > 0)
     t_last, n_last = time.time(), 0
     run_loss: list[float] = []
     skipped = 0
