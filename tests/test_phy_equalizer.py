@@ -23,8 +23,7 @@ def _channel(rng, taps):
     return H
 
 
-def _run(snr_db, rng, taps=((0, 1.0),), phase_rate=0.0, drift=0.0):
-    n = 3000
+def _run(snr_db, rng, taps=((0, 1.0),), phase_rate=0.0, drift=0.0, n=3000):
     payload = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(np.complex64)
     h = hdr.FrameHeader(image_id=1, frame_index=0, frame_count=1, height=16, width=16 * 63, symbols_per_location=48,
                         n_payload=n, payload_offset=0, model_hash=5)
@@ -61,6 +60,21 @@ def test_payload_equalised_to_within_half_a_db_of_the_channel_snr():
     assert abs(diag["snr_eff_db"] - snr) < 0.7
     # the drift is found (sign: samples per OFDM symbol)
     assert diag["timing_drift_samples_per_symbol"] == pytest.approx(-0.002, abs=0.001)
+
+
+@pytest.mark.parametrize("n_payload, drift", [(40000, 20e-6 * 288), (3000, 300e-6 * 288)])
+def test_long_timing_drift_is_tracked(n_payload, drift):
+    """The drift accumulated over a frame may exceed what the pilot pairs' phase holds before
+    it wraps (1.1 samples): 20 ppm over a 40 000-symbol frame (206 OFDM symbols), or 300 ppm
+    over a short one."""
+    rng = np.random.default_rng(7)
+    h, got, st, _, Yp, payload = _run(15.0, rng, drift=drift, n=n_payload)
+    n_syms = -(-n_payload // CFG.n_data)
+    assert drift * (n_syms + 3) > 1.15   # beyond the wrap
+    out, diag = equalize_payload(Yp, st, h.n_payload, CFG)
+    snr = 10 * np.log10(1 / np.mean(np.abs(out - payload) ** 2))
+    assert snr > 14.5
+    assert diag["timing_drift_samples_per_symbol"] == pytest.approx(-drift, rel=0.05)
 
 
 def test_frequency_selective_channel_within_the_prefix():

@@ -184,15 +184,25 @@ def equalize_payload(Yp: np.ndarray, st: ChannelState, n_payload: int, cfg: Ofdm
     # phase slope across carriers (timing drift from a sample-clock offset). The channel was
     # estimated at the header, so the slope is zero there and grows linearly: slope(s) =
     # b * (s - s_ref). Each symbol's slope is read from pilot pairs half the band apart (a long
-    # baseline: precise), and b is a one-parameter weighted fit over the frame.
+    # baseline: precise), and b is a one-parameter weighted fit over the frame. The phase over
+    # that baseline wraps once the drift reaches fft_len / (2 * baseline) samples (1.1 samples:
+    # 200 OFDM symbols at 20 ppm), so the fit grows over the frame: b from the first 8 symbols,
+    # then each doubled span read relative to what b predicts there, and b refined.
     m = max(1, pc.size // 2)
+    base = m * cfg.pilot_spacing                          # carriers between the paired pilots
     r = (z[:, m:] * np.conj(z[:, :-m])).sum(axis=1)
-    slope_obs = np.angle(r) / (m * cfg.pilot_spacing)   # rad per carrier
     s = np.arange(n_syms, dtype=np.float64)
     n_hdr = hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data)
     t = s - (-(n_hdr + 1) / 2.0)                          # symbols since the header's centre
     wts = np.abs(r)
-    b = float(np.sum(wts * t * slope_obs) / max(np.sum(wts * t * t), 1e-12))
+    b, span = 0.0, 8
+    while True:
+        tt, ww = t[:span], wts[:span]
+        resid = np.angle(r[:span] * np.exp(-1j * b * tt * base)) / base   # rad per carrier, after b
+        b += float(np.sum(ww * tt * resid) / max(np.sum(ww * tt * tt), 1e-12))
+        if span >= n_syms:
+            break
+        span *= 2
     slope = b * t
     zc = z * np.exp(-1j * slope[:, None] * pc[None, :])
     c = zc.sum(axis=1)
