@@ -1,7 +1,9 @@
 """PHY-only figures for BENCHMARKS.md: SNR-estimate accuracy, impairments at the symbol level,
 and the samples per second of TX -> loopback channel -> RX (no codec). Prints markdown.
 
-    .venv/bin/python scripts/bench_phy.py [--frames 8] [--json out.json]
+    .venv/bin/python scripts/bench_phy.py [--frames 8] [--payload-symbols N] [--json out.json]
+
+``--payload-symbols``: analog symbols per frame (default: the PHY default, ``OfdmConfig``).
 """
 import argparse
 import json
@@ -13,9 +15,11 @@ from testbed.phy.config import OfdmConfig
 ap = argparse.ArgumentParser()
 ap.add_argument("--frames", type=int, default=8)
 ap.add_argument("--seeds", type=int, default=3)
+ap.add_argument("--payload-symbols", type=int, default=OfdmConfig().payload_symbols_per_frame)
 ap.add_argument("--json")
 a = ap.parse_args()
-cfg = OfdmConfig()
+cfg = OfdmConfig(payload_symbols_per_frame=a.payload_symbols)
+cfg.validate()
 frames, stream, _ = random_frames(a.frames, cfg, seed=1)
 x, starts = transmit(frames, cfg)
 out = {"snr_sweep": [], "impairments": [], "throughput": {}}
