@@ -84,7 +84,8 @@ def _cmd_ota(a) -> int:
 
     gains = parse_snrs(a.tx_gain_db, "--tx-gain-db") if a.tx_gain_db else None
     opts = OtaOptions(config=a.config, images=a.images, model=a.model, cbr=a.cbr, tx_gains_db=gains,
-                      record=a.record, out=a.out, force=a.force, snr_hint_db=a.snr_hint_db, ckb=not a.no_ckb, skb=not a.no_skb)
+                      record=a.record, out=a.out, force=a.force, snr_hint_db=a.snr_hint_db, ckb=_ckb(a), skb=not a.no_skb,
+                      allocation=a.allocation)
     with _StdoutToStderr():
         summary = run_ota(opts)
     print(to_json(summary) if a.json else format_table(summary))
@@ -311,7 +312,7 @@ def _cmd_eval(a) -> int:
 
     opts = EvalOptions(model=a.model, data=a.data, snrs_db=parse_snrs(a.snr_db), channel=a.channel,
                        seed=a.seed, out=a.out, force=a.force, cbr=a.cbr, separation=not a.no_separation, threads=a.threads,
-                       ckb=not a.no_ckb, skb=not a.no_skb, figures=a.figures)
+                       ckb=_ckb(a), skb=not a.no_skb, allocation=a.allocation, figures=a.figures)
     summary = run_eval(opts)
     if a.record_in_card:
         from .codec.modelcard import CARD_NAME, load_card, write_card
@@ -322,6 +323,8 @@ def _cmd_eval(a) -> int:
         key = f"{a.record_in_card}/{summary['channel']}/cbr={summary['cbr']:.4f}"
         if summary.get("ckb") is not None:
             key += "/" + ("ckb" if summary["ckb"] else "no-ckb") + "," + ("skb" if summary["skb"] else "no-skb")
+            if summary.get("allocation", "entropy") != "entropy":
+                key += "," + summary["allocation"]
         card.evaluation[key] = {
             "command": "testbed " + " ".join(sys.argv[1:]),
             "n_images": summary["n_images"], "seed": summary["seed"],
@@ -437,7 +440,7 @@ def _cmd_loopback(a) -> int:
                            delay_samples=a.delay_samples, multipath=a.multipath,
                            delay_spread_s=a.delay_spread_ns * 1e-9 if a.delay_spread_ns else None,
                            seed=a.seed, out=a.out, force=a.force, ofdm=_ofdm_from_args(a), ms_ssim=not a.no_ms_ssim,
-                           ckb=not a.no_ckb, skb=not a.no_skb)
+                           ckb=_ckb(a), skb=not a.no_skb, allocation=a.allocation)
     if a.verbose >= 2:
         import os
 
@@ -446,6 +449,22 @@ def _cmd_loopback(a) -> int:
         summary = run_loopback(opts)
     print(to_json(json_view(summary)) if a.json else format_table(summary))
     return 0
+
+
+def _add_allocation_arg(p) -> None:
+    from .registry import ALLOCATIONS
+
+    p.add_argument("--allocation", choices=ALLOCATIONS, default="entropy",
+                   help="AKB codec: rate map from the entropy model (adjusted by the channel-KB policy unless "
+                        "--no-ckb), or 'measured': the transmitter decodes the image at every rate level and "
+                        "minimises the measured distortion (replaces the policy; one decoder pass per level)")
+
+
+def _ckb(a) -> bool:
+    """The channel-KB policy is on unless --no-ckb, or --allocation measured (which replaces it)."""
+    if a.allocation == "measured" and not a.no_ckb:
+        log.info("--allocation measured: the rate map is measured, the channel-KB policy is not used")
+    return not a.no_ckb and a.allocation != "measured"
 
 
 def _add_loopback_args(p) -> None:
@@ -466,6 +485,7 @@ def _add_loopback_args(p) -> None:
     p.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
     p.add_argument("--no-ckb", action="store_true", help="AKB codec: fixed entropy-to-rate mapping (no channel-KB policy)")
     p.add_argument("--no-skb", action="store_true", help="AKB codec: no source-KB conditioning")
+    _add_allocation_arg(p)
     p.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
 
 
@@ -535,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="SNR the encoder assumes until the receiver's first estimate (default %(default)s)")
     ot.add_argument("--no-ckb", action="store_true", help="AKB codec: no channel-KB policy")
     ot.add_argument("--no-skb", action="store_true", help="AKB codec: no source KB")
+    _add_allocation_arg(ot)
     ot.add_argument("--out", help="run folder (default: runs/ota-<time>)")
     ot.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
     ot.set_defaults(func=_cmd_ota)
@@ -609,6 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--record-in-card", metavar="DATASET", help="store the summary in the model card under DATASET")
     ev.add_argument("--no-ckb", action="store_true", help="AKB codec: fixed entropy-to-rate mapping instead of the channel-KB policy")
     ev.add_argument("--no-skb", action="store_true", help="AKB codec: no source-KB conditioning")
+    _add_allocation_arg(ev)
     ev.add_argument("--figures", action="store_true",
                     help="AKB codec: save entropy map, rate map and reconstruction of the first image per SNR")
     ev.set_defaults(func=_cmd_eval)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 ROW_FIELDS = [
     "image", "width", "height", "cbr", "symbols_per_location", "channel", "snr_db", "snr_rx_db",
     "psnr_db", "ms_ssim", "encode_ms", "decode_ms", "model", "model_sha256", "seed",
-    "capacity_bpp", "jpeg_psnr_db", "jpeg2000_psnr_db", "kb_index", "ckb", "skb",
+    "capacity_bpp", "jpeg_psnr_db", "jpeg2000_psnr_db", "kb_index", "ckb", "skb", "allocation",
 ]
 
 
@@ -49,6 +49,7 @@ class EvalOptions:
     threads: int = 0
     ckb: bool = True          # AKB codecs: use the channel-KB policy (False: fixed entropy-to-rate map)
     skb: bool = True          # AKB codecs: condition on the source KB
+    allocation: str = "entropy"  # AKB codecs: rate map from the entropy model or "measured" (akb.allocation)
     figures: bool = False     # AKB codecs: entropy/rate maps and reconstructions of the first image
 
 
@@ -134,17 +135,20 @@ class _AkbLink:
     As in the flowgraph's encoder block, the policy sees the rate offsets it chose for the
     previous image of the same stream (here: the same SNR), so eval and loopback agree."""
 
-    def __init__(self, codec, cbr, ckb, skb):
+    def __init__(self, codec, cbr, ckb, skb, allocation="entropy"):
+        from .akb.runtime import check_allocation
+
         self.codec = codec
         self.nominal_cbr = 0.0625 if cbr is None else cbr
         codec.check_cbr(self.nominal_cbr)
-        self.ckb, self.skb = ckb, skb
+        check_allocation(allocation, ckb)
+        self.ckb, self.skb, self.allocation = ckb, skb, allocation
         self.prev: dict = {}      # stream -> offsets chosen for its previous image
 
     def encode(self, img, snr, stream=0):
         h, w = img.shape[:2]
         tx, side = self.codec.encode(img, snr, self.nominal_cbr, ckb=self.ckb, skb=self.skb,
-                                     prev_offsets=self.prev.get(stream))
+                                     prev_offsets=self.prev.get(stream), allocation=self.allocation)
         self.prev[stream] = side.offsets
         return tx, side, self.codec.cbr(side, h, w)
 
@@ -157,7 +161,7 @@ class _AkbLink:
 
         h, w = rm.location_grid(height, width)
         return {"symbols_per_location": round(rm.n_symbols(side.levels, h, w) / (h * w), 3), "kb_index": side.kb_index,
-                "ckb": int(self.ckb), "skb": int(self.skb)}
+                "ckb": int(self.ckb), "skb": int(self.skb), "allocation": self.allocation}
 
 
 def run_eval(opts: EvalOptions) -> dict:
@@ -167,9 +171,9 @@ def run_eval(opts: EvalOptions) -> dict:
         raise ValueError(f"--channel: {opts.channel!r} is not one of {', '.join(CHANNELS)}")
     codec = open_codec(opts.model, threads=opts.threads)
     is_akb = isinstance(codec, AkbCodec)
-    if not is_akb and (not opts.ckb or not opts.skb or opts.figures):
-        raise ValueError(f"--no-ckb/--no-skb/--figures need an AKB codec; {codec.name} is a fixed-rate codec")
-    link = _AkbLink(codec, opts.cbr, opts.ckb, opts.skb) if is_akb else _V1Link(codec, opts.cbr)
+    if not is_akb and (not opts.ckb or not opts.skb or opts.figures or opts.allocation != "entropy"):
+        raise ValueError(f"--no-ckb/--no-skb/--allocation/--figures need an AKB codec; {codec.name} is a fixed-rate codec")
+    link = _AkbLink(codec, opts.cbr, opts.ckb, opts.skb, opts.allocation) if is_akb else _V1Link(codec, opts.cbr)
     for s in opts.snrs_db:
         codec.check_snr(s)
     images, skipped = load_images(opts.data)
@@ -230,6 +234,7 @@ def run_eval(opts: EvalOptions) -> dict:
         "symbols_per_location": finite_mean(r["symbols_per_location"] for r in rows),
         "ckb": opts.ckb if is_akb else None,
         "skb": opts.skb if is_akb else None,
+        "allocation": opts.allocation if is_akb else None,
         "channel": opts.channel,
         "seed": opts.seed,
         "data": str(opts.data),

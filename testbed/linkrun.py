@@ -25,6 +25,7 @@ def queued(q: "queue.Queue", block: bool = False, timeout_s: float = 0.2):
 
 
 def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, skb: bool, connect, make_row, emit,
+             allocation: str = "entropy",
              idle_s: float = 3.0, check=None, adapt_snr: bool = False, flush_samples: int | None = None,
              on_sent=None) -> dict:
     """Send every image of ``images`` [(path, array)], emit one row per image, return PHY counters.
@@ -41,7 +42,8 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
     done_q: "queue.Queue[tuple[dict, np.ndarray]]" = queue.Queue()
     link = build_link("jscc_link", codec, cfg, connect, references=refs,
                       on_image=lambda rec, img: done_q.put((rec, img)), flush_samples=flush_samples,
-                      snr_db=tx_snr_db, symbols_per_location=k or None, cbr=cbr, ckb=ckb, skb=skb)
+                      snr_db=tx_snr_db, symbols_per_location=k or None, cbr=cbr, ckb=ckb, skb=skb,
+                      **({"allocation": allocation} if not k else {}))
     tb, enc, tx, rx, dec = link.tb, link.enc, link.tx, link.rx, link.dec
     sent: dict[int, dict] = {}
     by_id = {}

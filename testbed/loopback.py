@@ -29,7 +29,7 @@ ROW_FIELDS = [
     "image", "width", "height", "cbr", "symbols_per_location", "snr_db", "snr_est_db", "snr_eff_db",
     "cfo_hz", "cfo_est_hz", "sco_ppm", "delay_samples", "multipath", "samp_rate", "frames_sent",
     "frames_decoded", "missing_frames", "psnr_db", "ms_ssim", "encode_ms", "decode_ms", "latency_ms",
-    "model", "model_sha256", "seed", "kb_index", "ckb", "skb",
+    "model", "model_sha256", "seed", "kb_index", "ckb", "skb", "allocation",
 ]
 
 
@@ -53,6 +53,7 @@ class LoopbackOptions:
     threads: int = 0
     ckb: bool = True           # AKB codecs: channel-KB policy (False: fixed entropy-to-rate mapping)
     skb: bool = True           # AKB codecs: source-KB conditioning
+    allocation: str = "entropy"  # AKB codecs: rate map from the entropy model or "measured" (akb.allocation)
 
 
 def _check(opts: LoopbackOptions) -> None:
@@ -145,6 +146,7 @@ def run_one_snr(codec, k: int, images, snr_db: float, opts: LoopbackOptions, emi
         return [chan]
 
     return run_link(codec, k, images, cfg=cfg, tx_snr_db=snr_db, cbr=opts.cbr, ckb=opts.ckb, skb=opts.skb,
+                    allocation=opts.allocation,
                     connect=connect, make_row=lambda path, ref, img, rec, s: _row(path, ref, img, rec, s, snr_db,
                                                                                    codec, k, opts),
                     emit=emit, idle_s=opts.idle_s, check=intr.check if intr is not None else None)
@@ -165,7 +167,8 @@ def _row(path, ref, img, rec, s, snr_db, codec, k, opts) -> dict:
         "model": codec.name, "model_sha256": codec.sha256, "seed": opts.seed,
     }
     if not k:
-        row.update({"kb_index": rec.get("kb_index"), "ckb": int(opts.ckb), "skb": int(opts.skb)})
+        row.update({"kb_index": rec.get("kb_index"), "ckb": int(opts.ckb), "skb": int(opts.skb),
+                    "allocation": opts.allocation})
     if img is not None:
         row["psnr_db"] = psnr(ref, img)
         row["ms_ssim"] = ms_ssim(ref, img) if opts.ms_ssim else None
@@ -184,8 +187,8 @@ def run_loopback(opts: LoopbackOptions) -> dict:
         codec.check_cbr(nominal_cbr)
         opts.cbr = nominal_cbr
     else:
-        if not opts.ckb or not opts.skb:
-            raise ValueError(f"--no-ckb/--no-skb need an AKB codec; {codec.name} is a fixed-rate codec")
+        if not opts.ckb or not opts.skb or opts.allocation != "entropy":
+            raise ValueError(f"--no-ckb/--no-skb/--allocation need an AKB codec; {codec.name} is a fixed-rate codec")
         k = codec.symbols_for_cbr(opts.cbr)
         nominal_cbr = k / 768
     for s in opts.snrs_db:
@@ -236,6 +239,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
         "model": codec.name, "model_sha256": codec.sha256, "cbr": round(nominal_cbr, 6),
         "cbr_actual": finite_mean(x["cbr"] for x in rows), "symbols_per_location": k or None,
         "ckb": opts.ckb if not k else None, "skb": opts.skb if not k else None,
+        "allocation": opts.allocation if not k else None,
         "images": str(opts.images), "n_images": len(images), "skipped": skipped, "seed": opts.seed,
         "impairments": {"cfo_hz": opts.cfo_hz, "sco_ppm": opts.sco_ppm, "delay_samples": opts.delay_samples,
                         "multipath": opts.multipath},

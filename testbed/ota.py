@@ -51,6 +51,7 @@ class OtaOptions:
     snr_hint_db: float = 10.0    # what the encoder assumes before the first SNR estimate
     ckb: bool = True
     skb: bool = True
+    allocation: str = "entropy"   # AKB codecs: rate map from the entropy model or "measured"
     idle_s: float = 3.0
     ms_ssim: bool = True
 
@@ -63,7 +64,7 @@ def _sha(img: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
 
 
-def _open_codec(model, cbr, ckb, skb):
+def _open_codec(model, cbr, ckb, skb, allocation="entropy"):
     from .akb.runtime import AkbCodec, open_codec
     from .registry import DEFAULT_MODEL
 
@@ -71,9 +72,12 @@ def _open_codec(model, cbr, ckb, skb):
     if isinstance(codec, AkbCodec):
         cbr = 0.0625 if cbr is None else cbr
         codec.check_cbr(cbr)
+        from .akb.runtime import check_allocation
+
+        check_allocation(allocation, ckb)
         return codec, 0, cbr
-    if not ckb or not skb:
-        raise ValueError(f"--no-ckb/--no-skb need an AKB codec; {codec.name} is a fixed-rate codec")
+    if not ckb or not skb or allocation != "entropy":
+        raise ValueError(f"--no-ckb/--no-skb/--allocation need an AKB codec; {codec.name} is a fixed-rate codec")
     k = codec.symbols_for_cbr(cbr)
     return codec, k, k / 768
 
@@ -136,7 +140,7 @@ def run_ota(opts: OtaOptions) -> dict:
     from .radio.sigmf_io import SigmfRecorder
 
     cfg = load_config(opts.config)   # validated before anything is opened
-    codec, k, cbr = _open_codec(opts.model, opts.cbr, opts.ckb, opts.skb)
+    codec, k, cbr = _open_codec(opts.model, opts.cbr, opts.ckb, opts.skb, opts.allocation)
     images, skipped = load_images(opts.images)
     gains = opts.tx_gains_db or [None]
     fes = [make_frontend(cfg, g) for g in gains]  # gain ranges checked before any device is opened
@@ -166,7 +170,7 @@ def run_ota(opts: OtaOptions) -> dict:
                             "config": opts.config, "config_kind": cfg.kind, "config_values": _plain(asdict(cfg)),
                             "model": str(codec.dir), "model_name": codec.name, "model_sha256": codec.sha256,
                             "cbr": cbr, "symbols_per_location": k, "ckb": opts.ckb, "skb": opts.skb,
-                            "ofdm": cfg.ofdm.to_dict(), "radio": desc, "images_dir": str(Path(opts.images).resolve()),
+                            "allocation": opts.allocation, "ofdm": cfg.ofdm.to_dict(), "radio": desc, "images_dir": str(Path(opts.images).resolve()),
                             "started": _now(),
                             # written with the metadata when the recording opens, so that a killed
                             # run leaves a replayable recording (frames unknown until sent)
@@ -180,7 +184,7 @@ def run_ota(opts: OtaOptions) -> dict:
 
                     try:
                         run_link(codec, k, images, cfg=cfg.ofdm, tx_snr_db=opts.snr_hint_db,
-                                 cbr=cbr if not k else None, ckb=opts.ckb, skb=opts.skb,
+                                 cbr=cbr if not k else None, ckb=opts.ckb, skb=opts.skb, allocation=opts.allocation,
                                  connect=lambda tb, tx, rx, fe=fe, recorder=recorder: fe.connect(tb, tx, rx, recorder),
                                  make_row=make_row, emit=(lambda r: None) if is_file else emit, idle_s=opts.idle_s,
                                  check=intr.check, adapt_snr=True, flush_samples=fe.flush_samples(),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHANNELS = ("awgn", "rayleigh")   # training/evaluation channel models (testbed.codec.channel)
+ALLOCATIONS = ("entropy", "measured")   # where an AKB codec's rate map comes from (testbed.akb.allocation)
 DEFAULT_MODEL = "jscc-v1"
 from .codec.modelcard import CARD_NAME  # noqa: E402
 

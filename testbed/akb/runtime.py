@@ -4,7 +4,9 @@
 policy (rate-level offsets) -> rate-preset map within the CBR budget -> symbols, and returns the
 symbols with the side information the header carries (:class:`AkbSide`). ``decode`` needs the
 received symbols and that side information. ``ckb=False`` / ``skb=False`` are the ablations
-(fixed entropy-to-rate mapping; no source-KB conditioning).
+(fixed entropy-to-rate mapping; no source-KB conditioning). ``allocation="measured"`` replaces the
+entropy map and the policy by the rate map that minimises the distortion the transmitter measures
+by decoding the image at every rate level (:mod:`testbed.akb.allocation`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from ..codec.export import sha256_file
 from ..codec.modelcard import CARD_NAME, ModelCardError, load_card
 from ..codec.runtime import ModelError, resolve_model_dir, warn_outside_snr_range
 from ..ortsession import session_options
+from ..registry import ALLOCATIONS
+from . import allocation as al
 from . import ratemap as rm
 from .card import AkbCard
 from .skb import KbError, KnowledgeBase
@@ -105,10 +109,16 @@ class AkbCodec:
 
     # -- coding --------------------------------------------------------------------------------
     def encode(self, image: np.ndarray, snr_db: float, cbr: float, *, ckb: bool = True, skb: bool = True,
-               prev_offsets: np.ndarray | None = None) -> tuple[np.ndarray, AkbSide]:
-        """[H, W, 3] uint8 -> (complex64 symbols, side information)."""
+               prev_offsets: np.ndarray | None = None, allocation: str = "entropy") -> tuple[np.ndarray, AkbSide]:
+        """[H, W, 3] uint8 -> (complex64 symbols, side information).
+
+        ``allocation``: ``entropy`` (the rate-preset map of the entropy model, adjusted by the
+        channel-KB policy when ``ckb``) or ``measured`` (:meth:`block_distortion` and
+        :func:`~testbed.akb.allocation.lagrangian_levels`; it replaces the policy, so ``ckb``
+        must be False)."""
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+        check_allocation(allocation, ckb)
         H, W = image.shape[:2]
         t = {}
         t0 = time.perf_counter()
@@ -139,16 +149,39 @@ class AkbCodec:
             offsets = self.sess["policy"].run(None, {
                 "block_bits": bb[0], "snr_db": np.array([snr_db], np.float32), "prev_offsets": prev,
                 "target_cbr": np.array([cbr], np.float32)})[0]
-        levels = rm.preset_levels(bb[0], cbr, H, W, offsets)
+        if allocation == "measured":
+            levels = al.lagrangian_levels(self.block_distortion(image, feats, kbv, snr_db), cbr, H, W)
+        else:
+            levels = rm.preset_levels(bb[0], cbr, H, W, offsets)
         if rm.cbr_of(levels, H, W) > cbr * 1.0001:
             log.warning("CBR %g is below this image's minimum %.4f (%dx%d); sending the lowest rates",
                         cbr, rm.cbr_of(levels, H, W), W, H)
         t3 = time.perf_counter()
         sy = self.sess["encoder_symbols"].run(None, {"features": feats, "levels": levels[None]})[0][0]
         t4 = time.perf_counter()
-        t.update(embed_ms=(t1 - t0) * 1e3, analysis_ms=(t2 - t1) * 1e3, policy_ms=(t3 - t2) * 1e3,
+        t.update(embed_ms=(t1 - t0) * 1e3, analysis_ms=(t2 - t1) * 1e3, ratemap_ms=(t3 - t2) * 1e3,
                  symbols_ms=(t4 - t3) * 1e3)
         return (sy[:, 0] + 1j * sy[:, 1]).astype(np.complex64), AkbSide(levels, kb_index, offsets, emap[0], t)
+
+    def block_distortion(self, image: np.ndarray, feats: np.ndarray, kbv: np.ndarray, snr_db: float,
+                         seed: int = 0) -> np.ndarray:
+        """Squared error of every rate block when the whole image is sent at each rate level,
+        [hb, wb, len(RATE_SET)]: symbols, AWGN at ``snr_db`` (one draw, seeded), decoder."""
+        H, W = image.shape[:2]
+        hb, wb = rm.block_grid(H, W)
+        rng = np.random.default_rng(seed)
+        std = float(np.sqrt(10 ** (-snr_db / 10) / 2))
+        ref = image.astype(np.float32)
+        sse = np.empty((hb, wb, len(rm.RATE_SET)))
+        for lv in range(len(rm.RATE_SET)):
+            levels = np.full((1, hb, wb), lv, np.int64)
+            sy = self.sess["encoder_symbols"].run(None, {"features": feats, "levels": levels})[0]
+            rx = (sy + rng.normal(0.0, std, sy.shape)).astype(np.float32)
+            out = self.sess["decoder"].run(None, {
+                "symbols": rx, "snr_db": np.array([snr_db], np.float32), "levels": levels,
+                "kb_vector": kbv, "image_size": np.array([H, W], np.int64)})[0][0]
+            sse[..., lv] = al.block_sse(((out.astype(np.float32) - ref) ** 2).sum(axis=-1), hb, wb)
+        return sse
 
     def decode(self, symbols: np.ndarray, snr_db: float, side: AkbSide, height: int, width: int) -> np.ndarray:
         s = np.asarray(symbols)
@@ -166,6 +199,13 @@ class AkbCodec:
 
     def cbr(self, side: AkbSide, height: int, width: int) -> float:
         return rm.cbr_of(side.levels, height, width)
+
+
+def check_allocation(allocation: str, ckb: bool) -> None:
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation {allocation!r} is not one of {', '.join(ALLOCATIONS)}")
+    if allocation == "measured" and ckb:
+        raise ValueError("allocation 'measured' replaces the channel-KB policy: switch the policy off (--no-ckb)")
 
 
 def open_codec(model: str | Path, threads: int = 0, spinning: bool = True):

@@ -32,7 +32,7 @@ def ofdm_rx(ofdm_config_path: str = ""):
 
 
 def jscc_encoder(model: str = "", snr_db: float = 10.0, cbr: float = 0.0, ofdm_config_path: str = "",
-                 ckb: bool = True, skb: bool = True, flush_samples: int = 0):
+                 ckb: bool = True, skb: bool = True, flush_samples: int = 0, allocation: str = "entropy"):
     """``flush_samples``: zeros after each image (0: the PHY's look-ahead; a Pluto needs one more
     buffer, :func:`testbed.radio.frontend.pluto_flush_samples`)."""
     from .jscc_encoder import jscc_encoder as blk
@@ -40,7 +40,7 @@ def jscc_encoder(model: str = "", snr_db: float = 10.0, cbr: float = 0.0, ofdm_c
     c = codec(model)
     cfg = ofdm_config(ofdm_config_path)
     if hasattr(c, "check_cbr"):  # AKB codec: a rate map per image within the target CBR
-        b = blk(c, cfg, snr_db=snr_db, cbr=cbr or None, ckb=ckb, skb=skb)
+        b = blk(c, cfg, snr_db=snr_db, cbr=cbr or None, ckb=ckb, skb=skb, allocation=allocation)
     else:
         b = blk(c, cfg, snr_db=snr_db, symbols_per_location=c.symbols_for_cbr(cbr or None))
     if flush_samples:

@@ -30,11 +30,12 @@ log = logging.getLogger(__name__)
 
 class jscc_encoder(gr.basic_block):
     def __init__(self, codec, cfg: OfdmConfig, snr_db: float = 10.0, symbols_per_location: int | None = None,
-                 cbr: float | None = None, ckb: bool = True, skb: bool = True):
+                 cbr: float | None = None, ckb: bool = True, skb: bool = True, allocation: str = "entropy"):
         gr.basic_block.__init__(self, name="jscc_encoder", in_sig=None, out_sig=None)
         self.cfg = cfg
         self.snr_db = float(snr_db)
-        self.set_codec(codec, symbols_per_location=symbols_per_location, cbr=cbr, ckb=ckb, skb=skb)
+        self.set_codec(codec, symbols_per_location=symbols_per_location, cbr=cbr, ckb=ckb, skb=skb,
+                       allocation=allocation)
         self.next_id = 0
         self.frames_sent = 0
         self.errors = 0            # image messages that could not be encoded (logged, dropped)
@@ -49,21 +50,27 @@ class jscc_encoder(gr.basic_block):
         self.snr_db = float(snr_db)
 
     def set_codec(self, codec, symbols_per_location: int | None = None, cbr: float | None = None,
-                  ckb: bool | None = None, skb: bool | None = None) -> None:
+                  ckb: bool | None = None, skb: bool | None = None, allocation: str | None = None) -> None:
         """Use ``codec`` at ``cbr`` from the next image on (call between images: :meth:`send`
-        runs in the caller's thread, so an image is never split between two codecs). ``ckb`` and
-        ``skb`` (AKB codecs: channel / source KB on or off) keep their current setting when None."""
+        runs in the caller's thread, so an image is never split between two codecs). ``ckb``,
+        ``skb`` (AKB codecs: channel / source KB on or off) and ``allocation`` (where the rate map
+        comes from, :meth:`testbed.akb.runtime.AkbCodec.encode`) keep their current setting when None."""
         variable = hasattr(codec, "check_cbr")  # an AKB codec: rate map per image
-        if variable:
+        ckb = getattr(self, "ckb", True) if ckb is None else bool(ckb)
+        skb = getattr(self, "skb", True) if skb is None else bool(skb)
+        allocation = getattr(self, "allocation", "entropy") if allocation is None else str(allocation)
+        if variable:   # checked before anything changes: a refused call leaves the block as it was
+            from ..akb.runtime import check_allocation
+
             cbr = 0.0625 if cbr is None else float(cbr)
             codec.check_cbr(cbr)
+            check_allocation(allocation, ckb)
             k = 0
         else:
             k = int(symbols_per_location or codec.symbols_for_cbr(cbr))
         self.codec, self.variable_rate, self.k = codec, variable, k
         self.cbr = cbr
-        self.ckb = getattr(self, "ckb", True) if ckb is None else bool(ckb)
-        self.skb = getattr(self, "skb", True) if skb is None else bool(skb)
+        self.ckb, self.skb, self.allocation = ckb, skb, allocation
         self.prev_offsets = None
 
     def _handle(self, msg):
@@ -90,7 +97,7 @@ class jscc_encoder(gr.basic_block):
         side = None
         if self.variable_rate:
             s, akb_side = self.codec.encode(img, self.snr_db, self.cbr, ckb=self.ckb, skb=self.skb,
-                                            prev_offsets=self.prev_offsets)
+                                            prev_offsets=self.prev_offsets, allocation=self.allocation)
             self.prev_offsets = akb_side.offsets
             side = SideInfo(kb_index=akb_side.kb_index, levels=akb_side.levels,
                             kb_hash=kb_hash16(self.codec.kb.sha256))

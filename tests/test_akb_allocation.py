@@ -1,0 +1,71 @@
+"""Measured-distortion rate allocation (numpy only)."""
+import itertools
+
+import numpy as np
+import pytest
+
+from testbed.akb import allocation as al
+from testbed.akb import ratemap as rm
+
+RATES = np.asarray(rm.RATE_SET, dtype=np.float64)
+
+
+@pytest.mark.parametrize("cbr", [0.021, 0.036, 0.0625])
+def test_budget_is_met_and_used_and_harder_blocks_get_more(cbr):
+    rng = np.random.default_rng(0)
+    H, W = 512, 768
+    hb, wb = rm.block_grid(H, W)
+    hardness = rng.gamma(2.0, 1.0, (hb, wb))
+    sse = hardness[..., None] * 1e5 / RATES[None, None, :]      # diminishing returns
+    lv = al.lagrangian_levels(sse, cbr, H, W)
+    assert lv.shape == (hb, wb) and lv.dtype == np.int64
+    c = rm.cbr_of(lv, H, W)
+    assert 0.9 * cbr < c <= cbr + 1e-12
+    order = np.argsort(hardness.ravel())
+    assert np.all(np.diff(lv.ravel()[order]) >= 0)
+    assert len(np.unique(lv)) > 1
+
+
+def test_no_map_of_at_most_the_same_cost_has_less_distortion():
+    """Brute force over every map of a 2x2-block image with non-convex, noisy distortion curves."""
+    rng = np.random.default_rng(3)
+    H = W = 128
+    h, w = rm.location_grid(H, W)
+    wts = rm.block_weights(h, w).ravel()
+    for trial in range(5):
+        sse = np.sort(rng.gamma(2.0, 1e4, (2, 2, len(RATES))), axis=-1)[..., ::-1] + rng.normal(0, 2e3, (2, 2, len(RATES)))
+        lv = al.lagrangian_levels(sse, 0.04, H, W)
+        d_best = sum(sse.reshape(4, -1)[i, lv.ravel()[i]] for i in range(4))
+        c_best = rm.n_symbols(lv, h, w)
+        for combo in itertools.product(range(len(RATES)), repeat=4):
+            c = float((RATES[list(combo)] * wts).sum())
+            d = sum(sse.reshape(4, -1)[i, combo[i]] for i in range(4))
+            assert not (c <= c_best and d < d_best - 1e-9), (trial, combo, lv)
+
+
+def test_lowest_map_when_nothing_fits_and_no_symbols_for_nothing():
+    H, W = 512, 768
+    hb, wb = rm.block_grid(H, W)
+    sse = np.tile(1e5 / RATES, (hb, wb, 1))
+    assert np.all(al.lagrangian_levels(sse, 0.001, H, W) == 0)
+    flat = np.ones((hb, wb, len(RATES)))
+    assert np.all(al.lagrangian_levels(flat, 0.0625, H, W) == 0)   # more symbols buy nothing here
+
+
+def test_bad_tables_are_refused():
+    with pytest.raises(ValueError, match="shape"):
+        al.lagrangian_levels(np.ones((2, 2, len(RATES))), 0.03, 512, 768)
+    bad = np.ones((8, 12, len(RATES)))
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        al.lagrangian_levels(bad, 0.03, 512, 768)
+
+
+def test_block_sse_sums_each_tile():
+    e = np.zeros((70, 130))
+    e[0, 0] = 1.0
+    e[69, 129] = 2.0
+    e[64, 0] = 3.0
+    s = al.block_sse(e, 2, 3)
+    assert s.shape == (2, 3)
+    assert s[0, 0] == 1.0 and s[1, 2] == 2.0 and s[1, 0] == 3.0 and s.sum() == 6.0
