@@ -340,7 +340,7 @@ def test_measured_allocation_runtime_and_errors(akb_dir):
     c = AkbCodec(akb_dir)
     img = smooth_image(130, 200, seed=5)      # partial blocks at the edges
     tx, side = c.encode(img, 10.0, 0.036, ckb=False, allocation="measured")
-    assert c.cbr(side, 130, 200) <= 0.036 and side.offsets is None
+    assert c.cbr(side, 130, 200) <= 0.036 and side.offsets is None and side.allocation == "measured"
     assert tx.size == rm.n_symbols(side.levels, *rm.location_grid(130, 200))
     assert c.decode(tx, 10.0, side, 130, 200).shape == (130, 200, 3)
     # the map is the optimum of the transmitter's own measurement

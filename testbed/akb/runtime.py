@@ -40,6 +40,7 @@ class AkbSide:
     offsets: np.ndarray | None = None   # the policy's action (TX-side only, for logs and figures)
     entropy_map: np.ndarray | None = None  # [h, w] bits per location (TX-side only)
     timing_ms: dict = field(default_factory=dict)
+    allocation: str = "entropy"   # where the rate map came from (TX-side only, for logs and figures)
 
 
 class AkbCodec:
@@ -161,7 +162,8 @@ class AkbCodec:
         t4 = time.perf_counter()
         t.update(embed_ms=(t1 - t0) * 1e3, analysis_ms=(t2 - t1) * 1e3, ratemap_ms=(t3 - t2) * 1e3,
                  symbols_ms=(t4 - t3) * 1e3)
-        return (sy[:, 0] + 1j * sy[:, 1]).astype(np.complex64), AkbSide(levels, kb_index, offsets, emap[0], t)
+        return (sy[:, 0] + 1j * sy[:, 1]).astype(np.complex64), AkbSide(levels, kb_index, offsets, emap[0], t,
+                                                                         allocation)
 
     def block_distortion(self, image: np.ndarray, feats: np.ndarray, kbv: np.ndarray, snr_db: float,
                          seed: int = 0) -> np.ndarray:
