@@ -350,7 +350,7 @@ def test_measured_allocation_runtime_and_errors(akb_dir):
                                                   "target_cbr": np.array([0.036], np.float32), "kb_vector": kbv})[0]
     sse = c.block_distortion(img, feats, kbv, 10.0)
     assert sse.shape == (*rm.block_grid(130, 200), len(rm.RATE_SET)) and np.all(sse >= 0)
-    assert np.array_equal(al.lagrangian_levels(sse, 0.036, 130, 200), side.levels)
+    assert np.array_equal(al.optimal_levels(sse, 0.036, 130, 200), side.levels)
     with pytest.raises(ValueError, match="replaces the channel-KB policy"):
         c.encode(img, 10.0, 0.036, allocation="measured")
     with pytest.raises(ValueError, match="'oracle' is not one of entropy, measured"):

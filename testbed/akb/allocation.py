@@ -4,14 +4,14 @@ The entropy model's rate-preset map (:func:`testbed.akb.ratemap.preset_levels`) 
 of a block as a proxy for what more symbols would buy there. The transmitter can instead measure
 it: it holds the decoder, so it decodes the image once per rate level with every block at that
 level, through a simulated channel at the operating SNR, and records each block's squared error
-(:meth:`testbed.akb.runtime.AkbCodec.block_distortion`). The rate map is then the Lagrangian
-optimum over those measurements within the symbol budget (:func:`lagrangian_levels`):
+(:meth:`testbed.akb.runtime.AkbCodec.block_distortion`). The rate map is then the one that
+minimises the total of those errors within the symbol budget (:func:`optimal_levels`):
 
-    minimise  sum_b D_b(level_b) + lambda * sum_b symbols_b(level_b)
+    minimise  sum_b D_b(level_b)  subject to  sum_b symbols_b(level_b) <= budget
 
-with ``lambda`` the smallest one whose map fits the budget. Blocks are treated as independent (the
-decoder's receptive field couples neighbours a little), and the measurement is one noise draw.
-The cost is one decoder pass per rate level at the transmitter.
+Blocks are treated as independent (the decoder's receptive field couples neighbours a little),
+and the measurement is one noise draw. The cost is one decoder pass per rate level at the
+transmitter.
 """
 from __future__ import annotations
 
@@ -29,45 +29,50 @@ def block_sse(error: np.ndarray, hb: int, wb: int) -> np.ndarray:
     return pad.reshape(hb, b, wb, b).sum(axis=(1, 3))
 
 
-def lagrangian_levels(sse: np.ndarray, target_cbr: float, height: int, width: int, iters: int = 60) -> np.ndarray:
-    """Levels [hb, wb] from the squared error of every block at every level, ``sse`` [hb, wb, L],
-    that minimise the total error within ``target_cbr`` (side information included).
+def optimal_levels(sse: np.ndarray, target_cbr: float, height: int, width: int) -> np.ndarray:
+    """Levels [hb, wb] that minimise the total squared error within ``target_cbr`` (side
+    information included), from the squared error of every block at every level, ``sse``
+    [hb, wb, L].
 
-    When even the lowest rates exceed the budget, the lowest map is returned (as
-    :func:`~testbed.akb.ratemap.preset_levels` does; the caller warns)."""
+    Exact for independent blocks: a multiple-choice knapsack solved by dynamic programming over
+    the budget in units of one block at the lowest rate (``RATE_SET[0]`` symbols on each of its
+    16 locations). Edge blocks hold fewer locations; their cost is rounded up to whole units, so
+    the map never exceeds the budget. When even the lowest rates exceed it, the lowest map is
+    returned (as :func:`~testbed.akb.ratemap.preset_levels` does; the caller warns)."""
     sse = np.asarray(sse, dtype=np.float64)
     hb, wb = rm.block_grid(height, width)
-    if sse.shape != (hb, wb, len(rm.RATE_SET)):
+    n_lv = len(rm.RATE_SET)
+    if sse.shape != (hb, wb, n_lv):
         raise ValueError(f"block distortion has shape {sse.shape}; a {width}x{height} image needs "
-                         f"{(hb, wb, len(rm.RATE_SET))}")
+                         f"{(hb, wb, n_lv)}")
     if not np.all(np.isfinite(sse)):
         raise ValueError("block distortion holds non-finite values")
     h, w = rm.location_grid(height, width)
-    cost = np.asarray(rm.RATE_SET, dtype=np.float64)[None, None, :] * rm.block_weights(h, w)[..., None]
     budget = target_cbr * height * width * 3 - rm.side_info_symbols(hb, wb)
-
-    def pick(lam: float) -> np.ndarray:
-        # ties go to the lower level (argmin takes the first)
-        return np.argmin(sse + lam * cost, axis=-1).astype(np.int64)
-
-    def fits(lv: np.ndarray) -> bool:
-        return rm.n_symbols(lv, h, w) <= budget
-
-    if fits(pick(0.0)):
-        return pick(0.0)
     lowest = np.zeros((hb, wb), np.int64)
-    if not fits(lowest):
+    if rm.n_symbols(lowest, h, w) > budget:
         return lowest
-    hi = max(float(sse.max()), 1.0)
-    while not fits(pick(hi)):
-        hi *= 2.0
-        if hi > 1e300:   # only the lowest map fits
-            return lowest
-    lo = 0.0
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        if fits(pick(mid)):
-            hi = mid
-        else:
-            lo = mid
-    return pick(hi)
+    unit = rm.RATE_SET[0] * rm.BLOCK_LOCATIONS ** 2
+    cost = -(-(np.asarray(rm.RATE_SET)[None, :] * rm.block_weights(h, w).reshape(-1, 1)) // unit)  # [nb, L]
+    n_units = int(budget // unit)
+    d = sse.reshape(-1, n_lv)
+    dp = np.full(n_units + 1, np.inf)      # dp[c]: least error of the blocks so far at cost exactly c
+    dp[0] = 0.0
+    choice = np.zeros((d.shape[0], n_units + 1), np.int8)
+    for b in range(d.shape[0]):
+        new = np.full(n_units + 1, np.inf)
+        for lv in range(n_lv):
+            c = int(cost[b, lv])
+            if c > n_units:
+                continue
+            cand = dp[: n_units + 1 - c] + d[b, lv]
+            better = cand < new[c:]
+            new[c:][better] = cand[better]
+            choice[b, c:][better] = lv
+        dp = new
+    c = int(np.argmin(dp))
+    levels = np.zeros(d.shape[0], np.int64)
+    for b in range(d.shape[0] - 1, -1, -1):
+        levels[b] = choice[b, c]
+        c -= int(cost[b, levels[b]])
+    return levels.reshape(hb, wb)

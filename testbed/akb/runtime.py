@@ -115,7 +115,7 @@ class AkbCodec:
 
         ``allocation``: ``entropy`` (the rate-preset map of the entropy model, adjusted by the
         channel-KB policy when ``ckb``) or ``measured`` (:meth:`block_distortion` and
-        :func:`~testbed.akb.allocation.lagrangian_levels`; it replaces the policy, so ``ckb``
+        :func:`~testbed.akb.allocation.optimal_levels`; it replaces the policy, so ``ckb``
         must be False)."""
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
@@ -151,7 +151,7 @@ class AkbCodec:
                 "block_bits": bb[0], "snr_db": np.array([snr_db], np.float32), "prev_offsets": prev,
                 "target_cbr": np.array([cbr], np.float32)})[0]
         if allocation == "measured":
-            levels = al.lagrangian_levels(self.block_distortion(image, feats, kbv, snr_db), cbr, H, W)
+            levels = al.optimal_levels(self.block_distortion(image, feats, kbv, snr_db), cbr, H, W)
         else:
             levels = rm.preset_levels(bb[0], cbr, H, W, offsets)
         if rm.cbr_of(levels, H, W) > cbr * 1.0001:
