@@ -82,3 +82,15 @@ def test_block_sse_sums_each_tile():
     s = al.block_sse(e, 2, 3)
     assert s.shape == (2, 3)
     assert s[0, 0] == 1.0 and s[1, 2] == 2.0 and s[1, 0] == 3.0 and s.sum() == 6.0
+
+
+def test_many_edge_blocks_fall_back_to_the_lowest_map():
+    """A 16-pixel-wide strip: every block holds 1x4 locations, so whole-unit costs overstate it;
+    when the rounded-up lowest map does not fit, the (truly fitting) lowest map is returned."""
+    H, W = 1024, 16
+    hb, wb = rm.block_grid(H, W)
+    sse = np.tile(1e5 / RATES, (hb, wb, 1))
+    lowest = np.zeros((hb, wb), np.int64)
+    cbr = rm.cbr_of(lowest, H, W) * 1.5    # the lowest map fits; whole units of the lowest map would not
+    lv = al.optimal_levels(sse, cbr, H, W)
+    assert rm.cbr_of(lv, H, W) <= cbr

@@ -70,6 +70,8 @@ def optimal_levels(sse: np.ndarray, target_cbr: float, height: int, width: int) 
             new[c:][better] = cand[better]
             choice[b, c:][better] = lv
         dp = new
+    if not np.isfinite(dp.min()):   # edge blocks rounded up: not even the lowest map fits in whole units
+        return lowest
     c = int(np.argmin(dp))
     levels = np.zeros(d.shape[0], np.int64)
     for b in range(d.shape[0] - 1, -1, -1):

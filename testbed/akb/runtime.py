@@ -207,7 +207,7 @@ def check_allocation(allocation: str, ckb: bool) -> None:
     if allocation not in ALLOCATIONS:
         raise ValueError(f"allocation {allocation!r} is not one of {', '.join(ALLOCATIONS)}")
     if allocation == "measured" and ckb:
-        raise ValueError("allocation 'measured' replaces the channel-KB policy: switch the policy off (--no-ckb)")
+        raise ValueError("allocation 'measured' replaces the channel-KB policy: switch the policy off (ckb=False, --no-ckb)")
 
 
 def open_codec(model: str | Path, threads: int = 0, spinning: bool = True):
