@@ -31,6 +31,8 @@ done
 # pictures: entropy map, rate maps at 0 and 20 dB, reconstructions (first Kodak image)
 $TB eval --model "$MODEL" --data "$KODAK" --snr-db 0,20 --cbr 0.036 --seed 0 --no-separation --figures \
     --out $OUT/figures --force
+$TB eval --model "$MODEL" --data "$KODAK" --snr-db 0,20 --cbr 0.036 --seed 0 --no-separation --figures \
+    --allocation measured --out $OUT/figures-measured --force
 # over the (software) air: full AKB codec through the GNU Radio loopback flowgraph at 10 dB
 for cbr in 0.021 0.0625; do
     $TB loopback --model "$MODEL" --images "$KODAK" --snr-db 10 --cbr $cbr --seed 0 --out $OUT/loopback-cbr$cbr --force

@@ -32,7 +32,7 @@ def save_figures(out: Path, stem: str, img: np.ndarray, rec: np.ndarray, side, s
     fig.colorbar(a1, ax=ax[1], fraction=0.035)
     a2 = ax[2].imshow(rate_map_pixels(side.levels, h, w), cmap="viridis", vmin=rm.RATE_SET[0], vmax=rm.RATE_SET[-1])
     if getattr(side, "allocation", "entropy") == "measured":
-        pol = "measured distortion"
+        pol = "measured"
     else:
         pol = "policy" if side.offsets is not None else "fixed mapping"
     ax[2].set_title(f"rate map ({pol}), SNR {snr_db:g} dB")
