@@ -165,14 +165,13 @@ class _AkbLink:
 
 
 def run_eval(opts: EvalOptions) -> dict:
-    from .akb.runtime import AkbCodec, open_codec
+    from .akb.runtime import AkbCodec, check_akb_options, open_codec
 
     if opts.channel not in CHANNELS:
         raise ValueError(f"--channel: {opts.channel!r} is not one of {', '.join(CHANNELS)}")
     codec = open_codec(opts.model, threads=opts.threads)
     is_akb = isinstance(codec, AkbCodec)
-    if not is_akb and (not opts.ckb or not opts.skb or opts.figures or opts.allocation != "entropy"):
-        raise ValueError(f"--no-ckb/--no-skb/--allocation/--figures need an AKB codec; {codec.name} is a fixed-rate codec")
+    check_akb_options(codec, ckb=opts.ckb, skb=opts.skb, allocation=opts.allocation, figures=opts.figures)
     link = _AkbLink(codec, opts.cbr, opts.ckb, opts.skb, opts.allocation) if is_akb else _V1Link(codec, opts.cbr)
     for s in opts.snrs_db:
         codec.check_snr(s)

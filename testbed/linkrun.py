@@ -43,7 +43,7 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
     link = build_link("jscc_link", codec, cfg, connect, references=refs,
                       on_image=lambda rec, img: done_q.put((rec, img)), flush_samples=flush_samples,
                       snr_db=tx_snr_db, symbols_per_location=k or None, cbr=cbr, ckb=ckb, skb=skb,
-                      **({"allocation": allocation} if not k else {}))
+                      allocation=allocation)
     tb, enc, tx, rx, dec = link.tb, link.enc, link.tx, link.rx, link.dec
     sent: dict[int, dict] = {}
     by_id = {}

@@ -178,17 +178,16 @@ def _row(path, ref, img, rec, s, snr_db, codec, k, opts) -> dict:
 
 def run_loopback(opts: LoopbackOptions) -> dict:
     _check(opts)
-    from .akb.runtime import AkbCodec, open_codec
+    from .akb.runtime import AkbCodec, check_akb_options, open_codec
 
     codec = open_codec(opts.model, threads=opts.threads, spinning=False)
+    check_akb_options(codec, ckb=opts.ckb, skb=opts.skb, allocation=opts.allocation)
     if isinstance(codec, AkbCodec):
         k = 0   # variable rate: a rate map per image
         nominal_cbr = 0.0625 if opts.cbr is None else opts.cbr
         codec.check_cbr(nominal_cbr)
         opts.cbr = nominal_cbr
     else:
-        if not opts.ckb or not opts.skb or opts.allocation != "entropy":
-            raise ValueError(f"--no-ckb/--no-skb/--allocation need an AKB codec; {codec.name} is a fixed-rate codec")
         k = codec.symbols_for_cbr(opts.cbr)
         nominal_cbr = k / 768
     for s in opts.snrs_db:

@@ -65,19 +65,15 @@ def _sha(img: np.ndarray) -> str:
 
 
 def _open_codec(model, cbr, ckb, skb, allocation="entropy"):
-    from .akb.runtime import AkbCodec, open_codec
+    from .akb.runtime import AkbCodec, check_akb_options, open_codec
     from .registry import DEFAULT_MODEL
 
     codec = open_codec(model or DEFAULT_MODEL, spinning=False)
+    check_akb_options(codec, ckb=ckb, skb=skb, allocation=allocation)
     if isinstance(codec, AkbCodec):
         cbr = 0.0625 if cbr is None else cbr
         codec.check_cbr(cbr)
-        from .akb.runtime import check_allocation
-
-        check_allocation(allocation, ckb)
         return codec, 0, cbr
-    if not ckb or not skb or allocation != "entropy":
-        raise ValueError(f"--no-ckb/--no-skb/--allocation need an AKB codec; {codec.name} is a fixed-rate codec")
     k = codec.symbols_for_cbr(cbr)
     return codec, k, k / 768
 

@@ -397,3 +397,7 @@ def test_allocation_flag_in_eval_and_loopback(akb_dir, images_dir, tmp_path):
     assert p.returncode == 2 and "--allocation" in p.stderr and "AKB codec" in p.stderr
     p = run_cli("eval", "--model", akb_dir, "--data", images_dir, "--allocation", "oracle", check=False)
     assert p.returncode == 2 and "oracle" in p.stderr
+    # every command names the AKB-only options it was given
+    p = run_cli("loopback", "--model", "jscc-v1", "--images", images_dir, "--no-skb", "--allocation", "measured",
+                "--out", tmp_path / "v1", check=False)
+    assert p.returncode == 2 and "--no-skb --allocation measured: need an AKB codec" in p.stderr

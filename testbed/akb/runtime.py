@@ -203,6 +203,19 @@ class AkbCodec:
         return rm.cbr_of(side.levels, height, width)
 
 
+def check_akb_options(codec, *, ckb: bool = True, skb: bool = True, allocation: str = "entropy",
+                      figures: bool = False) -> None:
+    """The AKB-only options (ablations, rate-map source, figures) are refused, naming the ones
+    given, for a fixed-rate codec; for an AKB codec the rate-map source is checked."""
+    if isinstance(codec, AkbCodec):
+        check_allocation(allocation, ckb)
+        return
+    given = [f for f, on in (("--no-ckb", not ckb), ("--no-skb", not skb),
+                             (f"--allocation {allocation}", allocation != "entropy"), ("--figures", figures)) if on]
+    if given:
+        raise ValueError(f"{' '.join(given)}: need an AKB codec; {codec.name} is a fixed-rate codec")
+
+
 def check_allocation(allocation: str, ckb: bool) -> None:
     if allocation not in ALLOCATIONS:
         raise ValueError(f"allocation {allocation!r} is not one of {', '.join(ALLOCATIONS)}")
