@@ -136,12 +136,9 @@ class _AkbLink:
     previous image of the same stream (here: the same SNR), so eval and loopback agree."""
 
     def __init__(self, codec, cbr, ckb, skb, allocation="entropy"):
-        from .akb.runtime import check_allocation
-
         self.codec = codec
         self.nominal_cbr = 0.0625 if cbr is None else cbr
         codec.check_cbr(self.nominal_cbr)
-        check_allocation(allocation, ckb)
         self.ckb, self.skb, self.allocation = ckb, skb, allocation
         self.prev: dict = {}      # stream -> offsets chosen for its previous image
 
