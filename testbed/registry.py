@@ -11,6 +11,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHANNELS = ("awgn", "rayleigh")   # training/evaluation channel models (testbed.codec.channel)
 ALLOCATIONS = ("entropy", "measured")   # where an AKB codec's rate map comes from (testbed.akb.allocation)
+PRECISIONS = ("fp32", "bf16")          # training precisions (testbed.precision)
 DEFAULT_MODEL = "jscc-v1"
 from .codec.modelcard import CARD_NAME  # noqa: E402
 

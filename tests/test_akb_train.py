@@ -168,3 +168,22 @@ def test_akb_cli_without_val_says_so_instead_of_a_score(inputs, tmp_path, capsys
     assert line == "AKB codec: 2 steps, no validation (no --val)"
     import json
     assert json.loads((out / "final_metrics.json").read_text())["best_val"] is None
+
+
+def test_akb_bf16_training_keeps_float32_weights_and_validates(inputs, tmp_path):
+    import json
+    import math
+
+    import torch
+
+    out = tmp_path / "bf16"
+    final = at.train(_cfg(inputs, out, precision="bf16"))
+    assert final["step"] == 6 and math.isfinite(final["best_val"])
+    rows = read_csv_rows(out / "val_log.csv")
+    assert rows and all(math.isfinite(float(r["val_psnr_db"])) for r in rows)
+    assert json.loads((out / "train_config.json").read_text())["precision"] == "bf16"
+    ck = load_checkpoint(out / "checkpoint.pt")
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all()
+               for v in ck["model"].values() if v.is_floating_point())
+    model, _, _ = at.load_akb(out / "checkpoint.pt")
+    assert model.entropy.quant_step.dtype == torch.float32

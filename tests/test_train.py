@@ -454,3 +454,40 @@ def test_elapsed_before_reads_the_last_logged_training_time(tmp_path):
     assert elapsed_before(p) == 30.0                      # an empty cell is skipped
     p.write_text("step,loss\n1,0.5\n")
     assert elapsed_before(p) == 0.0                       # no such column
+
+
+def test_bf16_training_is_close_to_fp32_and_keeps_float32_weights(tmp_path, tiny_dataset):
+    """--precision bf16: same run as fp32 (same seed and batches), the losses differ by the
+    bfloat16 rounding only, and the checkpoint holds float32 weights that load as a normal model."""
+    import torch
+
+    losses = {}
+    for p in ("fp32", "bf16"):
+        out = tmp_path / p
+        cfg = TrainConfig(data=str(tiny_dataset), val=str(tiny_dataset), out=str(out), steps=2, batch=2,
+                          crop=32, ckpt_every=1, val_every=2, warmup=1, threads=1, seed=3, precision=p)
+        final = train(cfg)
+        assert all(np.isfinite(v["val_psnr_db"]) for v in final["validation"])
+        losses[p] = float(read_csv_rows(out / "train_log.csv")[0]["loss_mse"])
+        assert json.loads((out / "train_config.json").read_text())["precision"] == p
+    rel = abs(losses["bf16"] - losses["fp32"]) / losses["fp32"]
+    assert 0.0 < rel < 0.05, losses
+    ck = torch.load(tmp_path / "bf16" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert all(v.dtype == torch.float32 for v in ck["model"].values() if v.is_floating_point())
+    m = load_model(tmp_path / "bf16" / "checkpoint.pt")
+    assert all(torch.isfinite(t).all() for t in m.state_dict().values() if t.is_floating_point())
+
+
+def test_unknown_precision_is_refused_naming_the_option(tiny_dataset):
+    import torch
+
+    from testbed.cli import build_parser
+    from testbed.precision import check_precision
+
+    with pytest.raises(ValueError, match="--precision"):
+        check_precision("fp16", torch.device("cpu"))
+    for what in ("codec", "akb"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", what, "--data", str(tiny_dataset), "--precision", "fp16"])
+        a = build_parser().parse_args(["train", what, "--data", str(tiny_dataset), "--precision", "bf16"])
+        assert a.precision == "bf16"

@@ -23,7 +23,11 @@ def _gauss_cdf(x: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_bits(v: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """-log2 of the probability mass of the unit bin around ``v`` under N(mean, scale)."""
+    """-log2 of the probability mass of the unit bin around ``v`` under N(mean, scale).
+
+    Always in float32 (a bfloat16 training forward pass hands in bfloat16 tensors): the bin mass
+    is a difference of two nearby CDF values."""
+    v, mean, scale = v.float(), mean.float(), scale.float()
     scale = torch.clamp(scale, min=SCALE_MIN)
     d = torch.abs(v - mean)  # symmetric: use the upper tail for numerical accuracy
     p = _gauss_cdf((0.5 - d) / scale) - _gauss_cdf((-0.5 - d) / scale)

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from .. import images as imgio
 from ..codec.channel import apply_channel
 from ..codec.train import DEFAULT_OUT, CropSampler, Ema, _device, _lr_at, psnr_from_mse
+from .. import precision as prec
 from .. import trainargs
 from ..trainargs import add_number_options
 from ..runlog import CsvLog, write_bytes_atomic, write_json_atomic
@@ -83,6 +84,7 @@ class AkbTrainConfig:
     val_images: int = 12
     device: str = "auto"
     threads: int = 0
+    precision: str = "fp32"          # fp32 | bf16 (testbed.precision)
     command: str = ""
     force: bool = False              # start over in an --out folder that holds a run (--force)
 
@@ -245,6 +247,8 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
             q = model.entropy.calibrate(model.encoder.latent(feats))
         log.info("entropy model: quantisation step %.4g", q)
         step, best = 0, -1.0
+    prec.check_precision(cfg.precision, device)
+    model = prec.prepare(model, cfg.precision)
     emb = emb.eval()    # stays on the CPU: _kb_vectors feeds it CPU images and reads its output with .numpy()
 
     codec_params = [p for n, p in model.named_parameters() if not n.startswith("entropy.")]
@@ -280,8 +284,8 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
                                           "lr", "elapsed_s"], resume=resuming)
     vlog = CsvLog(out / "val_log.csv", ["step", "snr_db", "target_cbr", "mode", "cbr", "val_psnr_db"],
                   resume=resuming)
-    log.info("AKB codec: %d parameters, device %s, %d threads", count_parameters(model), device,
-             torch.get_num_threads())
+    log.info("AKB codec: %d parameters, device %s, %d threads, precision %s", count_parameters(model), device,
+             torch.get_num_threads(), cfg.precision)
     total = cfg.entropy_steps + cfg.steps
     bar = tqdm(total=total, initial=step, desc="train akb", unit="step", dynamic_ncols=True)
     t0 = trainargs.clock_start(out / "train_log.csv", resuming)
@@ -307,19 +311,25 @@ def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
             kb_vec = kb_vec * torch.from_numpy((rng.random(b) >= cfg.p_no_kb).astype(np.float32))[:, None].to(device)
             target = torch.tensor([c * 768.0 for c in cbrs], device=device)
             if phase == "entropy":
-                with torch.no_grad():
-                    feats = model.encoder.analysis(x, torch.cat([torch.stack([snr / 20.0, target / 48.0], 1), kb_vec], 1))
-                bits, z_bits = model.entropy(model.encoder.latent(feats), True)
+                with torch.no_grad(), prec.autocast(cfg.precision, device):
+                    feats = model.encoder.analysis(prec.batch(x, cfg.precision),
+                                                   torch.cat([torch.stack([snr / 20.0, target / 48.0], 1), kb_vec], 1))
+                with prec.autocast(cfg.precision, device):
+                    bits, z_bits = model.entropy(model.encoder.latent(feats), True)
+                bits, z_bits = bits.float(), z_bits.float()
                 bpp = (bits.sum(dim=(1, 2)) + z_bits).mean() / (H * W)
                 loss = bpp
                 mse_v = float("nan")
             else:
-                feats, bits, z_bits = model.analyse(x, snr, target, kb_vec, noise=True)
+                with prec.autocast(cfg.precision, device):
+                    feats, bits, z_bits = model.analyse(prec.batch(x, cfg.precision), snr, target, kb_vec, noise=True)
+                bits, z_bits = bits.float(), z_bits.float()
                 bnp = bits.detach().cpu().numpy()
                 levels = np.stack([_draw_levels(bnp[i], cbrs[i], H, W, rng, cfg) for i in range(b)])
-                y = model.transmit(feats, torch.from_numpy(levels).to(device), snr, kb_vec,
-                                   lambda z, s: apply_channel(z, s, "awgn", gen))
-                mse = torch.mean((y - x) ** 2)
+                with prec.autocast(cfg.precision, device):
+                    y = model.transmit(feats, torch.from_numpy(levels).to(device), snr, kb_vec,
+                                       lambda z, s: apply_channel(z, s, "awgn", gen))
+                mse = torch.mean((y.float() - x) ** 2)
                 bpp = (bits.sum(dim=(1, 2)) + z_bits).mean() / (H * W)
                 loss = mse + cfg.entropy_weight * bpp
                 mse_v = mse.item()
@@ -395,6 +405,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        "val_every", "val_images", "threads", "warmup"),
                        ("lr", "lr_entropy", "ema", "p_no_kb", "p_uniform", "p_offsets", "entropy_weight"))
     p.add_argument("--device", default="auto")
+    trainargs.add_precision_argument(p)
     trainargs.add_run_options(p, "checkpoint.pt")
 
 

@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from .. import images as imgio
+from .. import precision as prec
 from .. import trainargs
 from ..runlog import CsvLog, write_bytes_atomic, write_json_atomic
 from . import symbols as sym
@@ -66,6 +67,7 @@ class TrainConfig:
     threads: int = 0
     init_from: str | None = None     # start from a shipped ONNX model folder or a checkpoint
     ema: float = 0.0                 # EMA decay of the weights used for validation/export (0: off)
+    precision: str = "fp32"          # fp32 | bf16 (testbed.precision)
     command: str = ""                # the command line that started the run (for the model card)
     force: bool = False              # start over in an --out folder that holds a run (--force)
 
@@ -271,6 +273,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     else:
         model = JSCC(CodecConfig(max_symbols=cfg.max_symbols,
                                  snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)).to(device)
+    prec.check_precision(cfg.precision, device)
+    model = prec.prepare(model, cfg.precision)
     linear = [p for n, p in model.named_parameters() if ".linear." in n]
     deep = [p for n, p in model.named_parameters() if ".linear." not in n]
     opt = torch.optim.Adam([{"params": deep, "lr_scale": 1.0},
@@ -331,8 +335,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                   resume=resume and step > 0)
     sampler = CropSampler(train_arrays, cfg.crop)
     chan = _channel_fn(cfg, rng, gen)
-    log.info("model: %d parameters, device %s, %d threads", count_parameters(model), device,
-             torch.get_num_threads())
+    log.info("model: %d parameters, device %s, %d threads, precision %s", count_parameters(model), device,
+             torch.get_num_threads(), cfg.precision)
 
     model.train()
     # last, after everything that builds modules: the process-wide RNGs as they were at the checkpoint
@@ -350,8 +354,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             x = sampler.sample(rng, cfg.batch).to(device)
             snr = torch.from_numpy(rng.uniform(cfg.snr_min_db, cfg.snr_max_db, cfg.batch)).float().to(device)
             k = _draw_k(rng, cfg.batch, cfg).to(device)
-            y = model(x, snr, k, chan)
-            loss = torch.mean((y - x) ** 2)
+            with prec.autocast(cfg.precision, device):
+                y = model(prec.batch(x, cfg.precision), snr, k, chan)
+            loss = torch.mean((y.float() - x) ** 2)
             opt.zero_grad(set_to_none=True)
             lv = loss.item()
             # the last 50 accepted losses, across checkpoints (run_loss restarts at each one)
@@ -441,6 +446,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema", type=float, default=d.ema,
                    help="EMA decay of the weights validated and exported (e.g. 0.999; 0: off)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="linear learning-rate warm-up steps")
+    trainargs.add_precision_argument(p)
 
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
@@ -468,6 +474,6 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         seed=a.seed, channel=a.channel, snr_min_db=lo, snr_max_db=hi, operating_points=ops,
         max_symbols=a.max_symbols, ckpt_every=a.ckpt_every,
         val_every=a.val_every, device=a.device, threads=a.threads, init_from=a.init_from, ema=a.ema,
-        warmup=a.warmup, force=a.force,
+        warmup=a.warmup, force=a.force, precision=a.precision,
         command=trainargs.recorded_command("codec"),
     )
