@@ -75,6 +75,9 @@ def check_options(values: dict) -> None:
     for name in ("lr", "lr_entropy"):   # learning rates: > 0 (0 divides by zero in the AKB schedule)
         if name in values and not (math.isfinite(values[name]) and values[name] > 0):
             raise ValueError(f"--{name.replace('_', '-')}: must be a positive learning rate, got {values[name]}")
+    for name, v in values.items():      # probabilities (p_uniform, p_offsets, p_random, p_no_kb, ...)
+        if name.startswith("p_") and isinstance(v, float) and not 0.0 <= v <= 1.0:
+            raise ValueError(f"--{name.replace('_', '-')}: a probability must be in [0, 1], got {v}")
     if "ema" in values and not 0.0 <= values["ema"] < 1.0:
         raise ValueError(f"--ema: the EMA decay must be in [0, 1) (0: off), got {values['ema']}")
 

@@ -187,3 +187,44 @@ def test_akb_bf16_training_keeps_float32_weights_and_validates(inputs, tmp_path)
                for v in ck["model"].values() if v.is_floating_point())
     model, _, _ = at.load_akb(out / "checkpoint.pt")
     assert model.entropy.quant_step.dtype == torch.float32
+
+
+def test_training_rate_maps_reach_every_level_with_p_random_and_wider_offsets():
+    """--p-random draws i.i.d. levels (so the top rates, 64 and 96 symbols, get trained);
+    --offset-spread 2 shifts preset maps by up to two levels."""
+    import numpy as np
+
+    from testbed.akb import ratemap as rm
+
+    rng = np.random.default_rng(0)
+    bits = np.linspace(5.0, 60.0, 16).reshape(4, 4)
+    cfg = at.AkbTrainConfig(data="", p_random=1.0)
+    maps = [at._draw_levels(bits, 0.0625, 256, 256, rng, cfg) for _ in range(20)]
+    assert all(m.shape == (4, 4) and m.dtype == np.int64 for m in maps)
+    assert set(np.concatenate([m.ravel() for m in maps]).tolist()) == set(range(len(rm.RATE_SET)))
+    # preset maps with offsets only: the offsets handed to the budget solver span -spread..+spread
+    seen = {}
+    real = rm.preset_levels
+
+    def spy(b, c, h, w, offsets=None, **kw):
+        seen.setdefault(spread, set()).update(np.asarray(offsets).ravel().tolist())
+        return real(b, c, h, w, offsets, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(at.rm, "preset_levels", spy)
+        for spread in (1, 2):
+            cfg = at.AkbTrainConfig(data="", p_uniform=0.0, p_offsets=1.0, offset_spread=spread)
+            for _ in range(20):
+                at._draw_levels(bits, 0.036, 256, 256, rng, cfg)
+    assert seen == {1: {-1, 0, 1}, 2: {-2, -1, 0, 1, 2}}
+
+
+@pytest.mark.parametrize("args,needle", [(["--p-random", "1.5"], "--p-random"), (["--p-uniform=-0.1"], "--p-uniform")])
+def test_akb_probabilities_outside_0_1_are_refused(args, needle):
+    from testbed.cli import build_parser
+
+    a = build_parser().parse_args(["train", "akb", "--data", "d", *args])
+    with pytest.raises(ValueError, match=needle):
+        at.config_from_args(a)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "akb", "--data", "d", "--offset-spread", "4"])

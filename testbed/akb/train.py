@@ -74,6 +74,8 @@ class AkbTrainConfig:
     p_bench_cbr: float = 0.6
     p_uniform: float = 0.2
     p_offsets: float = 0.5
+    offset_spread: int = 1           # random per-block level offsets in -spread..+spread
+    p_random: float = 0.0            # probability of an i.i.d. random level per block (every level, any budget)
     p_no_kb: float = 0.2
     kb_entries: int = 64
     kb_crops: int = 2400
@@ -141,14 +143,24 @@ def _draw_cbr(rng: np.random.Generator, cfg: AkbTrainConfig) -> float:
     return float(rng.uniform(cfg.cbr_min, cfg.cbr_max))
 
 
+OFFSET_PROBS = {1: [0.2, 0.6, 0.2], 2: [0.1, 0.15, 0.5, 0.15, 0.1], 3: [0.05, 0.1, 0.15, 0.4, 0.15, 0.1, 0.05]}
+
+
 def _draw_levels(bits: np.ndarray, cbr: float, height: int, width: int, rng, cfg) -> np.ndarray:
+    """The rate map of one training crop: i.i.d. random levels (``p_random``), uniform at the
+    budget (``p_uniform``), or the entropy-preset map, with random per-block offsets
+    (``p_offsets``). Without ``p_random`` no extra random number is drawn (older runs resume
+    exactly)."""
+    if cfg.p_random > 0 and rng.random() < cfg.p_random:
+        return rng.integers(0, len(rm.RATE_SET), size=rm.block_grid(height, width)).astype(np.int64)
     u = rng.random()
     if u < cfg.p_uniform:
         return rm.uniform_levels(cbr, height, width)
     be = rm.block_entropy(bits)
     offsets = None
     if u < cfg.p_uniform + cfg.p_offsets * (1 - cfg.p_uniform):
-        offsets = rng.choice([-1, 0, 1], size=be.shape, p=[0.2, 0.6, 0.2])
+        s = cfg.offset_spread
+        offsets = rng.choice(np.arange(-s, s + 1), size=be.shape, p=OFFSET_PROBS[s])
     return rm.preset_levels(be, cbr, height, width, offsets)
 
 
@@ -403,7 +415,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", default=d.init_from, help="codec v1 to start from: model folder/name or checkpoint")
     add_number_options(p, d, ("steps", "entropy_steps", "batch", "crop", "seed", "kb_entries", "kb_crops", "ckpt_every",
                        "val_every", "val_images", "threads", "warmup"),
-                       ("lr", "lr_entropy", "ema", "p_no_kb", "p_uniform", "p_offsets", "entropy_weight"))
+                       ("lr", "lr_entropy", "ema", "p_no_kb", "p_uniform", "p_offsets", "p_random", "entropy_weight"))
+    p.add_argument("--offset-spread", type=int, choices=sorted(OFFSET_PROBS), default=d.offset_spread,
+                   help="random per-block level offsets of the training rate maps: -N..+N (default %(default)s)")
     p.add_argument("--device", default="auto")
     trainargs.add_precision_argument(p)
     trainargs.add_run_options(p, "checkpoint.pt")
