@@ -9,8 +9,10 @@ Starts from codec v1 (``--init-from``, default the shipped ``jscc-v1``):
 3. joint training: per crop a random SNR, a random target CBR (0.015..0.08, emphasis on the
    benchmark points), the retrieved KB vector (zero with probability ``--p-no-kb``: the ``--no-skb``
    ablation) and a rate map: the entropy-preset map, with random per-block level offsets (what
-   the channel KB may do) or uniform (the fixed-rate baseline). Loss: MSE of the reconstruction
-   plus the hyperprior's rate term (whose gradient stops at the latent).
+   the channel KB may do, up to ``--offset-spread`` levels), uniform (the fixed-rate baseline),
+   or, with probability ``--p-random``, i.i.d. random levels (so that the top rates get trained).
+   Loss: MSE of the reconstruction plus the hyperprior's rate term (whose gradient stops at the
+   latent). ``--precision bf16`` runs the forward passes in bfloat16 (:mod:`testbed.precision`).
 
 Checkpoints are atomic; ``--resume`` continues a killed run exactly: the checkpoint carries every
 RNG the training draws from, including the process-wide torch RNG of the hyperprior's training
