@@ -31,7 +31,7 @@ def save_figures(out: Path, stem: str, img: np.ndarray, rec: np.ndarray, side, s
     ax[1].set_title("entropy map (bits / location)")
     fig.colorbar(a1, ax=ax[1], fraction=0.035)
     a2 = ax[2].imshow(rate_map_pixels(side.levels, h, w), cmap="viridis", vmin=rm.RATE_SET[0], vmax=rm.RATE_SET[-1])
-    if getattr(side, "allocation", "entropy") == "measured":
+    if side.allocation == "measured":
         pol = "measured"
     else:
         pol = "policy" if side.offsets is not None else "fixed mapping"
