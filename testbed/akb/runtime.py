@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codec.channel import awgn_np
 from ..codec.export import sha256_file
 from ..codec.modelcard import CARD_NAME, ModelCardError, load_card
 from ..codec.runtime import ModelError, resolve_model_dir, warn_outside_snr_range
@@ -172,13 +173,13 @@ class AkbCodec:
         H, W = image.shape[:2]
         hb, wb = rm.block_grid(H, W)
         rng = np.random.default_rng(seed)
-        std = float(np.sqrt(10 ** (-snr_db / 10) / 2))
         ref = image.astype(np.float32)
         sse = np.empty((hb, wb, len(rm.RATE_SET)))
         for lv in range(len(rm.RATE_SET)):
             levels = np.full((1, hb, wb), lv, np.int64)
             sy = self.sess["encoder_symbols"].run(None, {"features": feats, "levels": levels})[0]
-            rx = (sy + rng.normal(0.0, std, sy.shape)).astype(np.float32)
+            noisy = awgn_np(sy[..., 0] + 1j * sy[..., 1], snr_db, rng)
+            rx = np.stack([noisy.real, noisy.imag], axis=-1).astype(np.float32)
             out = self.sess["decoder"].run(None, {
                 "symbols": rx, "snr_db": np.array([snr_db], np.float32), "levels": levels,
                 "kb_vector": kbv, "image_size": np.array([H, W], np.int64)})[0][0]
