@@ -36,6 +36,7 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
     ``idle_s``), so that its estimate is known. Without it, every image is queued at once.
     ``on_sent(sent_info)``: called as each image is queued (image_id, frames, cbr, tx_snr_db, ...).
     """
+    from .cputime import Snapshot, format_usage, usage
     from .linksession import build_link
 
     refs: dict[int, np.ndarray] = {}
@@ -79,6 +80,7 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
                 dec.flush()
                 flushed = True
 
+    cpu0 = Snapshot()
     tb.start()
     try:
         prev = None
@@ -103,6 +105,7 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
                 break
         dec.flush()
         drain()
+        cpu = usage(cpu0)   # before the stop ends the blocks' threads
     finally:
         tb.stop()
         tb.wait()
@@ -111,10 +114,12 @@ def run_link(codec, k: int, images, *, cfg, tx_snr_db: float, cbr, ckb: bool, sk
             path, ref = by_id[iid]
             emit(make_row(path, ref, None, {"frames_decoded": 0, "missing_frames": list(range(s["frames"]))}, s))
     wall = time.monotonic() - t_start
+    log.info("%s", format_usage(cpu, wall))
     tx_samples = int(tx.shaper.nitems_written(0))
     return {**rx.counters(), "frames_sent": enc.frames_sent, "frames_delivered": dec.frames_received,
             "tx_samples": tx_samples, "samples_per_s": tx_samples / wall,
             "real_time_factor": tx_samples / wall / cfg.samp_rate,
             "wrong_model": dec.wrong_model, "wrong_kb": dec.wrong_kb, "late_frames": dec.reasm.late,
             "tx_bursts": tx.shaper.bursts,
-            "tx_clipped_samples": tx.shaper.clipped, "wall_s": wall}
+            "tx_clipped_samples": tx.shaper.clipped, "wall_s": wall,
+            **cpu}

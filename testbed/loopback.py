@@ -232,7 +232,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
             "headers_ok": pc.get("headers_ok"), "headers_failed": pc.get("headers_failed"),
             "headers_too_long": pc.get("headers_too_long"), "wall_s": pc.get("wall_s"),
             "tx_samples": pc.get("tx_samples"), "real_time_factor": pc.get("real_time_factor"),
-            "complete": snr in counters,
+            "cpu_s": pc.get("cpu_s"), "complete": snr in counters,
         })
     summary = {
         "model": codec.name, "model_sha256": codec.sha256, "cbr": round(nominal_cbr, 6),

@@ -63,6 +63,11 @@ def test_run_folder_has_the_documented_files(awgn_loopback):
     assert (out / "psnr_vs_snr.png").stat().st_size > 1000
     s = json.loads((out / "summary.json").read_text())
     assert s["ofdm"]["fft_len"] == CFG.fft_len and len(s["phy_counters"]) == 4
+    # where the CPU went: the decoder block's thread is named after it
+    pc = s["phy_counters"][0]
+    assert pc["cpu_s"] > 0 and s["results"][0]["cpu_s"] == pc["cpu_s"]
+    assert any(n.startswith("jscc_decoder") and t > 0 for n, t in pc["cpu_by_thread"].items())
+    assert sum(pc["cpu_by_thread"].values()) <= pc["cpu_s"] * 1.05 + 0.05
 
 
 IMPAIRED = {
