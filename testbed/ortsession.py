@@ -6,6 +6,12 @@ shares the cores with the PHY's threads, and a spinning pool takes their time: s
 together with single-threaded BLAS (:mod:`testbed.gr`), took the Kodak loopback from 17.6 s to
 12.4-13.1 s (BENCHMARKS.md, "Throughput"). Flowgraph runners therefore open their codecs with
 ``spinning=False``.
+
+``threads``: 0 is onnxruntime's default (one intra-op thread per core) for a standalone session,
+and **one** thread for a flowgraph's (``spinning=False``). There the blocks already run in
+parallel, and a second pool thread per graph only adds hand-overs: on 2 cores the Kodak loopback
+took a median 6.6 s with one thread against 8.7 s with the default (5 alternating runs each,
+same PSNR; BENCHMARKS.md, "Throughput"). A number given is used as it is.
 """
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ def session_options(threads: int = 0, spinning: bool = True):
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if not threads and not spinning:
+        threads = 1
     if threads:
         opts.intra_op_num_threads = int(threads)
     if not spinning:

@@ -77,8 +77,9 @@ def test_shipped_model_contract(shipped_model):
 
 @pytest.mark.parametrize("model", ["jscc-v1", "akb-v1"])
 def test_flowgraph_codecs_run_without_spinning_pools(model):
-    """Codecs opened for a flowgraph must not busy-wait between operators (they share the cores
-    with the PHY's threads); standalone ones keep onnxruntime's default."""
+    """Codecs opened for a flowgraph must not busy-wait between operators and run on one thread
+    unless told otherwise (they share the cores with the PHY's threads); standalone ones keep
+    onnxruntime's default."""
     from testbed.akb.runtime import AkbCodec, open_codec
 
     key = "session.intra_op.allow_spinning"
@@ -88,6 +89,9 @@ def test_flowgraph_codecs_run_without_spinning_pools(model):
 
     for s in sessions(open_codec(model, spinning=False)):
         assert s.get_session_options().get_session_config_entry(key) == "0"
+        assert s.get_session_options().intra_op_num_threads == 1   # the flowgraph's blocks run in parallel
+    for s in sessions(open_codec(model, threads=2, spinning=False)):
+        assert s.get_session_options().intra_op_num_threads == 2
     for s in sessions(open_codec(model)):
         try:
             value = s.get_session_options().get_session_config_entry(key)
