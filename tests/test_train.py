@@ -398,7 +398,7 @@ def test_images_too_small_for_the_linear_path_name_the_data_folder(tmp_path):
     ("akb", ["--val-every", "0"], "--val-every"), ("akb", ["--val-images", "0"], "--val-images"),
     ("akb", ["--ema", "-0.5"], "--ema"), ("akb", ["--lr", "0"], "--lr"), ("codec", ["--lr=-1e-4"], "--lr"),
     ("akb", ["--lr-entropy", "nan"], "--lr-entropy"), ("codec", ["--max-symbols", "385"], "--max-symbols"),
-    ("codec", ["--max-symbols", "0"], "--max-symbols")])
+    ("codec", ["--max-symbols", "0"], "--max-symbols"), ("codec", ["--mosaic", "0"], "--mosaic")])
 def test_train_options_that_would_fail_mid_run_are_refused_up_front(what, args, needle):
     """--val-every 0 / --ckpt-every 0 used to stop the run at its first step with a ZeroDivisionError."""
     import importlib
@@ -491,3 +491,39 @@ def test_unknown_precision_is_refused_naming_the_option(tiny_dataset):
             build_parser().parse_args(["train", what, "--data", str(tiny_dataset), "--precision", "fp16"])
         a = build_parser().parse_args(["train", what, "--data", str(tiny_dataset), "--precision", "bf16"])
         assert a.precision == "bf16"
+
+
+def test_mosaic_canvases_are_grids_of_crops_of_the_training_images():
+    """--mosaic 2: each sample is a 2x2 canvas whose quarters are crops (maybe flipped) of the
+    training images; --mosaic 1 draws the same single crops as no mosaic."""
+    from testbed.codec.train import CropSampler
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (40, 56, 3), dtype=np.uint8) for _ in range(3)]
+
+    def is_crop(q):
+        for a in arrays:
+            for b in (a, a[:, ::-1], a[::-1], a[::-1, ::-1]):
+                for y in range(b.shape[0] - q.shape[0] + 1):
+                    for x in range(b.shape[1] - q.shape[1] + 1):
+                        if np.array_equal(b[y:y + q.shape[0], x:x + q.shape[1]], q):
+                            return True
+        return False
+
+    x = CropSampler(arrays, 16, mosaic=2).sample(np.random.default_rng(1), 3)
+    assert x.shape == (3, 3, 32, 32)
+    u8 = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    quarters = [u8[i, r:r + 16, c:c + 16] for i in range(3) for r in (0, 16) for c in (0, 16)]
+    assert all(is_crop(q) for q in quarters)
+    assert len({q.tobytes() for q in quarters}) == 12          # independent crops, not one repeated
+    one = CropSampler(arrays, 16).sample(np.random.default_rng(1), 4)
+    again = CropSampler(arrays, 16, mosaic=1).sample(np.random.default_rng(1), 4)
+    assert one.shape == (4, 3, 16, 16) and np.array_equal(one.numpy(), again.numpy())
+
+
+def test_mosaic_training_runs_and_records_the_option(tmp_path, tiny_dataset):
+    cfg = TrainConfig(data=str(tiny_dataset), val=str(tiny_dataset), out=str(tmp_path / "m"), steps=2, batch=1,
+                      crop=16, mosaic=2, ckpt_every=1, val_every=2, warmup=1, threads=1, seed=3)
+    final = train(cfg)
+    assert all(np.isfinite(v["val_psnr_db"]) for v in final["validation"])
+    assert json.loads((tmp_path / "m" / "train_config.json").read_text())["mosaic"] == 2

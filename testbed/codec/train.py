@@ -48,6 +48,7 @@ class TrainConfig:
     steps: int = 13000
     batch: int = 2
     crop: int = 256                  # 128-pixel crops overfit the codec to small images (see BENCHMARKS.md)
+    mosaic: int = 1                  # m > 1: train on m x m canvases of crops (see CropSampler)
     lr: float = 2e-4
     lr_linear_scale: float = 0.1     # the PCA-initialised linear paths learn 10x slower
     clip_grad: float = 1.0
@@ -79,13 +80,29 @@ def _device(name: str) -> torch.device:
 
 
 class CropSampler:
-    """Random crops + horizontal/vertical flips from images held in memory as uint8."""
+    """Random crops + horizontal/vertical flips from images held in memory as uint8.
 
-    def __init__(self, arrays: list[np.ndarray], crop: int):
+    ``mosaic`` m > 1: each sample is an m x m canvas of independent crops (side ``m * crop``).
+    In a single crop every pixel lies within crop/2 of a border, and the codec learns to count
+    on that (zero padding tells a convolution where the border is): on whole Kodak images, whose
+    middle lies 256 pixels from any border, it is worse than when the same image is coded in
+    256-pixel tiles (BENCHMARKS.md, "Tiles"). A canvas puts most of its pixels far from a border
+    while every crop still comes from one training image."""
+
+    def __init__(self, arrays: list[np.ndarray], crop: int, mosaic: int = 1):
         self.arrays = arrays
         self.crop = crop
+        self.mosaic = int(mosaic)
 
     def sample(self, rng: np.random.Generator, n: int) -> torch.Tensor:
+        c, m = self.crop, self.mosaic
+        if m > 1:
+            tiles = self._crops(rng, n * m * m)               # [n*m*m, c, c, 3]
+            canvas = tiles.reshape(n, m, m, c, c, 3).transpose(0, 1, 3, 2, 4, 5).reshape(n, m * c, m * c, 3)
+            return torch.from_numpy(np.ascontiguousarray(canvas)).permute(0, 3, 1, 2).float().div_(255.0)
+        return torch.from_numpy(self._crops(rng, n)).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def _crops(self, rng: np.random.Generator, n: int) -> np.ndarray:
         out = np.empty((n, self.crop, self.crop, 3), dtype=np.uint8)
         c = self.crop
         for i in range(n):
@@ -102,7 +119,7 @@ class CropSampler:
             if rng.random() < 0.5:
                 p = p[::-1]
             out[i] = p
-        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+        return out
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
@@ -333,7 +350,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                   resume=resume and step > 0)
     vlog = CsvLog(out / "val_log.csv", ["step", "snr_db", "symbols_per_location", "val_psnr_db"],
                   resume=resume and step > 0)
-    sampler = CropSampler(train_arrays, cfg.crop)
+    sampler = CropSampler(train_arrays, cfg.crop, cfg.mosaic)
     chan = _channel_fn(cfg, rng, gen)
     log.info("model: %d parameters, device %s, %d threads, precision %s", count_parameters(model), device,
              torch.get_num_threads(), cfg.precision)
@@ -430,6 +447,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--crop", type=int, default=d.crop)
+    p.add_argument("--mosaic", type=int, default=d.mosaic,
+                   help="train on M x M canvases of independent crops (side M*crop), so that most pixels lie far "
+                        "from a border, as in large images (default %(default)s: single crops)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--channel", choices=["awgn", "rayleigh", "mixed"], default=d.channel)
@@ -468,9 +488,11 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         if not 1 <= o <= a.max_symbols:
             raise ValueError(f"--operating-points: {o} is outside 1..{a.max_symbols} (--max-symbols)")
     trainargs.check_crop(a.crop)
+    if not 1 <= a.mosaic <= 8:
+        raise ValueError(f"--mosaic: must be in 1..8 (crops per canvas side), got {a.mosaic}")
     trainargs.check_options(vars(a))
     return TrainConfig(
-        data=a.data, val=a.val, out=a.out, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
+        data=a.data, val=a.val, out=a.out, steps=a.steps, batch=a.batch, crop=a.crop, mosaic=a.mosaic, lr=a.lr,
         seed=a.seed, channel=a.channel, snr_min_db=lo, snr_max_db=hi, operating_points=ops,
         max_symbols=a.max_symbols, ckpt_every=a.ckpt_every,
         val_every=a.val_every, device=a.device, threads=a.threads, init_from=a.init_from, ema=a.ema,
