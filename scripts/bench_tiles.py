@@ -1,4 +1,4 @@
-"""Codec v1 on whole images against the same images coded in tiles (BENCHMARKS.md, "Tiles").
+"""Codec v1 on whole images against the same images coded in tiles (BENCHMARKS.md, "Stage 4").
 
 Each image is encoded either whole or tile by tile (a T x T grid from the top left; edge tiles
 smaller), the tiles' latents put back together and power-normalised over the whole image (so the

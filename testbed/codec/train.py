@@ -86,7 +86,7 @@ class CropSampler:
     In a single crop every pixel lies within crop/2 of a border, and the codec learns to count
     on that (zero padding tells a convolution where the border is): on whole Kodak images, whose
     middle lies 256 pixels from any border, it is worse than when the same image is coded in
-    256-pixel tiles (BENCHMARKS.md, "Tiles"). A canvas puts most of its pixels far from a border
+    256-pixel tiles (BENCHMARKS.md, "Stage 4"). A canvas puts most of its pixels far from a border
     while every crop still comes from one training image."""
 
     def __init__(self, arrays: list[np.ndarray], crop: int, mosaic: int = 1):
