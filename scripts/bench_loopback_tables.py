@@ -40,8 +40,8 @@ for name, rate in [("loopback-kodak-15-awgn", 1e6), ("loopback-kodak-4msps", 4e6
 # where the CPU went (testbed.cputime): the 1 MS/s run, per thread; GNU Radio names each block's
 # thread after the block (15 characters), "testbed" is the process's own threads (the encoder runs
 # in the caller's, onnxruntime's pool threads too)
-pc = load("loopback-kodak-15-awgn")["phy_counters"][0]
-n = load("loopback-kodak-15-awgn")["n_images"]
+run = load("loopback-kodak-15-awgn")
+pc, n = run["phy_counters"][0], run["n_images"]
 print(f"\n**CPU of the 1 MS/s run by thread** ({pc['cpu_s']:.1f} core-s in {pc['wall_s']:.1f} s: "
       f"{pc['cpu_s'] / pc['wall_s']:.2f} of 2 cores; {pc['cpu_s'] / n:.3f} core-s per image, where 1x real time "
       f"would allow {2 * pc['tx_samples'] / n / 1e6:.3f})\n")

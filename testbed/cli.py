@@ -291,6 +291,7 @@ def _cmd_export(a) -> int:
         "steps": ck.get("step"),
         "batch": tc.get("batch"),
         "crop": tc.get("crop"),
+        "mosaic": tc.get("mosaic", 1),
         "seed": tc.get("seed"),
         "checkpoint_step": ck.get("step"),
     }

@@ -527,3 +527,9 @@ def test_mosaic_training_runs_and_records_the_option(tmp_path, tiny_dataset):
     final = train(cfg)
     assert all(np.isfinite(v["val_psnr_db"]) for v in final["validation"])
     assert json.loads((tmp_path / "m" / "train_config.json").read_text())["mosaic"] == 2
+    # the model card of an export says how the codec was trained
+    from conftest import run_cli
+    from testbed.codec.modelcard import load_card
+
+    run_cli("export", tmp_path / "m" / "checkpoint.pt", "--out", tmp_path / "exported")
+    assert load_card(tmp_path / "exported" / "model_card.yaml").training["mosaic"] == 2
