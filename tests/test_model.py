@@ -71,3 +71,35 @@ def test_pca_initialisation_gives_a_working_linear_codec():
     assert after > 24.0
     # more symbols per location -> better, the importance order comes from the PCA order
     assert validate(m, imgs[:2], 20.0, 48, "cpu") > validate(m, imgs[:2], 20.0, 8, "cpu")
+
+
+def test_grow_adds_identity_blocks_and_keeps_the_function(tiny_model):
+    from testbed.codec.model import count_parameters, grow
+
+    g = grow(tiny_model, 3, 2).eval()
+    assert (g.cfg.enc_res_blocks, g.cfg.dec_res_blocks) == (3, 2)
+    assert (len(g.encoder.res_more), len(g.decoder.res_more)) == (2, 1)
+    assert count_parameters(g) > count_parameters(tiny_model)
+    x = torch.rand(1, 3, 48, 64)
+    snr, k = torch.tensor([7.0]), torch.tensor([4])
+    with torch.no_grad():
+        assert torch.equal(g.encode(x, snr, k), tiny_model.encode(x, snr, k))
+        z = tiny_model.encode(x, snr, k)
+        assert torch.equal(g.decode(z, snr, k), tiny_model.decode(z, snr, k))
+        # the added blocks are real layers: once their weights move, the output does
+        g.decoder.res_more[0].conv2.weight.normal_(0, 0.1)
+        assert not torch.allclose(g.decode(z, snr, k), tiny_model.decode(z, snr, k))
+    # growing a grown model further keeps its trained blocks
+    g2 = grow(g, 3, 3)
+    assert torch.equal(g2.decoder.res_more[0].conv2.weight, g.decoder.res_more[0].conv2.weight)
+
+
+@pytest.mark.parametrize("enc,dec", [(0, 2), (2, 0)])
+def test_grow_refuses_fewer_blocks(tiny_model, enc, dec):
+    from testbed.codec.model import grow
+
+    g = grow(tiny_model, 2, 2)
+    with pytest.raises(ValueError, match="residual blocks"):
+        grow(g, enc, dec)
+    with pytest.raises(ValueError, match="only be grown"):
+        grow(g, 1, 2)

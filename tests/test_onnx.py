@@ -4,7 +4,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from testbed.codec.export import DECODER_FILE, ENCODER_FILE, check_against_torch, model_sha256, sha256_file
+from testbed.codec.export import DECODER_FILE, ENCODER_FILE, check_against_torch, export, model_sha256, sha256_file
 from testbed.codec.modelcard import load_card
 
 REQUIRED_META = ["testbed.cbr", "testbed.snr_range_db", "testbed.training_data", "testbed.git_commit",
@@ -128,3 +128,26 @@ def test_only_a_codec_v1_model_rebuilds_as_pytorch():
 
     with pytest.raises(ValueError, match="akb-jscc"):
         load_from_onnx(shipped_models()["akb-v1"])
+
+
+def test_a_grown_model_exports_matches_pytorch_and_rebuilds(tiny_model, tmp_path):
+    """Extra residual blocks (``--res-blocks``) go into the graphs, and the exported folder
+    rebuilds as the same PyTorch model (``--init-from``)."""
+    import torch
+
+    from testbed.codec.model import grow
+    from testbed.codec.onnx_weights import load_from_onnx
+
+    torch.manual_seed(3)
+    g = grow(tiny_model, 2, 3)
+    with torch.no_grad():
+        for p in g.parameters():   # distinct values (the exporter merges identical initializers)
+            p.add_(torch.rand_like(p) * 0.01)
+    g.eval()
+    export(g, tmp_path / "g", name="grown", operating_points=[2, 6], training={"data": "test"})
+    err = check_against_torch(g, tmp_path / "g", 40, 56, k=6, snr_db=5.0)
+    assert err["symbols_max_abs_err"] < SYM_TOL and err["image_max_abs_err"] <= PIX_TOL
+    back = load_from_onnx(tmp_path / "g")
+    assert (back.cfg.enc_res_blocks, back.cfg.dec_res_blocks) == (2, 3)
+    for (n, a), b in zip(g.state_dict().items(), back.state_dict().values()):
+        assert torch.allclose(a, b), n

@@ -533,3 +533,45 @@ def test_mosaic_training_runs_and_records_the_option(tmp_path, tiny_dataset):
 
     run_cli("export", tmp_path / "m" / "checkpoint.pt", "--out", tmp_path / "exported")
     assert load_card(tmp_path / "exported" / "model_card.yaml").training["mosaic"] == 2
+
+
+def test_res_blocks_grow_an_init_from_model_and_must_match_on_resume(tmp_path, tiny_dataset):
+    import torch
+
+    from testbed.codec.model import JSCC, CodecConfig
+
+    torch.manual_seed(2)
+    seed = JSCC(CodecConfig(widths=(8, 8, 12, 16), max_symbols=6))
+    seed_ck = tmp_path / "seed.pt"
+    torch.save({"model": seed.state_dict(), "ema": None, "codec_config": seed.cfg.to_dict()}, seed_ck)
+    out = tmp_path / "run"
+    base = dict(data=str(tiny_dataset), out=str(out), batch=1, crop=32, threads=1, ckpt_every=1, max_symbols=6,
+                operating_points=[2, 6])
+    train(TrainConfig(**base, steps=1, init_from=str(seed_ck), res_blocks=[2, 3]))
+    grown = load_model(out / "checkpoint.pt", weights="raw")
+    assert (grown.cfg.enc_res_blocks, grown.cfg.dec_res_blocks) == (2, 3)
+    # the seed's weights were kept (one small step away), the new blocks were added
+    gs = grown.state_dict()
+    diffs = [float((gs[n] - v).abs().max()) for n, v in seed.state_dict().items()]
+    assert 0 < max(diffs) < 0.05
+    assert len(grown.decoder.res_more) == 2
+    with pytest.raises(ValueError, match="--res-blocks 1,1.*checkpoint"):
+        train(TrainConfig(**base, steps=2, res_blocks=[1, 1]), resume=True)
+    assert train(TrainConfig(**base, steps=2, res_blocks=[2, 3]), resume=True)["step"] == 2
+    # a new run without --init-from builds the blocks directly; fewer than the seed has is refused
+    fresh = tmp_path / "fresh"
+    train(TrainConfig(**{**base, "out": str(fresh)}, steps=1, res_blocks=[1, 2]))
+    assert load_model(fresh / "checkpoint.pt").cfg.dec_res_blocks == 2
+    with pytest.raises(ValueError, match="--res-blocks with --init-from.*only be grown"):
+        train(TrainConfig(**{**base, "out": str(tmp_path / "shrink")}, steps=1,
+                          init_from=str(out / "checkpoint.pt"), res_blocks=[1, 1]))
+
+
+@pytest.mark.parametrize("value", ["3", "0,2", "2,x", "9,1"])
+def test_res_blocks_option_is_checked(value):
+    from testbed.cli import build_parser
+    from testbed.codec.train import config_from_args
+
+    a = build_parser().parse_args(["train", "codec", "--data", "d", "--res-blocks", value])
+    with pytest.raises(ValueError, match="--res-blocks"):
+        config_from_args(a)

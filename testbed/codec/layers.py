@@ -78,10 +78,16 @@ class ContextAttention(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, channels: int):
+    """``x + conv(lrelu(conv(x)))``; ``identity_init``: the second convolution starts at zero, so
+    that a block added to a trained model leaves its function unchanged until it learns."""
+
+    def __init__(self, channels: int, identity_init: bool = False):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+        if identity_init:
+            nn.init.zeros_(self.conv2.weight)
+            nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.leaky_relu(self.conv1(x), 0.2))

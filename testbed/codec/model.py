@@ -9,7 +9,7 @@ serves CBR = k / 768 for k = 1..S (S = 48 gives CBR 1/16; k = 16 gives 1/48).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -27,6 +27,8 @@ class CodecConfig:
     enc_kernels: tuple = (5, 3, 5, 5)    # kernel of each encoder stage (full -> 1/16 resolution)
     dec_kernels: tuple = (5, 5, 3, 3)    # kernel of each decoder stage (1/16 -> full resolution)
     max_symbols: int = 48        # S: complex symbols per 16x16 block at the highest rate
+    enc_res_blocks: int = 1      # residual blocks at the lowest (1/16) resolution, encoder
+    dec_res_blocks: int = 1      # ... and decoder (more: see :func:`grow`)
     snr_min_db: float = 0.0      # trained SNR range
     snr_max_db: float = 20.0
 
@@ -61,6 +63,7 @@ class Encoder(nn.Module):
         self.gdns = nn.ModuleList([GDN(w) for w in ws])
         self.atts = nn.ModuleList([ContextAttention(w) for w in ws])
         self.res = ResBlock(ws[-1])
+        self.res_more = nn.ModuleList([ResBlock(ws[-1], identity_init=True) for _ in range(cfg.enc_res_blocks - 1)])
         self.out = nn.Conv2d(ws[-1], 2 * s, 3, 1, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -73,7 +76,10 @@ class Encoder(nn.Module):
         h = x - 0.5
         for conv, gdn, att in zip(self.convs, self.gdns, self.atts):
             h = att(gdn(conv(h)), side)
-        return self.out(self.res(h)) + self.linear(x - 0.5)
+        h = self.res(h)
+        for block in self.res_more:
+            h = block(h)
+        return self.out(h) + self.linear(x - 0.5)
 
 
 class Decoder(nn.Module):
@@ -83,6 +89,7 @@ class Decoder(nn.Module):
         self.s_max = s
         self.inp = nn.Conv2d(2 * s, ws[0], 3, 1, 1)
         self.res = ResBlock(ws[0])
+        self.res_more = nn.ModuleList([ResBlock(ws[0], identity_init=True) for _ in range(cfg.dec_res_blocks - 1)])
         couts = ws[1:] + [3]
         self.gdns = nn.ModuleList([GDN(w, inverse=True) for w in ws])
         self.atts = nn.ModuleList([ContextAttention(w) for w in ws])
@@ -95,6 +102,8 @@ class Decoder(nn.Module):
         """y: [B, 2S, h, w] received latent (unsent symbols zero) -> [B, 3, 16h, 16w], ~[0, 1]."""
         side = _side(snr_db, k, self.s_max)
         h = self.res(self.inp(y))
+        for block in self.res_more:
+            h = block(h)
         for conv, gdn, att in zip(self.convs, self.gdns, self.atts):
             h = conv(gdn(att(h, side)))
         return h + self.linear(y) + 0.5
@@ -122,6 +131,25 @@ class JSCC(nn.Module):
         rx, snr_rx = channel_fn(zc, snr_db)
         mask = sym.symbols_mask(k, self.cfg.max_symbols)[:, :, None, None, None]
         return self.decode(rx * mask, snr_rx, k)
+
+
+def grow(model: JSCC, enc_res_blocks: int, dec_res_blocks: int) -> JSCC:
+    """``model`` with more residual blocks at the lowest resolution, computing the same function.
+
+    The added blocks start as identities (:class:`ResBlock` ``identity_init``), so a trained model
+    can be given capacity and trained on from where it is. Fewer blocks than it has are refused.
+    """
+    have = (model.cfg.enc_res_blocks, model.cfg.dec_res_blocks)
+    if min(enc_res_blocks, dec_res_blocks) < 1:
+        raise ValueError(f"residual blocks {enc_res_blocks},{dec_res_blocks}: at least 1 each")
+    if enc_res_blocks < have[0] or dec_res_blocks < have[1]:
+        raise ValueError(f"residual blocks {enc_res_blocks},{dec_res_blocks}: the model already has "
+                         f"{have[0]},{have[1]} (encoder,decoder); a model can only be grown")
+    new = JSCC(replace(model.cfg, enc_res_blocks=enc_res_blocks, dec_res_blocks=dec_res_blocks))
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or not all(".res_more." in k for k in missing):
+        raise RuntimeError(f"grow: state dicts do not line up (missing {missing}, unexpected {unexpected})")
+    return new.to(next(model.parameters()).device)
 
 
 def count_parameters(model: nn.Module) -> int:

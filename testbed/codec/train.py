@@ -32,7 +32,7 @@ from .. import trainargs
 from ..runlog import CsvLog, write_bytes_atomic, write_json_atomic
 from . import symbols as sym
 from .channel import apply_channel
-from .model import JSCC, CodecConfig, count_parameters, pad_to_stride
+from .model import JSCC, CodecConfig, count_parameters, grow, pad_to_stride
 from .pca_init import init_linear_paths
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class TrainConfig:
     operating_points: list[int] = field(default_factory=lambda: [16, 48])
     p_uniform_k: float = 0.15        # probability of a uniformly drawn k instead of an operating point
     max_symbols: int = 48
+    res_blocks: list[int] | None = None  # residual blocks at 1/16 resolution (encoder, decoder); grows --init-from
     ckpt_every: int = 100
     val_every: int = 500
     val_images: int = 12
@@ -277,6 +278,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             raise ValueError(
                 f"{ckpt_path}: checkpoint codec config {ck_cfg.to_dict()} does not match the requested "
                 f"max_symbols={cfg.max_symbols}, SNR range {cfg.snr_min_db:g}..{cfg.snr_max_db:g} dB")
+        if cfg.res_blocks and list(cfg.res_blocks) != [ck_cfg.enc_res_blocks, ck_cfg.dec_res_blocks]:
+            raise ValueError(f"--res-blocks {','.join(map(str, cfg.res_blocks))}: the checkpoint {ckpt_path} has "
+                             f"{ck_cfg.enc_res_blocks},{ck_cfg.dec_res_blocks}")
         model = JSCC(ck_cfg).to(device)
     elif init is not None:
         if init.cfg.max_symbols != cfg.max_symbols:
@@ -286,9 +290,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         # layers): a run that fine-tunes over --snr-range records that range, so that its
         # checkpoint matches the run's configuration (and --resume accepts it)
         init.cfg = dataclasses.replace(init.cfg, snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)
+        if cfg.res_blocks:
+            try:
+                init = grow(init, *cfg.res_blocks)
+            except ValueError as e:
+                raise ValueError(f"--res-blocks with --init-from {cfg.init_from}: {e}") from None
         model = init.to(device)
     else:
-        model = JSCC(CodecConfig(max_symbols=cfg.max_symbols,
+        enc_res, dec_res = cfg.res_blocks or (1, 1)
+        model = JSCC(CodecConfig(max_symbols=cfg.max_symbols, enc_res_blocks=enc_res, dec_res_blocks=dec_res,
                                  snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)).to(device)
     prec.check_precision(cfg.precision, device)
     model = prec.prepare(model, cfg.precision)
@@ -457,6 +467,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--operating-points", default="16,48",
                    help="symbols per 16x16 block to emphasise (16 -> CBR 1/48, 48 -> CBR 1/16)")
     p.add_argument("--max-symbols", type=int, default=d.max_symbols, help="S, complex symbols per 16x16 block")
+    p.add_argument("--res-blocks", help="ENC,DEC: residual blocks at 1/16 resolution in encoder and decoder "
+                                        "(default 1,1); with --init-from, the model is grown to this many, the "
+                                        "added blocks starting as identities")
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
     p.add_argument("--val-every", type=int, default=d.val_every)
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda")
@@ -487,6 +500,14 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     for o in ops:
         if not 1 <= o <= a.max_symbols:
             raise ValueError(f"--operating-points: {o} is outside 1..{a.max_symbols} (--max-symbols)")
+    res_blocks = None
+    if a.res_blocks is not None:
+        try:
+            res_blocks = [int(v) for v in a.res_blocks.split(",")]
+        except ValueError:
+            res_blocks = []
+        if len(res_blocks) != 2 or not all(1 <= v <= 8 for v in res_blocks):
+            raise ValueError(f"--res-blocks: expected ENC,DEC, each 1..8, got {a.res_blocks!r}")
     trainargs.check_crop(a.crop)
     if not 1 <= a.mosaic <= 8:
         raise ValueError(f"--mosaic: must be in 1..8 (crops per canvas side), got {a.mosaic}")
@@ -494,7 +515,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=a.data, val=a.val, out=a.out, steps=a.steps, batch=a.batch, crop=a.crop, mosaic=a.mosaic, lr=a.lr,
         seed=a.seed, channel=a.channel, snr_min_db=lo, snr_max_db=hi, operating_points=ops,
-        max_symbols=a.max_symbols, ckpt_every=a.ckpt_every,
+        max_symbols=a.max_symbols, res_blocks=res_blocks, ckpt_every=a.ckpt_every,
         val_every=a.val_every, device=a.device, threads=a.threads, init_from=a.init_from, ema=a.ema,
         warmup=a.warmup, force=a.force, precision=a.precision,
         command=trainargs.recorded_command("codec"),
