@@ -1,7 +1,8 @@
 """SNR- and rate-adaptive deep JSCC codec (codec v1).
 
 Fully convolutional encoder/decoder in the style of Deep JSCC / ADJSCC: four stride-2
-convolutions with GDN, a residual block at the lowest resolution, and channel-wise attention
+convolutions with GDN, residual blocks at the lowest resolution (one each by default; the shipped
+model has three, grown from one with :func:`grow`), and channel-wise attention
 conditioned on (SNR, rate) after every stage; beside it, a linear 16x16-block path initialised to
 the PCA linear JSCC (:mod:`testbed.codec.pca_init`), with the deep path starting at zero. The latent carries up to ``S`` complex symbols per
 16x16 pixel block, ordered by importance (trained with random truncation), so a single model
