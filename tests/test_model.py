@@ -103,3 +103,8 @@ def test_grow_refuses_fewer_blocks(tiny_model, enc, dec):
         grow(g, enc, dec)
     with pytest.raises(ValueError, match="only be grown"):
         grow(g, 1, 2)
+
+
+def test_codec_config_refuses_fewer_than_one_residual_block():
+    with pytest.raises(ValueError, match="residual blocks 0,1"):
+        CodecConfig(enc_res_blocks=0)

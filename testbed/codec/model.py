@@ -33,6 +33,11 @@ class CodecConfig:
     snr_min_db: float = 0.0      # trained SNR range
     snr_max_db: float = 20.0
 
+    def __post_init__(self):
+        if min(self.enc_res_blocks, self.dec_res_blocks) < 1:
+            raise ValueError(f"residual blocks {self.enc_res_blocks},{self.dec_res_blocks}: at least 1 each "
+                             "(encoder,decoder)")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
@@ -141,8 +146,6 @@ def grow(model: JSCC, enc_res_blocks: int, dec_res_blocks: int) -> JSCC:
     can be given capacity and trained on from where it is. Fewer blocks than it has are refused.
     """
     have = (model.cfg.enc_res_blocks, model.cfg.dec_res_blocks)
-    if min(enc_res_blocks, dec_res_blocks) < 1:
-        raise ValueError(f"residual blocks {enc_res_blocks},{dec_res_blocks}: at least 1 each")
     if enc_res_blocks < have[0] or dec_res_blocks < have[1]:
         raise ValueError(f"residual blocks {enc_res_blocks},{dec_res_blocks}: the model already has "
                          f"{have[0]},{have[1]} (encoder,decoder); a model can only be grown")
