@@ -37,7 +37,7 @@ for name, rate in [("loopback-kodak-15-awgn", 1e6), ("loopback-kodak-4msps", 4e6
     pc = load(name)["phy_counters"][0]
     print(f"| {rate / 1e6:g} MS/s | {pc['tx_samples']} | {pc['wall_s']:.1f} | {pc['samples_per_s'] / 1e6:.3f} M | {pc['real_time_factor']:.2f}x |")
 
-# where the CPU went (testbed.cputime): the 1 MS/s run, per thread; GNU Radio names each block's
+# where the CPU went (testbed.core.cputime): the 1 MS/s run, per thread; GNU Radio names each block's
 # thread after the block (15 characters), "testbed" is the process's own threads (the encoder runs
 # in the caller's, onnxruntime's pool threads too)
 run = load("loopback-kodak-15-awgn")

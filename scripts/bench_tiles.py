@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from testbed.codec import stream as st
 from testbed.codec import symbols as sym
 from testbed.codec.onnx_weights import load_from_onnx
-from testbed.evaluate import load_images
+from testbed.core.images import load_images
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", default=str(Path(__file__).resolve().parents[1] / "models" / "jscc-v1"))
@@ -66,9 +67,9 @@ with torch.no_grad():
             for n, x in enumerate(images):
                 g = torch.Generator().manual_seed(n)
                 s, kk = torch.tensor([a.snr_db]), torch.tensor([k])
-                zc = sym.normalize_power(encode(x, s, kk, te), kk)
+                zc = st.normalize_power(encode(x, s, kk, te), kk)
                 noise = torch.randn(zc.shape, generator=g) * np.sqrt(0.5 * 10 ** (-a.snr_db / 10))
-                rx = (zc + noise) * sym.symbols_mask(kk, model.cfg.max_symbols)[:, :, None, None, None]
+                rx = (zc + noise) * st.symbols_mask(kk, model.cfg.max_symbols)[:, :, None, None, None]
                 y = torch.round(decode(rx, s, kk, td, *x.shape[-2:]).clamp(0, 1) * 255) / 255
                 ps.append(10 * np.log10(1 / torch.mean((y - x) ** 2).item()))
             row.append(float(np.mean(ps)))

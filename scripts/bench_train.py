@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.runlog import read_csv_rows
+from testbed.core.runlog import read_csv_rows
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "train"))

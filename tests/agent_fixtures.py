@@ -60,7 +60,7 @@ class AgentEnv:
 
 def crop_images(folder: Path, n: int = 3, h: int = 128, w: int = 192) -> Path:
     """``n`` photo crops (from the shipped Kodak samples) small enough for quick loopback runs."""
-    from testbed.images import load_rgb
+    from testbed.core.images import load_rgb
 
     folder.mkdir(parents=True, exist_ok=True)
     srcs = sorted(SAMPLES.glob("*.png"))

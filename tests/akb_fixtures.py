@@ -10,7 +10,8 @@ from conftest import smooth_image, write_png
 def tiny_akb(seed: int = 0):
     """(model, embedder, kb) with the real architecture at a small width."""
     from testbed.akb.model import from_v1
-    from testbed.akb.skb import ImageEmbedder, KnowledgeBase, kmeans
+    from testbed.akb.source_kb.embedder import ImageEmbedder
+    from testbed.akb.source_kb.kb import KnowledgeBase, kmeans
     from testbed.codec.model import JSCC, CodecConfig
 
     torch.manual_seed(seed)
@@ -42,7 +43,7 @@ def tiny_policy(model, emb, kb, images, timesteps: int = 0):
     """An SB3 PPO on the scheduler environment (trained for ``timesteps``)."""
     from stable_baselines3 import PPO
 
-    from testbed.akb.env import AkbSchedulerEnv
+    from testbed.akb.channel_kb.env import AkbSchedulerEnv
     from testbed.akb.train import _kb_vectors
 
     env = AkbSchedulerEnv(model, lambda x: _kb_vectors(emb, kb, x), images, seed=0, episode_len=2)

@@ -113,7 +113,7 @@ def test_policy_picks_cheapest_feasible_and_replans():
 
 
 def test_catalogue_from_shipped_cards():
-    from testbed.registry import shipped_models
+    from testbed.core.paths import shipped_models
 
     ops = load_catalogue(shipped_models())
     keys = {o.key for o in ops}
@@ -142,7 +142,7 @@ def test_outbox_survives_a_kill_and_acks(tmp_path):
 
 
 def test_model_transfer_round_trip_and_tamper(tmp_path, shipped_model):
-    from testbed.codec.modelcard import load_card
+    from testbed.zoo import load_card
 
     a, b = pack(shipped_model), pack(shipped_model)
     assert a == b                                               # deterministic
@@ -155,7 +155,7 @@ def test_model_transfer_round_trip_and_tamper(tmp_path, shipped_model):
         got = asm.add(M.decode(M.encode(c), "t")) or got
     assert got == a
     dest = unpack(got, tmp_path / "jscc-v1")
-    from testbed.akb.runtime import open_codec
+    from testbed.zoo import open_codec
 
     assert open_codec(str(dest)).sha256 == ann.sha256
     # a corrupted chunk is caught by the archive hash
@@ -192,7 +192,7 @@ def test_example_intents_load():
 
 def test_bad_intent_file_names_file_and_key(tmp_path):
     from testbed.agent.controller import load_intent
-    from testbed.configfile import ConfigError
+    from testbed.core.configfile import ConfigError
 
     f = tmp_path / "i.yaml"
     for text, key in (("intent_id: a\nlinks: 0\n", "links"), ("intent_id: a\nqos: {latency_ms: -1}\n", "qos.latency_ms"),
@@ -237,7 +237,7 @@ def test_model_transfer_error_survives_later_chunks(tmp_path, shipped_model):
     """The first transfer error is what the fetch reports; chunks after it (or after the end) are
     ignored, so a duplicate last chunk cannot start a second install."""
     from testbed.agent.node import _Transfer
-    from testbed.codec.modelcard import load_card
+    from testbed.zoo import load_card
 
     node = _offline_node(tmp_path)
     a = pack(shipped_model)

@@ -20,7 +20,7 @@ def env(tmp_path):
 
 
 def _qos_rows(ctl):
-    from testbed.runlog import read_csv_rows
+    from testbed.core.runlog import read_csv_rows
 
     return read_csv_rows(ctl.out / "qos.csv")         # complete rows only (the writer may be mid-line)
 
@@ -59,19 +59,19 @@ def test_broker_killed_and_restarted_mid_run_loses_no_qos_record(env, tmp_path):
 
 def _direct_psnr(img, k, snr_db, seeds=4):
     """PSNR of the shipped codec at ``k`` symbols per block over numpy AWGN (no PHY)."""
-    from testbed.codec.channel import awgn_np
+    from testbed.core.symbol_channel import awgn_np
     from testbed.codec.runtime import OnnxCodec
-    from testbed.metrics import psnr
+    from testbed.core.metrics import psnr
 
     codec = OnnxCodec("jscc-v1", threads=1)
-    s = codec.encode(img, snr_db, k)
+    s = codec.encode_k(img, snr_db, k)
     h, w = img.shape[:2]
     return float(np.mean([psnr(img, codec.decode(awgn_np(s, snr_db, np.random.default_rng(i)), snr_db, h, w))
                           for i in range(seeds)]))
 
 
 def test_snr_drop_makes_the_controller_replan_and_the_target_is_met_again(env, tmp_path):
-    from testbed.images import load_rgb
+    from testbed.core.images import load_rgb
 
     imgs = tmp_path / "imgs"
     imgs.mkdir()
@@ -116,8 +116,8 @@ def test_model_is_disseminated_and_switched_at_an_image_boundary(env, tmp_path):
     watcher.subscribe(T.model("+"), lambda m, t, p: seen.__setitem__(m.name, m), expect=M.ModelAnnounce)
     watcher.start()
     wait_until(lambda: set(seen) == {"akb-v1", "jscc-v1"}, 10, "the retained model announcements")
-    from testbed.codec.modelcard import load_card
-    from testbed.registry import shipped_models
+    from testbed.zoo import load_card
+    from testbed.core.paths import shipped_models
 
     for name, ann in seen.items():
         assert ann.sha256 == load_card(shipped_models()[name] / "model_card.yaml").sha256

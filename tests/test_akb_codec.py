@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from akb_fixtures import tiny_akb, tiny_policy
+from testbed.akb import placement as pl
 from conftest import run_cli, smooth_image, write_png
 
 
@@ -15,7 +16,7 @@ def akb():
 @pytest.fixture(scope="module")
 def akb_dir(akb, tmp_path_factory):
     from testbed.akb.export import export_akb
-    from testbed.akb.scheduler import export_policy
+    from testbed.akb.channel_kb.scheduler import export_policy
 
     model, emb, kb = akb
     d = tmp_path_factory.mktemp("akb-model")
@@ -52,7 +53,7 @@ def test_from_v1_reproduces_v1_at_uniform_rate(tiny_model):
         z1 = v1.encode(x, snr, torch.tensor([48]))
         feats, bits, _ = m.analyse(x, snr, torch.tensor([48.0]), torch.zeros(1, m.cfg.kb_dim))
         lv = torch.full((1, 1, 2), rm.RATE_SET.index(48))
-        z2 = m.encoder.symbols(feats, rm.location_rates(lv, 4, 6))
+        z2 = m.encoder.symbols(feats, pl.location_rates(lv, 4, 6))
         assert torch.allclose(z1, z2[:, :48], atol=1e-6)
         y1 = v1.decode(z1, snr, torch.tensor([48]))
         y2 = m.transmit(feats, lv, snr, torch.zeros(1, m.cfg.kb_dim), lambda z, s: (z, s))
@@ -68,9 +69,9 @@ def test_symbols_have_unit_power_and_respect_the_rate_map(akb):
     lv = torch.tensor([[[0, 7], [3, 5]]])
     with torch.no_grad():
         feats, _, _ = model.analyse(x, torch.tensor([5.0]), torch.tensor([30.0]), torch.zeros(1, 16))
-        rates = rm.location_rates(lv, 8, 8)
+        rates = pl.location_rates(lv, 8, 8)
         zc = model.encoder.symbols(feats, rates)
-    mask = rm.symbol_mask(rates)
+    mask = pl.symbol_mask(rates)
     sent = zc[mask.bool()]
     assert torch.all(zc[~mask.bool()] == 0)
     assert float(sent.pow(2).sum(-1).mean()) == pytest.approx(1.0, rel=1e-4)
@@ -105,7 +106,7 @@ def test_onnx_graphs_match_pytorch(akb, akb_dir):
 
     from testbed.akb.card import GRAPHS
     from testbed.akb.export import check_against_torch
-    from testbed.codec.modelcard import load_card
+    from testbed.zoo import load_card
 
     model, emb, kb = akb
     r = check_against_torch(model, emb, kb, akb_dir, height=72, width=104)
@@ -137,28 +138,28 @@ def test_runtime_roundtrip_ablations_and_errors(akb_dir):
 
     c = AkbCodec(akb_dir)
     img = smooth_image(96, 160, seed=3)
-    tx, side = c.encode(img, 10.0, 0.036)
+    tx, side = c.encode_side(img, 10.0, 0.036)
     assert tx.size == rm.n_symbols(side.levels, 6, 10)
     assert c.cbr(side, 96, 160) <= 0.036
     assert abs(np.mean(np.abs(tx) ** 2) - 1) < 1e-3
     assert 0 <= side.kb_index < 4 and side.offsets is not None
-    rec = c.decode(tx, 10.0, side, 96, 160)
+    rec = c.decode(tx, 10.0, 96, 160, side)
     assert rec.shape == (96, 160, 3) and rec.dtype == np.uint8
-    _, s2 = c.encode(img, 10.0, 0.036, ckb=False, skb=False)
+    _, s2 = c.encode_side(img, 10.0, 0.036, ckb=False, skb=False)
     assert s2.kb_index == NO_KB and s2.offsets is None
     with pytest.raises(ModelError, match="outside this model's range"):
         c.check_cbr(0.2)
     with pytest.raises(ModelError, match="KB index"):
-        c.decode(tx, 10.0, AkbSide(side.levels, 200), 96, 160)
+        c.decode(tx, 10.0, 96, 160, AkbSide(side.levels, 200))
     with pytest.raises(ValueError, match="blocks"):
-        c.decode(tx, 10.0, AkbSide(np.zeros((1, 1), np.int64), 0), 96, 160)
+        c.decode(tx, 10.0, 96, 160, AkbSide(np.zeros((1, 1), np.int64), 0))
 
 
 def test_tampered_kb_is_detected(akb_dir, tmp_path):
     import shutil
 
     from testbed.akb.runtime import AkbCodec
-    from testbed.akb.skb import KnowledgeBase
+    from testbed.akb.source_kb.kb import KnowledgeBase
     from testbed.codec.runtime import ModelError
 
     d = tmp_path / "m"
@@ -224,7 +225,7 @@ def test_loopback_akb_matches_eval(akb_dir, images_dir, tmp_path):
 def test_akb_card_errors_name_key(akb_dir, tmp_path, mutate, needle):
     import yaml
 
-    from testbed.codec.modelcard import ModelCardError, load_card
+    from testbed.zoo import ModelCardError, load_card
 
     d = yaml.safe_load((akb_dir / "model_card.yaml").read_text())
     mutate(d)
@@ -242,7 +243,7 @@ def test_shipped_akb_model_contract():
     from testbed.akb.export import model_sha256
     from testbed.akb.runtime import AkbCodec
     from testbed.codec.export import sha256_file
-    from testbed.registry import shipped_models
+    from testbed.core.paths import shipped_models
 
     d = shipped_models()["akb-v1"]
     c = AkbCodec(d)   # verifies every graph's sha256 and the KB hash against the card
@@ -254,8 +255,8 @@ def test_shipped_akb_model_contract():
     assert c.card.training["codec"]["command"].startswith("testbed train akb")
     assert c.card.training["scheduler"]["command"].startswith("testbed train scheduler")
     img = smooth_image(64, 96, seed=4)
-    tx, side = c.encode(img, 10.0, 0.036)
-    assert c.cbr(side, 64, 96) <= 0.036 and c.decode(tx, 10.0, side, 64, 96).shape == (64, 96, 3)
+    tx, side = c.encode_side(img, 10.0, 0.036)
+    assert c.cbr(side, 64, 96) <= 0.036 and c.decode(tx, 10.0, 64, 96, side).shape == (64, 96, 3)
 
 
 def test_fixed_rate_runtime_refuses_an_akb_model(akb_dir):
@@ -274,8 +275,8 @@ def test_encoder_block_keeps_kb_switches_across_set_codec(akb_dir):
     seen = []
 
     class Spy(AkbCodec):
-        def encode(self, img, snr_db, cbr, ckb=True, skb=True, prev_offsets=None, allocation="entropy"):
-            tx, side = super().encode(img, snr_db, cbr, ckb=ckb, skb=skb, prev_offsets=prev_offsets,
+        def encode_side(self, img, snr_db, cbr, ckb=True, skb=True, prev_offsets=None, allocation="entropy"):
+            tx, side = super().encode_side(img, snr_db, cbr, ckb=ckb, skb=skb, prev_offsets=prev_offsets,
                                       allocation=allocation)
             seen.append((ckb, skb, side.kb_index, allocation))
             return tx, side
@@ -300,31 +301,36 @@ def test_encoder_block_keeps_kb_switches_across_set_codec(akb_dir):
     assert (enc.ckb, enc.allocation, enc.cbr) == (False, "measured", 0.05)   # unchanged
 
 
-def test_eval_policy_sees_previous_offsets_per_snr_and_weighted_symbol_count(akb_dir):
+def test_eval_policy_sees_previous_offsets_per_snr_and_weighted_symbol_count(akb_dir, tmp_path, monkeypatch):
     """Like the flowgraph's encoder, eval gives the policy the offsets it chose for the previous
     image of the same SNR; symbols per location weight edge blocks by the locations they hold."""
     from testbed.akb import ratemap as rm
     from testbed.akb.runtime import AkbCodec
-    from testbed.evaluate import _AkbLink
+    from testbed.core.wire import SideInfo
+    from testbed.experiments.evaluate import EvalOptions, run_eval
 
     calls = []
 
     class Spy(AkbCodec):
-        def encode(self, img, snr_db, cbr, ckb=True, skb=True, prev_offsets=None, **kw):
-            tx, side = super().encode(img, snr_db, cbr, ckb=ckb, skb=skb, prev_offsets=prev_offsets, **kw)
+        def encode_side(self, img, snr_db, cbr, ckb=True, skb=True, prev_offsets=None, **kw):
+            tx, side = super().encode_side(img, snr_db, cbr, ckb=ckb, skb=skb, prev_offsets=prev_offsets, **kw)
             calls.append((snr_db, None if prev_offsets is None else prev_offsets.copy(), side.offsets.copy()))
             return tx, side
 
-    link = _AkbLink(Spy(akb_dir), 0.036, True, True)
+    spy = Spy(akb_dir)
+    monkeypatch.setattr("testbed.zoo.open_codec", lambda *a, **k: spy)
+    data = tmp_path / "imgs"
+    data.mkdir()
     for i in range(2):
-        img = smooth_image(64, 96, seed=i)
-        for j, snr in enumerate((0.0, 20.0)):
-            link.encode(img, snr, stream=j)
+        write_png(data / f"{i}.png", smooth_image(64, 96, seed=i))
+    run_eval(EvalOptions(model=str(akb_dir), data=str(data), snrs_db=[0.0, 20.0], cbr=0.036, separation=False,
+                         out=str(tmp_path / "run")))
     (s0, p0, o0), (s1, p1, o1), (s2, p2, o2), (s3, p3, o3) = calls
+    assert (s0, s1, s2, s3) == (0.0, 20.0, 0.0, 20.0)
     assert p0 is None and p1 is None
     assert np.array_equal(p2, o0) and np.array_equal(p3, o1)
     levels = np.array([[0, 7]] * 3)          # a 130x70 image: 9x5 locations in 3x2 blocks
-    row = link.row(type("S", (), {"levels": levels, "kb_index": 0})(), 130, 70)
+    row = spy.received_fields(0, SideInfo(kb_index=0, levels=levels), 130, 70)
     h, w = rm.location_grid(130, 70)
     assert row["symbols_per_location"] == round(rm.n_symbols(levels, h, w) / (h * w), 3)
     assert row["symbols_per_location"] < np.asarray(rm.RATE_SET)[levels].mean()
@@ -339,10 +345,10 @@ def test_measured_allocation_runtime_and_errors(akb_dir):
 
     c = AkbCodec(akb_dir)
     img = smooth_image(130, 200, seed=5)      # partial blocks at the edges
-    tx, side = c.encode(img, 10.0, 0.036, ckb=False, allocation="measured")
+    tx, side = c.encode_side(img, 10.0, 0.036, ckb=False, allocation="measured")
     assert c.cbr(side, 130, 200) <= 0.036 and side.offsets is None and side.allocation == "measured"
     assert tx.size == rm.n_symbols(side.levels, *rm.location_grid(130, 200))
-    assert c.decode(tx, 10.0, side, 130, 200).shape == (130, 200, 3)
+    assert c.decode(tx, 10.0, 130, 200, side).shape == (130, 200, 3)
     # the map is the optimum of the transmitter's own measurement
     x = np.ascontiguousarray(img)[None]
     kbv = c.kb_vector(side.kb_index)
@@ -352,28 +358,28 @@ def test_measured_allocation_runtime_and_errors(akb_dir):
     assert sse.shape == (*rm.block_grid(130, 200), len(rm.RATE_SET)) and np.all(sse >= 0)
     assert np.array_equal(al.optimal_levels(sse, 0.036, 130, 200), side.levels)
     with pytest.raises(ValueError, match="replaces the channel-KB policy"):
-        c.encode(img, 10.0, 0.036, allocation="measured")
+        c.encode_side(img, 10.0, 0.036, allocation="measured")
     with pytest.raises(ValueError, match="'oracle' is not one of entropy, measured"):
-        c.encode(img, 10.0, 0.036, ckb=False, allocation="oracle")
+        c.encode_side(img, 10.0, 0.036, ckb=False, allocation="oracle")
 
 
 def test_measured_allocation_beats_the_entropy_map_on_the_shipped_model():
     """On a shipped Kodak sample at 10 dB, CBR 0.021, the measured map beats the entropy-preset
     map by more than 0.3 dB (fresh noise, not the measurement's draw; BENCHMARKS.md has the
     24-image figures)."""
-    from testbed import images as imgio
+    from testbed.core import images as imgio
     from testbed.akb.runtime import AkbCodec
-    from testbed.codec.channel import awgn_np
-    from testbed.registry import samples_dir, shipped_models
+    from testbed.core.symbol_channel import awgn_np
+    from testbed.core.paths import samples_dir, shipped_models
 
     c = AkbCodec(shipped_models()["akb-v1"], threads=2)
     img = imgio.load_rgb(samples_dir() / "kodim23.png")
     h, w = img.shape[:2]
     psnr = {}
     for mode in ("entropy", "measured"):
-        tx, side = c.encode(img, 10.0, 0.021, ckb=False, allocation=mode)
+        tx, side = c.encode_side(img, 10.0, 0.021, ckb=False, allocation=mode)
         assert c.cbr(side, h, w) <= 0.021
-        mse = np.mean([np.mean((c.decode(awgn_np(tx, 10.0, np.random.default_rng(s)), 10.0, side, h, w)
+        mse = np.mean([np.mean((c.decode(awgn_np(tx, 10.0, np.random.default_rng(s)), 10.0, h, w, side)
                                 .astype(np.float64) - img) ** 2) for s in (11, 12)])
         psnr[mode] = 10 * np.log10(255.0 ** 2 / mse)
     assert psnr["measured"] > psnr["entropy"] + 0.3, psnr

@@ -10,7 +10,7 @@ from conftest import run_cli, smooth_image, write_png
 
 
 def test_kmeans_lookup_and_file_roundtrip(tmp_path):
-    from testbed.akb.skb import KbError, KnowledgeBase, kmeans
+    from testbed.akb.source_kb.kb import KbError, KnowledgeBase, kmeans
 
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 10, (4, 3))
@@ -40,7 +40,7 @@ def test_kmeans_lookup_and_file_roundtrip(tmp_path):
 
 
 def test_build_kb_projects_foreign_embeddings():
-    from testbed.akb.skb import KnowledgeBase, build_kb
+    from testbed.akb.source_kb.kb import KnowledgeBase, build_kb
 
     class Fake:
         name, dim = "fake", 40
@@ -79,8 +79,8 @@ def _tiny_clip(d):
 
 
 def test_clip_provider_with_small_local_weights(tmp_path):
-    from testbed.akb.clip_provider import CaptionClipProvider
-    from testbed.akb.skb import KbError, build_kb
+    from testbed.akb.source_kb.clip_provider import CaptionClipProvider
+    from testbed.akb.source_kb.kb import KbError, build_kb
 
     d = _tiny_clip(tmp_path / "clip")
 
@@ -119,7 +119,7 @@ def test_kb_build_cli_and_receiver_detects_kb_mismatch(akb_dir, tmp_path):
     from testbed.gr.jscc_decoder import jscc_decoder
     from testbed.phy import framing
     from testbed.phy.config import OfdmConfig
-    from testbed.phy.sideinfo import SideInfo, kb_hash16
+    from testbed.core.wire import SideInfo, kb_hash16
 
     data = tmp_path / "imgs"
     data.mkdir()
@@ -136,7 +136,7 @@ def test_kb_build_cli_and_receiver_detects_kb_mismatch(akb_dir, tmp_path):
     rx = AkbCodec(akb_dir)                              # the receiver still holds the shipped one
     assert tx.kb.sha256 != rx.kb.sha256
     img = smooth_image(80, 96, seed=7)
-    s, side = tx.encode(img, 15.0, 0.05, ckb=False)
+    s, side = tx.encode_side(img, 15.0, 0.05, ckb=False)
     si = SideInfo(kb_index=side.kb_index, levels=side.levels, kb_hash=kb_hash16(tx.kb.sha256))
     cfg = OfdmConfig()
     images = []
@@ -153,4 +153,4 @@ def test_kb_build_cli_and_receiver_detects_kb_mismatch(akb_dir, tmp_path):
         for done in dec.reasm.add(framing.FrameRx(header=fh, symbols=pay, snr_db=15.0, side=si_ok, extra={"snr_db": 15.0})):
             dec._decode(done)
     assert len(images) == 1 and images[0]["kb_index"] == side.kb_index
-    assert rx.decode(s, 15.0, AkbSide(side.levels, side.kb_index), 80, 96).shape == (80, 96, 3)
+    assert rx.decode(s, 15.0, 80, 96, AkbSide(side.levels, side.kb_index)).shape == (80, 96, 3)

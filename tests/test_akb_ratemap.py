@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from testbed.akb import placement as pl
 from testbed.akb import ratemap as rm
+from testbed.core.wire import side_info_symbols
 from testbed.phy import framing, sideinfo
 from testbed.phy.config import OfdmConfig
 
@@ -67,25 +69,25 @@ def test_block_entropy_means_over_real_locations():
 
 def test_pack_levels_roundtrip_and_errors():
     lv = np.random.default_rng(2).integers(0, len(rm.RATE_SET), (5, 7))
-    assert np.array_equal(rm.unpack_levels(rm.pack_levels(lv), 5, 7), lv)
-    with pytest.raises(ValueError, match="outside"):
-        rm.pack_levels(np.array([[len(rm.RATE_SET)]]))
+    assert np.array_equal(sideinfo.unpack_levels(sideinfo.pack_levels(lv), 5, 7), lv)
+    with pytest.raises(ValueError, match="does not fit in 3 bits"):
+        sideinfo.pack_levels(np.array([[2 ** sideinfo.RATE_BITS]]))
     with pytest.raises(ValueError, match="bits"):
-        rm.unpack_levels(b"\x00", 5, 7)
+        sideinfo.unpack_levels(b"\x00", 5, 7)
 
 
 def test_stream_pack_unpack_roundtrip_and_zero_fill():
     torch.manual_seed(0)
     levels = torch.tensor([[[0, 3], [7, 1]]])
-    rates = rm.location_rates(levels, 6, 7)
+    rates = pl.location_rates(levels, 6, 7)
     assert rates.shape == (1, 6, 7)
-    mask = rm.symbol_mask(rates)[0]
+    mask = pl.symbol_mask(rates)[0]
     zc = torch.randn(rm.MAX_SYMBOLS, 6, 7, 2) * mask[..., None]
-    stream = rm.pack_stream(zc, mask)
+    stream = pl.pack_stream(zc, mask)
     assert stream.shape[0] == rm.n_symbols(levels[0].numpy(), 6, 7)
-    assert torch.equal(rm.unpack_stream(stream, mask), zc)
+    assert torch.equal(pl.unpack_stream(stream, mask), zc)
     # a truncated stream zero-fills its tail (the least important symbols)
-    part = rm.unpack_stream(stream[:100], mask)
+    part = pl.unpack_stream(stream[:100], mask)
     assert torch.count_nonzero(part[..., 0]) <= 100
     # importance-major: symbol 0 of every location comes first
     assert torch.equal(stream[: 6 * 7], zc[0].reshape(-1, 2))
@@ -95,10 +97,10 @@ def test_side_info_roundtrip_noise_and_crc():
     lv = np.random.default_rng(3).integers(0, len(rm.RATE_SET), (8, 12))
     si = sideinfo.SideInfo(kb_index=42, levels=lv)
     n = sideinfo.body_len(8, 12)
-    assert len(si.to_bytes()) == n + 4
+    assert len(sideinfo.to_bytes(si)) == n + 4
     x = sideinfo.modulate(si, 194)
     assert x.size == sideinfo.ofdm_symbols(n, 194) * 194
-    assert sideinfo.n_symbols(n) == rm.side_info_symbols(8, 12)
+    assert sideinfo.n_symbols(n) == side_info_symbols(8, 12)   # the size the codec counts in its CBR
     rng = np.random.default_rng(4)
     noisy = x + (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size)) * np.sqrt(0.5)  # 0 dB
     back = sideinfo.demodulate(noisy, n, 8, 12)
@@ -124,7 +126,10 @@ def test_variable_rate_frames_reassemble_and_lost_frame_zero_fills():
         assert sym.size <= cfg.max_frame_symbols()
         assert framing.payload_ofdm_symbols(fh.n_payload, cfg, fh.side_info_len) * cfg.n_data == \
             sym.size - framing.hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data) * cfg.n_data
-    re = framing.Reassembler()
+    def count(h, side):    # the receiver tells the PHY how many symbols a rate map means
+        return rm.n_symbols(side.levels, *rm.location_grid(h.height, h.width))
+
+    re = framing.Reassembler(count)
     out = []
     for fh, p in frames[1:]:  # frame 0 lost
         out += re.add(framing.FrameRx(header=fh, symbols=p, snr_db=10.0, side=si))
@@ -137,7 +142,7 @@ def test_variable_rate_frames_reassemble_and_lost_frame_zero_fills():
     keep = np.setdiff1d(np.arange(n), lost)
     assert np.array_equal(img.stream[keep], s[keep])
     # a frame announcing side information without carrying it is dropped
-    re2 = framing.Reassembler()
+    re2 = framing.Reassembler(count)
     assert re2.add(framing.FrameRx(header=frames[0][0], symbols=frames[0][1], snr_db=10.0)) == []
     assert re2.inconsistent == 1
 

@@ -22,7 +22,7 @@ def tiles():
 def test_env_passes_gymnasium_checker(akb, tiles):
     from gymnasium.utils.env_checker import check_env
 
-    from testbed.akb.env import AkbSchedulerEnv
+    from testbed.akb.channel_kb.env import AkbSchedulerEnv
     from testbed.akb.train import _kb_vectors
 
     model, emb, kb = akb
@@ -31,7 +31,7 @@ def test_env_passes_gymnasium_checker(akb, tiles):
 
 
 def test_env_reward_is_relative_to_the_fixed_mapping(akb, tiles):
-    from testbed.akb import env as envmod
+    from testbed.akb.channel_kb import env as envmod
 
     model, emb, kb = akb
     from testbed.akb.train import _kb_vectors
@@ -53,8 +53,8 @@ def test_env_reward_is_relative_to_the_fixed_mapping(akb, tiles):
 
 
 def test_ppo_smoke_and_policy_onnx_matches_sb3(akb, tiles, tmp_path):
-    from testbed.akb import env as envmod
-    from testbed.akb.scheduler import OnnxPolicy, evaluate_policy, export_policy
+    from testbed.akb.channel_kb import env as envmod
+    from testbed.akb.channel_kb.scheduler import OnnxPolicy, evaluate_policy, export_policy
 
     model, emb, kb = akb
     ppo, env = tiny_policy(model, emb, kb, tiles, timesteps=32)
@@ -107,7 +107,7 @@ def test_train_akb_then_scheduler_then_export_cli(tmp_path):
     e = json.loads(run_cli("export-akb", run / "best.pt", "--policy", sched / "policy.onnx", "--scheduler-run", sched,
                            "--out", out, "--json").stdout)
     assert e["onnx_vs_torch"]["image_max_abs_err"] <= 1
-    from testbed.codec.modelcard import load_card
+    from testbed.zoo import load_card
 
     card = load_card(out / "model_card.yaml")
     assert card.training["codec"]["command"].startswith("testbed train akb")
@@ -130,8 +130,8 @@ def _akb_checkpoint(akb, path):
 @pytest.fixture()
 def sched_setup(akb, tiles, tmp_path, monkeypatch):
     """(config factory, recorded episodes) with the final evaluation and export stubbed out."""
-    import testbed.akb.env as envmod
-    import testbed.akb.scheduler as sc
+    import testbed.akb.channel_kb.env as envmod
+    import testbed.akb.channel_kb.scheduler as sc
 
     data = tmp_path / "data"
     data.mkdir()
@@ -164,9 +164,9 @@ def test_scheduler_resume_neither_replays_episodes_nor_logs_twice(sched_setup, t
     re-seeded from --seed and the checkpoint's timesteps: reproducible)."""
     import shutil
 
-    import testbed.akb.scheduler as sc
+    import testbed.akb.channel_kb.scheduler as sc
     from conftest import shift_logged_elapsed
-    from testbed.runlog import CsvLog, read_csv_rows
+    from testbed.core.runlog import CsvLog, read_csv_rows
 
     cfg, episodes = sched_setup
 
@@ -202,9 +202,9 @@ def test_scheduler_resume_neither_replays_episodes_nor_logs_twice(sched_setup, t
 
 
 def test_scheduler_new_run_refuses_a_folder_holding_a_run_unless_forced(sched_setup, tmp_path):
-    import testbed.akb.scheduler as sc
-    from testbed.runlog import read_csv_rows
-    from testbed.trainargs import RunExistsError
+    import testbed.akb.channel_kb.scheduler as sc
+    from testbed.core.runlog import read_csv_rows
+    from testbed.core.trainargs import RunExistsError
 
     cfg, _ = sched_setup
     out = tmp_path / "run"
@@ -227,7 +227,7 @@ def test_scheduler_checkpoint_holds_the_update_of_its_last_rollout(sched_setup, 
     (it used to be written before that update: a resumed run lost one update per resume)."""
     from stable_baselines3 import PPO
 
-    import testbed.akb.scheduler as sc
+    import testbed.akb.channel_kb.scheduler as sc
 
     cfg, _ = sched_setup
 
@@ -258,7 +258,7 @@ def test_scheduler_checkpoint_holds_the_update_of_its_last_rollout(sched_setup, 
 def test_scheduler_resume_applies_the_command_lines_training_options(sched_setup, tmp_path, monkeypatch):
     """--lr, --n-epochs, ... given to a resumed run are used (SB3's loader kept the checkpoint's and
     ignored them); a different --hidden (the network) is refused, naming the option."""
-    import testbed.akb.scheduler as sc
+    import testbed.akb.channel_kb.scheduler as sc
 
     cfg, _ = sched_setup
     run = tmp_path / "run"
@@ -276,7 +276,7 @@ def test_scheduler_resume_applies_the_command_lines_training_options(sched_setup
 
 
 def test_scheduler_akb_that_is_not_an_akb_checkpoint_names_the_option(sched_setup, tmp_path):
-    import testbed.akb.scheduler as sc
+    import testbed.akb.channel_kb.scheduler as sc
 
     cfg, _ = sched_setup
     v1 = tiny_v1_checkpoint(tmp_path / "v1.pt")          # a codec v1 checkpoint, not an AKB one

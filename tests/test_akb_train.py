@@ -6,7 +6,7 @@ import pytest
 
 from akb_fixtures import tiny_training_data, tiny_v1_checkpoint
 from conftest import assert_same, load_checkpoint
-from testbed.runlog import read_csv_rows
+from testbed.core.runlog import read_csv_rows
 
 import testbed.akb.train as at
 
@@ -103,7 +103,7 @@ def test_akb_best_pt_after_a_resume_is_the_uninterrupted_best(inputs, tmp_path, 
 
 
 def test_akb_new_run_refuses_a_folder_holding_a_run_unless_forced(inputs, tmp_path):
-    from testbed.trainargs import RunExistsError
+    from testbed.core.trainargs import RunExistsError
 
     out = tmp_path / "run"
     out.mkdir()
@@ -157,7 +157,7 @@ def test_akb_bad_init_from_and_kb_options_are_named(inputs, tmp_path):
 def test_akb_cli_without_val_says_so_instead_of_a_score(inputs, tmp_path, capsys):
     """Without --val there is no best validation: JSON null, and the CLI line says so (it printed
     "best validation -1.00 dB")."""
-    from testbed.cli import main
+    from testbed.cli.main import main
 
     data, _, v1 = inputs
     out = tmp_path / "run"
@@ -221,7 +221,7 @@ def test_training_rate_maps_reach_every_level_with_p_random_and_wider_offsets():
 
 @pytest.mark.parametrize("args,needle", [(["--p-random", "1.5"], "--p-random"), (["--p-uniform=-0.1"], "--p-uniform")])
 def test_akb_probabilities_outside_0_1_are_refused(args, needle):
-    from testbed.cli import build_parser
+    from testbed.cli.main import build_parser
 
     a = build_parser().parse_args(["train", "akb", "--data", "d", *args])
     with pytest.raises(ValueError, match=needle):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import SAMPLES, run_cli, smooth_image, write_png
-from testbed.images import ImageInputError, list_images, load_rgb
+from testbed.core.images import ImageInputError, list_images, load_rgb
 
 
 def test_corrupt_file_is_named(tmp_path):
@@ -58,7 +58,7 @@ def test_tiny_image_warns_but_works(tmp_path, caplog, tiny_model_dir):
     from testbed.codec.runtime import OnnxCodec
 
     c = OnnxCodec(tiny_model_dir)
-    out = c.decode(c.encode(arr, 10.0, 6), 10.0, 5, 9)
+    out = c.decode(c.encode_k(arr, 10.0, 6), 10.0, 5, 9)
     assert out.shape == (5, 9, 3)
 
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from testbed.codec.channel import apply_channel, apply_channel_np, awgn, rayleigh_block
+from testbed.codec.channel import apply_channel, awgn, rayleigh_block
+from testbed.core.symbol_channel import apply_channel_np
 
 
 @pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0])

@@ -3,8 +3,8 @@ import json
 import numpy as np
 
 from conftest import SAMPLES, run_cli
-from testbed.images import list_images, load_rgb
-from testbed.metrics import psnr
+from testbed.core.images import list_images, load_rgb
+from testbed.core.metrics import psnr
 
 
 def _flat_baseline_db() -> float:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed.configfile import ConfigError
-from testbed.configs import KINDS, LoopbackConfig, load_config
+from testbed.core.configfile import ConfigError
+from testbed.link.configs import KINDS, LoopbackConfig, load_config
 from testbed.phy.config import OfdmConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "firmware_configs").glob("*.yaml"))

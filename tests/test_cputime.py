@@ -1,11 +1,11 @@
-"""Per-thread CPU accounting (testbed.cputime)."""
+"""Per-thread CPU accounting (testbed.core.cputime)."""
 import sys
 import threading
 import time
 
 import pytest
 
-from testbed import cputime
+from testbed.core import cputime
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLES, run_cli
-from testbed.evaluate import ROW_FIELDS
-from testbed.runlog import read_csv_rows
+from testbed.experiments.evaluate import ROW_FIELDS
+from testbed.core.runlog import read_csv_rows
 
 
 def test_eval_cli_writes_rows_summary_plot_and_json(shipped_model, tmp_path):
@@ -45,14 +45,14 @@ def test_eval_is_reproducible_with_seed(shipped_model, tmp_path):
 
 def test_graceful_loss_when_trailing_symbols_are_not_sent(shipped_model):
     """Fewer symbols per location -> lower but still useful PSNR (no cliff)."""
-    from testbed.codec.channel import awgn_np
+    from testbed.core.symbol_channel import awgn_np
     from testbed.codec.runtime import OnnxCodec
-    from testbed.images import load_rgb
-    from testbed.metrics import psnr
+    from testbed.core.images import load_rgb
+    from testbed.core.metrics import psnr
 
     c = OnnxCodec(shipped_model)
     img = load_rgb(SAMPLES / "kodim23.png")
-    full = c.encode(img, 10.0, 48)
+    full = c.encode_k(img, 10.0, 48)
     res = []
     for keep in (48, 32, 16, 8):
         rng = np.random.default_rng(0)
@@ -95,7 +95,7 @@ def test_ctrl_c_leaves_valid_log(shipped_model, tmp_path):
 def test_record_in_card(tmp_path, tiny_model_dir):
     import shutil
 
-    from testbed.codec.modelcard import load_card
+    from testbed.zoo import load_card
 
     m = tmp_path / "model"
     shutil.copytree(tiny_model_dir, m)
@@ -130,7 +130,7 @@ def test_eval_refuses_to_overwrite_an_earlier_run(tmp_path, tiny_model_dir):
 
 
 def test_default_run_folders_are_unique(tmp_path, monkeypatch):
-    from testbed.runlog import prepare_run_dir
+    from testbed.core.runlog import prepare_run_dir
 
     monkeypatch.chdir(tmp_path)
     a, b = prepare_run_dir(None, "eval"), prepare_run_dir(None, "eval")
@@ -138,7 +138,7 @@ def test_default_run_folders_are_unique(tmp_path, monkeypatch):
 
 
 def test_summary_table_counts_partial_separation_and_omits_it_when_off():
-    from testbed.evaluate import format_table, parse_snrs
+    from testbed.experiments.evaluate import format_table, parse_snrs
 
     r = {"snr_db": 5.0, "psnr_db": 23.7, "ms_ssim": 0.8, "encode_ms": 1.0, "decode_ms": 2.0,
          "jpeg_psnr_db": 23.76, "jpeg_achievable": 23, "jpeg2000_psnr_db": 24.1, "jpeg2000_achievable": 24,

@@ -17,10 +17,10 @@ import pmt  # noqa: E402
 from gnuradio import gr  # noqa: E402
 
 from conftest import SAMPLES, run_cli, write_png  # noqa: E402
-from testbed.evaluate import EvalOptions, run_eval  # noqa: E402
-from testbed.loopback import ROW_FIELDS, LoopbackOptions, run_loopback  # noqa: E402
+from testbed.experiments.evaluate import EvalOptions, run_eval  # noqa: E402
+from testbed.experiments.loopback import ROW_FIELDS, LoopbackOptions, run_loopback  # noqa: E402
 from testbed.phy.config import OfdmConfig  # noqa: E402
-from testbed.runlog import read_csv_rows  # noqa: E402
+from testbed.core.runlog import read_csv_rows  # noqa: E402
 
 CFG = OfdmConfig()
 
@@ -28,7 +28,7 @@ CFG = OfdmConfig()
 @pytest.fixture(scope="module")
 def two_images(tmp_path_factory):
     """Two crops of the shipped samples (smaller, so the tests stay quick)."""
-    from testbed.images import load_rgb
+    from testbed.core.images import load_rgb
 
     d = tmp_path_factory.mktemp("imgs")
     for name in ("kodim05.png", "kodim23.png"):
@@ -176,7 +176,7 @@ def _frame_pdus(codec, img, image_id, cfg=CFG):
 
     h, w = img.shape[:2]
     k = codec.symbols_for_cbr(None)
-    frames = framing.make_frames(codec.encode(img, 20.0, k), image_id=image_id, height=h, width=w,
+    frames = framing.make_frames(codec.encode_k(img, 20.0, k), image_id=image_id, height=h, width=w,
                                  symbols_per_location=k, model_sha256=codec.sha256, cfg=cfg)
     return [pdu({**{f"h_{n}": v for n, v in fh.as_dict().items()}, "snr_db": 20.0, "snr_eff_db": 20.0,
                  "cfo_hz": 0.0}, pay) for fh, pay in frames]
@@ -276,19 +276,19 @@ def test_ofdm_config_with_a_channel_section_is_not_silently_ignored(tmp_path, ca
     import argparse
     import logging
 
-    from testbed.cli import _ofdm_from_args
-    from testbed.loopback import _check
+    from testbed.cli.main import _ofdm_from_args
+    from testbed.experiments.loopback import _check
 
     cfg = tmp_path / "exp.yaml"
     cfg.write_text("kind: loopback\nofdm: {fft_len: 256}\nchannel: {snr_db: 25.0, cfo_hz: 1000.0, seed: 0}\n")
     ofdm = _ofdm_from_args(argparse.Namespace(ofdm_config=str(cfg), samp_rate=None))
-    with caplog.at_level(logging.INFO, logger="testbed.loopback"):
+    with caplog.at_level(logging.INFO, logger="testbed.experiments.loopback"):
         _check(LoopbackOptions(model="m", images="i", snrs_db=[10.0], ofdm=ofdm))
     warn = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warn) == 1 and "exp.yaml" in warn[0] and "channel.snr_db=25.0" in warn[0] \
         and "channel.cfo_hz=1000.0" in warn[0] and "channel.seed" not in warn[0], warn
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="testbed.loopback"):   # the same channel: no warning
+    with caplog.at_level(logging.INFO, logger="testbed.experiments.loopback"):   # the same channel: no warning
         _check(LoopbackOptions(model="m", images="i", snrs_db=[25.0], cfo_hz=1000.0, ofdm=ofdm))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 

@@ -84,7 +84,7 @@ def test_generated_loopback_flowgraph_runs_and_logs_qos(tmp_path):
     try:
         from jscc_loopback import jscc_loopback
 
-        from testbed.runlog import read_csv_rows
+        from testbed.core.runlog import read_csv_rows
 
         out = tmp_path / "run"
         tb = jscc_loopback(cfo_hz=1000.0, images="", model="jscc-v1", out_dir=str(out), snr_db=15.0)
@@ -134,9 +134,9 @@ def test_pluto_flowgraph_flushes_like_testbed_ota():
     """jscc_pluto.grc's encoder flushes each image with what PlutoFrontEnd computes for its buffer."""
     import yaml
 
-    import testbed.gr.factory
-    from testbed.configs import load_config
-    from testbed.radio.frontend import PlutoFrontEnd
+    import testbed.link.factory
+    from testbed.link.configs import load_config
+    from testbed.link.frontend import PlutoFrontEnd
 
     g = yaml.safe_load((REPO / "flowgraphs" / "jscc_pluto.grc").read_text())
     blocks = {b["name"]: b for b in g["blocks"]}
@@ -154,8 +154,8 @@ def test_pluto_flowgraph_rx_buffer_like_testbed_ota():
     while the receiver waits for a header verdict)."""
     import yaml
 
-    import testbed.gr.factory
-    from testbed.radio.frontend import rx_buffer_samples
+    import testbed.link.factory
+    from testbed.link.frontend import rx_buffer_samples
 
     g = yaml.safe_load((REPO / "flowgraphs" / "jscc_pluto.grc").read_text())
     blocks = {b["name"]: b for b in g["blocks"]}
@@ -184,7 +184,7 @@ def test_block_yml_matches_the_python_constructor(path):
     import yaml
 
     import testbed
-    from testbed.registry import DEFAULT_MODEL
+    from testbed.core.paths import DEFAULT_MODEL
 
     d = yaml.safe_load(path.read_text())
     params = {p["id"]: p for p in d["parameters"]}
@@ -203,7 +203,7 @@ def test_block_yml_matches_the_python_constructor(path):
         py_default = (py.default or DEFAULT_MODEL) if pid == "model" else py.default
         assert grc_default == py_default, (pid, grc_default, py.default)
     # the factory returns testbed.gr.<name>.<name>
-    cls = getattr(importlib.import_module(f"testbed.gr.{name}"), name) if module == "testbed.gr.factory" else fn
+    cls = getattr(importlib.import_module(f"testbed.gr.{name}"), name) if module == "testbed.link.factory" else fn
     for cb in d["templates"].get("callbacks", []):
         method = cb.split("(")[0]
         assert callable(getattr(cls, method, None)), (cls, method)

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.hardware
 
 @pytest.fixture(scope="module")
 def radios():
-    from testbed.doctor import scan_radios
+    from testbed.cli.doctor import scan_radios
 
     return scan_radios(network=False)
 
@@ -35,7 +35,7 @@ def usrp_cfg(radios):
 
 
 def test_pluto_config_applies_and_reads_back(pluto_cfg):
-    from testbed.configs import load_config
+    from testbed.link.configs import load_config
     from testbed.radio.pluto import apply_config
 
     r = apply_config(load_config(pluto_cfg))

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from testbed.codec.modelcard import ModelCardError, load_card
-from testbed.registry import shipped_models
+from testbed.zoo import ModelCardError, load_card
+from testbed.core.paths import shipped_models
 
 
 def test_every_shipped_card_loads():

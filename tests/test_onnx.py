@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 
 from testbed.codec.export import DECODER_FILE, ENCODER_FILE, check_against_torch, export, model_sha256, sha256_file
-from testbed.codec.modelcard import load_card
+from testbed.zoo import load_card
 
 REQUIRED_META = ["testbed.cbr", "testbed.snr_range_db", "testbed.training_data", "testbed.git_commit",
                  "testbed.opset", "testbed.input_layout", "testbed.stride", "testbed.graph"]
@@ -80,7 +80,8 @@ def test_flowgraph_codecs_run_without_spinning_pools(model):
     """Codecs opened for a flowgraph must not busy-wait between operators and run on one thread
     unless told otherwise (they share the cores with the PHY's threads); standalone ones keep
     onnxruntime's default."""
-    from testbed.akb.runtime import AkbCodec, open_codec
+    from testbed.akb.runtime import AkbCodec
+    from testbed.zoo import open_codec
 
     key = "session.intra_op.allow_spinning"
 
@@ -124,7 +125,7 @@ def test_export_cli_names_a_wrong_checkpoint(tmp_path):
 
 def test_only_a_codec_v1_model_rebuilds_as_pytorch():
     from testbed.codec.onnx_weights import load_from_onnx
-    from testbed.registry import shipped_models
+    from testbed.core.paths import shipped_models
 
     with pytest.raises(ValueError, match="akb-jscc"):
         load_from_onnx(shipped_models()["akb-v1"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLES, run_cli, smooth_image, write_png
-from testbed.ota import OTA_FIELDS
+from testbed.experiments.ota import OTA_FIELDS
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_closed_loop_encoder_snr_follows_the_receivers_estimate(imgs, tmp_path):
     """The encoder is told the SNR the receiver estimated for the previous image (closed loop):
     channel 10 dB + 10 dB TX gain, so from the second image on it encodes for ~20 dB, not the
     10 dB hint it starts with."""
-    from testbed.ota import OtaOptions, run_ota
+    from testbed.experiments.ota import OtaOptions, run_ota
 
     run_ota(OtaOptions(config="firmware_configs/loopback.yaml", images=str(imgs), tx_gains_db=[10.0],
                        out=str(tmp_path / "ota"), ms_ssim=False))
@@ -150,9 +150,9 @@ def test_ctrl_c_in_replay_keeps_finished_rows_and_says_interrupted(long_recordin
 def test_interrupted_record_leaves_a_replayable_recording(imgs, tmp_path, monkeypatch):
     """Ctrl-C after the first image of `testbed ota --record`: the recording is closed with the
     images that were sent, and replays."""
-    from testbed.loopback import _Interrupt
-    from testbed.ota import OtaOptions, run_ota, run_replay
-    from testbed.radio.sigmf_io import Recording
+    from testbed.experiments.loopback import _Interrupt
+    from testbed.experiments.ota import OtaOptions, run_ota, run_replay
+    from testbed.core.sigmf_io import Recording
 
     out = tmp_path / "ota"
 
@@ -185,7 +185,7 @@ def test_radio_that_cannot_be_opened_is_one_clear_error_and_leaves_no_run(imgs, 
 
     import gnuradio
 
-    from testbed.ota import OtaOptions, run_ota
+    from testbed.experiments.ota import OtaOptions, run_ota
 
     def no_device(uri, *a):
         raise RuntimeError("Unable to create context")

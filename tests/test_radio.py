@@ -4,10 +4,10 @@ import configparser
 import numpy as np
 import pytest
 
-from testbed.configs import load_config
+from testbed.link.configs import load_config
 from testbed.radio import analysis
 from testbed.radio.config import PlutoConfig, UsrpConfig
-from testbed.radio.frontend import pluto_flush_samples, pluto_settings, usrp_settings
+from testbed.link.frontend import pluto_flush_samples, pluto_settings, usrp_settings
 
 
 @pytest.mark.parametrize("cfo, snr", [(0.0, 20.0), (23_456.0, 10.0), (-17_000.0, 3.0)])
@@ -214,7 +214,7 @@ def test_gnuradio_pluto_front_end_applies_xo_correction_to_the_receiver(monkeypa
 
     import gnuradio
 
-    from testbed.radio.frontend import PlutoFrontEnd
+    from testbed.link.frontend import PlutoFrontEnd
 
     log = []
     _fake_iio(monkeypatch, log)
@@ -253,7 +253,7 @@ def test_gnuradio_pluto_front_end_applies_xo_correction_to_the_receiver(monkeypa
 
 
 def test_sigmf_recorder_refuses_to_overwrite_a_recording(tmp_path):
-    from testbed.radio.sigmf_io import Recording, RecordingError, SigmfRecorder
+    from testbed.core.sigmf_io import Recording, RecordingError, SigmfRecorder
 
     r = SigmfRecorder(tmp_path / "rec", 1e6, 2.4e9, {"model": "m"})
     r.write(np.ones(100, np.complex64))
@@ -271,7 +271,7 @@ def test_sigmf_source_reads_a_recording_in_chunks_then_zeros(tmp_path, monkeypat
     from gnuradio import blocks, gr
 
     from testbed.gr import sigmf_source as mod
-    from testbed.radio.sigmf_io import SigmfRecorder
+    from testbed.core.sigmf_io import SigmfRecorder
 
     monkeypatch.setattr(mod, "CHUNK", chunk)
     x = (np.arange(40) + 1j * np.arange(40, 80)).astype(np.complex64)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed.configfile import ConfigError
-from testbed.configs import KINDS, load_config
+from testbed.core.configfile import ConfigError
+from testbed.link.configs import KINDS, load_config
 from testbed.radio.config import PlutoConfig, UsrpConfig
 
 FC = Path(__file__).resolve().parent.parent / "firmware_configs"

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from testbed.runlog import CsvLog, read_csv_rows, write_json_atomic
+from testbed.core.runlog import CsvLog, read_csv_rows, write_json_atomic
 
 
 def test_csv_rows_are_on_disk_immediately_and_torn_tail_is_dropped(tmp_path):

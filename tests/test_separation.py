@@ -3,7 +3,7 @@ import math
 import pytest
 
 from conftest import smooth_image
-from testbed.separation import capacity_bpp, jpeg2000_at_budget, jpeg_at_budget, separation_reference
+from testbed.experiments.separation import capacity_bpp, jpeg2000_at_budget, jpeg_at_budget, separation_reference
 
 
 def test_capacity_formula():

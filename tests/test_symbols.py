@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from testbed.codec import stream as st
 from testbed.codec import symbols as sym
 
 
@@ -15,7 +16,7 @@ def test_cbr_operating_points():
 @pytest.mark.parametrize("k", [1, 3, 6])
 def test_power_is_one_over_sent_symbols_and_zero_beyond(k):
     z = torch.randn(2, 12, 3, 5) * 7
-    zc = sym.normalize_power(z, torch.tensor([k, k]))
+    zc = st.normalize_power(z, torch.tensor([k, k]))
     assert zc.shape == (2, 6, 3, 5, 2)
     sent = zc[:, :k]
     p = sent.pow(2).sum(dim=(1, 2, 3, 4)) / (k * 15)
@@ -25,10 +26,10 @@ def test_power_is_one_over_sent_symbols_and_zero_beyond(k):
 
 def test_stream_order_is_importance_major_and_roundtrips():
     zc = torch.randn(1, 4, 2, 3, 2)
-    s = sym.to_stream(zc)
+    s = st.to_stream(zc)
     # the first h*w symbols are importance level 0 of every location
     assert torch.equal(s[0, :6], zc[0, 0].reshape(6, 2))
-    back = sym.from_stream(s[:, : 2 * 6], 4, 2, 3)
+    back = st.from_stream(s[:, : 2 * 6], 4, 2, 3)
     assert torch.equal(back[:, :2], zc[:, :2])
     assert torch.count_nonzero(back[:, 2:]) == 0
 
@@ -36,4 +37,4 @@ def test_stream_order_is_importance_major_and_roundtrips():
 def test_latent_roundtrip():
     z = torch.randn(2, 8, 3, 4)
     zc = z.reshape(2, 4, 2, 3, 4).permute(0, 1, 3, 4, 2)
-    assert torch.equal(sym.to_latent(zc), z)
+    assert torch.equal(st.to_latent(zc), z)

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import assert_same, load_checkpoint, shift_logged_elapsed, smooth_image, write_png
 from testbed.codec.train import TrainConfig, load_model, train
-from testbed.runlog import read_csv_rows
+from testbed.core.runlog import read_csv_rows
 
 
 @pytest.fixture()
@@ -259,7 +259,7 @@ def test_resume_keeps_the_loss_spike_guard(tmp_path, tiny_dataset, monkeypatch):
 
 
 def test_new_run_refuses_a_folder_holding_a_run_unless_forced(tmp_path, tiny_dataset):
-    from testbed.trainargs import RunExistsError
+    from testbed.core.trainargs import RunExistsError
 
     out = tmp_path / "run"
     base = dict(data=str(tiny_dataset), out=str(out), batch=1, crop=32, ckpt_every=1, warmup=1, threads=1)
@@ -293,22 +293,22 @@ def test_train_cli_refuses_to_overwrite_a_run(tmp_path, tiny_dataset):
 def test_train_commands_take_force_and_do_not_record_it(what, args, monkeypatch):
     import importlib
 
-    from testbed.cli import build_parser
+    from testbed.cli.main import build_parser
 
     argv = ["train", what, *args, "--seed", "3", "--force", "--resume"]
     monkeypatch.setattr("sys.argv", ["testbed", *argv])
     a = build_parser().parse_args(argv)
     assert a.force and a.resume
     mod = importlib.import_module({"codec": "testbed.codec.train", "akb": "testbed.akb.train",
-                                   "scheduler": "testbed.akb.scheduler"}[what])
+                                   "scheduler": "testbed.akb.channel_kb.scheduler"}[what])
     cfg = mod.config_from_args(a)
     assert cfg.force is True and cfg.seed == 3
     assert cfg.command == " ".join(["testbed", "train", what, *args, "--seed", "3"])
 
 
 def test_truncate_log_keeps_rows_up_to_the_checkpoint(tmp_path):
-    from testbed.runlog import CsvLog
-    from testbed.trainargs import truncate_log
+    from testbed.core.runlog import CsvLog
+    from testbed.core.trainargs import truncate_log
 
     p = tmp_path / "log.csv"
     with CsvLog(p, ["step", "loss"]) as lg:
@@ -403,7 +403,7 @@ def test_train_options_that_would_fail_mid_run_are_refused_up_front(what, args, 
     """--val-every 0 / --ckpt-every 0 used to stop the run at its first step with a ZeroDivisionError."""
     import importlib
 
-    from testbed.cli import build_parser
+    from testbed.cli.main import build_parser
 
     a = build_parser().parse_args(["train", what, "--data", "d", *args])
     mod = importlib.import_module({"codec": "testbed.codec.train", "akb": "testbed.akb.train"}[what])
@@ -426,7 +426,7 @@ def test_init_from_a_file_that_is_not_a_codec_checkpoint_names_the_option(tmp_pa
 def test_new_run_refuses_a_folder_with_results_but_no_checkpoint(tmp_path):
     """A run killed after writing best.pt but before its first checkpoint: a new run there (or a
     --resume, which has nothing to resume) would leave that best.pt to be exported as its own."""
-    from testbed.trainargs import RunExistsError, check_new_run
+    from testbed.core.trainargs import RunExistsError, check_new_run
 
     out = tmp_path / "run"
     out.mkdir()
@@ -444,7 +444,7 @@ def test_new_run_refuses_a_folder_with_results_but_no_checkpoint(tmp_path):
 
 
 def test_elapsed_before_reads_the_last_logged_training_time(tmp_path):
-    from testbed.trainargs import elapsed_before
+    from testbed.core.trainargs import elapsed_before
 
     p = tmp_path / "train_log.csv"
     assert elapsed_before(p) == 0.0                       # no log yet
@@ -481,8 +481,8 @@ def test_bf16_training_is_close_to_fp32_and_keeps_float32_weights(tmp_path, tiny
 def test_unknown_precision_is_refused_naming_the_option(tiny_dataset):
     import torch
 
-    from testbed.cli import build_parser
-    from testbed.precision import check_precision
+    from testbed.cli.main import build_parser
+    from testbed.core.precision import check_precision
 
     with pytest.raises(ValueError, match="--precision"):
         check_precision("fp16", torch.device("cpu"))
@@ -529,7 +529,7 @@ def test_mosaic_training_runs_and_records_the_option(tmp_path, tiny_dataset):
     assert json.loads((tmp_path / "m" / "train_config.json").read_text())["mosaic"] == 2
     # the model card of an export says how the codec was trained
     from conftest import run_cli
-    from testbed.codec.modelcard import load_card
+    from testbed.zoo import load_card
 
     run_cli("export", tmp_path / "m" / "checkpoint.pt", "--out", tmp_path / "exported")
     assert load_card(tmp_path / "exported" / "model_card.yaml").training["mosaic"] == 2
@@ -569,7 +569,7 @@ def test_res_blocks_grow_an_init_from_model_and_must_match_on_resume(tmp_path, t
 
 @pytest.mark.parametrize("value", ["3", "0,2", "2,x", "9,1"])
 def test_res_blocks_option_is_checked(value):
-    from testbed.cli import build_parser
+    from testbed.cli.main import build_parser
     from testbed.codec.train import config_from_args
 
     a = build_parser().parse_args(["train", "codec", "--data", "d", "--res-blocks", value])

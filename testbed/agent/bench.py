@@ -90,8 +90,8 @@ class Bench:
         self.heap: list = []
         self.cv = threading.Condition()
         self.stop = threading.Event()
-        from ..registry import shipped_models
-        from ..codec.modelcard import CARD_NAME, load_card
+        from ..core.paths import shipped_models
+        from ..zoo import CARD_NAME, load_card
 
         models = shipped_models()
         self.models = sorted(models)

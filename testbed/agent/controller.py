@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runlog import CsvLog, _truncate_torn_tail, write_json_atomic
+from ..core.runlog import CsvLog, _truncate_torn_tail, write_json_atomic
 from . import messages as M
 from . import topics as T
 from .broker import CONTROLLER_USER, OPERATOR_USER
@@ -103,12 +103,12 @@ class ControllerOptions:
 
 class Controller:
     def __init__(self, opts: ControllerOptions):
-        from ..runlog import default_run_dir
-        from ..registry import models_dir
+        from ..core.runlog import default_run_dir
+        from ..core.paths import models_dir
 
         self.opts = opts
         mdir = Path(opts.models_dir) if opts.models_dir else models_dir()
-        from ..codec.modelcard import CARD_NAME
+        from ..core.card import CARD_NAME
 
         self.model_dirs = {p.name: p for p in sorted(mdir.iterdir()) if (p / CARD_NAME).is_file()} \
             if mdir.is_dir() else {}
@@ -120,7 +120,7 @@ class Controller:
         self.seen: set[str] = set()
         qos_path = self.out / "qos.csv"
         if qos_path.exists():
-            from ..runlog import read_csv_rows
+            from ..core.runlog import read_csv_rows
 
             rows = read_csv_rows(qos_path)
             self.seen = {r["report_id"] for r in rows} | {r.get("peer_report_id") for r in rows
@@ -213,7 +213,7 @@ class Controller:
 
     def _archive(self, name: str):
         if name not in self.archives:
-            from ..codec.modelcard import CARD_NAME, load_card
+            from ..zoo import CARD_NAME, load_card
 
             d = self.model_dirs[name]
             data = pack(d)
@@ -804,7 +804,7 @@ class Controller:
 
 def load_intent(path: str) -> M.Intent:
     """An intent from a YAML or JSON file; errors name the file and key."""
-    from ..configfile import from_mapping, load_yaml
+    from ..core.configfile import from_mapping, load_yaml
 
     return from_mapping(M.Intent, load_yaml(path, "intent file"), str(path))
 

@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from ..configfile import ConfigError, from_mapping
+from ..core.configfile import ConfigError, from_mapping
 
 SCHEMA_VERSION = 1
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")   # node, intent, job, link ids (also topic levels)

@@ -1,7 +1,7 @@
 """``testbed node``: an edge node. It announces itself (retained status, last will), runs the
 jobs the controller assigns on its radio or the loopback channel, and reports QoS per image.
 
-* One flowgraph (:class:`testbed.linksession.LinkSession`) stays up for the node's lifetime; a
+* One flowgraph (:class:`testbed.link.session.LinkSession`) stays up for the node's lifetime; a
   job update switches model/CBR at the next image boundary without restarting it.
 * QoS reports go through a durable :class:`~testbed.agent.outbox.Outbox`: written to disk first,
   re-sent after every reconnect and every few seconds until the controller acknowledges them.
@@ -76,9 +76,9 @@ class NodeOptions:
 
 class Node:
     def __init__(self, opts: NodeOptions):
-        from ..configs import LoopbackConfig, load_config
+        from ..link.configs import LoopbackConfig, load_config
         from ..phy.config import OfdmConfig
-        from ..radio.frontend import make_frontend
+        from ..link.frontend import make_frontend
 
         if not M.ID_RE.match(opts.node_id):
             raise ValueError(f"--id {opts.node_id!r}: 1-64 of A-Z a-z 0-9 _ . - (it is also a topic level)")
@@ -133,8 +133,8 @@ class Node:
 
     # ---- models -------------------------------------------------------------------------------
     def _scan_models(self) -> None:
-        from ..codec.modelcard import CARD_NAME, load_card
-        from ..registry import shipped_models
+        from ..zoo import CARD_NAME, load_card
+        from ..core.paths import shipped_models
 
         if self.opts.models_dir is None:
             found = shipped_models()
@@ -151,7 +151,7 @@ class Node:
     def codec_for(self, name: str, sha256: str):
         """The opened codec ``name`` with card sha256 ``sha256``; fetched from the controller when
         this node does not hold it (blocks up to ``model_timeout_s``)."""
-        from ..akb.runtime import open_codec
+        from ..zoo import open_codec
 
         if sha256 in self.codecs:
             return self.codecs[sha256]
@@ -205,7 +205,7 @@ class Node:
     def _install(self, c: M.ModelChunk, archive: bytes) -> None:
         try:
             dest = unpack(archive, self.store / c.name)
-            from ..akb.runtime import open_codec
+            from ..zoo import open_codec
 
             codec = open_codec(str(dest), threads=self.opts.threads, spinning=False)   # checks every graph's sha256
             card_sha = codec.card.sha256
@@ -313,8 +313,8 @@ class Node:
 
     # ---- jobs ----------------------------------------------------------------------------------
     def _images(self, job: M.Job):
-        from ..images import list_images, load_rgb
-        from ..registry import samples_dir
+        from ..core.images import list_images, load_rgb
+        from ..core.paths import samples_dir
 
         files = []
         for entry in job.images:
@@ -340,7 +340,7 @@ class Node:
 
     def _session(self, part: str, codec, cbr, snr_db, medium: str = ""):
         """The node's flowgraph, built at its first job and kept (switched in place) afterwards."""
-        from ..linksession import LinkSession, RxSession, TxSession
+        from ..link.session import LinkSession, RxSession, TxSession
 
         if part == "rx":
             if self.session is not None and getattr(self.session, "medium", None) != medium:
@@ -443,7 +443,7 @@ class Node:
     def _run_rx(self, job: M.Job) -> int | None:
         """The receiving half: decode what arrives, report QoS per image, until the controller
         says the transmitter finished (then drain) or every image was reported."""
-        from ..metrics import psnr
+        from ..core.metrics import psnr
 
         images = self._images(job)
         _check_count(job, len(images))

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..runlog import _truncate_torn_tail
+from ..core.runlog import _truncate_torn_tail
 
 log = logging.getLogger(__name__)
 

@@ -58,8 +58,8 @@ def catalogue_from_card(name: str, card) -> list[OperatingPoint]:
 
 
 def load_catalogue(models: dict) -> list[OperatingPoint]:
-    """``models``: name -> model folder (e.g. :func:`testbed.registry.shipped_models`)."""
-    from ..codec.modelcard import CARD_NAME, load_card
+    """``models``: name -> model folder (e.g. :func:`testbed.core.paths.shipped_models`)."""
+    from ..zoo import CARD_NAME, load_card
 
     ops = []
     for name, d in models.items():

@@ -39,7 +39,7 @@ def pack(model_dir: str | Path) -> bytes:
 
 
 def announce(name: str, card, archive: bytes, chunk_size: int = CHUNK_SIZE) -> ModelAnnounce:
-    cbrs = [round(float(c), 6) for c in (card.cbrs() if hasattr(card, "cbrs") else card.cbr_range)]
+    cbrs = [round(float(c), 6) for c in card.cbrs()]
     return ModelAnnounce(name=name, sha256=card.sha256, archive_sha256=hashlib.sha256(archive).hexdigest(),
                          size=len(archive), chunk_size=chunk_size, chunks=max(1, -(-len(archive) // chunk_size)),
                          codec=card.codec, cbrs=cbrs, snr_range_db=[float(x) for x in card.snr_range_db])

@@ -19,6 +19,8 @@ import numpy as np
 
 from . import ratemap as rm
 
+ALLOCATIONS = ("entropy", "measured")   # where an AKB codec's rate map comes from
+
 
 def block_sse(error: np.ndarray, hb: int, wb: int) -> np.ndarray:
     """Squared error per pixel [H, W] (summed over colour) -> sum per rate block [hb, wb]."""

@@ -9,7 +9,7 @@ Graph contract (batch 1; pre/post-processing inside the graphs):
 ``encoder_symbols.onnx``   features, levels int64 [1,hb,wb] -> symbols f32 [1,n,2] (Es = 1, importance-major)
 ``decoder.onnx``           symbols f32 [1,n,2] (missing tail zero-filled), snr_db f32 [1], levels int64 [1,hb,wb],
                            kb_vector f32 [1,D], image_size int64 [2] -> image uint8 [1,H,W,3]
-``policy.onnx``            the channel-KB policy (:mod:`testbed.akb.scheduler`)
+``policy.onnx``            the channel-KB policy (:mod:`testbed.akb.channel_kb.scheduler`)
 
 with ``h = ceil(H/16)``, ``hb = ceil(h/4)``. A zero ``kb_vector`` means "no source KB".
 """
@@ -25,13 +25,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..codec.export import OPSET, _export_one as _export, git_commit, sha256_file
+from ..codec.export import OPSET, _export_one as _export, git_commit
 from ..codec.model import pad_to_stride
-from ..runlog import write_bytes_atomic
+from ..core.card import CARD_NAME, read_card
+from ..core.configfile import load_yaml
+from ..core.ortsession import sha256_file
+from ..core.runlog import write_bytes_atomic
+from ..core.wire import KB_INDEX_BITS, RATE_BITS
+from . import placement as pl
 from . import ratemap as rm
-from .card import CODEC, GRAPHS, AkbCard, write_card
+from .card import CODEC, GRAPHS, AkbCard
 from .model import AkbJSCC, count_parameters, side_input
-from .skb import ImageEmbedder, KnowledgeBase
+from .source_kb.embedder import ImageEmbedder
+from .source_kb.kb import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +74,9 @@ class SymbolsGraph(nn.Module):
 
     def forward(self, features, levels):
         h, w = features.shape[2], features.shape[3]
-        rates = rm.location_rates(levels, h, w)
+        rates = pl.location_rates(levels, h, w)
         zc = self.encoder.symbols(features, rates)[0]
-        mask = rm.symbol_mask(rates, self.encoder.s_max)[0]
+        mask = pl.symbol_mask(rates, self.encoder.s_max)[0]
         idx = torch.nonzero(mask.reshape(-1) > 0.5).reshape(-1)
         return zc.reshape(-1, 2).index_select(0, idx)[None]
 
@@ -84,9 +90,9 @@ class DecoderGraph(nn.Module):
         height, width = image_size[0], image_size[1]
         h = (height + (rm.STRIDE - 1)) // rm.STRIDE
         w = (width + (rm.STRIDE - 1)) // rm.STRIDE
-        rates = rm.location_rates(levels, h, w)
-        mask = rm.symbol_mask(rates, self.decoder.s_max)[0]
-        zc = rm.unpack_stream(symbols[0], mask)[None]
+        rates = pl.location_rates(levels, h, w)
+        mask = pl.symbol_mask(rates, self.decoder.s_max)[0]
+        zc = pl.unpack_stream(symbols[0], mask)[None]
         side = side_input(snr_db, rates.mean(dim=(1, 2)), kb_vector)
         y = self.decoder(zc, rates, side)
         y = y.index_select(2, torch.arange(height)).index_select(3, torch.arange(width))
@@ -156,10 +162,10 @@ def export_akb(model: AkbJSCC, embedder: ImageEmbedder, kb: KnowledgeBase, out_d
         kb={"file": KB_FILE, "sha256": kb.sha256, "entries": len(kb), "dim": int(kb.vectors.shape[1]),
             "provider": kb.provider},
         sha256=model_sha256(out, graphs), rate_set=list(rm.RATE_SET),
-        block_pixels=rm.BLOCK_LOCATIONS * rm.STRIDE, rate_bits=rm.RATE_BITS, kb_index_bits=rm.KB_INDEX_BITS,
+        block_pixels=rm.BLOCK_LOCATIONS * rm.STRIDE, rate_bits=RATE_BITS, kb_index_bits=KB_INDEX_BITS,
         cbr_range=[0.02, 0.07], snr_range_db=[cfg.snr_min_db, cfg.snr_max_db], opset=OPSET,
         parameters=count_parameters(model), git_commit=commit, training=training, description=description)
-    write_card(out / "model_card.yaml", card)
+    card.write(out / CARD_NAME)
     log.info("exported %s to %s (sha256 %s)", name, out, card.sha256[:16])
     return card
 
@@ -167,19 +173,17 @@ def export_akb(model: AkbJSCC, embedder: ImageEmbedder, kb: KnowledgeBase, out_d
 def attach_policy(model_dir: str | Path, policy_file: str | Path, scheduler: dict | None = None) -> AkbCard:
     """Add (or replace) the channel-KB policy of an exported AKB model; the codec graphs and hence
     the model's sha256 stay as they are."""
-    from ..codec.modelcard import load_card
-
     d = Path(model_dir)
-    card = load_card(d / "model_card.yaml")
-    if not isinstance(card, AkbCard):
+    if load_yaml(d / CARD_NAME, "model card").get("codec") != CODEC:
         raise ValueError(f"{d}: not an AKB model folder")
+    card = read_card(d / CARD_NAME, AkbCard)
     dst = d / FILES["policy"]
     if Path(policy_file).resolve() != dst.resolve():
         write_bytes_atomic(dst, Path(policy_file).read_bytes())
     card.graphs["policy"] = {"file": FILES["policy"], "sha256": sha256_file(dst)}
     if scheduler is not None:
         card.training["scheduler"] = scheduler
-    write_card(d / "model_card.yaml", card)
+    card.write(d / CARD_NAME)
     return card
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import psnr
+from ..core.metrics import psnr
 from . import ratemap as rm
 
 
@@ -17,7 +17,7 @@ def rate_map_pixels(levels: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def save_figures(out: Path, stem: str, img: np.ndarray, rec: np.ndarray, side, snr_db: float, cbr: float) -> Path:
-    from ..plotting import plt, save_png
+    from ..core.plotting import plt, save_png
 
     d = Path(out) / "figures"
     d.mkdir(parents=True, exist_ok=True)

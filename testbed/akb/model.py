@@ -23,6 +23,7 @@ from torch import nn
 
 from ..codec.layers import GDN, ContextAttention, ResBlock, down_conv, up_conv
 from ..codec.model import SNR_SCALE, pad_to_stride
+from . import placement as pl
 from . import ratemap as rm
 from .entropy import HyperPrior
 
@@ -82,7 +83,7 @@ class AkbEncoder(nn.Module):
         z = self.out(torch.cat([y, rates[:, None] / self.s_max], dim=1)) + lin
         b, c, h, w = z.shape
         zc = z.reshape(b, self.s_max, 2, h, w).permute(0, 1, 3, 4, 2)
-        mask = rm.symbol_mask(rates, self.s_max)
+        mask = pl.symbol_mask(rates, self.s_max)
         zc = zc * mask[..., None]
         n_sent = mask.sum(dim=(1, 2, 3))
         power = zc.pow(2).sum(dim=(1, 2, 3, 4)) / n_sent
@@ -136,10 +137,10 @@ class AkbJSCC(nn.Module):
     def transmit(self, feats, levels, snr_db, kb, channel_fn):
         """features + rate map [B, hb, wb] -> channel -> reconstruction [B, 3, 16h, 16w]."""
         h, w = feats.shape[-2], feats.shape[-1]
-        rates = rm.location_rates(levels, h, w)
+        rates = pl.location_rates(levels, h, w)
         zc = self.encoder.symbols(feats, rates)
         rx, snr_rx = channel_fn(zc, snr_db)
-        mask = rm.symbol_mask(rates, self.cfg.max_symbols)
+        mask = pl.symbol_mask(rates, self.cfg.max_symbols)
         side_rx = side_input(snr_rx, rates.mean(dim=(1, 2)), kb)
         return self.decoder(rx * mask[..., None], rates, side_rx)
 

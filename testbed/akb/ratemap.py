@@ -11,7 +11,7 @@ Conventions (shared by the PyTorch model, the ONNX graphs, the scheduler and the
 * The rate map is side information: ``RATE_BITS`` bits per block plus the KB index and a CRC,
   sent after the frame header with the header's rate-1/2 code and BPSK
   (:mod:`testbed.phy.sideinfo`). One copy's channel symbols count in the reported CBR
-  (:func:`side_info_symbols`); the copies repeated in later frames are PHY overhead, like the
+  (:func:`testbed.core.wire.side_info_symbols`); the copies repeated in later frames are PHY overhead, like the
   headers, pilots and preambles.
 * Transmission order is importance-major: symbol 0 of every location (row-major) whose rate
   exceeds 0, then symbol 1 of every location whose rate exceeds 1, ...
@@ -19,13 +19,13 @@ Conventions (shared by the PyTorch model, the ONNX graphs, the scheduler and the
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-STRIDE = 16                    # pixels per location
-BLOCK_LOCATIONS = 4            # locations per rate block side (64 x 64 pixels)
+from ..core.images import BLOCK_PIXELS
+from ..core.wire import RATE_BITS, RATE_BLOCK_PIXELS, side_info_symbols
+
+STRIDE = BLOCK_PIXELS          # pixels per location
+BLOCK_LOCATIONS = RATE_BLOCK_PIXELS // STRIDE   # locations per rate block side (64 x 64 pixels)
 RATE_SET = (4, 8, 16, 24, 32, 48, 64, 96)  # complex symbols per location, one per level
-RATE_BITS = 3                  # bits per level in the header
-KB_INDEX_BITS = 8              # bits of the source-KB index in the header
 MAX_SYMBOLS = RATE_SET[-1]
 
 assert len(RATE_SET) <= 2 ** RATE_BITS
@@ -46,14 +46,6 @@ def block_weights(h: int, w: int) -> np.ndarray:
     rows = np.minimum(BLOCK_LOCATIONS, h - BLOCK_LOCATIONS * np.arange(hb))
     cols = np.minimum(BLOCK_LOCATIONS, w - BLOCK_LOCATIONS * np.arange(wb))
     return np.outer(rows, cols).astype(np.int64)
-
-
-def side_info_symbols(hb: int, wb: int) -> int:
-    """Channel symbols of one copy of the side information (KB index, rate map, CRC-32, code
-    tail; :mod:`testbed.phy.sideinfo`), counted in the CBR."""
-    from ..phy import sideinfo
-
-    return sideinfo.n_symbols(sideinfo.body_len(hb, wb))
 
 
 def n_symbols(levels: np.ndarray, h: int, w: int) -> int:
@@ -142,60 +134,10 @@ def uniform_levels(target_cbr: float, height: int, width: int) -> np.ndarray:
     return best
 
 
-# -- torch side: masks and symbol placement -------------------------------------------------------
-
-def location_rates(levels: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """levels [B, hb, wb] (int64) -> symbols per location [B, h, w] (float)."""
-    rates = torch.tensor(RATE_SET, dtype=torch.float32, device=levels.device)[levels]
-    b, hb, wb = rates.shape[0], rates.shape[1], rates.shape[2]
-    n = BLOCK_LOCATIONS
-    up = rates[:, :, None, :, None].expand(b, hb, n, wb, n).reshape(b, hb * n, wb * n)
-    return up[:, :h, :w]
-
-
-def symbol_mask(rates: torch.Tensor, s_max: int = MAX_SYMBOLS) -> torch.Tensor:
-    """Symbols per location [B, h, w] -> mask [B, S, h, w] (1 where the symbol is sent)."""
-    idx = torch.arange(s_max, device=rates.device, dtype=rates.dtype)[None, :, None, None]
-    return (idx < rates[:, None]).to(torch.float32)
-
-
-def pack_stream(zc: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[S, h, w, 2] symbols + [S, h, w] mask -> [n, 2] stream in importance-major order (one image)."""
-    flat = zc.reshape(-1, 2)
-    keep = mask.reshape(-1) > 0.5
-    return flat[keep]
-
-
-def unpack_stream(stream: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`pack_stream`: [n, 2] (missing tail zero-filled) -> [S, h, w, 2].
-
-    Written with cumsum/gather only, so the same code exports to ONNX.
-    """
-    m = mask.reshape(-1)
-    n = stream.shape[0]
-    pos = torch.cumsum(m, 0).to(torch.int64) - 1
-    valid = m * (pos < n).to(m.dtype)
-    src = torch.clamp(pos, 0, n - 1)
-    full = stream.index_select(0, src) * valid[:, None]
-    return full.reshape(*mask.shape, 2)
-
-
-def pack_levels(levels: np.ndarray) -> bytes:
-    """Levels [hb, wb] -> RATE_BITS bits each, MSB first, zero-padded to whole bytes."""
-    lv = np.asarray(levels, dtype=np.uint8).reshape(-1)
-    if lv.size and lv.max() >= len(RATE_SET):
+def check_levels(levels: np.ndarray, hb: int, wb: int) -> None:
+    """A received rate map: ``hb x wb`` levels within the rate set."""
+    lv = np.asarray(levels)
+    if lv.shape != (hb, wb):
+        raise ValueError(f"rate map is {lv.shape[0]}x{lv.shape[1]} blocks, expected {hb}x{wb}")
+    if lv.size and (lv.min() < 0 or lv.max() >= len(RATE_SET)):
         raise ValueError(f"rate level {int(lv.max())} outside 0..{len(RATE_SET) - 1}")
-    bits = ((lv[:, None] >> np.arange(RATE_BITS - 1, -1, -1)) & 1).reshape(-1)
-    return np.packbits(bits).tobytes()
-
-
-def unpack_levels(data: bytes, hb: int, wb: int) -> np.ndarray:
-    n = hb * wb
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    if bits.size < n * RATE_BITS:
-        raise ValueError(f"rate map needs {n * RATE_BITS} bits for {hb}x{wb} blocks, got {bits.size}")
-    b = bits[: n * RATE_BITS].reshape(n, RATE_BITS)
-    lv = (b * (1 << np.arange(RATE_BITS - 1, -1, -1))).sum(axis=1)
-    if lv.max(initial=0) >= len(RATE_SET):
-        raise ValueError(f"rate level {int(lv.max())} outside 0..{len(RATE_SET) - 1}")
-    return lv.reshape(hb, wb).astype(np.int64)

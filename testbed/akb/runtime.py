@@ -17,21 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codec.channel import awgn_np
-from ..codec.export import sha256_file
-from ..codec.modelcard import CARD_NAME, ModelCardError, load_card
-from ..codec.runtime import ModelError, resolve_model_dir, warn_outside_snr_range
-from ..ortsession import session_options
-from ..registry import ALLOCATIONS
+from ..core.card import CARD_NAME, ModelCardError, read_card
+from ..core.codecs import Encoded, ModelError, Rate, resolve_model_dir, warn_outside_snr_range
+from ..core.ortsession import open_graphs
+from ..core.symbol_channel import awgn_np
+from ..core.wire import NO_KB, SideInfo, kb_hash16
 from . import allocation as al
 from . import ratemap as rm
+from .allocation import ALLOCATIONS
 from .card import AkbCard
-from .skb import KbError, KnowledgeBase
+from .source_kb.kb import KbError, KnowledgeBase
 
 log = logging.getLogger(__name__)
-
-NO_KB = 2 ** rm.KB_INDEX_BITS - 1  # header value meaning "no source KB"
-
 
 @dataclass
 class AkbSide:
@@ -45,32 +42,23 @@ class AkbSide:
 
 
 class AkbCodec:
+    """The AKB codec (kind ``akb-jscc``), following :class:`testbed.core.codecs.Codec`."""
+    card_class = AkbCard
+    variable_rate = True
+    OPTIONS = ("ckb", "skb", "allocation", "figures")
+    DEFAULT_CBR = 0.0625
+
     def __init__(self, model: str | Path, threads: int = 0, verify: bool = True, kb: str | Path | None = None,
                  provider=None, spinning: bool = True):
         """``kb``: a KB file to use instead of the shipped one (``testbed kb build``); ``provider``: the
         embedding provider that KB was built with (default: the shipped ``embedder.onnx``)."""
-        import onnxruntime as ort
-
         self.dir = resolve_model_dir(model)
         try:
-            card = load_card(self.dir / CARD_NAME)
+            card = read_card(self.dir / CARD_NAME, AkbCard)
         except ModelCardError as e:
             raise ModelError(str(e)) from None
-        if not isinstance(card, AkbCard):
-            raise ModelError(f"{self.dir / CARD_NAME}: codec {card.codec!r} is not an AKB codec")
         self.card: AkbCard = card
-        opts = session_options(threads, spinning)
-        self.sess = {}
-        for role, g in card.graphs.items():
-            p = self.dir / g["file"]
-            if not p.exists():
-                raise ModelError(f"{p}: {role} graph missing (named in {self.dir / CARD_NAME})")
-            if verify and sha256_file(p) != g["sha256"]:
-                raise ModelError(f"{p}: sha256 does not match the model card; the graph and card are mismatched")
-            try:
-                self.sess[role] = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-            except Exception as e:  # onnxruntime raises its own types
-                raise ModelError(f"{p}: cannot load ONNX graph ({e})") from None
+        self.sess = open_graphs(self.dir, card, threads, verify, spinning)
         try:
             self.kb = KnowledgeBase.load(self.dir / card.kb["file"])
             if self.kb.sha256 != card.kb["sha256"]:
@@ -87,7 +75,7 @@ class AkbCodec:
         self.name = card.name
         self.sha256 = card.sha256
         self.snr_range = tuple(card.snr_range_db)
-        self.cbr_range = tuple(card.cbr_range)
+        self._cbr_range = (float(card.cbr_range[0]), float(card.cbr_range[1]))
         self.has_policy = "policy" in self.sess
         self.provider = provider
         self.kb_dim = int(self.kb.vectors.shape[1])
@@ -96,8 +84,11 @@ class AkbCodec:
     def check_snr(self, snr_db: float) -> None:
         warn_outside_snr_range(snr_db, self.snr_range, self.name)
 
+    def cbr_range(self) -> tuple[float, float]:
+        return self._cbr_range
+
     def check_cbr(self, cbr: float) -> None:
-        lo, hi = self.cbr_range
+        lo, hi = self._cbr_range
         if not lo <= cbr <= hi:
             raise ModelError(f"CBR {cbr:g} is outside this model's range {lo:g}..{hi:g} ({self.dir})")
 
@@ -110,7 +101,7 @@ class AkbCodec:
             raise ModelError(str(e)) from None
 
     # -- coding --------------------------------------------------------------------------------
-    def encode(self, image: np.ndarray, snr_db: float, cbr: float, *, ckb: bool = True, skb: bool = True,
+    def encode_side(self, image: np.ndarray, snr_db: float, cbr: float, *, ckb: bool = True, skb: bool = True,
                prev_offsets: np.ndarray | None = None, allocation: str = "entropy") -> tuple[np.ndarray, AkbSide]:
         """[H, W, 3] uint8 -> (complex64 symbols, side information).
 
@@ -186,7 +177,10 @@ class AkbCodec:
             sse[..., lv] = al.block_sse(((out.astype(np.float32) - ref) ** 2).sum(axis=-1), hb, wb)
         return sse
 
-    def decode(self, symbols: np.ndarray, snr_db: float, side: AkbSide, height: int, width: int) -> np.ndarray:
+    def decode(self, symbols: np.ndarray, snr_db: float, height: int, width: int, side=None) -> np.ndarray:
+        """``side``: an :class:`AkbSide` or the received :class:`testbed.core.wire.SideInfo`."""
+        if side is None:
+            raise ValueError("an AKB image needs its side information (rate map) to be decoded")
         s = np.asarray(symbols)
         hb, wb = rm.block_grid(height, width)
         if side.levels.shape != (hb, wb):
@@ -203,18 +197,51 @@ class AkbCodec:
     def cbr(self, side: AkbSide, height: int, width: int) -> float:
         return rm.cbr_of(side.levels, height, width)
 
-
-def check_akb_options(codec, *, ckb: bool = True, skb: bool = True, allocation: str = "entropy",
-                      figures: bool = False) -> None:
-    """The AKB-only options (ablations, rate-map source, figures) are refused, naming the ones
-    given, for a fixed-rate codec; for an AKB codec the rate-map source is checked."""
-    if isinstance(codec, AkbCodec):
+    # -- the Codec interface -----------------------------------------------------------------------
+    def rate(self, cbr: float | None = None, symbols_per_location: int | None = None, ckb: bool = True,
+             skb: bool = True, allocation: str = "entropy", figures: bool = False) -> Rate:
+        """A target CBR (default 0.0625) with the channel / source KB on or off and the rate-map
+        source (``entropy`` or ``measured``); ``figures`` is the experiments' option, allowed here."""
+        cbr = self.DEFAULT_CBR if cbr is None else float(cbr)
+        self.check_cbr(cbr)
         check_allocation(allocation, ckb)
-        return
-    given = [f for f, on in (("--no-ckb", not ckb), ("--no-skb", not skb),
-                             (f"--allocation {allocation}", allocation != "entropy"), ("--figures", figures)) if on]
-    if given:
-        raise ValueError(f"{' '.join(given)}: need an AKB codec; {codec.name} is a fixed-rate codec")
+        return Rate(cbr=cbr, symbols_per_location=0,
+                    options={"ckb": bool(ckb), "skb": bool(skb), "allocation": str(allocation)})
+
+    def encode(self, image: np.ndarray, snr_db: float, rate: Rate, previous: Encoded | None = None) -> Encoded:
+        """As :meth:`encode_side`; the policy sees the offsets it chose for ``previous``."""
+        o = rate.options
+        prev = previous.detail.offsets if previous is not None and previous.detail is not None else None
+        s, side = self.encode_side(image, snr_db, rate.cbr, ckb=o.get("ckb", True), skb=o.get("skb", True),
+                                   prev_offsets=prev, allocation=o.get("allocation", "entropy"))
+        h, w = image.shape[:2]
+        fields = {**self.received_fields(0, side, h, w), "ckb": int(o.get("ckb", True)),
+                  "skb": int(o.get("skb", True)), "allocation": o.get("allocation", "entropy")}
+        return Encoded(symbols=s, cbr=self.cbr(side, h, w), symbols_per_location=0,
+                       side=SideInfo(kb_index=side.kb_index, levels=side.levels, kb_hash=kb_hash16(self.kb.sha256)),
+                       fields=fields, detail=side)
+
+    def n_symbols(self, symbols_per_location: int, side, height: int, width: int) -> int:
+        if side is None:
+            raise ValueError("an AKB image needs its side information (rate map)")
+        return rm.n_symbols(side.levels, *rm.location_grid(height, width))
+
+    def received_fields(self, symbols_per_location: int, side, height: int, width: int) -> dict:
+        """Mean symbols per location (edge blocks hold fewer locations) and the KB index."""
+        if side is None:
+            return {"symbols_per_location": symbols_per_location, "kb_index": -1}
+        h, w = rm.location_grid(height, width)
+        return {"symbols_per_location": round(rm.n_symbols(side.levels, h, w) / (h * w), 3),
+                "kb_index": side.kb_index}
+
+    def check_side(self, side) -> str | None:
+        if side is None:
+            return "no side information (rate map) with the image"
+        own = kb_hash16(self.kb.sha256)
+        if side.kb_index != NO_KB and side.kb_hash != own:
+            return (f"source-KB mismatch: the transmitter's KB is {side.kb_hash:04x}..., this receiver holds "
+                    f"{own:04x}... ({self.kb.sha256[:12]})")
+        return None
 
 
 def check_allocation(allocation: str, ckb: bool) -> None:
@@ -222,19 +249,3 @@ def check_allocation(allocation: str, ckb: bool) -> None:
         raise ValueError(f"allocation {allocation!r} is not one of {', '.join(ALLOCATIONS)}")
     if allocation == "measured" and ckb:
         raise ValueError("allocation 'measured' replaces the channel-KB policy: switch the policy off (ckb=False, --no-ckb)")
-
-
-def open_codec(model: str | Path, threads: int = 0, spinning: bool = True):
-    """:class:`AkbCodec` or :class:`testbed.codec.runtime.OnnxCodec`, by the model card's codec.
-    ``spinning=False`` for codecs that run inside a flowgraph (see :mod:`testbed.ortsession`)."""
-    from ..codec.runtime import OnnxCodec
-
-    d = resolve_model_dir(model)
-    try:
-        card = load_card(d / CARD_NAME)
-    except ModelCardError as e:
-        raise ModelError(str(e)) from None
-    if isinstance(card, AkbCard):
-        return AkbCodec(d, threads=threads, spinning=spinning)
-    return OnnxCodec(d, threads=threads, spinning=spinning)
-

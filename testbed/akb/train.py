@@ -12,13 +12,13 @@ Starts from codec v1 (``--init-from``, default the shipped ``jscc-v1``):
    the channel KB may do, up to ``--offset-spread`` levels), uniform (the fixed-rate baseline),
    or, with probability ``--p-random``, i.i.d. random levels (so that the top rates get trained).
    Loss: MSE of the reconstruction plus the hyperprior's rate term (whose gradient stops at the
-   latent). ``--precision bf16`` runs the forward passes in bfloat16 (:mod:`testbed.precision`).
+   latent). ``--precision bf16`` runs the forward passes in bfloat16 (:mod:`testbed.core.precision`).
 
 Checkpoints are atomic; ``--resume`` continues a killed run exactly: the checkpoint carries every
 RNG the training draws from, including the process-wide torch RNG of the hyperprior's training
 noise (restored right before the training loop), and the log rows written after the checkpoint
 are dropped before they are written again. A new run refuses a folder that already holds a
-checkpoint unless ``--force`` (see :func:`testbed.trainargs.check_new_run`).
+checkpoint unless ``--force`` (see :func:`testbed.core.trainargs.check_new_run`).
 """
 from __future__ import annotations
 
@@ -36,16 +36,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import images as imgio
+from ..core import images as imgio
 from ..codec.channel import apply_channel
 from ..codec.train import DEFAULT_OUT, CropSampler, Ema, _device, _lr_at, psnr_from_mse
-from .. import precision as prec
-from .. import trainargs
-from ..trainargs import add_number_options
-from ..runlog import CsvLog, write_bytes_atomic, write_json_atomic
+from ..core import precision as prec
+from ..core import trainargs
+from ..core.trainargs import add_number_options
+from ..core.runlog import CsvLog, write_bytes_atomic, write_json_atomic
 from . import ratemap as rm
 from .model import AkbConfig, AkbJSCC, count_parameters, from_v1
-from .skb import ImageEmbedder, KbError, KnowledgeBase, kmeans
+from .source_kb.embedder import ImageEmbedder
+from .source_kb.kb import KbError, KnowledgeBase, kmeans
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class AkbTrainConfig:
     val_images: int = 12
     device: str = "auto"
     threads: int = 0
-    precision: str = "fp32"          # fp32 | bf16 (testbed.precision)
+    precision: str = "fp32"          # fp32 | bf16 (testbed.core.precision)
     command: str = ""
     force: bool = False              # start over in an --out folder that holds a run (--force)
 
@@ -104,7 +105,7 @@ def _load_v1(name: str):
             raise ValueError(f"--init-from {p}: not a codec v1 checkpoint of `testbed train codec` "
                              f"({type(e).__name__}: {e})") from None
     from ..codec.onnx_weights import load_from_onnx
-    from ..codec.runtime import resolve_model_dir
+    from ..core.codecs import resolve_model_dir
 
     return load_from_onnx(resolve_model_dir(name))
 

@@ -3,14 +3,14 @@
 SNR is Es/N0 in dB with unit-power symbols (Es = 1): the complex noise has variance
 ``N0 = 10**(-snr_db/10)``, i.e. ``N0/2`` per real dimension.
 
-Symbols are tensors whose last axis holds (real, imag).
+Symbols are tensors whose last axis holds (real, imag). The same channels in numpy, for evaluation
+with onnxruntime: :mod:`testbed.core.symbol_channel`.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ..registry import CHANNELS  # the one list of valid names
+from ..core.symbol_channel import CHANNELS  # the one list of valid names
 
 
 def noise_std(snr_db: torch.Tensor) -> torch.Tensor:
@@ -60,28 +60,3 @@ def apply_channel(
 
 
 # -- numpy versions, for evaluation and the software channel outside torch -------------------------
-
-def awgn_np(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """Complex AWGN at Es/N0 = ``snr_db`` for unit-power complex symbols ``x``."""
-    n0 = 10.0 ** (-snr_db / 10.0)
-    noise = rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape)
-    return (x + noise * np.sqrt(n0 / 2.0)).astype(np.complex64)
-
-
-def rayleigh_block_np(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """One flat Rayleigh block over ``x`` with coherent equalisation (see :func:`rayleigh_block`).
-
-    Returns ``(equalised symbols, effective SNR in dB)``.
-    """
-    h = (rng.standard_normal() + 1j * rng.standard_normal()) * np.sqrt(0.5)
-    gain = max(abs(h) ** 2, 1e-6)
-    eff = snr_db + 10.0 * np.log10(gain)
-    return awgn_np(x, eff, rng), float(eff)
-
-
-def apply_channel_np(x: np.ndarray, snr_db: float, channel: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    if channel == "awgn":
-        return awgn_np(x, snr_db, rng), float(snr_db)
-    if channel == "rayleigh":
-        return rayleigh_block_np(x, snr_db, rng)
-    raise ValueError(f"unknown channel {channel!r}; valid: {', '.join(CHANNELS)}")

@@ -18,11 +18,13 @@ import numpy as np
 import onnx
 import torch
 
-from ..runlog import write_bytes_atomic
+from ..core.ortsession import sha256_file
+from ..core.runlog import write_bytes_atomic
 from . import symbols as sym
 from .graphs import DecoderGraph, EncoderGraph
 from .model import JSCC, count_parameters
-from .modelcard import CARD_NAME, ModelCard, write_card
+from ..core.card import CARD_NAME
+from .modelcard import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +46,6 @@ def git_commit(repo: Path | None = None) -> str:
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_sha256(encoder_path: Path, decoder_path: Path) -> str:
@@ -143,7 +137,7 @@ def export(model: JSCC, out_dir: str | Path, *, name: str, operating_points: lis
         training=training,
         evaluation={},
     )
-    write_card(out / CARD_NAME, card)
+    card.write(out / CARD_NAME)
     log.info("exported %s to %s (sha256 %s)", name, out, card.sha256[:16])
     return card
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import stream as st
 from . import symbols as sym
 from .model import JSCC, pad_to_stride
 
@@ -36,8 +37,8 @@ class EncoderGraph(nn.Module):
         x = pad_to_stride(x)
         b = x.shape[0]
         k = torch.clamp(symbols_per_location, 1, self.s_max).expand(b)
-        zc = sym.normalize_power(self.encoder(x, snr_db, k), k)
-        stream = sym.to_stream(zc)
+        zc = st.normalize_power(self.encoder(x, snr_db, k), k)
+        stream = st.to_stream(zc)
         h, w = zc.shape[2], zc.shape[3]
         n = k[0] * h * w
         return stream.index_select(1, torch.arange(n))
@@ -64,7 +65,7 @@ class DecoderGraph(nn.Module):
         zc = full.reshape(b, self.s_max, h, w, 2)
         k = torch.clamp(torch.div(n + h * w - 1, h * w, rounding_mode="floor"), 1, self.s_max)
         k = k.reshape(1).expand(b)
-        y = self.decoder(sym.to_latent(zc), snr_db, k)
+        y = self.decoder(st.to_latent(zc), snr_db, k)
         y = y.index_select(2, torch.arange(height)).index_select(3, torch.arange(width))
         y = torch.round(torch.clamp(y, 0.0, 1.0) * 255.0)
         return y.permute(0, 2, 3, 1).to(torch.uint8)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from . import stream as st
 from . import symbols as sym
 from .layers import GDN, ContextAttention, ResBlock, down_conv, up_conv
 
@@ -126,16 +127,16 @@ class JSCC(nn.Module):
 
     def encode(self, x: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """[B,3,H,W] (multiple of 16) -> power-normalised symbols [B, S, h, w, 2], zero beyond k."""
-        return sym.normalize_power(self.encoder(x, snr_db, k), k)
+        return st.normalize_power(self.encoder(x, snr_db, k), k)
 
     def decode(self, zc: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        return self.decoder(sym.to_latent(zc), snr_db, k)
+        return self.decoder(st.to_latent(zc), snr_db, k)
 
     def forward(self, x, snr_db, k, channel_fn):
         """Training path: ``channel_fn(symbols, snr_db) -> (received, snr_seen_by_rx)``."""
         zc = self.encode(x, snr_db, k)
         rx, snr_rx = channel_fn(zc, snr_db)
-        mask = sym.symbols_mask(k, self.cfg.max_symbols)[:, :, None, None, None]
+        mask = st.symbols_mask(k, self.cfg.max_symbols)[:, :, None, None, None]
         return self.decode(rx * mask, snr_rx, k)
 
 

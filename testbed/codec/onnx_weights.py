@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from .model import JSCC, CodecConfig
-from .modelcard import CARD_NAME, load_card
+from ..core.card import CARD_NAME, read_card
+from ..core.configfile import load_yaml
+from .modelcard import ModelCard
 
 
 def load_from_onnx(model_dir: str | Path) -> JSCC:
@@ -21,10 +23,11 @@ def load_from_onnx(model_dir: str | Path) -> JSCC:
     from onnx import numpy_helper
 
     d = Path(model_dir)
-    card = load_card(d / CARD_NAME)
-    if getattr(card, "codec", None) != "jscc-v1":
-        raise ValueError(f"{d}: a {getattr(card, 'codec', '?')} model; only a codec v1 (jscc-v1) model can be "
+    kind = load_yaml(d / CARD_NAME, "model card").get("codec")
+    if kind != ModelCard.KIND:
+        raise ValueError(f"{d}: a {kind} model; only a codec v1 (jscc-v1) model can be "
                          "rebuilt as a codec v1 PyTorch model")
+    card = read_card(d / CARD_NAME, ModelCard)
     graphs = {role: onnx.load(str(d / card.__dict__[role]["file"])) for role in ("encoder", "decoder")}
     meta = {p.key: p.value for p in graphs["encoder"].metadata_props}
     if "testbed.codec_config" not in meta:

@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import images as imgio
-from .. import precision as prec
-from .. import trainargs
-from ..runlog import CsvLog, write_bytes_atomic, write_json_atomic
+from ..core import images as imgio
+from ..core import precision as prec
+from ..core import trainargs
+from ..core.runlog import CsvLog, write_bytes_atomic, write_json_atomic
+from . import stream as st
 from . import symbols as sym
 from .channel import apply_channel
 from .model import JSCC, CodecConfig, count_parameters, grow, pad_to_stride
@@ -69,7 +70,7 @@ class TrainConfig:
     threads: int = 0
     init_from: str | None = None     # start from a shipped ONNX model folder or a checkpoint
     ema: float = 0.0                 # EMA decay of the weights used for validation/export (0: off)
-    precision: str = "fp32"          # fp32 | bf16 (testbed.precision)
+    precision: str = "fp32"          # fp32 | bf16 (testbed.core.precision)
     command: str = ""                # the command line that started the run (for the model card)
     force: bool = False              # start over in an --out folder that holds a run (--force)
 
@@ -168,7 +169,7 @@ def validate(model: JSCC, arrays: list[np.ndarray], snr_db: float, k: int, devic
         kk = torch.tensor([k], device=device)
         zc = model.encode(xp, snr, kk)
         rx, snr_rx = apply_channel(zc, snr, channel, gen)
-        mask = sym.symbols_mask(kk, model.cfg.max_symbols)[:, :, None, None, None]
+        mask = st.symbols_mask(kk, model.cfg.max_symbols)[:, :, None, None, None]
         y = model.decode(rx * mask, snr_rx, kk)[..., : a.shape[0], : a.shape[1]]
         y = torch.round(y.clamp(0, 1) * 255) / 255
         mse = torch.mean((y - x) ** 2).item()

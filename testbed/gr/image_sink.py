@@ -29,7 +29,7 @@ def next_image_index(out: Path) -> int:
 class image_sink(gr.basic_block):
     def __init__(self, out_dir: str = "runs/grc"):
         gr.basic_block.__init__(self, name="image_sink", in_sig=None, out_sig=None)
-        from ..runlog import CsvLog
+        from ..core.runlog import CsvLog
 
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,7 @@ class image_sink(gr.basic_block):
     def _handle(self, msg):
         from PIL import Image
 
-        from ..runlog import write_bytes_atomic
+        from ..core.runlog import write_bytes_atomic
 
         try:
             meta, data = split_pdu(msg)

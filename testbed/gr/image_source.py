@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 class image_source(gr.basic_block):
     def __init__(self, folder: str = "", period_s: float = 1.0, repeat: int = 1):
         gr.basic_block.__init__(self, name="image_source", in_sig=None, out_sig=None)
-        from ..evaluate import load_images
-        from ..registry import samples_dir
+        from ..core.images import load_images
+        from ..core.paths import samples_dir
 
         self.images, _ = load_images(folder or str(samples_dir()))
         self.period_s, self.repeat = float(period_s), int(repeat)

@@ -1,5 +1,5 @@
 """JSCC decoder block: equalised frames in, images and QoS records out (adapter of
-:class:`testbed.phy.framing.Reassembler` and the ONNX codec).
+:class:`testbed.phy.framing.Reassembler` and any :class:`testbed.core.codecs.Codec`).
 
 Message input ``frames`` (from ``ofdm_rx``); optional ``reference``: the transmitted image as an
 image PDU (metadata ``image_id``, ``height``, ``width``), for PSNR in the QoS record. Message output ``images``: a PDU per image whose
@@ -23,9 +23,10 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from ..core.metrics import psnr
+from ..core.wire import SideInfo
 from ..phy import framing
 from ..phy.header import FrameHeader
-from ..phy.sideinfo import SideInfo
 from .pmtutil import pdu, split_pdu
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class jscc_decoder(gr.basic_block):
         self.add_codec(codec)
         self.on_image = on_image
         self.references = references if references is not None else {}
-        self.reasm = framing.Reassembler()
+        self.reasm = framing.Reassembler(self._symbol_count)
         self.lock = threading.Lock()
         # decoding and publishing run in the message handler, in flush() (the caller's or the idle
         # timer's thread) and for deferred references: one at a time
@@ -57,7 +58,7 @@ class jscc_decoder(gr.basic_block):
         self.images_decoded = 0
         self.last_snr_db = float("nan")
         self.wrong_model = 0
-        self.wrong_kb = 0          # images whose source-KB hash differs from this receiver's KB
+        self.wrong_kb = 0          # images whose side information this receiver cannot use (another source KB)
         self.decode_errors = 0     # images the codec failed on (logged, dropped)
         self.callback_errors = 0   # exceptions raised by on_image (logged; the image is still published)
         self.malformed = 0         # frame messages that could not be read or placed (logged, dropped)
@@ -71,6 +72,16 @@ class jscc_decoder(gr.basic_block):
 
     def add_codec(self, codec) -> None:
         self.codecs[framing.model_hash32(codec.sha256)] = codec
+
+    def _symbol_count(self, h: FrameHeader, side: SideInfo | None) -> int:
+        """Symbols of the image a frame belongs to, as its codec counts them. An image of a model
+        this receiver lacks is not decoded (``wrong_model``); a codec of the same rate kind sizes it."""
+        codec = self.codecs.get(h.model_hash)
+        if codec is None:
+            codec = next((c for c in self.codecs.values() if c.variable_rate == (side is not None)), None)
+        if codec is None:
+            return framing.fixed_rate_symbols(h) if side is None else h.n_payload * h.frame_count
+        return codec.n_symbols(h.symbols_per_location, side, h.height, h.width)
 
     def _reference(self, msg):
         try:
@@ -194,29 +205,18 @@ class jscc_decoder(gr.basic_block):
         snr_eff = img.snr_db()
         t0 = time.perf_counter()
         snr_dec = snr_eff if np.isfinite(snr_eff) else 10.0
-        if img.side is not None:
-            from ..akb.runtime import NO_KB, AkbSide
-            from ..phy.sideinfo import kb_hash16
-
-            rx_hash = kb_hash16(codec.kb.sha256)
-            if img.side.kb_index != NO_KB and img.side.kb_hash != rx_hash:
-                self.wrong_kb += 1
-                log.warning("image %d: source-KB mismatch: the transmitter's KB is %04x..., this receiver holds "
-                            "%04x... (%s); not decoded", img.image_id, img.side.kb_hash, rx_hash,
-                            codec.kb.sha256[:12])
-                return
-
-            # an exception (e.g. a KB index this receiver's KB does not have) is logged by _decode
-            rec = codec.decode(img.stream, snr_dec, AkbSide(img.side.levels, img.side.kb_index), img.height, img.width)
-        else:
-            rec = codec.decode(img.stream, snr_dec, img.height, img.width)
+        why = codec.check_side(img.side)
+        if why is not None:
+            self.wrong_kb += 1
+            log.warning("image %d: %s; not decoded", img.image_id, why)
+            return
+        # an exception (e.g. a KB index this receiver's KB does not have) is logged by _decode
+        rec = codec.decode(img.stream, snr_dec, img.height, img.width, side=img.side)
         dec_ms = (time.perf_counter() - t0) * 1e3
         ch_snr = [f.extra["snr_db"] for f in img.frames.values()]
         record = {
             "image_id": img.image_id, "height": img.height, "width": img.width,
-            "symbols_per_location": img.symbols_per_location if img.side is None else _mean_rate(img.side.levels,
-                                                                                                img.height, img.width),
-            "kb_index": img.side.kb_index if img.side is not None else -1,
+            **codec.received_fields(img.symbols_per_location, img.side, img.height, img.width),
             "frames_expected": img.frame_count, "frames_decoded": img.frames_decoded,
             "missing_frames": img.missing_frames,
             "snr_est_db": float(10 * np.log10(np.mean([10 ** (s / 10) for s in ch_snr]))) if ch_snr else float("nan"),
@@ -235,8 +235,6 @@ class jscc_decoder(gr.basic_block):
     def _finish(self, record: dict, rec: np.ndarray) -> None:
         ref = self.references.get(record["image_id"])
         if ref is not None and ref.shape == rec.shape:
-            from ..metrics import psnr
-
             record["psnr_db"] = psnr(ref, rec)
         self.images_decoded += 1
         if self.on_image is not None:
@@ -249,9 +247,3 @@ class jscc_decoder(gr.basic_block):
         meta["missing_frames"] = ",".join(map(str, record["missing_frames"]))
         self.message_port_pub(pmt.intern("images"), pdu(meta, rec.reshape(-1)))
 
-
-def _mean_rate(levels, height, width) -> float:
-    from ..akb.ratemap import location_grid, n_symbols
-
-    h, w = location_grid(height, width)
-    return round(n_symbols(levels, h, w) / (h * w), 3)

@@ -6,9 +6,9 @@ has ``height``, ``width`` and optionally ``image_id`` and ``name``. Message outp
 one PDU per frame (header BPSK + analog payload symbols) with metadata: image id, frame index
 and count, size, symbols per location, CBR, model sha256. :meth:`send` does the same from Python.
 
-With an AKB codec (:class:`testbed.akb.runtime.AkbCodec`) the encoder works at a target ``cbr``:
-per image it retrieves the source-KB entry, runs the entropy model and the channel-KB policy
-(``ckb``/``skb`` switch them off), and sends the rate map and KB index as side information.
+The codec is any :class:`testbed.core.codecs.Codec`. A variable-rate one (the AKB codec) works at
+a target ``cbr`` and returns side information per image (rate map and KB index, sent after the
+header); ``ckb``, ``skb`` and ``allocation`` are its options.
 """
 from __future__ import annotations
 
@@ -19,10 +19,8 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from ..codec import symbols as sym
 from ..phy import framing
 from ..phy.config import OfdmConfig
-from ..phy.sideinfo import SideInfo, kb_hash16
 from .pmtutil import pdu, split_pdu, to_pmt
 
 log = logging.getLogger(__name__)
@@ -54,24 +52,17 @@ class jscc_encoder(gr.basic_block):
         """Use ``codec`` at ``cbr`` from the next image on (call between images: :meth:`send`
         runs in the caller's thread, so an image is never split between two codecs). ``ckb``,
         ``skb`` (AKB codecs: channel / source KB on or off) and ``allocation`` (where the rate map
-        comes from, :meth:`testbed.akb.runtime.AkbCodec.encode`) keep their current setting when None."""
-        variable = hasattr(codec, "check_cbr")  # an AKB codec: rate map per image
+        comes from) keep their current setting when None; the codec checks them (:meth:`Codec.rate
+        <testbed.core.codecs.Codec.rate>`)."""
         ckb = getattr(self, "ckb", True) if ckb is None else bool(ckb)
         skb = getattr(self, "skb", True) if skb is None else bool(skb)
         allocation = getattr(self, "allocation", "entropy") if allocation is None else str(allocation)
-        if variable:   # checked before anything changes: a refused call leaves the block as it was
-            from ..akb.runtime import check_allocation
-
-            cbr = 0.0625 if cbr is None else float(cbr)
-            codec.check_cbr(cbr)
-            check_allocation(allocation, ckb)
-            k = 0
-        else:
-            k = int(symbols_per_location or codec.symbols_for_cbr(cbr))
-        self.codec, self.variable_rate, self.k = codec, variable, k
-        self.cbr = cbr
+        # checked before anything changes: a refused call leaves the block as it was
+        rate = codec.rate(cbr, symbols_per_location=symbols_per_location, ckb=ckb, skb=skb, allocation=allocation)
+        self.codec, self.rate = codec, rate
+        self.variable_rate, self.k, self.cbr = codec.variable_rate, rate.symbols_per_location, rate.cbr
         self.ckb, self.skb, self.allocation = ckb, skb, allocation
-        self.prev_offsets = None
+        self.previous = None       # the last image sent (the channel-KB policy sees its rate offsets)
 
     def _handle(self, msg):
         try:
@@ -94,23 +85,15 @@ class jscc_encoder(gr.basic_block):
         self.next_id = int(image_id) + 1
         h, w = img.shape[:2]
         t0 = time.perf_counter()
-        side = None
-        if self.variable_rate:
-            s, akb_side = self.codec.encode(img, self.snr_db, self.cbr, ckb=self.ckb, skb=self.skb,
-                                            prev_offsets=self.prev_offsets, allocation=self.allocation)
-            self.prev_offsets = akb_side.offsets
-            side = SideInfo(kb_index=akb_side.kb_index, levels=akb_side.levels,
-                            kb_hash=kb_hash16(self.codec.kb.sha256))
-            cbr = self.codec.cbr(akb_side, h, w)
-        else:
-            s = self.codec.encode(img, self.snr_db, self.k)
-            cbr = sym.cbr(self.k, h, w)
+        enc = self.codec.encode(img, self.snr_db, self.rate, self.previous)
+        self.previous = enc
+        s, side, cbr = enc.symbols, enc.side, enc.cbr
         enc_ms = (time.perf_counter() - t0) * 1e3
-        frames = framing.make_frames(s, image_id=int(image_id), height=h, width=w, symbols_per_location=self.k,
-                                     model_sha256=self.codec.sha256, cfg=self.cfg, side=side)
+        frames = framing.make_frames(s, image_id=int(image_id), height=h, width=w,
+                                     symbols_per_location=enc.symbols_per_location, model_sha256=self.codec.sha256, cfg=self.cfg, side=side)
         for fh, payload in frames:
             meta = {"image_id": fh.image_id, "frame_index": fh.frame_index, "frame_count": fh.frame_count,
-                    "height": h, "width": w, "symbols_per_location": self.k, "cbr": cbr,
+                    "height": h, "width": w, "symbols_per_location": enc.symbols_per_location, "cbr": cbr,
                     "model_sha256": self.codec.sha256, "name": name}
             self.message_port_pub(pmt.intern("frames"),
                                   pdu(meta, framing.frame_symbols(fh, payload, self.cfg, side)))
@@ -119,4 +102,4 @@ class jscc_encoder(gr.basic_block):
         self.message_port_pub(pmt.intern("flush"), to_pmt({"after": self.frames_sent,
                                                             "samples": self.flush_samples}))
         return {"image_id": int(image_id) & 0xFFFF, "frames": len(frames), "encode_ms": enc_ms,
-                "n_symbols": int(s.size), "cbr": cbr}
+                "n_symbols": int(s.size), "cbr": cbr, "fields": enc.fields}

@@ -14,6 +14,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from ..core.wire import rate_block_grid
 from ..phy import sideinfo
 from ..phy.config import OfdmConfig
 from ..phy.equalizer import ChannelState, align, equalize_payload
@@ -47,9 +48,7 @@ class payload_equalizer(gr.basic_block):
             sym, diag = equalize_payload(Y, st, int(h["n_payload"]), cfg, n_side=n_side)
             side = {}
             if side_len:
-                from ..akb.ratemap import block_grid
-
-                hb, wb = block_grid(int(h["height"]), int(h["width"]))
+                hb, wb = rate_block_grid(int(h["height"]), int(h["width"]))
                 si = sideinfo.demodulate(diag.pop("side_symbols"), side_len, hb, wb)
                 side = {"side_kb_index": si.kb_index, "side_kb_hash": si.kb_hash,
                         "side_levels": si.levels.reshape(-1).tolist(),

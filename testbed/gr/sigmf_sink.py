@@ -1,4 +1,4 @@
-"""SigMF sink: appends its complex input to a :class:`testbed.radio.sigmf_io.SigmfRecorder`."""
+"""SigMF sink: appends its complex input to a :class:`testbed.core.sigmf_io.SigmfRecorder`."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,11 +1,11 @@
 """SigMF source: the samples of a recording (cf32_le), then ``tail`` zeros so that the receiver's
 look-ahead drains; the flowgraph ends when they are through (adapter of
-:class:`testbed.radio.sigmf_io.Recording` and GNU Radio's file source)."""
+:class:`testbed.core.sigmf_io.Recording` and GNU Radio's file source)."""
 from __future__ import annotations
 
 from gnuradio import blocks, gr
 
-from ..radio.sigmf_io import Recording
+from ..core.sigmf_io import Recording
 
 # stream_mux takes its lengths as 32-bit ints: a longer recording is read by several file
 # sources (offset/len), each at most CHUNK samples (2^31 - 1 samples are 36 min at 1 MS/s)

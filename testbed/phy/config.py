@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..configfile import ConfigError, from_mapping
+from ..core.configfile import ConfigError, from_mapping
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class OfdmConfig:
     @classmethod
     def from_file(cls, path: str) -> "OfdmConfig":
         """The ``ofdm:`` section of a YAML file (a firmware config or an OFDM-only file)."""
-        from ..configfile import load_yaml
+        from ..core.configfile import load_yaml
 
         data = load_yaml(path)
         if "ofdm" not in data:

@@ -39,7 +39,7 @@ def make_frames(symbols: np.ndarray, *, image_id: int, height: int, width: int, 
     s = np.asarray(symbols, dtype=np.complex64).ravel()
     if s.size == 0:
         raise ValueError("no symbols to send")
-    side_len = len(side.to_bytes()) - 4 if side is not None else 0
+    side_len = sideinfo.body_len(*side.levels.shape) if side is not None else 0
     capacity = cfg.payload_symbols_per_frame - sideinfo.ofdm_symbols(side_len, cfg.n_data) * cfg.n_data
     if capacity < cfg.n_data:
         raise ValueError(f"side information of {side_len} bytes leaves no room for payload in a frame of "
@@ -154,6 +154,11 @@ class ImageRx:
         return float(np.mean(v)) if v else float("nan")
 
 
+def fixed_rate_symbols(h: hdr.FrameHeader, side: SideInfo | None = None) -> int:
+    """Symbols of a fixed-rate image: ``symbols_per_location`` per 16 x 16-pixel block."""
+    return h.symbols_per_location * (-(-h.height // 16)) * (-(-h.width // 16))
+
+
 class Reassembler:
     """Collects frames per image; an image is released when complete, when a frame of another
     image arrives (frames of one image are sent back to back), or on :meth:`flush`.
@@ -164,19 +169,18 @@ class Reassembler:
     transmission of the image (starting again at a frame it already had) is a new image.
     """
 
-    def __init__(self):
+    def __init__(self, symbol_count=None):
+        """``symbol_count(header, side)``: symbols of the image a frame belongs to, told by the
+        caller, who knows the codec (default: ``symbols_per_location`` per 16 x 16 block, which
+        is right for fixed-rate images only)."""
+        self.symbol_count = symbol_count or fixed_rate_symbols
         self.current: ImageRx | None = None
         self.inconsistent = 0
         self.late = 0
         self._flushed: tuple | None = None    # (key, highest frame index) of the last flushed image
 
     def _new(self, h: hdr.FrameHeader, side: SideInfo | None) -> ImageRx:
-        if side is not None:
-            from ..akb.ratemap import location_grid, n_symbols
-
-            n = n_symbols(side.levels, *location_grid(h.height, h.width))
-        else:
-            n = h.symbols_per_location * (-(-h.height // 16)) * (-(-h.width // 16))
+        n = int(self.symbol_count(h, side))
         return ImageRx(image_id=h.image_id, height=h.height, width=h.width,
                        symbols_per_location=h.symbols_per_location, model_hash=h.model_hash,
                        n_symbols=n, frame_count=h.frame_count, stream=np.zeros(n, np.complex64), side=side)

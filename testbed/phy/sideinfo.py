@@ -10,10 +10,10 @@ in bytes (CRC excluded); ``symbols_per_location`` is 0 for such images.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.wire import RATE_BITS, SideInfo, side_info_bytes
 from . import fec
 
 REPETITION = 1
@@ -23,37 +23,40 @@ class SideInfoError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class SideInfo:
-    kb_index: int
-    levels: np.ndarray     # [hb, wb] int64
-    kb_hash: int = 0       # first 16 bits of the transmitter's KB sha256
+def pack_levels(levels: np.ndarray) -> bytes:
+    """Levels [hb, wb] -> ``RATE_BITS`` bits each, MSB first, zero-padded to whole bytes."""
+    lv = np.asarray(levels).reshape(-1)
+    if lv.size and (lv.min() < 0 or lv.max() >= 2 ** RATE_BITS):
+        raise SideInfoError(f"rate level {int(lv.max())} does not fit in {RATE_BITS} bits")
+    bits = ((lv.astype(np.uint8)[:, None] >> np.arange(RATE_BITS - 1, -1, -1)) & 1).reshape(-1)
+    return np.packbits(bits).tobytes()
 
-    def to_bytes(self) -> bytes:
-        from ..akb.ratemap import pack_levels
 
-        body = struct.pack(">BH", self.kb_index, self.kb_hash) + pack_levels(self.levels)
-        return body + struct.pack(">I", fec.crc32(body))
+def unpack_levels(data: bytes, hb: int, wb: int) -> np.ndarray:
+    n = hb * wb
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    if bits.size < n * RATE_BITS:
+        raise SideInfoError(f"rate map needs {n * RATE_BITS} bits for {hb}x{wb} blocks, got {bits.size}")
+    b = bits[: n * RATE_BITS].reshape(n, RATE_BITS)
+    return (b * (1 << np.arange(RATE_BITS - 1, -1, -1))).sum(axis=1).reshape(hb, wb).astype(np.int64)
 
-    @classmethod
-    def from_bytes(cls, data: bytes, hb: int, wb: int) -> "SideInfo":
-        from ..akb.ratemap import unpack_levels
 
-        body, (crc,) = data[:-4], struct.unpack(">I", data[-4:])
-        if fec.crc32(body) != crc:
-            raise SideInfoError("side information CRC mismatch")
-        try:
-            kb_index, kb_hash = struct.unpack(">BH", body[:3])
-            return cls(kb_index=kb_index, levels=unpack_levels(body[3:], hb, wb), kb_hash=kb_hash)
-        except ValueError as e:
-            raise SideInfoError(str(e)) from None
+def to_bytes(side: SideInfo) -> bytes:
+    body = struct.pack(">BH", side.kb_index, side.kb_hash) + pack_levels(side.levels)
+    return body + struct.pack(">I", fec.crc32(body))
+
+
+def from_bytes(data: bytes, hb: int, wb: int) -> SideInfo:
+    body, (crc,) = data[:-4], struct.unpack(">I", data[-4:])
+    if fec.crc32(body) != crc:
+        raise SideInfoError("side information CRC mismatch")
+    kb_index, kb_hash = struct.unpack(">BH", body[:3])
+    return SideInfo(kb_index=kb_index, levels=unpack_levels(body[3:], hb, wb), kb_hash=kb_hash)
 
 
 def body_len(hb: int, wb: int) -> int:
     """Bytes of the side information (CRC excluded) for an ``hb x wb`` rate map."""
-    from ..akb.ratemap import RATE_BITS
-
-    return 3 + -(-hb * wb * RATE_BITS // 8)
+    return side_info_bytes(hb, wb)
 
 
 def n_symbols(side_info_len: int) -> int:
@@ -66,7 +69,7 @@ def ofdm_symbols(side_info_len: int, n_data: int) -> int:
 
 
 def modulate(side: SideInfo, n_data: int) -> np.ndarray:
-    data = side.to_bytes()
+    data = to_bytes(side)
     bpsk = fec.encode_bits(fec.bytes_to_bits(data), REPETITION)
     total = ofdm_symbols(len(data) - 4, n_data) * n_data
     pad = (1 - 2 * np.random.default_rng(0x51DE).integers(0, 2, total - bpsk.size)).astype(np.float32)
@@ -79,8 +82,5 @@ def demodulate(soft: np.ndarray, side_info_len: int, hb: int, wb: int) -> SideIn
     if s.size < n:
         raise SideInfoError(f"{s.size} side-information symbols received, expected {n}")
     bits = fec.decode_soft(s[:n], 8 * (side_info_len + 4), REPETITION)
-    return SideInfo.from_bytes(fec.bits_to_bytes(bits), hb, wb)
+    return from_bytes(fec.bits_to_bytes(bits), hb, wb)
 
-
-def kb_hash16(kb_sha256: str) -> int:
-    return int(kb_sha256[:4], 16)

@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from ..configfile import ConfigError
+from ..core.configfile import ConfigError
 from ..phy.config import OfdmConfig
 
 # ADALM-Pluto: AD9363 as shipped; AD9364 once the firmware is told so (see firmware_configs/README.md)

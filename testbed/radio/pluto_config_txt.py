@@ -4,9 +4,9 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from ..registry import REPO_ROOT
+from ..core.paths import firmware_configs_dir
 
-TEMPLATE = REPO_ROOT / "firmware_configs" / "pluto_config.txt.template"
+TEMPLATE = firmware_configs_dir() / "pluto_config.txt.template"
 
 
 def render(ip: str, hostname: str | None = None, xo_correction: float | None = None, template: Path = TEMPLATE) -> str:

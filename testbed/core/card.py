@@ -1,0 +1,166 @@
+"""The model card every codec kind has (``model_card.yaml`` beside its graphs): :class:`CardBase`.
+
+A card names the codec kind, the model's identity (sha256 over its graphs), the SNR range, how it
+was trained (``training.lineage``: a list of stages, each with its command, steps and result) and
+what it measured. Each codec kind subclasses :class:`CardBase` with its own fields and checks
+(``codec/modelcard.py``, ``akb/card.py``) and registers it in :mod:`testbed.zoo`. Loading checks
+every key and names the file and key of any problem.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from .runlog import write_bytes_atomic
+
+CARD_NAME = "model_card.yaml"
+
+
+class ModelCardError(ValueError):
+    pass
+
+
+def _is(v, kind) -> bool:
+    if kind is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, kind)
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "a mapping", list: "a list"}
+_TYPES = {"str": str, "int": int, "float": float, "dict": dict, "list[dict]": list, "list[int]": list,
+          "list[float]": list}
+
+
+@dataclass(kw_only=True)
+class CardBase:
+    """Fields every card has; a subclass adds its own and overrides :meth:`check`."""
+    KIND: ClassVar[str] = ""           # the card's ``codec:`` value
+    WHAT: ClassVar[str] = "a codec"    # the kind in words, for messages
+    HEADER: ClassVar[str] = "# Model card"
+    GRAPH_ROLES: ClassVar[tuple[str, ...]] = ()   # graphs that must be present
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("evaluation", "description")
+
+    name: str
+    codec: str
+    sha256: str                  # model identity: sha256 over the graphs' sha256
+    snr_range_db: list[float]
+    opset: int
+    parameters: int
+    git_commit: str
+    training: dict
+    evaluation: dict = field(default_factory=dict)
+    description: str = ""
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, p: Path, data: dict) -> "CardBase":
+        """A validated card from the YAML mapping ``data`` read from ``p``."""
+        if data.get("codec") != cls.KIND:
+            raise ModelCardError(f"{p}: codec {data.get('codec')!r} is not {cls.WHAT} (codec: {cls.KIND})")
+        check_keys(p, data, cls)
+        check_types(p, data, cls)
+        check_range(p, data, "snr_range_db")
+        check_training(p, data["training"])
+        cls.check(p, data)
+        return cls(**data)
+
+    @classmethod
+    def check(cls, p: Path, data: dict) -> None:
+        """Kind-specific checks beyond the field types (names the file and key)."""
+
+    # -- what every kind answers ---------------------------------------------------------------
+    def graphs_by_role(self) -> dict[str, dict]:
+        """Role -> ``{file, sha256}`` of every ONNX graph of the model."""
+        raise NotImplementedError
+
+    def cbrs(self) -> list[float]:
+        """The CBRs the model runs at: its operating points, or the ends of its range."""
+        raise NotImplementedError
+
+    def write(self, path: str | Path) -> None:
+        """Write the card atomically: name and codec first, the kind's fields, then the rest."""
+        d: dict[str, Any] = asdict(self)
+        base = [f.name for f in fields(CardBase)]
+        order = ["name", "codec"] + [k for k in d if k not in base] + [k for k in base if k not in ("name", "codec")]
+        text = self.HEADER + "\n" + yaml.safe_dump({k: d[k] for k in order}, sort_keys=False, width=100)
+        write_bytes_atomic(path, text.encode())
+
+
+def check_keys(p: Path, data: dict, card_cls) -> None:
+    """Unknown and missing keys of a card (the class's ``OPTIONAL`` keys may be missing)."""
+    names = {f.name for f in fields(card_cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ModelCardError(f"{p}: unknown key(s) {', '.join(unknown)}")
+    missing = sorted(names - set(card_cls.OPTIONAL) - set(data))
+    if missing:
+        raise ModelCardError(f"{p}: missing key(s) {', '.join(missing)}")
+
+
+def check_types(p: Path, data: dict, card_cls) -> None:
+    """Every key present has the type its dataclass field declares (int, float, str, dict, list
+    of numbers); a bool is not a number. Names the file and key."""
+    for f in fields(card_cls):
+        if f.name not in data:
+            continue
+        t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        kind = _TYPES.get(t)
+        if kind is None:
+            continue
+        v = data[f.name]
+        if not _is(v, kind):
+            raise ModelCardError(f"{p}: key '{f.name}' must be {_KIND_NAMES[kind]}, got {v!r}")
+        if t in ("list[int]", "list[float]"):
+            item = int if t == "list[int]" else float
+            bad = [x for x in v if not _is(x, item)]
+            if bad:
+                raise ModelCardError(f"{p}: key '{f.name}' must hold only "
+                                     f"{'integers' if item is int else 'numbers'}, got {bad[0]!r}")
+
+
+def check_range(p: Path, data: dict, key: str) -> None:
+    r = data[key]
+    if not (isinstance(r, list) and len(r) == 2 and all(_is(x, float) for x in r) and r[0] < r[1]):
+        raise ModelCardError(f"{p}: key '{key}' must be [min, max] (numbers) with min < max, got {r!r}")
+
+
+def check_graphs(p: Path, key: str, graphs: dict, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """``key`` maps each graph role to ``{file, sha256}``; every required role is there."""
+    for role in required:
+        if role not in graphs:
+            raise ModelCardError(f"{p}: {key}.{role} missing")
+    for role, v in graphs.items():
+        if role not in required + optional:
+            raise ModelCardError(f"{p}: {key}.{role}: unknown graph role (valid: {', '.join(required + optional)})")
+        if not isinstance(v, dict) or not {"file", "sha256"} <= set(v):
+            raise ModelCardError(f"{p}: {key}.{role} must have 'file' and 'sha256'")
+
+
+def check_training(p: Path, training: dict) -> None:
+    """``training.lineage``, when present: a list of stages, each a mapping with a ``command``."""
+    lineage = training.get("lineage")
+    if lineage is None:
+        return
+    if not isinstance(lineage, list) or not lineage:
+        raise ModelCardError(f"{p}: training.lineage must be a non-empty list of stages")
+    for i, st in enumerate(lineage):
+        if not isinstance(st, dict) or not isinstance(st.get("command"), str):
+            raise ModelCardError(f"{p}: training.lineage[{i}] must be a mapping with a 'command' string")
+
+
+def read_card(path: str | Path, card_cls: type[CardBase]) -> CardBase:
+    """The card at ``path`` validated as ``card_cls`` (its ``codec:`` must be that kind); a card
+    of any registered kind: :func:`testbed.zoo.load_card`."""
+    from .configfile import ConfigError, load_yaml
+
+    p = Path(path)
+    try:
+        data = load_yaml(p, "model card")
+    except ConfigError as e:
+        raise ModelCardError(str(e)) from None
+    return card_cls.from_dict(p, data)

@@ -1,0 +1,175 @@
+"""One interface for every codec kind, and the registry that maps a card's ``codec:`` to it.
+
+A codec kind is a card class (:class:`testbed.core.card.CardBase`) and a runtime class that
+follows :class:`Codec`; it is added with one call, ``register_codec(CardClass, RuntimeClass)``
+(the built-in kinds are registered in :mod:`testbed.zoo`). Experiments, GNU Radio blocks and
+agents use a codec only through :class:`Codec`, so they never ask which kind it is.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from .card import CARD_NAME, CardBase, ModelCardError
+from .configfile import ConfigError, load_yaml
+from .wire import SideInfo
+
+
+class ModelError(ValueError):
+    """A model folder that cannot be used (missing or mismatched graphs, wrong kind, bad CBR)."""
+
+
+# command-line spelling of the codec options, for messages that name what the user gave
+OPTION_FLAGS = {"ckb": "--no-ckb", "skb": "--no-skb", "allocation": "--allocation", "figures": "--figures"}
+OPTION_DEFAULTS = {"ckb": True, "skb": True, "allocation": "entropy", "figures": False}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """An operating point, checked by the codec (:meth:`Codec.rate`)."""
+    cbr: float                     # nominal CBR
+    symbols_per_location: int      # frame-header field: k of a fixed-rate codec; 0: a rate map per image
+    options: dict = field(default_factory=dict)   # the kind's options (e.g. ckb, skb, allocation)
+
+
+@dataclass
+class Encoded:
+    """One image as channel symbols."""
+    symbols: np.ndarray            # complex64, unit mean power, importance-major
+    cbr: float                     # channel symbols (side information included) / (H * W * 3)
+    symbols_per_location: int      # frame-header field (see :class:`Rate`)
+    side: SideInfo | None = None   # side information the header carries (variable-rate kinds)
+    fields: dict = field(default_factory=dict)   # the kind's log columns for this image
+    detail: Any = None             # the kind's own view of the image (figures, policy memory)
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """What every codec runtime offers (onnxruntime only; no torch)."""
+    card_class: ClassVar[type]     # its :class:`CardBase` subclass
+    variable_rate: ClassVar[bool]  # a rate map per image (side information) or a fixed k
+    name: str
+    sha256: str
+    dir: Path
+    card: CardBase
+    snr_range: tuple[float, float]
+
+    def cbr_range(self) -> tuple[float, float]: ...
+
+    def rate(self, cbr: float | None = None, **options) -> Rate:
+        """The operating point for a nominal ``cbr`` (None: the kind's default) and options;
+        refuses a CBR outside the model's range and options of another kind, naming them."""
+
+    def check_snr(self, snr_db: float) -> None: ...
+
+    def encode(self, image: np.ndarray, snr_db: float, rate: Rate, previous: Encoded | None = None) -> Encoded:
+        """[H, W, 3] uint8 -> :class:`Encoded`; ``previous``: the last image of the same stream."""
+
+    def decode(self, symbols: np.ndarray, snr_db: float, height: int, width: int,
+               side: SideInfo | None = None) -> np.ndarray:
+        """Received symbols (missing tail zero-filled) -> [H, W, 3] uint8."""
+
+    def n_symbols(self, symbols_per_location: int, side: SideInfo | None, height: int, width: int) -> int:
+        """Channel symbols of an image as announced by its frame header (and side information)."""
+
+    def received_fields(self, symbols_per_location: int, side: SideInfo | None, height: int, width: int) -> dict:
+        """The kind's log columns for a received image (before it is decoded)."""
+
+    def check_side(self, side: SideInfo | None) -> str | None:
+        """Why this receiver cannot decode an image with ``side`` (e.g. another source KB), or None."""
+
+
+def warn_outside_snr_range(snr_db: float, snr_range, name: str) -> None:
+    """A warning (not an error) for an SNR outside a model's trained range."""
+    lo, hi = snr_range
+    if not lo <= snr_db <= hi:
+        logging.getLogger(__name__).warning("SNR %g dB is outside the model's trained range %g..%g dB (%s); "
+                    "results are extrapolated", snr_db, lo, hi, name)
+
+
+def refuse_options(codec_name: str, supported: tuple[str, ...], options: dict) -> None:
+    """Options a codec kind does not have, when set to other than their defaults, are refused,
+    naming the command-line flags given."""
+    given = []
+    for k, v in options.items():
+        if k in supported:
+            continue
+        if k not in OPTION_DEFAULTS:
+            raise ValueError(f"unknown codec option {k!r}")
+        if v != OPTION_DEFAULTS[k]:
+            given.append(OPTION_FLAGS[k] + (f" {v}" if k == "allocation" else ""))
+    if given:
+        raise ValueError(f"{' '.join(given)}: need an AKB codec; {codec_name} is a fixed-rate codec")
+
+
+# -- the registry -----------------------------------------------------------------------------------
+
+_KINDS: dict[str, tuple[type, type]] = {}
+
+
+def register_codec(card_class: type, runtime_class: type) -> None:
+    """Add a codec kind: cards with ``codec: <card_class.KIND>`` load as ``card_class`` and run
+    as ``runtime_class``."""
+    kind = card_class.KIND
+    if not kind:
+        raise ValueError(f"{card_class.__name__}: KIND is empty")
+    if kind in _KINDS and _KINDS[kind] != (card_class, runtime_class):
+        raise ValueError(f"codec kind {kind!r} is already registered")
+    _KINDS[kind] = (card_class, runtime_class)
+
+
+def codec_kinds() -> list[str]:
+    return sorted(_KINDS)
+
+
+def load_card(path: str | Path) -> CardBase:
+    """A validated card of any registered kind (by its ``codec:`` key)."""
+    p = Path(path)
+    try:
+        data = load_yaml(p, "model card")
+    except ConfigError as e:
+        raise ModelCardError(str(e)) from None
+    kind = data.get("codec")
+    if kind not in _KINDS:
+        raise ModelCardError(f"{p}: key 'codec': {kind!r} is not a known codec kind "
+                             f"(known: {', '.join(codec_kinds())})")
+    return _KINDS[kind][0].from_dict(p, data)
+
+
+def write_card(path: str | Path, card: CardBase) -> None:
+    card.write(path)
+
+
+def resolve_model_dir(model: str | Path, models_dir: str | Path | None = None) -> Path:
+    """Accept a model folder, its card or one of its graphs; also a model name found on the
+    model search path (:mod:`testbed.core.paths`)."""
+    from .paths import find_model, models_dir as default_dir
+
+    p = Path(model)
+    if p.is_file():
+        p = p.parent
+    if not p.exists():
+        found = find_model(str(model), models_dir)
+        if found is None:
+            where = models_dir or default_dir()
+            raise ModelError(f"{model}: no such model folder (and no model of that name in {where})")
+        p = found
+    if not (p / CARD_NAME).exists():
+        raise ModelError(f"{p}: not a model folder ({CARD_NAME} missing)")
+    return p
+
+
+def open_codec(model: str | Path, threads: int = 0, spinning: bool = True, models_dir: str | Path | None = None,
+               **kwargs) -> Codec:
+    """The runtime of the model's kind. ``spinning=False`` for codecs that run inside a flowgraph
+    (see :mod:`testbed.core.ortsession`)."""
+    d = resolve_model_dir(model, models_dir)
+    try:
+        card = load_card(d / CARD_NAME)
+    except ModelCardError as e:
+        raise ModelError(str(e)) from None
+    return _KINDS[card.codec][1](d, threads=threads, spinning=spinning, **kwargs)
