@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from tests.helpers import REPO
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None,

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..codec.layers import GDN, ContextAttention, ResBlock, down_conv, up_conv
-from ..codec.model import SNR_SCALE, pad_to_stride
+from ..codec.model import SNR_SCALE, count_parameters, pad_to_stride  # noqa: F401 (count_parameters: export)
 from . import placement as pl
 from . import ratemap as rm
 from .entropy import HyperPrior
@@ -143,10 +143,6 @@ class AkbJSCC(nn.Module):
         mask = pl.symbol_mask(rates, self.cfg.max_symbols)
         side_rx = side_input(snr_rx, rates.mean(dim=(1, 2)), kb)
         return self.decoder(rx * mask[..., None], rates, side_rx)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @torch.no_grad()

@@ -18,31 +18,29 @@ Checkpoints are atomic; ``--resume`` continues a killed run exactly: the checkpo
 RNG the training draws from, including the process-wide torch RNG of the hyperprior's training
 noise (restored right before the training loop), and the log rows written after the checkpoint
 are dropped before they are written again. A new run refuses a folder that already holds a
-checkpoint unless ``--force`` (see :func:`testbed.core.trainargs.check_new_run`).
+checkpoint unless ``--force`` (see :func:`testbed.core.trainargs.check_new_run`). The loop,
+checkpoints and resume are :class:`testbed.core.trainer.Trainer`'s; :class:`AkbTrainer` gives it
+the model, source KB, the two phases' batch loss and the validation.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import logging
-import math
-import random
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..core import images as imgio
 from ..codec.channel import apply_channel
-from ..codec.train import DEFAULT_OUT, CropSampler, Ema, _device, _lr_at, psnr_from_mse
+from ..codec.checkpoint import load_v1
 from ..core import precision as prec
 from ..core import trainargs
+from ..core.crops import CropSampler
+from ..core.metrics import psnr_from_mse
 from ..core.trainargs import add_number_options
-from ..core.runlog import CsvLog, write_bytes_atomic, write_json_atomic
+from ..core.trainer import Trainer, lr_at, save_checkpoint
 from . import ratemap as rm
 from .model import AkbConfig, AkbJSCC, count_parameters, from_v1
 from .source_kb.embedder import ImageEmbedder
@@ -50,7 +48,7 @@ from .source_kb.kb import KbError, KnowledgeBase, kmeans
 
 log = logging.getLogger(__name__)
 
-AKB_OUT = DEFAULT_OUT.parent / "akb-v1"
+AKB_OUT = trainargs.default_out("akb-v1")
 BENCH_CBRS = (0.021, 0.036, 0.0625)
 
 
@@ -92,22 +90,6 @@ class AkbTrainConfig:
     precision: str = "fp32"          # fp32 | bf16 (testbed.core.precision)
     command: str = ""
     force: bool = False              # start over in an --out folder that holds a run (--force)
-
-
-def _load_v1(name: str):
-    p = Path(name)
-    if p.is_file():
-        from ..codec.train import load_model
-
-        try:
-            return load_model(p)
-        except Exception as e:  # e.g. an AKB checkpoint, or not a checkpoint at all
-            raise ValueError(f"--init-from {p}: not a codec v1 checkpoint of `testbed train codec` "
-                             f"({type(e).__name__}: {e})") from None
-    from ..codec.onnx_weights import load_from_onnx
-    from ..core.codecs import resolve_model_dir
-
-    return load_from_onnx(resolve_model_dir(name))
 
 
 @torch.no_grad()
@@ -196,10 +178,7 @@ def validate(model: AkbJSCC, arrays, kb_fn, snr_db: float, cbr: float, device, m
     return float(np.mean(psnrs)), float(np.mean(cbrs))
 
 
-def _save(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_bytes_atomic(path, buf.getvalue())
+_save = save_checkpoint     # the trainer writes its checkpoints through this name (tests stand in for it)
 
 
 def load_akb(path: str | Path, weights: str = "auto"):
@@ -214,200 +193,150 @@ def load_akb(path: str | Path, weights: str = "auto"):
     return model.eval(), emb.eval(), kb
 
 
-def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
-    out = Path(cfg.out)
-    ckpt_path = out / "checkpoint.pt"
-    trainargs.check_new_run(out, ckpt_path.name, resume, cfg.force, results=("best.pt", "final_metrics.json"))
-    out.mkdir(parents=True, exist_ok=True)
-    files = imgio.list_images(cfg.data)
-    log.info("loading %d training images from %s", len(files), cfg.data)
-    arrays = [imgio.load_rgb(f) for f in files]
-    val_arrays = [imgio.load_rgb(f) for f in imgio.list_images(cfg.val)][: cfg.val_images] if cfg.val else []
-    sampler = CropSampler(arrays, cfg.crop)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)     # before any model is built: --seed fixes a new run's initial weights
+class AkbTrainer(Trainer):
+    """`testbed train akb` on the shared loop (:class:`testbed.core.trainer.Trainer`): the entropy
+    phase (``--entropy-steps``, hyperprior only), then the joint phase."""
 
-    resuming = resume and ckpt_path.exists()
-    global_rng = None
-    if resuming:
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model = AkbJSCC(AkbConfig.from_dict(ck["akb_config"])).to(device)
-        model.load_state_dict(ck["model"])
-        emb = ImageEmbedder(model.cfg.widths, model.cfg.enc_kernels, dim=model.cfg.kb_dim)
-        emb.load_state_dict(ck["embedder"])
-        kb = KnowledgeBase(ck["kb_vectors"], "image-embedder", ck.get("kb_meta", {}))
-        step, best = ck["step"], ck.get("best_val", -1.0)
-        rng.bit_generator.state = ck["np_rng"]
-        gen.set_state(ck["torch_gen"])
-        random.setstate(ck["py_rng"])
-        global_rng = ck.get("global_rng")
+    what, title, config_key = "akb", "AKB codec", "akb_config"
+    train_columns = ["step", "phase", "loss_mse", "train_psnr_db", "bits_per_pixel", "lr", "elapsed_s"]
+    val_columns = ["step", "snr_db", "target_cbr", "mode", "cbr", "val_psnr_db"]
+    count_parameters = staticmethod(count_parameters)
+
+    def __init__(self, cfg: AkbTrainConfig, resume: bool = False):
+        super().__init__(cfg, resume)
+        self.val_after = cfg.entropy_steps      # validation in the joint phase only
+        self.run_mse: list[float] = []
+        self.run_bpp: list[float] = []
+
+    def load_data(self) -> None:
+        cfg = self.cfg
+        self.sampler = CropSampler(self.read_images(cfg.data, "training"), cfg.crop)
+        if cfg.val:
+            self.val_arrays = self.read_images(cfg.val)[: cfg.val_images]
+
+    def total_steps(self) -> int:
+        return self.cfg.entropy_steps + self.cfg.steps
+
+    def build_model(self, ck: dict | None) -> AkbJSCC:
+        cfg, device = self.cfg, self.device
+        if ck is not None:
+            model = AkbJSCC(AkbConfig.from_dict(ck["akb_config"])).to(device)
+            emb = ImageEmbedder(model.cfg.widths, model.cfg.enc_kernels, dim=model.cfg.kb_dim)
+            emb.load_state_dict(ck["embedder"])
+            kb = KnowledgeBase(ck["kb_vectors"], "image-embedder", ck.get("kb_meta", {}))
+        else:
+            v1 = load_v1(cfg.init_from)
+            model = from_v1(v1).to(device)
+            emb, kb = build_source_kb(v1, self.sampler, cfg, self.rng)
+            with torch.no_grad():
+                x = self.sampler.sample(self.rng, 16).to(device)
+                feats = model.encoder.analysis(x, torch.zeros(16, 2 + model.cfg.kb_dim, device=device)
+                                               + torch.tensor([0.5, 1.0] + [0.0] * model.cfg.kb_dim, device=device))
+                q = model.entropy.calibrate(model.encoder.latent(feats))
+            log.info("entropy model: quantisation step %.4g", q)
+        # the embedder stays on the CPU: _kb_vectors feeds it CPU images and reads its output with .numpy()
+        self.emb, self.kb = emb.eval(), kb
+        return model
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        cfg, model = self.cfg, self.model
+        codec_params = [p for n, p in model.named_parameters() if not n.startswith("entropy.")]
+        return torch.optim.Adam([
+            {"params": codec_params, "lr_scale": 1.0, "base": cfg.lr},
+            {"params": list(model.entropy.parameters()), "lr_scale": 1.0, "base": cfg.lr_entropy},
+        ], lr=cfg.lr)
+
+    def restore(self, ck: dict):
+        global_rng = super().restore(ck)
         if global_rng is None:
-            log.warning("%s predates saved global RNG states: the resumed run is not bit-exact", ckpt_path)
-        log.info("resumed from %s at step %d", ckpt_path, step)
-    else:
-        if resume:
-            log.warning("--resume given but %s does not exist; starting a new run", ckpt_path)
-        v1 = _load_v1(cfg.init_from)
-        model = from_v1(v1).to(device)
-        emb, kb = build_source_kb(v1, sampler, cfg, rng)
-        with torch.no_grad():
-            x = sampler.sample(rng, 16).to(device)
-            feats = model.encoder.analysis(x, torch.zeros(16, 2 + model.cfg.kb_dim, device=device)
-                                           + torch.tensor([0.5, 1.0] + [0.0] * model.cfg.kb_dim, device=device))
-            q = model.entropy.calibrate(model.encoder.latent(feats))
-        log.info("entropy model: quantisation step %.4g", q)
-        step, best = 0, -1.0
-    prec.check_precision(cfg.precision, device)
-    model = prec.prepare(model, cfg.precision)
-    emb = emb.eval()    # stays on the CPU: _kb_vectors feeds it CPU images and reads its output with .numpy()
+            log.warning("%s predates saved global RNG states: the resumed run is not bit-exact", self.ckpt_path)
+        return global_rng
 
-    codec_params = [p for n, p in model.named_parameters() if not n.startswith("entropy.")]
-    opt = torch.optim.Adam([
-        {"params": codec_params, "lr_scale": 1.0, "base": cfg.lr},
-        {"params": list(model.entropy.parameters()), "lr_scale": 1.0, "base": cfg.lr_entropy},
-    ], lr=cfg.lr)
-    ema = Ema(model, cfg.ema) if cfg.ema > 0 else None
-    if resuming:
-        opt.load_state_dict(ck["optimizer"])
-        if ema is not None and ck.get("ema") is not None:
-            ema.state = {k: v.to(device) for k, v in ck["ema"].items()}
-    eval_model = AkbJSCC(model.cfg).to(device) if ema is not None else model
+    def set_lr(self, step: int) -> float:
+        cfg = self.cfg
+        self.phase = "entropy" if step < cfg.entropy_steps else "joint"
+        joint = self.phase == "joint"
+        lr = lr_at(step - cfg.entropy_steps, cfg.lr, cfg.lr_min, cfg.warmup, cfg.steps) if joint else cfg.lr_entropy
+        self.opt.param_groups[0]["lr"] = lr if joint else 0.0
+        self.opt.param_groups[1]["lr"] = cfg.lr_entropy * (lr / cfg.lr if joint else 1.0)
+        return lr
 
-    def _eval_model():
-        if ema is not None:
-            eval_model.load_state_dict(ema.state)
-        return eval_model
+    def batch_loss(self, step: int):
+        cfg, rng, device, model = self.cfg, self.rng, self.device, self.model
+        x = self.sampler.sample(rng, cfg.batch).to(device)
+        b, _, H, W = x.shape
+        snr = torch.from_numpy(rng.uniform(cfg.snr_min_db, cfg.snr_max_db, b)).float().to(device)
+        cbrs = [_draw_cbr(rng, cfg) for _ in range(b)]
+        kb_vec = _kb_vectors(self.emb, self.kb, x)
+        kb_vec = kb_vec * torch.from_numpy((rng.random(b) >= cfg.p_no_kb).astype(np.float32))[:, None].to(device)
+        target = torch.tensor([c * 768.0 for c in cbrs], device=device)
+        if self.phase == "entropy":
+            with torch.no_grad(), prec.autocast(cfg.precision, device):
+                feats = model.encoder.analysis(prec.batch(x, cfg.precision),
+                                               torch.cat([torch.stack([snr / 20.0, target / 48.0], 1), kb_vec], 1))
+            with prec.autocast(cfg.precision, device):
+                bits, z_bits = model.entropy(model.encoder.latent(feats), True)
+            bits, z_bits = bits.float(), z_bits.float()
+            bpp = (bits.sum(dim=(1, 2)) + z_bits).mean() / (H * W)
+            return bpp, (None, bpp)
+        with prec.autocast(cfg.precision, device):
+            feats, bits, z_bits = model.analyse(prec.batch(x, cfg.precision), snr, target, kb_vec, noise=True)
+        bits, z_bits = bits.float(), z_bits.float()
+        bnp = bits.detach().cpu().numpy()
+        levels = np.stack([_draw_levels(bnp[i], cbrs[i], H, W, rng, cfg) for i in range(b)])
+        with prec.autocast(cfg.precision, device):
+            y = model.transmit(feats, torch.from_numpy(levels).to(device), snr, kb_vec,
+                               lambda z, s: apply_channel(z, s, "awgn", self.gen))
+        mse = torch.mean((y.float() - x) ** 2)
+        bpp = (bits.sum(dim=(1, 2)) + z_bits).mean() / (H * W)
+        return mse + cfg.entropy_weight * bpp, (mse.item(), bpp)
 
-    def _state(st):
-        return {"model": model.state_dict(), "ema": ema.state if ema is not None else None,
-                "akb_config": model.cfg.to_dict(), "optimizer": opt.state_dict(), "step": st,
-                "train_config": asdict(cfg), "np_rng": rng.bit_generator.state, "torch_gen": gen.get_state(),
-                "py_rng": random.getstate(), "global_rng": trainargs.global_rng_state(device),
-                "best_val": best, "embedder": emb.state_dict(),
-                "kb_vectors": kb.vectors, "kb_meta": kb.meta}
+    def on_accepted(self, loss: float, aux) -> None:
+        mse, bpp = aux
+        if mse is not None:
+            self.run_mse.append(mse)
+        self.run_bpp.append(bpp.item())
 
-    write_json_atomic(out / "train_config.json", asdict(cfg))
-    if resuming:  # the steps after the checkpoint run again and log again
-        for name in ("train_log.csv", "val_log.csv"):
-            trainargs.truncate_log(out / name, "step", step)
-    tlog = CsvLog(out / "train_log.csv", ["step", "phase", "loss_mse", "train_psnr_db", "bits_per_pixel",
-                                          "lr", "elapsed_s"], resume=resuming)
-    vlog = CsvLog(out / "val_log.csv", ["step", "snr_db", "target_cbr", "mode", "cbr", "val_psnr_db"],
-                  resume=resuming)
-    log.info("AKB codec: %d parameters, device %s, %d threads, precision %s", count_parameters(model), device,
-             torch.get_num_threads(), cfg.precision)
-    total = cfg.entropy_steps + cfg.steps
-    bar = tqdm(total=total, initial=step, desc="train akb", unit="step", dynamic_ncols=True)
-    t0 = trainargs.clock_start(out / "train_log.csv", resuming)
-    run_mse: list[float] = []
-    run_bpp: list[float] = []
-    kb_dim = model.cfg.kb_dim
-    model.train()
-    # last, after everything that builds modules (their init draws from it): the process-wide RNGs
-    # as they were at the checkpoint; the hyperprior's training noise comes from the torch one
-    trainargs.set_global_rng_state(global_rng)
-    try:
-        while step < total:
-            phase = "entropy" if step < cfg.entropy_steps else "joint"
-            jstep = step - cfg.entropy_steps
-            lr = _lr_at(max(0, jstep), _Sched(cfg)) if phase == "joint" else cfg.lr_entropy
-            opt.param_groups[0]["lr"] = lr if phase == "joint" else 0.0
-            opt.param_groups[1]["lr"] = cfg.lr_entropy * (lr / cfg.lr if phase == "joint" else 1.0)
-            x = sampler.sample(rng, cfg.batch).to(device)
-            b, _, H, W = x.shape
-            snr = torch.from_numpy(rng.uniform(cfg.snr_min_db, cfg.snr_max_db, b)).float().to(device)
-            cbrs = [_draw_cbr(rng, cfg) for _ in range(b)]
-            kb_vec = _kb_vectors(emb, kb, x)
-            kb_vec = kb_vec * torch.from_numpy((rng.random(b) >= cfg.p_no_kb).astype(np.float32))[:, None].to(device)
-            target = torch.tensor([c * 768.0 for c in cbrs], device=device)
-            if phase == "entropy":
-                with torch.no_grad(), prec.autocast(cfg.precision, device):
-                    feats = model.encoder.analysis(prec.batch(x, cfg.precision),
-                                                   torch.cat([torch.stack([snr / 20.0, target / 48.0], 1), kb_vec], 1))
-                with prec.autocast(cfg.precision, device):
-                    bits, z_bits = model.entropy(model.encoder.latent(feats), True)
-                bits, z_bits = bits.float(), z_bits.float()
-                bpp = (bits.sum(dim=(1, 2)) + z_bits).mean() / (H * W)
-                loss = bpp
-                mse_v = float("nan")
-            else:
-                with prec.autocast(cfg.precision, device):
-                    feats, bits, z_bits = model.analyse(prec.batch(x, cfg.precision), snr, target, kb_vec, noise=True)
-                bits, z_bits = bits.float(), z_bits.float()
-                bnp = bits.detach().cpu().numpy()
-                levels = np.stack([_draw_levels(bnp[i], cbrs[i], H, W, rng, cfg) for i in range(b)])
-                with prec.autocast(cfg.precision, device):
-                    y = model.transmit(feats, torch.from_numpy(levels).to(device), snr, kb_vec,
-                                       lambda z, s: apply_channel(z, s, "awgn", gen))
-                mse = torch.mean((y.float() - x) ** 2)
-                bpp = (bits.sum(dim=(1, 2)) + z_bits).mean() / (H * W)
-                loss = mse + cfg.entropy_weight * bpp
-                mse_v = mse.item()
-            opt.zero_grad(set_to_none=True)
-            if not math.isfinite(loss.item()):
-                log.warning("step %d: non-finite loss skipped", step)
-            else:
-                loss.backward()
-                gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                if not math.isfinite(float(gn)):  # a finite loss with a NaN/inf gradient: skipped too
-                    log.warning("step %d: non-finite gradient norm skipped", step)
-                else:
-                    opt.step()
-                    if ema is not None:
-                        ema.update(model)
-                    if phase == "joint":
-                        run_mse.append(mse_v)
-                    run_bpp.append(bpp.item())
-            step += 1
-            bar.update(1)
-            if step % 20 == 0:
-                post = {"bpp": f"{np.mean(run_bpp[-50:]):.3f}"}
-                if run_mse:
-                    post["psnr"] = f"{psnr_from_mse(np.mean(run_mse[-50:])):.2f}"
-                bar.set_postfix(post)
-            # validation before the checkpoint of the same step, so that the checkpoint carries its best
-            # ... and at the last step, as the codec trainer does (the final weights are always validated)
-            if val_arrays and phase == "joint" and ((jstep + 1) % cfg.val_every == 0 or step == total):
-                em = _eval_model()
-                kb_fn = lambda img: _kb_vectors(emb, kb, img)  # noqa: E731
-                vals = []
-                for c in (BENCH_CBRS[0], BENCH_CBRS[2]):
-                    v, c_act = validate(em, val_arrays, kb_fn, 10.0, c, device)
-                    vals.append(v)
-                    vlog.append({"step": step, "snr_db": 10.0, "target_cbr": c, "mode": "preset",
-                                 "cbr": c_act, "val_psnr_db": v})
-                    bar.write(f"step {step}: val PSNR {v:.2f} dB (SNR 10 dB, CBR {c_act:.4f}, entropy preset)", file=sys.stderr)
-                if float(np.mean(vals)) > best:
-                    best = float(np.mean(vals))
-                    _save(out / "best.pt", _state(step))
-            if step % cfg.ckpt_every == 0 or step == total:
-                m = float(np.mean(run_mse)) if run_mse else None
-                tlog.append({"step": step, "phase": phase, "loss_mse": m,
-                             "train_psnr_db": psnr_from_mse(m) if m else None,
-                             "bits_per_pixel": float(np.mean(run_bpp)) if run_bpp else None,
-                             "lr": lr, "elapsed_s": round(time.time() - t0, 1)})
-                run_mse, run_bpp = [], []
-                _save(ckpt_path, _state(step))
-    finally:
-        bar.close()
-        tlog.close()
-        vlog.close()
-    # best_val: the best validation score in dB; None when the run had no --val
-    final = {"step": step, "parameters": count_parameters(model), "best_val": best if cfg.val else None}
-    write_json_atomic(out / "final_metrics.json", final)
-    return final
+    def postfix(self, lr: float) -> dict:
+        post = {"bpp": f"{np.mean(self.run_bpp[-50:]):.3f}"}
+        if self.run_mse:
+            post["psnr"] = f"{psnr_from_mse(np.mean(self.run_mse[-50:])):.2f}"
+        return post
+
+    def run_validation(self, model: AkbJSCC) -> list[float]:
+        kb_fn = lambda img: _kb_vectors(self.emb, self.kb, img)  # noqa: E731
+        vals = []
+        for c in (BENCH_CBRS[0], BENCH_CBRS[2]):
+            v, c_act = validate(model, self.val_arrays, kb_fn, 10.0, c, self.device)
+            vals.append(v)
+            self.vlog.append({"step": self.step, "snr_db": 10.0, "target_cbr": c, "mode": "preset",
+                              "cbr": c_act, "val_psnr_db": v})
+            self.bar.write(f"step {self.step}: val PSNR {v:.2f} dB (SNR 10 dB, CBR {c_act:.4f}, entropy preset)",
+                           file=sys.stderr)
+        return vals
+
+    def log_row(self, lr: float, elapsed: float, now: float) -> dict:
+        m = float(np.mean(self.run_mse)) if self.run_mse else None
+        return {"step": self.step, "phase": self.phase, "loss_mse": m, "train_psnr_db": psnr_from_mse(m) if m else None,
+                "bits_per_pixel": float(np.mean(self.run_bpp)) if self.run_bpp else None, "lr": lr, "elapsed_s": elapsed}
+
+    def end_interval(self) -> None:
+        self.run_mse, self.run_bpp = [], []
+
+    def checkpoint_extras(self) -> dict:
+        return {"embedder": self.emb.state_dict(), "kb_vectors": self.kb.vectors, "kb_meta": self.kb.meta}
+
+    def write_checkpoint(self, path) -> None:
+        _save(path, self.state())
+
+    def final_metrics(self) -> dict:
+        # best_val: the best validation score in dB; None when the run had no --val
+        return {"step": self.step, "parameters": count_parameters(self.model),
+                "best_val": self.best if self.cfg.val else None}
 
 
-class _Sched:
-    """Adapter giving :func:`testbed.codec.train._lr_at` the joint phase's schedule."""
-
-    def __init__(self, cfg: AkbTrainConfig):
-        self.lr, self.lr_min, self.warmup, self.steps = cfg.lr, cfg.lr_min, cfg.warmup, cfg.steps
+def train(cfg: AkbTrainConfig, resume: bool = False) -> dict:
+    return AkbTrainer(cfg, resume).run()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

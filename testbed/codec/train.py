@@ -7,38 +7,38 @@ and ``--resume`` continues exactly where a killed run stopped (model, optimiser,
 loss-spike guard): the resumed run ends with the weights of an uninterrupted one, and the log
 rows written after the checkpoint are dropped before they are written again. A new run refuses a
 folder that already holds a checkpoint unless ``--force`` (see :func:`trainargs.check_new_run`).
+
+The loop, checkpoints and resume are :class:`testbed.core.trainer.Trainer`'s; :class:`CodecTrainer`
+gives it the model (new, ``--init-from``, or a checkpoint's), the batch loss, the loss-spike guard
+and the validation.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import logging
 import math
-import os
-import random
 import sys
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..core import images as imgio
 from ..core import precision as prec
 from ..core import trainargs
-from ..core.runlog import CsvLog, write_bytes_atomic, write_json_atomic
+from ..core.crops import CropSampler
+from ..core.metrics import psnr_from_mse
+from ..core.trainer import Trainer, checkpoint_state, lr_at, save_checkpoint
 from . import stream as st
 from . import symbols as sym
 from .channel import apply_channel
+from .checkpoint import load_model, load_v1  # noqa: F401 (load_model: `testbed export`, tests)
 from .model import JSCC, CodecConfig, count_parameters, grow, pad_to_stride
 from .pca_init import init_linear_paths
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = Path(os.environ.get("TESTBED_CACHE", Path.home() / ".cache" / "testbed")) / "codec-v1"
+DEFAULT_OUT = trainargs.default_out("codec-v1")
 
 
 @dataclass
@@ -75,62 +75,6 @@ class TrainConfig:
     force: bool = False              # start over in an --out folder that holds a run (--force)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-class CropSampler:
-    """Random crops + horizontal/vertical flips from images held in memory as uint8.
-
-    ``mosaic`` m > 1: each sample is an m x m canvas of independent crops (side ``m * crop``).
-    In a single crop every pixel lies within crop/2 of a border, and the codec learns to count
-    on that (zero padding tells a convolution where the border is): on whole Kodak images, whose
-    middle lies 256 pixels from any border, it is worse than when the same image is coded in
-    256-pixel tiles (BENCHMARKS.md, "Stage 4"). A canvas puts most of its pixels far from a border
-    while every crop still comes from one training image."""
-
-    def __init__(self, arrays: list[np.ndarray], crop: int, mosaic: int = 1):
-        self.arrays = arrays
-        self.crop = crop
-        self.mosaic = int(mosaic)
-
-    def sample(self, rng: np.random.Generator, n: int) -> torch.Tensor:
-        c, m = self.crop, self.mosaic
-        if m > 1:
-            tiles = self._crops(rng, n * m * m)               # [n*m*m, c, c, 3]
-            canvas = tiles.reshape(n, m, m, c, c, 3).transpose(0, 1, 3, 2, 4, 5).reshape(n, m * c, m * c, 3)
-            return torch.from_numpy(np.ascontiguousarray(canvas)).permute(0, 3, 1, 2).float().div_(255.0)
-        return torch.from_numpy(self._crops(rng, n)).permute(0, 3, 1, 2).float().div_(255.0)
-
-    def _crops(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        out = np.empty((n, self.crop, self.crop, 3), dtype=np.uint8)
-        c = self.crop
-        for i in range(n):
-            a = self.arrays[rng.integers(len(self.arrays))]
-            h, w = a.shape[:2]
-            if h < c or w < c:
-                a = np.pad(a, ((0, max(0, c - h)), (0, max(0, c - w)), (0, 0)), mode="reflect")
-                h, w = a.shape[:2]
-            y = rng.integers(h - c + 1)
-            x = rng.integers(w - c + 1)
-            p = a[y : y + c, x : x + c]
-            if rng.random() < 0.5:
-                p = p[:, ::-1]
-            if rng.random() < 0.5:
-                p = p[::-1]
-            out[i] = p
-        return out
-
-
-def _lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
-
-
 def _draw_k(rng: np.random.Generator, n: int, cfg: TrainConfig) -> torch.Tensor:
     ks = []
     for _ in range(n):
@@ -149,10 +93,6 @@ def _channel_fn(cfg: TrainConfig, rng: np.random.Generator, gen: torch.Generator
         return apply_channel(x, snr_db, ch, gen)
 
     return fn
-
-
-def psnr_from_mse(mse: float) -> float:
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 @torch.no_grad()
@@ -178,276 +118,158 @@ def validate(model: JSCC, arrays: list[np.ndarray], snr_db: float, k: int, devic
     return float(np.mean(psnrs))
 
 
-class Ema:
-    """Exponential moving average of a model's parameters and buffers."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.state[k].mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
-            else:
-                self.state[k].copy_(v)
+def _save_checkpoint(path, model, opt, step, cfg, rng, gen, best, ema=None, recent_loss=None) -> None:
+    save_checkpoint(path, checkpoint_state(model, opt, step, cfg, rng, gen, best, ema, "codec_config",
+                                           recent_loss=list(recent_loss or [])))
 
 
-def _initial_model(cfg: TrainConfig, device) -> JSCC | None:
-    """The model named by ``cfg.init_from`` (ONNX model folder or checkpoint), or None."""
-    if not cfg.init_from:
-        return None
-    p = Path(cfg.init_from)
-    if p.is_file():
-        try:
-            return load_model(p, map_location=device)
-        except Exception as e:  # e.g. an AKB checkpoint, or not a checkpoint at all
-            raise ValueError(f"--init-from {p}: not a codec v1 checkpoint of `testbed train codec` "
-                             f"({type(e).__name__}: {e})") from None
-    from .onnx_weights import load_from_onnx
-    from .runtime import resolve_model_dir
+class CodecTrainer(Trainer):
+    """`testbed train codec` on the shared loop (:class:`testbed.core.trainer.Trainer`)."""
 
-    return load_from_onnx(resolve_model_dir(cfg.init_from))
+    what, title, config_key = "codec", "model", "codec_config"
+    train_columns = ["step", "loss_mse", "train_psnr_db", "lr", "elapsed_s", "images_per_s", "skipped"]
+    val_columns = ["step", "snr_db", "symbols_per_location", "val_psnr_db"]
+    count_parameters = staticmethod(count_parameters)
 
+    def load_data(self) -> None:
+        cfg = self.cfg
+        self.train_arrays = self.read_images(cfg.data, "training")
+        if cfg.val:
+            self.val_arrays = self.read_images(cfg.val)
+        self.sampler = CropSampler(self.train_arrays, cfg.crop, cfg.mosaic)
+        # the losses of the spike guard: the last 50 accepted ones before the last checkpoint
+        # (checkpointed) and those accepted since
+        self.recent_loss: list[float] = []
+        self.run_loss: list[float] = []
 
-def _save_checkpoint(path: Path, model, opt, step, cfg, rng, gen, best, ema: Ema | None = None,
-                     recent_loss: list[float] | None = None):
-    buf = io.BytesIO()
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "ema": ema.state if ema is not None else None,
-            "codec_config": model.cfg.to_dict(),
-            "optimizer": opt.state_dict(),
-            "step": step,
-            "train_config": asdict(cfg),
-            "np_rng": rng.bit_generator.state,
-            "torch_gen": gen.get_state(),
-            "py_rng": random.getstate(),
-            "global_rng": trainargs.global_rng_state(gen.device),
-            "recent_loss": list(recent_loss or []),
-            "best_val": best,
-        },
-        buf,
-    )
-    write_bytes_atomic(path, buf.getvalue())
-
-
-def load_model(path: str | Path, map_location="cpu", weights: str = "auto") -> JSCC:
-    """Model of a checkpoint; ``weights`` = "ema" | "raw" | "auto" (EMA when the run kept one)."""
-    ck = torch.load(path, map_location=map_location, weights_only=False)
-    model = JSCC(CodecConfig.from_dict(ck["codec_config"]))
-    use_ema = weights == "ema" or (weights == "auto" and ck.get("ema") is not None)
-    if use_ema and ck.get("ema") is None:
-        raise ValueError(f"{path}: this checkpoint has no EMA weights")
-    model.load_state_dict(ck["ema"] if use_ema else ck["model"])
-    model.eval()
-    return model
-
-
-def train(cfg: TrainConfig, resume: bool = False) -> dict:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
-    out = Path(cfg.out)
-    ckpt_path = out / "checkpoint.pt"
-    trainargs.check_new_run(out, ckpt_path.name, resume, cfg.force, results=("best.pt", "final_metrics.json"))
-    out.mkdir(parents=True, exist_ok=True)
-
-    files = imgio.list_images(cfg.data)
-    log.info("loading %d training images from %s", len(files), cfg.data)
-    train_arrays = [imgio.load_rgb(f) for f in files]
-    val_arrays: list[np.ndarray] = []
-    if cfg.val:
-        vfiles = imgio.list_images(cfg.val)
-        val_arrays = [imgio.load_rgb(f) for f in vfiles]
-
-    # seeded before any model is built: --seed fixes a new run's initial weights
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-
-    # a resumed run takes its architecture and weights from the checkpoint; --init-from only
-    # seeds a new run (the model it names may be gone by the time the run is resumed)
-    resuming = resume and ckpt_path.exists()
-    init = None if resuming else _initial_model(cfg, device)
-    if resuming:
-        ck_cfg = CodecConfig.from_dict(torch.load(ckpt_path, map_location="cpu", weights_only=False)["codec_config"])
-        if (ck_cfg.max_symbols, ck_cfg.snr_min_db, ck_cfg.snr_max_db) != (cfg.max_symbols, cfg.snr_min_db, cfg.snr_max_db):
-            raise ValueError(
-                f"{ckpt_path}: checkpoint codec config {ck_cfg.to_dict()} does not match the requested "
-                f"max_symbols={cfg.max_symbols}, SNR range {cfg.snr_min_db:g}..{cfg.snr_max_db:g} dB")
-        if cfg.res_blocks and list(cfg.res_blocks) != [ck_cfg.enc_res_blocks, ck_cfg.dec_res_blocks]:
-            raise ValueError(f"--res-blocks {','.join(map(str, cfg.res_blocks))}: the checkpoint {ckpt_path} has "
-                             f"{ck_cfg.enc_res_blocks},{ck_cfg.dec_res_blocks}")
-        model = JSCC(ck_cfg).to(device)
-    elif init is not None:
-        if init.cfg.max_symbols != cfg.max_symbols:
-            raise ValueError(f"{cfg.init_from}: has {init.cfg.max_symbols} symbols per block, "
-                             f"training asks for {cfg.max_symbols} (--max-symbols)")
-        # the SNR range is the model's record of what it was trained on (not an input of its
-        # layers): a run that fine-tunes over --snr-range records that range, so that its
-        # checkpoint matches the run's configuration (and --resume accepts it)
-        init.cfg = dataclasses.replace(init.cfg, snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)
-        if cfg.res_blocks:
-            try:
-                init = grow(init, *cfg.res_blocks)
-            except ValueError as e:
-                raise ValueError(f"--res-blocks with --init-from {cfg.init_from}: {e}") from None
-        model = init.to(device)
-    else:
+    def build_model(self, ck: dict | None) -> JSCC:
+        # a resumed run takes its architecture and weights from the checkpoint; --init-from only
+        # seeds a new run (the model it names may be gone by the time the run is resumed)
+        cfg, device = self.cfg, self.device
+        if ck is not None:
+            ck_cfg = CodecConfig.from_dict(ck["codec_config"])
+            if (ck_cfg.max_symbols, ck_cfg.snr_min_db, ck_cfg.snr_max_db) != (cfg.max_symbols, cfg.snr_min_db, cfg.snr_max_db):
+                raise ValueError(
+                    f"{self.ckpt_path}: checkpoint codec config {ck_cfg.to_dict()} does not match the requested "
+                    f"max_symbols={cfg.max_symbols}, SNR range {cfg.snr_min_db:g}..{cfg.snr_max_db:g} dB")
+            if cfg.res_blocks and list(cfg.res_blocks) != [ck_cfg.enc_res_blocks, ck_cfg.dec_res_blocks]:
+                raise ValueError(f"--res-blocks {','.join(map(str, cfg.res_blocks))}: the checkpoint {self.ckpt_path} "
+                                 f"has {ck_cfg.enc_res_blocks},{ck_cfg.dec_res_blocks}")
+            model = JSCC(ck_cfg).to(device)
+            if ck["codec_config"] != model.cfg.to_dict():
+                raise ValueError(f"{self.ckpt_path}: checkpoint codec config {ck['codec_config']} does not match "
+                                 f"requested {model.cfg.to_dict()}")
+            return model
+        if cfg.init_from:
+            init = load_v1(cfg.init_from, map_location=device)
+            if init.cfg.max_symbols != cfg.max_symbols:
+                raise ValueError(f"{cfg.init_from}: has {init.cfg.max_symbols} symbols per block, "
+                                 f"training asks for {cfg.max_symbols} (--max-symbols)")
+            # the SNR range is the model's record of what it was trained on (not an input of its
+            # layers): a run that fine-tunes over --snr-range records that range, so that its
+            # checkpoint matches the run's configuration (and --resume accepts it)
+            init.cfg = dataclasses.replace(init.cfg, snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)
+            if cfg.res_blocks:
+                try:
+                    init = grow(init, *cfg.res_blocks)
+                except ValueError as e:
+                    raise ValueError(f"--res-blocks with --init-from {cfg.init_from}: {e}") from None
+            log.info("starting from the weights of %s", cfg.init_from)
+            return init.to(device)
         enc_res, dec_res = cfg.res_blocks or (1, 1)
         model = JSCC(CodecConfig(max_symbols=cfg.max_symbols, enc_res_blocks=enc_res, dec_res_blocks=dec_res,
                                  snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)).to(device)
-    prec.check_precision(cfg.precision, device)
-    model = prec.prepare(model, cfg.precision)
-    linear = [p for n, p in model.named_parameters() if ".linear." in n]
-    deep = [p for n, p in model.named_parameters() if ".linear." not in n]
-    opt = torch.optim.Adam([{"params": deep, "lr_scale": 1.0},
-                            {"params": linear, "lr_scale": cfg.lr_linear_scale}], lr=cfg.lr)
-    step = 0
-    best = -1.0
-    recent_loss: list[float] = []
-    global_rng = None
-    if resuming:
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ck["codec_config"] != model.cfg.to_dict():
-            raise ValueError(
-                f"{ckpt_path}: checkpoint codec config {ck['codec_config']} does not match "
-                f"requested {model.cfg.to_dict()}"
-            )
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        ema_state = ck.get("ema")
-        step = ck["step"]
-        rng.bit_generator.state = ck["np_rng"]
-        gen.set_state(ck["torch_gen"])
-        random.setstate(ck["py_rng"])
-        global_rng = ck.get("global_rng")
-        recent_loss = list(ck.get("recent_loss", []))
-        best = ck.get("best_val", -1.0)
-        log.info("resumed from %s at step %d", ckpt_path, step)
-    else:
-        ema_state = None
-        if resume:
-            log.warning("--resume given but %s does not exist; starting from scratch", ckpt_path)
-        if init is None:
-            try:
-                info = init_linear_paths(model, train_arrays, np.random.default_rng(cfg.seed + 1))
-            except ValueError as e:
-                raise ValueError(f"--data {cfg.data}: {e}") from None
-            log.info("linear path initialised from PCA (energy kept %.4f)", info["energy_kept"])
-        else:
-            log.info("starting from the weights of %s", cfg.init_from)
-    ema = Ema(model, cfg.ema) if cfg.ema > 0 else None
-    if ema is not None and ema_state is not None:
-        ema.state = {k: v.to(device) for k, v in ema_state.items()}
-    # the model validated and saved as best.pt: the EMA weights when kept
-    eval_model = JSCC(model.cfg).to(device) if ema is not None else model
+        try:
+            info = init_linear_paths(model, self.train_arrays, np.random.default_rng(cfg.seed + 1))
+        except ValueError as e:
+            raise ValueError(f"--data {cfg.data}: {e}") from None
+        log.info("linear path initialised from PCA (energy kept %.4f)", info["energy_kept"])
+        return model
 
-    def _eval_model() -> JSCC:
-        if ema is not None:
-            eval_model.load_state_dict(ema.state)
-        return eval_model
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        linear = [p for n, p in self.model.named_parameters() if ".linear." in n]
+        deep = [p for n, p in self.model.named_parameters() if ".linear." not in n]
+        return torch.optim.Adam([{"params": deep, "lr_scale": 1.0},
+                                 {"params": linear, "lr_scale": self.cfg.lr_linear_scale}], lr=self.cfg.lr)
 
-    write_json_atomic(out / "train_config.json", asdict(cfg))
-    if step > 0:  # resumed: the steps after the checkpoint run again and log again
-        for name in ("train_log.csv", "val_log.csv"):
-            trainargs.truncate_log(out / name, "step", step)
-    tlog = CsvLog(out / "train_log.csv",
-                  ["step", "loss_mse", "train_psnr_db", "lr", "elapsed_s", "images_per_s", "skipped"],
-                  resume=resume and step > 0)
-    vlog = CsvLog(out / "val_log.csv", ["step", "snr_db", "symbols_per_location", "val_psnr_db"],
-                  resume=resume and step > 0)
-    sampler = CropSampler(train_arrays, cfg.crop, cfg.mosaic)
-    chan = _channel_fn(cfg, rng, gen)
-    log.info("model: %d parameters, device %s, %d threads, precision %s", count_parameters(model), device,
-             torch.get_num_threads(), cfg.precision)
+    def restore(self, ck: dict):
+        self.recent_loss = list(ck.get("recent_loss", []))
+        return super().restore(ck)
 
-    model.train()
-    # last, after everything that builds modules: the process-wide RNGs as they were at the checkpoint
-    trainargs.set_global_rng_state(global_rng)
-    t0 = trainargs.clock_start(out / "train_log.csv", resume and step > 0)
-    t_last, n_last = time.time(), 0
-    run_loss: list[float] = []
-    skipped = 0
-    bar = tqdm(total=cfg.steps, initial=step, desc="train codec", unit="step", dynamic_ncols=True)
-    try:
-        while step < cfg.steps:
-            lr = _lr_at(step, cfg)
-            for g in opt.param_groups:
-                g["lr"] = lr * g["lr_scale"]
-            x = sampler.sample(rng, cfg.batch).to(device)
-            snr = torch.from_numpy(rng.uniform(cfg.snr_min_db, cfg.snr_max_db, cfg.batch)).float().to(device)
-            k = _draw_k(rng, cfg.batch, cfg).to(device)
-            with prec.autocast(cfg.precision, device):
-                y = model(prec.batch(x, cfg.precision), snr, k, chan)
-            loss = torch.mean((y.float() - x) ** 2)
-            opt.zero_grad(set_to_none=True)
-            lv = loss.item()
-            # the last 50 accepted losses, across checkpoints (run_loss restarts at each one)
-            recent = (recent_loss + run_loss)[-50:]
-            if not math.isfinite(lv) or (len(recent) >= 10 and lv > 20 * float(np.median(recent))):
-                skipped += 1  # a loss spike: do not let one bad batch wreck the model
-                log.warning("step %d: loss %.4g skipped (recent median %.4g)", step, lv,
-                            float(np.median(recent)) if recent else float("nan"))
-            else:
-                loss.backward()
-                gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                if not math.isfinite(float(gn)):  # a finite loss with a NaN/inf gradient: skipped too
-                    skipped += 1
-                    log.warning("step %d: non-finite gradient norm skipped (loss %.4g)", step, lv)
-                else:
-                    opt.step()
-                    if ema is not None:
-                        ema.update(model)
-                    run_loss.append(lv)
-            step += 1
-            n_last += cfg.batch
-            bar.update(1)
-            if step % 20 == 0:
-                bar.set_postfix(psnr=f"{psnr_from_mse(np.mean(run_loss[-50:])):.2f}", lr=f"{lr:.1e}")
-            # validation before the checkpoint of the same step, so that the checkpoint carries its best
-            if val_arrays and (step % cfg.val_every == 0 or step == cfg.steps):
-                sub = val_arrays[: cfg.val_images]
-                vals = []
-                for k_val in sorted(set(cfg.operating_points)):
-                    v = validate(_eval_model(), sub, 10.0, k_val, device)
-                    vals.append(v)
-                    vlog.append({"step": step, "snr_db": 10.0, "symbols_per_location": k_val, "val_psnr_db": v})
-                    bar.write(f"step {step}: val PSNR {v:.2f} dB (SNR 10 dB, k={k_val})", file=sys.stderr)
-                if float(np.mean(vals)) > best:
-                    best = float(np.mean(vals))
-                    _save_checkpoint(out / "best.pt", model, opt, step, cfg, rng, gen, best, ema, recent_loss)
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                now = time.time()
-                m = float(np.mean(run_loss)) if run_loss else float("nan")
-                tlog.append({"step": step, "loss_mse": m, "train_psnr_db": psnr_from_mse(m) if run_loss else None,
-                             "lr": lr, "elapsed_s": round(now - t0, 1),
-                             "images_per_s": n_last / max(1e-9, now - t_last), "skipped": skipped})
-                recent_loss = (recent_loss + run_loss)[-50:]
-                run_loss, t_last, n_last, skipped = [], now, 0, 0
-                _save_checkpoint(ckpt_path, model, opt, step, cfg, rng, gen, best, ema, recent_loss)
-    finally:
-        bar.close()
-        tlog.close()
-        vlog.close()
+    def setup(self):
+        global_rng = super().setup()
+        self.chan = _channel_fn(self.cfg, self.rng, self.gen)
+        return global_rng
 
-    final = {"step": step, "parameters": count_parameters(model)}
-    if val_arrays:
-        res = []
-        for k_val in sorted(set(cfg.operating_points)):
-            for snr_db in (0.0, 10.0, 20.0):
-                v = validate(_eval_model(), val_arrays, snr_db, k_val, device)
-                res.append({"snr_db": snr_db, "symbols_per_location": k_val,
-                            "cbr": k_val / (sym.STRIDE * sym.STRIDE * 3), "val_psnr_db": v})
-                log.info("final val: SNR %.0f dB, k=%d: %.2f dB", snr_db, k_val, v)
-        final["validation"] = res
-        final["val_images"] = len(val_arrays)
-    write_json_atomic(out / "final_metrics.json", final)
-    return final
+    def set_lr(self, step: int) -> float:
+        cfg = self.cfg
+        lr = lr_at(step, cfg.lr, cfg.lr_min, cfg.warmup, cfg.steps)
+        for g in self.opt.param_groups:
+            g["lr"] = lr * g["lr_scale"]
+        return lr
+
+    def batch_loss(self, step: int):
+        cfg, rng, device = self.cfg, self.rng, self.device
+        x = self.sampler.sample(rng, cfg.batch).to(device)
+        snr = torch.from_numpy(rng.uniform(cfg.snr_min_db, cfg.snr_max_db, cfg.batch)).float().to(device)
+        k = _draw_k(rng, cfg.batch, cfg).to(device)
+        with prec.autocast(cfg.precision, device):
+            y = self.model(prec.batch(x, cfg.precision), snr, k, self.chan)
+        return torch.mean((y.float() - x) ** 2), None
+
+    def skip_reason(self, loss: float) -> str | None:
+        # the last 50 accepted losses, across checkpoints (run_loss restarts at each one)
+        recent = (self.recent_loss + self.run_loss)[-50:]
+        if not math.isfinite(loss) or (len(recent) >= 10 and loss > 20 * float(np.median(recent))):
+            return "loss %.4g skipped (recent median %.4g)" % (loss, float(np.median(recent)) if recent else float("nan"))
+        return None
+
+    def on_accepted(self, loss: float, aux) -> None:
+        self.run_loss.append(loss)
+
+    def postfix(self, lr: float) -> dict:
+        return {"psnr": f"{psnr_from_mse(np.mean(self.run_loss[-50:])):.2f}", "lr": f"{lr:.1e}"}
+
+    def run_validation(self, model: JSCC) -> list[float]:
+        vals = []
+        for k_val in sorted(set(self.cfg.operating_points)):
+            v = validate(model, self.val_arrays[: self.cfg.val_images], 10.0, k_val, self.device)
+            vals.append(v)
+            self.vlog.append({"step": self.step, "snr_db": 10.0, "symbols_per_location": k_val, "val_psnr_db": v})
+            self.bar.write(f"step {self.step}: val PSNR {v:.2f} dB (SNR 10 dB, k={k_val})", file=sys.stderr)
+        return vals
+
+    def log_row(self, lr: float, elapsed: float, now: float) -> dict:
+        m = float(np.mean(self.run_loss)) if self.run_loss else float("nan")
+        return {"step": self.step, "loss_mse": m, "train_psnr_db": psnr_from_mse(m) if self.run_loss else None,
+                "lr": lr, "elapsed_s": elapsed, "images_per_s": self.interval_images / max(1e-9, now - self.interval_start),
+                "skipped": self.skipped}
+
+    def end_interval(self) -> None:
+        self.recent_loss = (self.recent_loss + self.run_loss)[-50:]
+        self.run_loss = []
+
+    def write_checkpoint(self, path) -> None:   # through _save_checkpoint (tests stand in for it to kill a run)
+        _save_checkpoint(path, self.model, self.opt, self.step, self.cfg, self.rng, self.gen, self.best, self.ema,
+                         self.recent_loss)
+
+    def final_metrics(self) -> dict:
+        final = {"step": self.step, "parameters": count_parameters(self.model)}
+        if self.val_arrays:
+            res = []
+            for k_val in sorted(set(self.cfg.operating_points)):
+                for snr_db in (0.0, 10.0, 20.0):
+                    v = validate(self.eval_model(), self.val_arrays, snr_db, k_val, self.device)
+                    res.append({"snr_db": snr_db, "symbols_per_location": k_val,
+                                "cbr": k_val / (sym.STRIDE * sym.STRIDE * 3), "val_psnr_db": v})
+                    log.info("final val: SNR %.0f dB, k=%d: %.2f dB", snr_db, k_val, v)
+            final["validation"] = res
+            final["val_images"] = len(self.val_arrays)
+        return final
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    return CodecTrainer(cfg, resume).run()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -15,6 +15,11 @@ def psnr(ref: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
     return float("inf") if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
 
+def psnr_from_mse(mse: float) -> float:
+    """PSNR (dB) of a mean squared error of pixels in [0, 1] (floored at 1e-12: no infinity)."""
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
 def ms_ssim(ref: np.ndarray, test: np.ndarray) -> float:
     """MS-SSIM (5 scales, Wang et al. 2003) via pytorch_msssim; NaN for images too small for it."""
     import torch  # only here: the GNU Radio blocks use psnr() without loading torch

@@ -1,5 +1,6 @@
 """Plumbing shared by the trainers (`testbed train codec|akb|scheduler`).
 
+* default run folders (:func:`default_out`);
 * command line: numeric options taken from a config dataclass's defaults, and the config built
   back from the parsed arguments with the command line that started the run (recorded in
   checkpoints and model cards);
@@ -15,6 +16,7 @@ import csv
 import io
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +26,11 @@ log = logging.getLogger(__name__)
 # command-line switches that steer how a run starts, not what it trains: left out of the recorded command
 RUN_CONTROL_FLAGS = ("--resume", "--force")
 PRECISIONS = ("fp32", "bf16")          # training precisions (testbed.core.precision)
+
+
+def default_out(name: str) -> Path:
+    """A trainer's default run folder: ``$TESTBED_CACHE/NAME`` (default ``~/.cache/testbed/NAME``)."""
+    return Path(os.environ.get("TESTBED_CACHE", Path.home() / ".cache" / "testbed")) / name
 
 
 def add_number_options(p: argparse.ArgumentParser, defaults, ints: tuple[str, ...], floats: tuple[str, ...]) -> None:

@@ -29,7 +29,8 @@ import torch
 from gymnasium import spaces
 
 from ...codec.channel import apply_channel
-from ...codec.train import CropSampler, psnr_from_mse
+from ...core.crops import CropSampler
+from ...core.metrics import psnr_from_mse
 from .. import ratemap as rm
 
 TILE = 4                       # rate blocks per tile side (the policy's field of view)

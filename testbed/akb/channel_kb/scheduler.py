@@ -30,11 +30,10 @@ stitches them back::
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +41,15 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ...codec.train import DEFAULT_OUT
 from ...core import trainargs
 from ...core.trainargs import add_number_options
-from ...core.runlog import CsvLog, write_bytes_atomic, write_json_atomic
+from ...core.runlog import CsvLog, write_json_atomic
+from ...core.trainer import prepare_logs, save_atomic, start_run
 from . import env as envmod
 
 log = logging.getLogger(__name__)
 
-SCHED_OUT = DEFAULT_OUT.parent / "scheduler-v1"
+SCHED_OUT = trainargs.default_out("scheduler-v1")
 POLICY_FILE = "policy.onnx"
 EVAL_SNRS = (0.0, 5.0, 10.0, 15.0, 20.0)
 
@@ -186,9 +185,7 @@ def resume_seed(seed: int, timesteps: int) -> int:
 
 
 def _atomic_save(ppo, path: Path) -> None:
-    buf = io.BytesIO()
-    ppo.save(buf)
-    write_bytes_atomic(path, buf.getvalue())
+    save_atomic(path, ppo.save)
 
 
 def train_scheduler(cfg: SchedulerTrainConfig, resume: bool = False) -> dict:
@@ -198,17 +195,11 @@ def train_scheduler(cfg: SchedulerTrainConfig, resume: bool = False) -> dict:
 
     from ...core import images as imgio
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    ckpt = out / "ppo_checkpoint.zip"
-    trainargs.check_new_run(out, ckpt.name, resume, cfg.force,
-                            results=("ppo_final.zip", POLICY_FILE, "final_metrics.json"))
-    out.mkdir(parents=True, exist_ok=True)
+    out, ckpt, resuming = start_run(cfg, "ppo_checkpoint.zip", resume,
+                                    results=("ppo_final.zip", POLICY_FILE, "final_metrics.json"))
     arrays = [imgio.load_rgb(f) for f in imgio.list_images(cfg.data)]
     env_kw = dict(episode_len=cfg.episode_len, w_quality=cfg.w_quality, w_bandwidth=cfg.w_bandwidth)
     env = make_env(cfg.akb, arrays, cfg.seed, **env_kw)
-    resuming = resume and ckpt.exists()
     if resuming:
         # the training options of this command line apply to the rest of the run (SB3's loader would
         # otherwise keep the checkpoint's and silently ignore them); the network comes from the checkpoint
@@ -226,9 +217,8 @@ def train_scheduler(cfg: SchedulerTrainConfig, resume: bool = False) -> dict:
         ppo = PPO("MlpPolicy", env, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                   learning_rate=cfg.lr, ent_coef=cfg.ent_coef, gamma=cfg.gamma, seed=cfg.seed, device="cpu",
                   policy_kwargs={"net_arch": {"pi": [cfg.hidden, cfg.hidden], "vf": [cfg.hidden, cfg.hidden]}})
-    write_json_atomic(out / "train_config.json", asdict(cfg))
-    if resuming:  # the rollouts after the checkpoint run again and log again
-        trainargs.truncate_log(out / "train_log.csv", "timesteps", ppo.num_timesteps)
+    # the rollouts after the checkpoint run again and log again
+    prepare_logs(out, cfg, ["train_log.csv"], "timesteps", ppo.num_timesteps, resuming)
     tlog = CsvLog(out / "train_log.csv", ["timesteps", "mean_reward", "mean_psnr_gain_db", "elapsed_s"],
                   resume=resuming)
 
