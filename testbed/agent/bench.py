@@ -31,6 +31,7 @@ from . import messages as M
 from . import topics as T
 from .broker import Broker, free_port, init_broker_dir
 from .mqttlink import MqttLink
+from .transfer import held_models
 
 
 class SimNode:
@@ -49,7 +50,7 @@ class SimNode:
     def _state(self, job: str, state: str, n: int = 0) -> None:
         self.events += 1
         self.link.publish(T.node(self.id, "job_state"),
-                          M.JobState(f"{self.id}:{job}:{state}:{self.events}", self.id, job, state, n))
+                          M.JobState(M.event_id(self.id, job, state, self.events), self.id, job, state, n))
 
     def _on_job(self, msg, topic, props) -> None:
         if not isinstance(msg, M.Job):
@@ -64,7 +65,7 @@ class SimNode:
         self.b.schedule(self, msg, 0)
 
     def report(self, job: M.Job, seq: int) -> None:
-        r = M.QosReport(report_id=f"{self.id}:{job.job_id}:{seq}", node_id=self.id, job_id=job.job_id,
+        r = M.QosReport(report_id=M.report_id(self.id, job.job_id, seq), node_id=self.id, job_id=job.job_id,
                         intent_id=job.intent_id, link_id=job.link_id, seq=seq, image=f"synthetic{seq}.png",
                         model=job.model, model_sha256=job.model_sha256, cbr=job.cbr, snr_tx_db=job.snr_db,
                         snr_est_db=job.snr_db, psnr_db=30.0, latency_ms=50.0, frames_sent=1, frames_decoded=1,
@@ -91,11 +92,10 @@ class Bench:
         self.cv = threading.Condition()
         self.stop = threading.Event()
         from ..core.paths import shipped_models
-        from ..zoo import CARD_NAME, load_card
 
-        models = shipped_models()
+        models = held_models(shipped_models(), "bench")
         self.models = sorted(models)
-        self.shas = [load_card(models[m] / CARD_NAME).sha256 for m in self.models]
+        self.shas = [models[m][0] for m in self.models]
 
     def on_assigned(self, intent_id: str, t: float) -> None:
         with self.lock:

@@ -64,6 +64,13 @@ def read_password(password_file: str | None) -> str | None:
     return os.environ.get("TESTBED_MQTT_PASSWORD")
 
 
+def response_of(props) -> tuple[str | None, bytes | None]:
+    """The v5 response topic and correlation data of an incoming message (None: absent)."""
+    if props is None:
+        return None, None
+    return getattr(props, "ResponseTopic", None), getattr(props, "CorrelationData", None)
+
+
 # MQTT v5 CONNACK reasons that mean the credentials are wrong (retrying cannot help)
 _AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
 
@@ -215,7 +222,7 @@ class MqttLink:
 
     def subscribe_replies(self, response_topic: str, expect) -> None:
         def on_reply(msg, topic, props):
-            corr = getattr(props, "CorrelationData", None) if props is not None else None
+            _, corr = response_of(props)
             with self._lock:
                 w = self._waiters.get(bytes(corr)) if corr is not None else None
             if w is None:

@@ -12,24 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
 
-from ..core.runlog import _truncate_torn_tail
+from ..core.runlog import write_bytes_atomic
+from .journal import append_lines, fsync_dir, open_append, read_lines
 
 log = logging.getLogger(__name__)
-
-
-def _lines(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    data = path.read_text()
-    lines = data.split("\n")
-    if not data.endswith("\n"):     # torn tail
-        lines = lines[:-1]
-    return [x for x in lines if x]
 
 
 class Outbox:
@@ -43,8 +33,8 @@ class Outbox:
         self.acked_path = self.dir / "acked.txt"
         self.lock = threading.Lock()
         self.pending: dict[str, tuple[str, bytes, float]] = {}   # id -> (sub-topic, payload, last send time)
-        acked = set(_lines(self.acked_path))
-        for line in _lines(self.reports_path):
+        acked = set(read_lines(self.acked_path))
+        for line in read_lines(self.reports_path):
             try:
                 e = json.loads(line)
                 rid, what, payload = e["id"], e["what"], e["payload"].encode()
@@ -57,17 +47,8 @@ class Outbox:
             log.info("%s: %d unacknowledged message(s) from a previous run will be re-sent",
                      self.dir, len(self.pending))
         self.acked_lines = len(acked)
-        for p in (self.reports_path, self.acked_path):
-            if p.exists():
-                _truncate_torn_tail(p)       # else the next line is glued to the fragment (and lost)
-        self._reports = open(self.reports_path, "a")
-        self._acked = open(self.acked_path, "a")
-
-    @staticmethod
-    def _append(f, line: str) -> None:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+        self._reports = open_append(self.reports_path)
+        self._acked = open_append(self.acked_path)
 
     @staticmethod
     def _entry(msg_id: str, what: str, payload: bytes) -> str:
@@ -76,7 +57,7 @@ class Outbox:
     def add(self, msg_id: str, what: str, payload: bytes) -> None:
         """Keep ``payload`` (to be published on the node's ``what`` sub-topic) until ``msg_id`` is acked."""
         with self.lock:
-            self._append(self._reports, self._entry(msg_id, what, payload))
+            append_lines(self._reports, [self._entry(msg_id, what, payload)])
             self.pending[msg_id] = (what, payload, time.monotonic())
 
     def ack(self, ids) -> int:
@@ -85,40 +66,22 @@ class Outbox:
             done = [rid for rid in dict.fromkeys(ids) if self.pending.pop(rid, None) is not None]
             n = len(done)
             if n:                       # one write and one fsync per acknowledgement batch
-                self._acked.write("".join(rid + "\n" for rid in done))
-                self._acked.flush()
-                os.fsync(self._acked.fileno())
+                append_lines(self._acked, done)
                 self.acked_lines += n
                 if not self.pending or (self.acked_lines >= self.COMPACT_MIN and
                                         self.acked_lines > self.COMPACT_RATIO * len(self.pending)):
                     self._compact()
         return n
 
-    @staticmethod
-    def _replace(path: Path, text: str) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
     def _compact(self) -> None:
         """Rewrite outbox.jsonl with the pending messages only, then empty acked.txt. A crash in
         between leaves acked.txt naming ids no longer in the outbox: harmless."""
         self._reports.close()
         self._acked.close()
-        self._replace(self.reports_path, "".join(self._entry(rid, what, payload) + "\n"
-                                                 for rid, (what, payload, _) in self.pending.items()))
-        self._replace(self.acked_path, "")
-        try:                            # make the renames durable
-            fd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
+        entries = "".join(self._entry(rid, what, payload) + "\n" for rid, (what, payload, _) in self.pending.items())
+        write_bytes_atomic(self.reports_path, entries.encode())
+        write_bytes_atomic(self.acked_path, b"")
+        fsync_dir(self.dir)             # make the renames durable
         self.acked_lines = 0
         self._reports = open(self.reports_path, "a")
         self._acked = open(self.acked_path, "a")

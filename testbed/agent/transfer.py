@@ -23,6 +23,20 @@ class TransferError(ValueError):
     pass
 
 
+def held_models(folders: dict[str, Path], who: str) -> dict[str, tuple[str, Path]]:
+    """Name -> (card sha256, folder) of the model folders whose card loads; the others are logged
+    (naming ``who``) and skipped."""
+    from ..zoo import CARD_NAME, load_card
+
+    held = {}
+    for name, d in folders.items():
+        try:
+            held[name] = (load_card(d / CARD_NAME).sha256, d)
+        except Exception as e:
+            log.warning("%s: model %s ignored: %s", who, d, e)
+    return held
+
+
 def pack(model_dir: str | Path) -> bytes:
     """A tar of the folder's regular files, byte-identical for identical contents."""
     d = Path(model_dir)

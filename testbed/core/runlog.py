@@ -171,3 +171,8 @@ def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
     if data and not data.endswith("\n"):
         data = data[: data.rfind("\n") + 1]
     return list(csv.DictReader(io.StringIO(data)))
+
+
+def cell(v, fmt: str) -> str:
+    """A table cell: ``v`` in ``fmt`` (e.g. ``"8.2f"``), or ``-`` at that width when missing."""
+    return format(v, fmt) if v is not None else "-".rjust(int(fmt.split(".")[0]))

@@ -22,7 +22,7 @@ from ..core.images import load_images
 from ..core.symbol_channel import CHANNELS, apply_channel_np
 from ..core.codecs import Encoded
 from ..core.metrics import finite_mean, ms_ssim, psnr
-from ..core.runlog import CsvLog, prepare_run_dir, read_csv_rows, write_json_atomic
+from ..core.runlog import CsvLog, cell, prepare_run_dir, read_csv_rows, write_json_atomic
 from .separation import separation_reference
 
 log = logging.getLogger(__name__)
@@ -210,10 +210,7 @@ def format_table(summary: dict) -> str:
              f"{'SNR dB':>7} {'PSNR dB':>8} {'MS-SSIM':>8} "
              + (f"{'JPEG':>13} {'JPEG2000':>13} " if sep else "") + f"{'enc ms':>7} {'dec ms':>7}"]
 
-    def f(v, fmt):
-        width = int(fmt.split(".")[0])
-        return format(v, fmt) if v is not None else "-".rjust(width)
-
+    f = cell
     def ref(r, key):
         """Separation mean, with (k/n) when only k of the n images had a budget for a file."""
         v, k = r[f"{key}_psnr_db"], r[f"{key}_achievable"]

@@ -19,7 +19,7 @@ from ..core.images import load_images
 from ..core.metrics import finite_mean, ms_ssim, psnr
 from ..phy.config import OfdmConfig
 from ..phy.impairments import MULTIPATH
-from ..core.runlog import CsvLog, prepare_run_dir, write_json_atomic
+from ..core.runlog import CsvLog, cell, prepare_run_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +265,7 @@ def format_table(summary: dict) -> str:
              f"delay {imp['delay_samples']}  multipath {imp['multipath']}  ({summary['n_images']} images, run {summary['run_dir']})",
              f"{'SNR dB':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'est SNR':>8} {'frames':>11} {'hdr fail':>8} {'latency ms':>10}"]
 
-    def f(v, fmt):
-        return format(v, fmt) if v is not None else "-".rjust(int(fmt.split(".")[0]))
-
+    f = cell
     for r in summary["results"]:
         lines.append(f"{r['snr_db']:>7g} {f(r['psnr_db'], '8.2f')} {f(r['ms_ssim'], '8.4f')} {f(r['snr_est_db'], '8.2f')} "
                      f"{r['frames_decoded']:>5}/{r['frames_sent']:<5} {r['headers_failed'] if r['headers_failed'] is not None else '-':>8} "

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..core.images import load_images
 from ..core.metrics import finite_mean, ms_ssim, psnr
-from ..core.runlog import CsvLog, prepare_run_dir, write_json_atomic
+from ..core.runlog import CsvLog, cell, prepare_run_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -371,9 +371,7 @@ def format_table(summary: dict) -> str:
              f"(run {summary['run_dir']})",
              f"{'TX gain':>8} {'images':>6} {'PSNR dB':>8} {'MS-SSIM':>8} {'est SNR':>8} {'CFO Hz':>8} {'lost':>9}"]
 
-    def f(v, fmt):
-        return format(v, fmt) if v is not None else "-".rjust(int(fmt.split(".")[0]))
-
+    f = cell
     for r in summary["results"]:
         g = r["tx_gain_db"]
         lines.append(f"{'-' if g is None else format(g, 'g'):>8} {r['n_images']:>6} {f(r['psnr_db'], '8.2f')} "

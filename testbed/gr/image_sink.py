@@ -9,11 +9,10 @@ import logging
 import re
 from pathlib import Path
 
-import numpy as np
 import pmt
 from gnuradio import gr
 
-from .pmtutil import split_pdu
+from .pmtutil import image_from_pdu
 
 log = logging.getLogger(__name__)
 FIELDS = ["time", "image_id", "height", "width", "frames_expected", "frames_decoded", "missing_frames",
@@ -45,8 +44,7 @@ class image_sink(gr.basic_block):
         from ..core.runlog import write_bytes_atomic
 
         try:
-            meta, data = split_pdu(msg)
-            img = np.asarray(data, np.uint8).reshape(int(meta["height"]), int(meta["width"]), 3)
+            meta, img = image_from_pdu(msg)
         except Exception as e:
             log.warning("image_sink: malformed message dropped (%s)", e)
             self.errors += 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 
-import numpy as np
 import pmt
 from gnuradio import gr
 

@@ -27,7 +27,7 @@ from ..core.metrics import psnr
 from ..core.wire import SideInfo
 from ..phy import framing
 from ..phy.header import FrameHeader
-from .pmtutil import pdu, split_pdu
+from .pmtutil import image_from_pdu, pdu, split_pdu
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,7 @@ class jscc_decoder(gr.basic_block):
 
     def _reference(self, msg):
         try:
-            meta, data = split_pdu(msg)
-            img = np.asarray(data, np.uint8).reshape(int(meta["height"]), int(meta["width"]), 3)
+            meta, img = image_from_pdu(msg)
             iid = int(meta["image_id"]) & 0xFFFF
             self.references[iid] = img
         except Exception as e:

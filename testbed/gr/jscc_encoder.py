@@ -21,7 +21,7 @@ from gnuradio import gr
 
 from ..phy import framing
 from ..phy.config import OfdmConfig
-from .pmtutil import pdu, split_pdu, to_pmt
+from .pmtutil import image_from_pdu, pdu, to_pmt
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ class jscc_encoder(gr.basic_block):
 
     def _handle(self, msg):
         try:
-            meta, data = split_pdu(msg)
-            img = np.asarray(data, np.uint8).reshape(int(meta["height"]), int(meta["width"]), 3)
+            meta, img = image_from_pdu(msg)
         except Exception as e:
             log.warning("jscc_encoder: bad image message dropped (%s)", e)
             self.errors += 1

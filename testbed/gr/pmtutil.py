@@ -52,3 +52,9 @@ def split_pdu(msg) -> tuple[dict, np.ndarray]:
     if not pmt.is_pair(msg):
         raise ValueError("message is not a PDU")
     return dict_to_py(pmt.car(msg)), value_to_py(pmt.cdr(msg))
+
+
+def image_from_pdu(msg):
+    """(metadata, [H, W, 3] uint8 image) of an image PDU (metadata ``height``, ``width``)."""
+    meta, data = split_pdu(msg)
+    return meta, np.asarray(data, np.uint8).reshape(int(meta["height"]), int(meta["width"]), 3)

@@ -236,25 +236,25 @@ def test_node_ignores_superseded_updates(tmp_path):
 def test_model_transfer_error_survives_later_chunks(tmp_path, shipped_model):
     """The first transfer error is what the fetch reports; chunks after it (or after the end) are
     ignored, so a duplicate last chunk cannot start a second install."""
-    from testbed.agent.node import _Transfer
+    from testbed.agent.receiving import _Transfer
     from testbed.zoo import load_card
 
     node = _offline_node(tmp_path)
     a = pack(shipped_model)
     ann = announce("jscc-v1", load_card(shipped_model / "model_card.yaml"), a, chunk_size=1 << 20)
     parts = list(chunks(ann, a))
-    tr = node.transfers[ann.sha256] = _Transfer()
+    tr = node.receiver.transfers[ann.sha256] = _Transfer()
     bad = M.ModelChunk(**{**parts[0].__dict__, "data": parts[1].data})   # wrong bytes for chunk 0
     for c in [bad] + parts[1:]:
-        node._on_chunk(c, "", None)
+        node.receiver.on_chunk(c, "", None)
     assert tr.done.is_set() and isinstance(tr.error, TransferError)
     first = tr.error
     for c in parts:                     # the whole transfer again, now intact: too late, ignored
-        node._on_chunk(c, "", None)
+        node.receiver.on_chunk(c, "", None)
     assert tr.error is first
     import threading
 
-    assert not node.codecs and not (node.store / "jscc-v1").exists()     # no install was started
+    assert not node.receiver.codecs and not (node.receiver.store / "jscc-v1").exists()     # no install was started
     assert not [t for t in threading.enumerate() if t.name.startswith("install-")]
 
 
@@ -301,11 +301,11 @@ def test_controller_qos_writer_survives_disk_errors(tmp_path):
                 raise OSError(28, "No space left on device")
             self.rows += rows
 
-    c.qos_log = Flaky(1)
-    assert c._append([({"a": 1}, [("n1", "r1")])], stopping=False)
-    assert c.qos_log.rows == [{"a": 1}] and c.write_errors == 1
-    c.qos_log = Flaky(5)
-    assert not c._append([({"a": 2}, [("n1", "r2")])], stopping=True)   # shutting down: left unacknowledged
+    c.qos.log = Flaky(1)
+    assert c.qos._append([({"a": 1}, [("n1", "r1")])], stopping=False)
+    assert c.qos.log.rows == [{"a": 1}] and c.qos.write_errors == 1
+    c.qos.log = Flaky(5)
+    assert not c.qos._append([({"a": 2}, [("n1", "r2")])], stopping=True)   # shutting down: left unacknowledged
 
 
 def test_outbox_cuts_a_torn_tail_so_the_next_message_survives_a_restart(tmp_path):
@@ -463,13 +463,13 @@ def test_decision_ids_resume_after_a_restart_and_a_torn_line(tmp_path):
     c = _controller(tmp_path)
     c._decide("i1", "i1.L0", "assign", "first run")
     c._decide("i1", "i1.L0", "replan", "first run")
-    c.decisions_f.write('{"schema": "testbed.decision/1", "decision_id": "d3", "in')    # killed mid-write
-    c.decisions_f.close()
-    c.qos_log.close()
+    c.decisions.file.write('{"schema": "testbed.decision/1", "decision_id": "d3", "in')    # killed mid-write
+    c.decisions.close()
+    c.qos.close()
     c2 = _controller(tmp_path)
     c2._decide("i2", "i2.L0", "assign", "second run")
-    c2.decisions_f.close()
-    c2.qos_log.close()
+    c2.decisions.close()
+    c2.qos.close()
     ids = [json.loads(x)["decision_id"] for x in (c2.out / "decisions.jsonl").read_text().splitlines()]
     assert ids == ["d1", "d2", "d3"]
 
@@ -499,7 +499,7 @@ def test_a_model_is_streamed_once_per_node_at_a_time(tmp_path):
 
     c.link = SlowLink()
     name = "jscc-v1"
-    sha = c._archive(name)[0].sha256
+    sha = c.models.archive(name)[0].sha256
     props = types.SimpleNamespace(ResponseTopic=T.to("n1", "model"), CorrelationData=b"x")
     for _ in range(3):
         c._on_model_request(M.ModelRequest("n1", name, sha), T.node("n1", "model_request"), props)
@@ -510,9 +510,9 @@ def test_a_model_is_streamed_once_per_node_at_a_time(tmp_path):
     assert len(disseminated()) == 1
     gate.set()
     t_end = time.monotonic() + 10
-    while c.streaming and time.monotonic() < t_end:
+    while c.models.streaming and time.monotonic() < t_end:
         time.sleep(0.05)
-    assert not c.streaming and len(streamed) == c._archive(name)[0].chunks
+    assert not c.models.streaming and len(streamed) == c.models.archive(name)[0].chunks
     c._on_model_request(M.ModelRequest("n1", name, sha), T.node("n1", "model_request"), props)
     assert len(disseminated()) == 2                      # once done, it may ask again
 
@@ -521,4 +521,4 @@ def test_reports_arriving_while_the_controller_stops_are_left_unseen(tmp_path):
     c = _controller(tmp_path)
     c.stopping.set()
     c._on_qos(_report(), T.node("n1", "qos"), None)
-    assert "n1:j:0" not in c.seen and c.qos_q.empty()
+    assert "n1:j:0" not in c.qos.seen and c.qos.queue.empty()

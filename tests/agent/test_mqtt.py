@@ -42,12 +42,12 @@ def test_broker_killed_and_restarted_mid_run_loses_no_qos_record(env, tmp_path):
     wait_until(lambda: "n1" in ctl.nodes, 10, "node n1 to announce itself")
     reply = ctl.submit(M.Intent("restart", images=[str(imgs)], repeat=5, qos=M.QosTarget(psnr_db=20)))
     assert reply.accepted, reply.reason
-    wait_until(lambda: len(ctl.seen) >= 3, 60, "the first QoS reports")
+    wait_until(lambda: len(ctl.qos.seen) >= 3, 60, "the first QoS reports")
     env.broker.kill()                                   # SIGKILL: no goodbye, no final save
     time.sleep(2.0)                                     # the node keeps transmitting meanwhile
-    assert len(ctl.seen) < 15
+    assert len(ctl.qos.seen) < 15
     env.broker.start()
-    wait_until(lambda: len(ctl.seen) == 15, 90, "all 15 QoS reports after the restart")
+    wait_until(lambda: len(ctl.qos.seen) == 15, 90, "all 15 QoS reports after the restart")
     wait_until(lambda: len(node.outbox) == 0, 30, "the node's outbox to empty (all acknowledged)")
     rows = _qos_rows(ctl)
     ids = [r["report_id"] for r in rows]
@@ -123,7 +123,7 @@ def test_model_is_disseminated_and_switched_at_an_image_boundary(env, tmp_path):
         assert ann.sha256 == load_card(shipped_models()[name] / "model_card.yaml").sha256
         assert ann.chunks == -(-ann.size // ann.chunk_size) and ann.cbrs
     assert ctl.submit(M.Intent("dissem", images=[str(imgs)], repeat=8, models=["jscc-v1"])).accepted
-    wait_until(lambda: len(ctl.seen) >= 2, 60, "reports with the fetched model")
+    wait_until(lambda: len(ctl.qos.seen) >= 2, 60, "reports with the fetched model")
     session, top_block = node.session, node.session.tb
     lp = ctl.links["dissem.L0"]
     akb = next(o for o in ctl.policy.catalogue if o.model == "akb-v1" and abs(o.cbr - 0.036) < 1e-3)
@@ -187,7 +187,7 @@ def test_malformed_and_unauthorised_messages_are_rejected_without_crashing(env, 
     op = env.client("operator").start()
     op.publish(T.intents(), b'{"schema": "testbed.intent/1", "intent_id": "bad", "links": 0}').wait_for_publish(5)
     wait_until(lambda: ctl.rejected >= before + 8, 5, "the controller to reject a bad intent")
-    assert "n1:forged:0" not in ctl.seen
+    assert "n1:forged:0" not in ctl.qos.seen
     assert ctl.link.connected.is_set() and node.link.connected.is_set()
     rt = T.reply("operator") + "/t"
     op.subscribe_replies(rt, M.ControllerStatus)
@@ -206,7 +206,7 @@ def test_node_and_controller_restarts_lose_no_qos_record(env, tmp_path):
     node = env.node("n3")
     wait_until(lambda: "n3" in ctl.nodes, 10, "node n3")
     assert ctl.submit(M.Intent("crash", images=[str(imgs)], repeat=20)).accepted
-    wait_until(lambda: len(ctl.seen) >= 2, 60, "the first reports")
+    wait_until(lambda: len(ctl.qos.seen) >= 2, 60, "the first reports")
     ctl.stop()                                          # the controller goes away: nobody acknowledges
     wait_until(lambda: len(node.outbox) >= 3, 60, "unacknowledged reports piling up in the node's outbox")
     node.stop()                                         # ... and the node stops mid-job
@@ -215,9 +215,9 @@ def test_node_and_controller_restarts_lose_no_qos_record(env, tmp_path):
     env.started.remove(ctl)
     env.started.remove(node)
     ctl2 = env.controller()                             # same run folder: knows what it already has
-    assert ctl2.seen == ctl.seen
+    assert ctl2.qos.seen == ctl.qos.seen
     node2 = env.node("n3")                              # same state folder: re-sends its outbox
-    wait_until(lambda: len(ctl2.seen) == sent, 30, f"all {sent} reports at the restarted controller")
+    wait_until(lambda: len(ctl2.qos.seen) == sent, 30, f"all {sent} reports at the restarted controller")
     wait_until(lambda: len(node2.outbox) == 0, 30, "the outbox to empty")
     rows = _qos_rows(ctl2)
     assert sorted(int(r["seq"]) for r in rows) == list(range(sent))
@@ -301,7 +301,7 @@ def test_intents_queue_by_priority_when_nodes_are_busy(env, tmp_path):
 
 
 def test_unevaluated_models_and_absurd_snr_do_not_wedge_the_controller(env, tmp_path, tiny_model_dir):
-    from testbed.agent.controller import _hint
+    from testbed.agent.intents import _hint
     from testbed.agent.policy import OperatingPoint
 
     models = tmp_path / "models"
@@ -362,7 +362,7 @@ def test_a_node_that_dies_mid_job_is_given_up_on_after_the_grace_period(env, tmp
     tx.stopping.set()
     wait_until(lambda: not ctl.nodes["n1"].online, 30, "n1's last will")
     wait_until(lambda: lp.tx_status == "failed", 10, "the controller to give up on n1")
-    assert ctl.intents["dead"]["state"] == "failed"
+    wait_until(lambda: ctl.intents["dead"]["state"] == "failed", 10, "the intent to fail")
     wait_until(lambda: lp.rx_status in ("cancelled", "done") and not rx.running, 30, "the receiver to be cancelled")
     assert ctl._busy() == set()
     fails = [d for d in _decisions(ctl) if d["action"] == "fail"]
