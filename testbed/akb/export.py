@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..codec.export import OPSET, _export_one as _export, git_commit
+from ..codec.export import (OPSET, _export_one as _export, extend_lineage, git_commit, inherited_lineage,
+                            lineage_stage, read_final_metrics)
 from ..codec.model import pad_to_stride
 from ..core.card import CARD_NAME, read_card
 from ..core.configfile import load_yaml
@@ -170,9 +171,11 @@ def export_akb(model: AkbJSCC, embedder: ImageEmbedder, kb: KnowledgeBase, out_d
     return card
 
 
-def attach_policy(model_dir: str | Path, policy_file: str | Path, scheduler: dict | None = None) -> AkbCard:
+def attach_policy(model_dir: str | Path, policy_file: str | Path,
+                  scheduler: tuple[dict, dict] | None = None) -> AkbCard:
     """Add (or replace) the channel-KB policy of an exported AKB model; the codec graphs and hence
-    the model's sha256 stay as they are."""
+    the model's sha256 stay as they are. ``scheduler``: :func:`scheduler_record` of the policy's
+    run, which replaces ``training.scheduler`` and the lineage's scheduler stage."""
     d = Path(model_dir)
     if load_yaml(d / CARD_NAME, "model card").get("codec") != CODEC:
         raise ValueError(f"{d}: not an AKB model folder")
@@ -182,9 +185,53 @@ def attach_policy(model_dir: str | Path, policy_file: str | Path, scheduler: dic
         write_bytes_atomic(dst, Path(policy_file).read_bytes())
     card.graphs["policy"] = {"file": FILES["policy"], "sha256": sha256_file(dst)}
     if scheduler is not None:
-        card.training["scheduler"] = scheduler
+        record, stage = scheduler
+        card.training["scheduler"] = record
+        if "lineage" in card.training:
+            card.training["lineage"] = [st for st in card.training["lineage"]
+                                        if not str(st.get("stage", "")).startswith("scheduler")] + [stage]
     card.write(d / CARD_NAME)
     return card
+
+
+def scheduler_record(run_dir: str | Path) -> tuple[dict, dict]:
+    """What the card records of a ``testbed train scheduler`` run: ``training.scheduler`` (the
+    policy's timesteps and evaluation per SNR) and its lineage stage (command, timesteps as
+    ``steps``, the AKB checkpoint it trained on as ``codec``, its folder, the reward over the fixed
+    mapping per SNR)."""
+    run = Path(run_dir)
+    cfg = json.loads((run / "train_config.json").read_text())
+    if not (run / "final_metrics.json").exists():
+        raise ValueError(f"{run / 'final_metrics.json'}: not found (the scheduler run has not finished)")
+    final = json.loads((run / "final_metrics.json").read_text())
+    stage = {"stage": "scheduler", "command": cfg.get("command", ""), "steps": final["timesteps"],
+             "codec": str(cfg.get("akb", "")), "run": str(cfg.get("out") or run)}
+    if final.get("evaluation"):
+        stage["result"] = {"reward_over_fixed": {f"{r['snr_db']:g}": round(r["reward"], 3)
+                                                 for r in final["evaluation"]}}
+    return {"timesteps": final["timesteps"], "evaluation": final.get("evaluation")}, stage
+
+
+def training_record(checkpoint: str | Path, ck: dict, scheduler: tuple[dict, dict] | None = None) -> dict:
+    """The card's ``training`` section for an AKB codec exported from ``checkpoint`` (``ck``: its
+    contents) and, with ``scheduler`` (:func:`scheduler_record`), its channel-KB policy: ``lineage``
+    (the stages of the codec v1 it started from, this run, the scheduler run), ``codec`` (the run's
+    data and options), ``data`` and ``scheduler``."""
+    tc = ck.get("train_config", {})
+    best = read_final_metrics(checkpoint).get("best_val")
+    result = {"data": tc.get("val", ""), "best_val_psnr_db": round(best, 2)} if best is not None else None
+    lineage = extend_lineage(inherited_lineage(tc.get("init_from")), lineage_stage("akb 1", ck, checkpoint, result=result))
+    training = {
+        "lineage": lineage,
+        "codec": {"data": tc.get("data", ""), "val": tc.get("val", ""), "init_from": tc.get("init_from", ""),
+                  "steps": ck.get("step"), "entropy_steps": tc.get("entropy_steps"), "batch": tc.get("batch"),
+                  "crop": tc.get("crop"), "seed": tc.get("seed"), "weights": "ema" if ck.get("ema") is not None else "raw"},
+        "data": tc.get("data", ""),
+    }
+    if scheduler:
+        training["scheduler"] = scheduler[0]
+        lineage.append(scheduler[1])
+    return training
 
 
 def check_against_torch(model: AkbJSCC, embedder: ImageEmbedder, kb: KnowledgeBase, model_dir,

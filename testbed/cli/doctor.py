@@ -161,3 +161,21 @@ def format_report(r: Report) -> str:
     lines.append("all required components present" if not r.missing
                  else f"{len(r.missing)} required component(s) missing: run {SETUP_HINT}")
     return "\n".join(lines)
+
+
+def add_parsers(sub, common) -> None:
+    d = sub.add_parser("doctor", parents=[common], help="check the installation and list attached radios")
+    d.add_argument("--no-scan", action="store_true", help="do not look for radios")
+    d.add_argument("--scan-network", action="store_true", help="also look for network radios (sends mDNS/UDP)")
+    d.set_defaults(func=_cmd_doctor)
+
+
+def _cmd_doctor(a) -> int:
+    from ..core.runlog import to_json
+
+    r = run_doctor(scan=not a.no_scan, network=a.scan_network)
+    if a.json:
+        print(to_json(r.as_dict()))
+    else:
+        print(format_report(r))
+    return 0 if not r.missing else 1

@@ -2,7 +2,9 @@
 
 The graphs follow the contract in :mod:`testbed.codec.graphs`. Their ``metadata_props`` carry
 what a receiver or a controller needs to use them without the checkpoint: CBR operating points,
-SNR range, stride, training data, git commit, opset and input layout.
+SNR range, stride, training data, git commit, opset and input layout. The card's ``training``
+section comes from the checkpoint (:func:`training_record`), with ``training.lineage``: the stages
+of the model that ``--init-from`` named, then the checkpoint's run.
 """
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ import numpy as np
 import onnx
 import torch
 
+from ..core.card import CARD_NAME, read_card
+from ..core.codecs import ModelError, resolve_model_dir
 from ..core.ortsession import sha256_file
 from ..core.runlog import write_bytes_atomic
 from . import symbols as sym
 from .graphs import DecoderGraph, EncoderGraph
 from .model import JSCC, count_parameters
-from ..core.card import CARD_NAME
 from .modelcard import ModelCard
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,111 @@ def model_sha256(encoder_path: Path, decoder_path: Path) -> str:
     for p in (encoder_path, decoder_path):
         h.update(Path(p).read_bytes())
     return h.hexdigest()
+
+
+def inherited_lineage(init_from: str | None, _depth: int = 0) -> list[dict]:
+    """The lineage a run started from (its ``--init-from``): a model folder's or model name's
+    ``training.lineage``; for a checkpoint of `testbed train codec`, the stages of the run that
+    wrote it (followed back through its own ``--init-from``). Empty without ``--init-from``, for a
+    card without a lineage, or where a checkpoint is gone or unreadable."""
+    if not init_from:
+        return []
+    p = Path(init_from).expanduser()
+    if p.is_file():
+        try:
+            ck = torch.load(p, map_location="cpu", weights_only=False) if _depth < 32 else None
+        except Exception as e:  # not a checkpoint: training would have refused it
+            log.warning("--init-from %s: not readable as a checkpoint (%s); the lineage starts after it", p, e)
+            return []
+        if not isinstance(ck, dict) or "codec_config" not in ck or not ck.get("train_config") \
+                or not isinstance(ck.get("step"), int):   # not a checkpoint of a training run
+            return []
+        return _with_stage(inherited_lineage(ck.get("train_config", {}).get("init_from"), _depth + 1), ck, p)
+    try:
+        d = resolve_model_dir(p)
+    except ModelError as e:
+        log.warning("--init-from %s: %s; the card's lineage starts at this run", init_from, e)
+        return []
+    card = read_card(d / CARD_NAME, ModelCard)
+    return [dict(st) for st in card.training.get("lineage", [])]
+
+
+def read_final_metrics(checkpoint: str | Path) -> dict:
+    """``final_metrics.json`` of the run folder holding ``checkpoint`` ({} before the run ended)."""
+    final = Path(checkpoint).parent / "final_metrics.json"
+    return json.loads(final.read_text()) if final.exists() else {}
+
+
+def lineage_stage(stage, ck: dict, checkpoint: str | Path, command: str | None = None,
+                  result: dict | None = None) -> dict:
+    """The lineage entry of the run that wrote ``checkpoint`` (``ck``: its contents): ``command``
+    (default: the one the run recorded), ``steps`` (where the run ended), ``init_from``, ``run``
+    (its folder), ``shipped`` (the checkpoint exported: file, step, weights) and ``result``."""
+    tc = ck.get("train_config", {})
+    st = {"stage": stage, "command": command or tc.get("command", ""),
+          "steps": read_final_metrics(checkpoint).get("step", ck.get("step"))}
+    if tc.get("init_from"):
+        st["init_from"] = str(tc["init_from"])
+    if tc.get("out"):
+        st["run"] = str(tc["out"])
+    st["shipped"] = {"checkpoint": Path(checkpoint).name, "step": ck.get("step"),
+                     "weights": "ema" if ck.get("ema") is not None else "raw"}
+    if result:
+        st["result"] = result
+    return st
+
+
+def extend_lineage(parents: list[dict], stage: dict) -> list[dict]:
+    """``parents`` then ``stage``. Stages at the end of ``parents`` from the same run folder as
+    ``stage`` (the ``--init-from`` model is an earlier export of this run, e.g. the same checkpoint
+    exported again over its model folder) are replaced, not repeated."""
+    def same(st: dict) -> bool:
+        return bool(st.get("run")) and bool(stage.get("run")) and \
+            Path(str(st["run"])).expanduser().resolve() == Path(str(stage["run"])).expanduser().resolve()
+
+    kept = list(parents)
+    while kept and same(kept[-1]):
+        kept.pop()
+    return kept + [stage]
+
+
+def _with_stage(parents: list[dict], ck: dict, checkpoint: str | Path, command: str | None = None) -> list[dict]:
+    """``parents`` extended by the codec v1 run of ``checkpoint``, numbered after their numbered stages."""
+    tc = ck.get("train_config", {})
+    final = read_final_metrics(checkpoint)
+    result = None
+    if final.get("validation"):
+        psnr: dict = {}
+        for r in final["validation"]:
+            psnr.setdefault(f"cbr={r['cbr']:.4f}", {})[f"{r['snr_db']:g}"] = round(r["val_psnr_db"], 2)
+        result = {"data": tc.get("val", ""), "images": final.get("val_images"), "psnr_db": psnr}
+    this = lineage_stage(0, ck, checkpoint, command, result)
+    lineage = extend_lineage(parents, this)
+    this["stage"] = 1 + sum(isinstance(st.get("stage"), int) for st in lineage[:-1])
+    return lineage
+
+
+def training_record(checkpoint: str | Path, ck: dict, command: str | None = None) -> dict:
+    """The card's ``training`` section for a codec v1 exported from ``checkpoint`` (``ck``: its
+    contents): the run's data and options, its final validation, and ``lineage`` (the stages of
+    the ``--init-from`` model, then this run; ``command`` overrides the run's recorded command)."""
+    tc = ck.get("train_config", {})
+    final = read_final_metrics(checkpoint)
+    training = {
+        "lineage": _with_stage(inherited_lineage(tc.get("init_from")), ck, checkpoint, command),
+        "data": tc.get("data", ""),
+        "val": tc.get("val", ""),
+        "channel": tc.get("channel", ""),
+        "steps": ck.get("step"),
+        "batch": tc.get("batch"),
+        "crop": tc.get("crop"),
+        "mosaic": tc.get("mosaic", 1),
+        "seed": tc.get("seed"),
+        "checkpoint_step": ck.get("step"),
+    }
+    if final:
+        training["final_validation"] = final.get("validation", [])
+    return training
 
 
 def _export_one(module, args, path: Path, input_names, output_names, dynamic_axes, meta: dict) -> None:

@@ -141,16 +141,45 @@ def check_graphs(p: Path, key: str, graphs: dict, required: tuple[str, ...], opt
             raise ModelCardError(f"{p}: {key}.{role} must have 'file' and 'sha256'")
 
 
+# ``training.lineage``: one mapping per training stage, oldest first. Required keys, then the
+# optional ones, with their types (a stage is a number or a short name; ``steps`` of a scheduler
+# stage counts environment timesteps).
+LINEAGE_KEYS = {"stage": (int, str), "command": (str,), "steps": (int,)}
+LINEAGE_OPTIONAL = {"init_from": (str,), "run": (str,), "codec": (str,), "resumed": (list,), "shipped": (dict,),
+                    "result": (dict,), "entropy_steps": (int,), "minutes": (float,), "notes": (str,)}
+
+
 def check_training(p: Path, training: dict) -> None:
-    """``training.lineage``, when present: a list of stages, each a mapping with a ``command``."""
+    """``training.lineage``, when present: a non-empty list of stages, each a mapping with
+    ``stage`` (a number or a short name), ``command`` (the ``testbed train ...`` line) and
+    ``steps``, and optionally the keys of :data:`LINEAGE_OPTIONAL` (``resumed``: the commands that
+    continued the run, each a string). Names the file and key of any problem."""
     lineage = training.get("lineage")
     if lineage is None:
         return
     if not isinstance(lineage, list) or not lineage:
         raise ModelCardError(f"{p}: training.lineage must be a non-empty list of stages")
+    kinds = {**LINEAGE_KEYS, **LINEAGE_OPTIONAL}
     for i, st in enumerate(lineage):
-        if not isinstance(st, dict) or not isinstance(st.get("command"), str):
-            raise ModelCardError(f"{p}: training.lineage[{i}] must be a mapping with a 'command' string")
+        key = f"training.lineage[{i}]"
+        if not isinstance(st, dict):
+            raise ModelCardError(f"{p}: {key} must be a mapping with {', '.join(LINEAGE_KEYS)}, got {st!r}")
+        if not isinstance(st.get("command"), str):   # the one key every stage of every card had
+            raise ModelCardError(f"{p}: {key} must be a mapping with a 'command' string")
+        missing = [k for k in LINEAGE_KEYS if k not in st]
+        if missing:
+            raise ModelCardError(f"{p}: {key}: missing key(s) {', '.join(missing)}")
+        unknown = sorted(set(st) - set(kinds))
+        if unknown:
+            raise ModelCardError(f"{p}: {key}: unknown key(s) {', '.join(unknown)} "
+                                 f"(valid: {', '.join(kinds)})")
+        for k, v in st.items():
+            if not any(_is(v, t) for t in kinds[k]):
+                want = " or ".join(_KIND_NAMES[t] for t in kinds[k])
+                raise ModelCardError(f"{p}: {key}.{k} must be {want}, got {v!r}")
+        bad = [c for c in st.get("resumed", []) if not isinstance(c, str)]
+        if bad:
+            raise ModelCardError(f"{p}: {key}.resumed must be a list of command strings, got {bad[0]!r}")
 
 
 def read_card(path: str | Path, card_cls: type[CardBase]) -> CardBase:

@@ -110,8 +110,9 @@ def test_train_akb_then_scheduler_then_export_cli(tmp_path):
     from testbed.zoo import load_card
 
     card = load_card(out / "model_card.yaml")
-    assert card.training["codec"]["command"].startswith("testbed train akb")
-    assert card.training["scheduler"]["command"].startswith("testbed train scheduler")
+    akb_stage, sched_stage = card.training["lineage"][-2:]   # after the stage of v1.pt (--init-from)
+    assert akb_stage["command"].startswith("testbed train akb") and akb_stage["run"] == str(run)
+    assert sched_stage["command"].startswith("testbed train scheduler") and sched_stage["steps"] == s["timesteps"]
 
 
 # --- `testbed train scheduler`: resume, logs, refusing to overwrite a run -----------------------------------------

@@ -252,8 +252,9 @@ def test_shipped_akb_model_contract():
     for g in c.card.graphs.values():
         assert sha256_file(d / g["file"]) == g["sha256"]
         onnx.checker.check_model(onnx.load(str(d / g["file"])), full_check=True)
-    assert c.card.training["codec"]["command"].startswith("testbed train akb")
-    assert c.card.training["scheduler"]["command"].startswith("testbed train scheduler")
+    commands = [st["command"] for st in c.card.training["lineage"]]
+    assert commands[0].startswith("testbed train codec") and commands[-1].startswith("testbed train scheduler")
+    assert any(cmd.startswith("testbed train akb") for cmd in commands)
     img = smooth_image(64, 96, seed=4)
     tx, side = c.encode_side(img, 10.0, 0.036)
     assert c.cbr(side, 64, 96) <= 0.036 and c.decode(tx, 10.0, 64, 96, side).shape == (64, 96, 3)
@@ -407,3 +408,70 @@ def test_allocation_flag_in_eval_and_loopback(akb_dir, images_dir, tmp_path):
     p = run_cli("loopback", "--model", "jscc-v1", "--images", images_dir, "--no-skb", "--allocation", "measured",
                 "--out", tmp_path / "v1", check=False)
     assert p.returncode == 2 and "--no-skb --allocation measured: need an AKB codec" in p.stderr
+
+
+def _scheduler_run(d, akb_ck, timesteps=16):
+    import json
+
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "train_config.json").write_text(json.dumps(
+        {"command": f"testbed train scheduler --akb {akb_ck} --data d --timesteps {timesteps}", "akb": str(akb_ck),
+         "out": str(d)}))
+    (d / "final_metrics.json").write_text(json.dumps({"timesteps": timesteps, "evaluation": [
+        {"snr_db": 0.0, "reward": 0.01234, "psnr_db": 20.0, "psnr_gain_db": 0.01}]}))
+    return d
+
+
+def test_akb_training_record_inherits_the_codec_v1_lineage(tiny_model, tmp_path):
+    """The AKB card's lineage: the stages of the codec v1 model of --init-from, the AKB run, the
+    scheduler run; the commands are in the lineage only."""
+    import json
+
+    from testbed.akb.export import scheduler_record, training_record
+    from testbed.codec.export import export
+
+    parent = [{"stage": 1, "command": "testbed train codec --data a --steps 3", "steps": 3, "run": "runs/one"}]
+    export(tiny_model, tmp_path / "v1", name="v1", operating_points=[2, 6], training={"data": "a", "lineage": parent})
+    run = tmp_path / "akb"
+    run.mkdir()
+    (run / "final_metrics.json").write_text(json.dumps({"step": 6, "best_val": 21.234}))
+    command = f"testbed train akb --data d --val v --init-from {tmp_path / 'v1'} --steps 4 --entropy-steps 2"
+    ck = {"step": 5, "ema": {"w": 0}, "train_config": {
+        "command": command, "data": "d", "val": "v", "init_from": str(tmp_path / "v1"), "out": str(run),
+        "entropy_steps": 2, "batch": 1, "crop": 64, "seed": 0}}
+    sched = _scheduler_run(tmp_path / "sched", run / "best.pt")
+    training = training_record(run / "best.pt", ck, scheduler_record(sched))
+    assert training["lineage"] == parent + [
+        {"stage": "akb 1", "command": command, "steps": 6, "init_from": str(tmp_path / "v1"), "run": str(run),
+         "shipped": {"checkpoint": "best.pt", "step": 5, "weights": "ema"},
+         "result": {"data": "v", "best_val_psnr_db": 21.23}},
+        {"stage": "scheduler", "command": f"testbed train scheduler --akb {run / 'best.pt'} --data d --timesteps 16",
+         "steps": 16, "codec": str(run / "best.pt"), "run": str(sched), "result": {"reward_over_fixed": {"0": 0.012}}}]
+    assert training["scheduler"]["timesteps"] == 16 and "command" not in training["scheduler"]
+    assert training["codec"]["steps"] == 5 and "command" not in training["codec"]
+    (sched / "final_metrics.json").unlink()
+    with pytest.raises(ValueError, match="final_metrics.json"):
+        scheduler_record(sched)
+
+
+def test_attach_replaces_the_scheduler_stage_of_the_lineage(akb_dir, tmp_path):
+    import shutil
+
+    import yaml
+
+    from testbed.akb.export import attach_policy, scheduler_record
+    from testbed.zoo import load_card
+
+    d = tmp_path / "model"
+    shutil.copytree(akb_dir, d)
+    card = yaml.safe_load((d / "model_card.yaml").read_text())
+    card["training"]["lineage"] = [
+        {"stage": "akb 1", "command": "testbed train akb --data d", "steps": 6},
+        {"stage": "scheduler", "command": "testbed train scheduler --akb old.pt", "steps": 8}]
+    (d / "model_card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    sha = load_card(d / "model_card.yaml").sha256
+    attach_policy(d, d / "policy.onnx", scheduler_record(_scheduler_run(tmp_path / "sched", "new.pt", 24)))
+    after = load_card(d / "model_card.yaml")
+    assert after.sha256 == sha
+    assert [(st["stage"], st["steps"]) for st in after.training["lineage"]] == [("akb 1", 6), ("scheduler", 24)]
+    assert after.training["lineage"][-1]["codec"] == "new.pt" and after.training["scheduler"]["timesteps"] == 24

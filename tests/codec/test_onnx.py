@@ -69,7 +69,9 @@ def test_shipped_model_contract(shipped_model):
         meta = _meta(shipped_model / g)
         for key in REQUIRED_META:
             assert key in meta, f"{g}: {key}"
-    assert card.training.get("command", "").startswith("testbed train codec")
+    lineage = card.training["lineage"]   # the training stages, oldest first, each with its command
+    assert [st["stage"] for st in lineage] == list(range(1, len(lineage) + 1))
+    assert all(st["command"].startswith("testbed train codec") for st in lineage)
     # the card records the measured Kodak PSNR for both operating points
     kodak = [k for k in card.evaluation if k.startswith("kodak/awgn/")]
     assert len(kodak) >= 2, card.evaluation.keys()
@@ -152,3 +154,77 @@ def test_a_grown_model_exports_matches_pytorch_and_rebuilds(tiny_model, tmp_path
     assert (back.cfg.enc_res_blocks, back.cfg.dec_res_blocks) == (2, 3)
     for (n, a), b in zip(g.state_dict().items(), back.state_dict().values()):
         assert torch.allclose(a, b), n
+
+
+def _fake_run(tiny_model, run, command, init_from=None, step=5):
+    """A finished `testbed train codec` run folder holding the tiny model as its best.pt."""
+    import json
+
+    import torch
+
+    run.mkdir(parents=True, exist_ok=True)
+    tc = {"command": command, "data": "train/", "val": "val/", "out": str(run), "init_from": init_from,
+          "operating_points": [2, 6], "batch": 1, "crop": 32, "seed": 0}
+    torch.save({"codec_config": tiny_model.cfg.to_dict(), "model": tiny_model.state_dict(), "ema": None,
+                "step": step, "train_config": tc}, run / "best.pt")
+    (run / "final_metrics.json").write_text(json.dumps({"step": step + 2, "val_images": 1, "validation": [
+        {"snr_db": 10.0, "symbols_per_location": 6, "cbr": 0.03125, "val_psnr_db": 12.3456}]}))
+    return run / "best.pt"
+
+
+def test_export_records_the_training_command_as_a_lineage_stage(tiny_model, tmp_path):
+    from tests.helpers import run_cli
+
+    command = "testbed train codec --data train/ --val val/ --steps 7 --crop 32"
+    ck = _fake_run(tiny_model, tmp_path / "run", command)
+    run_cli("export", ck, "--out", tmp_path / "m")
+    card = load_card(tmp_path / "m" / "model_card.yaml")
+    assert "command" not in card.training
+    assert card.training["lineage"] == [{
+        "stage": 1, "command": command, "steps": 7, "run": str(tmp_path / "run"),
+        "shipped": {"checkpoint": "best.pt", "step": 5, "weights": "raw"},
+        "result": {"data": "val/", "images": 1, "psnr_db": {"cbr=0.0312": {"10": 12.35}}}}]
+    # --training-command replaces the recorded command
+    run_cli("export", ck, "--out", tmp_path / "m2", "--training-command", "testbed train codec --steps 7")
+    assert load_card(tmp_path / "m2" / "model_card.yaml").training["lineage"][0]["command"] == \
+        "testbed train codec --steps 7"
+
+
+def test_export_inherits_the_lineage_of_the_init_from_model(tiny_model, tmp_path):
+    from tests.helpers import run_cli
+
+    parent = [{"stage": 1, "command": "testbed train codec --data a --steps 3", "steps": 3, "run": "runs/one"},
+              {"stage": 2, "command": "testbed train codec --data a --steps 4 --init-from runs/one/best.pt",
+               "steps": 4, "init_from": "runs/one/best.pt", "run": "runs/two"}]
+    export(tiny_model, tmp_path / "parent", name="parent", operating_points=[2, 6],
+           training={"data": "a", "lineage": parent})
+    command = f"testbed train codec --data train/ --init-from {tmp_path / 'parent'} --steps 7"
+    ck = _fake_run(tiny_model, tmp_path / "run", command, init_from=str(tmp_path / "parent"))
+    run_cli("export", ck, "--out", tmp_path / "child")
+    lineage = load_card(tmp_path / "child" / "model_card.yaml").training["lineage"]
+    assert lineage[:2] == parent
+    assert lineage[2]["stage"] == 3 and lineage[2]["command"] == command
+    assert lineage[2]["init_from"] == str(tmp_path / "parent")
+    # exported again over the model it started from: this run's stage is replaced, not repeated
+    run_cli("export", ck, "--out", tmp_path / "parent")
+    assert load_card(tmp_path / "parent" / "model_card.yaml").training["lineage"] == parent + [lineage[2]]
+    run_cli("export", ck, "--out", tmp_path / "parent")
+    assert load_card(tmp_path / "parent" / "model_card.yaml").training["lineage"] == parent + [lineage[2]]
+
+
+def test_lineage_follows_init_from_checkpoints_back(tiny_model, tmp_path):
+    """--init-from a checkpoint: the stages of the runs that wrote it, oldest first."""
+    import torch
+
+    from testbed.codec.export import training_record
+
+    first = _fake_run(tiny_model, tmp_path / "one", "testbed train codec --data train/ --steps 3", step=3)
+    second = _fake_run(tiny_model, tmp_path / "two", f"testbed train codec --data train/ --init-from {first}",
+                       init_from=str(first), step=4)
+    ck = torch.load(second, weights_only=False)
+    lineage = training_record(second, ck)["lineage"]
+    assert [(st["stage"], st["command"], st["steps"], st.get("init_from")) for st in lineage] == [
+        (1, "testbed train codec --data train/ --steps 3", 5, None),
+        (2, f"testbed train codec --data train/ --init-from {first}", 6, str(first))]
+    first.unlink()   # gone: the lineage starts at the run that still has its checkpoint
+    assert [st["stage"] for st in training_record(second, ck)["lineage"]] == [1]

@@ -276,7 +276,7 @@ def test_ofdm_config_with_a_channel_section_is_not_silently_ignored(tmp_path, ca
     import argparse
     import logging
 
-    from testbed.cli.main import _ofdm_from_args
+    from testbed.cli.link import _ofdm_from_args
     from testbed.experiments.loopback import _check
 
     cfg = tmp_path / "exp.yaml"

@@ -1,4 +1,5 @@
-"""CLI of the agent layer: ``testbed node``, ``controller``, ``intent submit``, ``status``, ``broker``."""
+"""The agent commands: ``testbed node``, ``controller``, ``intent submit``, ``status``, ``broker``
+(the agent layer itself is :mod:`testbed.agent`)."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import threading
 import time
 import uuid
 
-from . import messages as M
-from . import topics as T
+from ..agent import messages as M
+from ..agent import topics as T
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def add_parsers(sub, common) -> None:
 
 
 def _password(a):
-    from .mqttlink import read_password
+    from ..agent.mqttlink import read_password
 
     return read_password(a.password_file)
 
@@ -105,7 +106,7 @@ def _wait_for_ctrl_c(status_line) -> None:
 
 
 def cmd_node(a) -> int:
-    from .node import Node, NodeOptions
+    from ..agent.node import Node, NodeOptions
 
     node = Node(NodeOptions(broker=a.broker, node_id=a.id, role=a.role, radio=a.radio, state_dir=a.state_dir,
                             username=a.username, password=_password(a), ca_file=a.ca_file,
@@ -129,8 +130,7 @@ def cmd_node(a) -> int:
 
 
 def cmd_controller(a) -> int:
-    from .controller import Controller, ControllerOptions
-
+    from ..agent.controller import Controller, ControllerOptions
 
     ctl = Controller(ControllerOptions(broker=a.broker, out=a.out, models_dir=a.models_dir, username=a.username,
                                        password=_password(a), ca_file=a.ca_file, assume_snr_db=a.assume_snr_db,
@@ -158,7 +158,7 @@ def cmd_controller(a) -> int:
 
 
 def _operator(a):
-    from .mqttlink import MqttLink
+    from ..agent.mqttlink import MqttLink
 
     client = f"{a.username}-{uuid.uuid4().hex[:8]}"
     link = MqttLink(client, a.broker, username=a.username, password=_password(a), ca_file=a.ca_file)
@@ -186,7 +186,7 @@ def format_status(s: M.ControllerStatus) -> str:
 
 
 def cmd_intent_submit(a) -> int:
-    from .controller import load_intent
+    from ..agent.controller import load_intent
 
     intent = load_intent(a.file)
     link, rt = _operator(a)
@@ -245,7 +245,7 @@ def cmd_status(a) -> int:
 
 
 def cmd_broker_init(a) -> int:
-    from .broker import init_broker_dir
+    from ..agent.broker import init_broker_dir
 
     nodes = [n for n in a.nodes.split(",") if n]
     tls = {"certfile": a.certfile, "keyfile": a.keyfile, "cafile": a.cafile} \
@@ -260,7 +260,7 @@ def cmd_broker_run(a) -> int:
     import os
     from pathlib import Path
 
-    from .broker import mosquitto_binary
+    from ..agent.broker import mosquitto_binary
 
     conf = Path(a.dir) / "mosquitto.conf"
     if not conf.exists():

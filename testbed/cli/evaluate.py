@@ -1,0 +1,89 @@
+"""``testbed eval`` (a codec through a software channel) and ``testbed bench codec``."""
+from __future__ import annotations
+
+import sys
+
+from .common import add_allocation_arg, ckb
+
+
+def add_parsers(sub, common) -> None:
+    ev = sub.add_parser("eval", parents=[common], help="evaluate an ONNX codec through a software channel")
+    ev.add_argument("--model", required=True, help="model folder or shipped model name")
+    ev.add_argument("--data", required=True, help="folder of images")
+    ev.add_argument("--snr-db", default="0,5,10,15,20", help="comma-separated SNRs (Es/N0, dB); for a negative first value write --snr-db=-5,0,5")
+    ev.add_argument("--channel", default="awgn", help="awgn | rayleigh")
+    ev.add_argument("--cbr", type=float, help="channel bandwidth ratio (default: the model's highest; AKB models: 0.0625)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", help="run folder (default: runs/eval-<time>)")
+    ev.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
+    ev.add_argument("--no-separation", action="store_true", help="skip the JPEG/JPEG 2000 reference")
+    ev.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
+    ev.add_argument("--record-in-card", metavar="DATASET", help="store the summary in the model card under DATASET")
+    ev.add_argument("--no-ckb", action="store_true", help="AKB codec: fixed entropy-to-rate mapping instead of the channel-KB policy")
+    ev.add_argument("--no-skb", action="store_true", help="AKB codec: no source-KB conditioning")
+    add_allocation_arg(ev)
+    ev.add_argument("--figures", action="store_true",
+                    help="AKB codec: save entropy map, rate map and reconstruction of the first image per SNR")
+    ev.set_defaults(func=_cmd_eval)
+
+    b = sub.add_parser("bench", parents=[common], help="benchmarks")
+    bsub = b.add_subparsers(dest="what", required=True, metavar="{codec}")
+    bc = bsub.add_parser("codec", parents=[common], help="onnxruntime encode/decode latency")
+    bc.add_argument("--model", default="jscc-v1")
+    bc.add_argument("--size", default="768x512", help="WIDTHxHEIGHT")
+    bc.add_argument("--repeat", type=int, default=20)
+    bc.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
+    bc.add_argument("--cbr", type=float)
+    bc.set_defaults(func=_cmd_bench)
+
+
+def _cmd_eval(a) -> int:
+    from ..experiments.evaluate import EvalOptions, format_table, json_view, parse_snrs, run_eval
+    from ..core.runlog import to_json
+
+    opts = EvalOptions(model=a.model, data=a.data, snrs_db=parse_snrs(a.snr_db), channel=a.channel,
+                       seed=a.seed, out=a.out, force=a.force, cbr=a.cbr, separation=not a.no_separation, threads=a.threads,
+                       ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation, figures=a.figures)
+    summary = run_eval(opts)
+    if a.record_in_card:
+        from ..zoo import CARD_NAME, load_card, resolve_model_dir
+
+        d = resolve_model_dir(a.model)
+        card = load_card(d / CARD_NAME)
+        key = f"{a.record_in_card}/{summary['channel']}/cbr={summary['cbr']:.4f}"
+        if summary.get("ckb") is not None:
+            key += "/" + ("ckb" if summary["ckb"] else "no-ckb") + "," + ("skb" if summary["skb"] else "no-skb")
+            if summary.get("allocation", "entropy") != "entropy":
+                key += "," + summary["allocation"]
+        card.evaluation[key] = {
+            "command": "testbed " + " ".join(sys.argv[1:]),
+            "n_images": summary["n_images"], "seed": summary["seed"],
+            "psnr_db": {f"{r['snr_db']:g}": round(r["psnr_db"], 2) for r in summary["results"]},
+            "ms_ssim": {f"{r['snr_db']:g}": round(r["ms_ssim"], 4) for r in summary["results"] if r["ms_ssim"]},
+        }
+        card.write(d / CARD_NAME)
+    if a.json:
+        print(to_json(json_view(summary)))
+    else:
+        print(format_table(summary))
+    return 0
+
+
+def _cmd_bench(a) -> int:
+    from ..experiments.bench import bench_codec
+    from ..core.runlog import to_json
+
+    try:
+        w, h = (int(v) for v in a.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size: expected WIDTHxHEIGHT, got {a.size!r}") from None
+    r = bench_codec(a.model, height=h, width=w, repeat=a.repeat, threads=a.threads, cbr=a.cbr)
+    if a.json:
+        print(to_json(r))
+    else:
+        rate = f"k={r['symbols_per_location']}" if r["symbols_per_location"] else f"CBR {r['cbr']:g}"
+        print(f"{r['model']} {w}x{h} {rate} ({r['repeat']} runs, "
+              f"{r['intra_op_threads']} threads): encode median {r['encode']['median_ms']:.1f} ms "
+              f"(p90 {r['encode']['p90_ms']:.1f}), decode median {r['decode']['median_ms']:.1f} ms "
+              f"(p90 {r['decode']['p90_ms']:.1f})")
+    return 0

@@ -1,0 +1,120 @@
+"""The GNU Radio flowgraph with a software channel: ``testbed loopback``, ``testbed demo``, and
+``testbed grc-path`` (where the GRC block definitions are)."""
+from __future__ import annotations
+
+from .common import StdoutToStderr, add_allocation_arg, ckb
+
+
+def add_parsers(sub, common) -> None:
+    gp = sub.add_parser("grc-path", help="print the folder of the testbed's GRC block definitions (for GRC_BLOCKS_PATH)")
+    gp.set_defaults(func=_cmd_grc_path)
+
+    lb = sub.add_parser("loopback", parents=[common],
+                        help="run the GNU Radio flowgraph (OFDM PHY) with a software channel instead of a radio")
+    _add_loopback_args(lb)
+    lb.set_defaults(func=_cmd_loopback)
+
+    dm = sub.add_parser("demo", parents=[common],
+                        help="default run: shipped model on the sample images through the OFDM flowgraph, loopback channel")
+    dm.add_argument("--model", help="model (default: the shipped jscc-v1)")
+    dm.add_argument("--images", help="image folder (default: the shipped samples/)")
+    dm.add_argument("--snr-db", default="0,5,10,15,20", help="comma-separated SNRs (dB, default %(default)s); "
+                                                            "for a negative first value write --snr-db=-5,0")
+    dm.add_argument("--cbr", help="comma-separated CBRs (default: 0.0625,0.020833)")
+    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--out", help="run folder (default: runs/loopback-<time> per CBR)")
+    dm.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
+    dm.set_defaults(func=_cmd_demo)
+
+
+def _add_loopback_args(p) -> None:
+    p.add_argument("--model", help="model folder or shipped name (default: jscc-v1)")
+    p.add_argument("--images", help="image folder (default: the shipped samples/)")
+    p.add_argument("--snr-db", default="10", help="comma-separated SNRs (Es/N0 per sub-carrier, dB); "
+                                                  "for a negative first value write --snr-db=-5,0,5")
+    p.add_argument("--cbr", type=float, help="channel bandwidth ratio (default: the model's highest; AKB models: 0.0625)")
+    p.add_argument("--cfo-hz", type=float, default=0.0, help="carrier frequency offset (Hz)")
+    p.add_argument("--sco-ppm", type=float, default=0.0, help="sample-clock offset (ppm)")
+    p.add_argument("--delay-samples", type=int, default=0, help="timing offset: zeros before the first burst")
+    p.add_argument("--multipath", default="none", help="none | tdl-a | tdl-c | TAPS_FILE (one 're im' per line)")
+    p.add_argument("--delay-spread-ns", type=float, help="TDL delay spread (default: longest tap at half the CP)")
+    p.add_argument("--samp-rate", type=float, help="sample rate in S/s (default 1e6, or the config's)")
+    p.add_argument("--ofdm-config", help="YAML file with an 'ofdm:' section (testbed.phy.config.OfdmConfig keys)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="run folder (default: runs/loopback-<time>)")
+    p.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
+    p.add_argument("--no-ckb", action="store_true", help="AKB codec: fixed entropy-to-rate mapping (no channel-KB policy)")
+    p.add_argument("--no-skb", action="store_true", help="AKB codec: no source-KB conditioning")
+    add_allocation_arg(p)
+    p.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
+
+
+def _ofdm_from_args(a):
+    from ..phy.config import OfdmConfig
+
+    cfg = OfdmConfig.from_file(a.ofdm_config) if getattr(a, "ofdm_config", None) else OfdmConfig()
+    if getattr(a, "samp_rate", None):
+        from dataclasses import replace
+
+        source = getattr(cfg, "source", None)
+        cfg = replace(cfg, samp_rate=float(a.samp_rate))
+        cfg.validate()
+        if source:
+            object.__setattr__(cfg, "source", source)
+    return cfg
+
+
+def _cmd_grc_path(a) -> int:
+    from ..grc import BLOCKS_DIR
+
+    print(BLOCKS_DIR)
+    return 0
+
+
+def _cmd_loopback(a) -> int:
+    from ..experiments.evaluate import parse_snrs
+    from ..experiments.loopback import LoopbackOptions, format_table, json_view, run_loopback
+    from ..core.paths import DEFAULT_MODEL, samples_dir
+    from ..core.runlog import to_json
+
+    opts = LoopbackOptions(model=a.model or DEFAULT_MODEL, images=a.images or str(samples_dir()),
+                           snrs_db=parse_snrs(a.snr_db), cbr=a.cbr, cfo_hz=a.cfo_hz, sco_ppm=a.sco_ppm,
+                           delay_samples=a.delay_samples, multipath=a.multipath,
+                           delay_spread_s=a.delay_spread_ns * 1e-9 if a.delay_spread_ns else None,
+                           seed=a.seed, out=a.out, force=a.force, ofdm=_ofdm_from_args(a), ms_ssim=not a.no_ms_ssim,
+                           ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation)
+    if a.verbose >= 2:
+        import os
+
+        os.environ.setdefault("TESTBED_GR_LOG", "info")
+    with StdoutToStderr():
+        summary = run_loopback(opts)
+    print(to_json(json_view(summary)) if a.json else format_table(summary))
+    return 0
+
+
+def _cmd_demo(a) -> int:
+    """The built-in default run: shipped model and sample images through the GNU Radio flowgraph
+    (OFDM PHY) with the loopback channel in place of a radio."""
+    from ..experiments.evaluate import parse_snrs
+    from ..experiments.loopback import LoopbackOptions, format_table, json_view, run_loopback
+    from ..core.paths import DEFAULT_MODEL, samples_dir
+    from ..core.runlog import prepare_run_dir, to_json
+
+    cbrs = parse_snrs(a.cbr, "--cbr", unit="") if a.cbr else [0.0625, 0.020833]
+    if a.out:   # the CBR runs go to OUT/cbr-<CBR>: OUT itself must be new or empty (or --force)
+        prepare_run_dir(a.out, "demo", force=a.force)
+    outs = []
+    with StdoutToStderr():
+        for cbr in cbrs:
+            opts = LoopbackOptions(model=a.model or DEFAULT_MODEL, images=a.images or str(samples_dir()),
+                                   snrs_db=parse_snrs(a.snr_db), cbr=float(cbr), seed=a.seed,
+                                   out=(f"{a.out}/cbr-{float(cbr):.4f}" if a.out else None), force=a.force)
+            outs.append(run_loopback(opts))
+    if a.json:
+        print(to_json({"runs": [json_view(s) for s in outs]}))
+    else:
+        for s in outs:
+            print(format_table(s))
+            print(f"plot: {s['run_dir']}/psnr_vs_snr.png\n")
+    return 0
