@@ -2,6 +2,7 @@
 the installed wheel runs `testbed doctor` and `testbed demo` outside the checkout."""
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -18,8 +19,13 @@ PKG = REPO / "testbed"
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # built from a copy of the sources: a stale build/ folder in the checkout would leak into the wheel
+    src = tmp_path_factory.mktemp("src")
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    shutil.copytree(PKG, src / "testbed", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     # no build isolation: setuptools and wheel come from the venv (the tests run without a network)
-    p = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
                         "-q", "-w", str(out)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     (whl,) = out.glob("*.whl")

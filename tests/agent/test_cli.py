@@ -1,5 +1,7 @@
 """End to end through the command line: `testbed broker init/run`, `testbed controller`, two
-`testbed node` processes on the loopback channel, `testbed intent submit --wait` and `testbed status`."""
+`testbed node` processes on the loopback channel, `testbed intent submit --wait` and `testbed status`.
+The long-running commands (broker, controller, nodes) are real processes, stopped by Ctrl-C; the
+one-shot commands run in-process."""
 import csv
 import json
 import signal
@@ -8,13 +10,14 @@ import sys
 
 import pytest
 
+from tests.helpers import run_cli
 from tests.helpers.agent import crop_images, wait_until
 
 TESTBED = [sys.executable, "-m", "testbed"]
 
 
 def _run(*args, timeout=120):
-    return subprocess.run([*TESTBED, *args], capture_output=True, text=True, timeout=timeout)
+    return run_cli(*args, check=False, timeout=timeout)
 
 
 def _spawn(*args, log):
@@ -40,6 +43,7 @@ def procs():
         _stop(p, 10)
 
 
+@pytest.mark.slow
 def test_intent_end_to_end_through_the_cli(tmp_path, procs):
     from testbed.agent.broker import free_port
 

@@ -11,6 +11,8 @@ from tests.helpers import SAMPLES, write_png
 from testbed.agent import messages as M
 from testbed.agent import topics as T
 
+pytestmark = pytest.mark.slow   # every test runs mosquitto and agents
+
 
 @pytest.fixture
 def env(tmp_path):

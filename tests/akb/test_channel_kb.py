@@ -52,6 +52,7 @@ def test_env_reward_is_relative_to_the_fixed_mapping(akb, tiles):
     assert set(np.unique(want)) == {-1, 1} and np.array_equal(want == 1, bits1 > bits1.mean())
 
 
+@pytest.mark.slow
 def test_ppo_smoke_and_policy_onnx_matches_sb3(akb, tiles, tmp_path):
     from testbed.akb.channel_kb import env as envmod
     from testbed.akb.channel_kb.scheduler import OnnxPolicy, evaluate_policy, export_policy
@@ -83,6 +84,7 @@ def test_ppo_smoke_and_policy_onnx_matches_sb3(akb, tiles, tmp_path):
     assert [r["snr_db"] for r in rows] == [0.0, 20.0] and all(np.isfinite(r["reward"]) for r in rows)
 
 
+@pytest.mark.slow
 def test_train_akb_then_scheduler_then_export_cli(tmp_path):
     data, val = tiny_training_data(tmp_path, n=6)
     tiny_v1_checkpoint(tmp_path / "v1.pt")
@@ -159,6 +161,7 @@ def sched_setup(akb, tiles, tmp_path, monkeypatch):
     return cfg, episodes
 
 
+@pytest.mark.slow
 def test_scheduler_resume_neither_replays_episodes_nor_logs_twice(sched_setup, tmp_path):
     """Killed after the rollout ending at timestep 24 (last checkpoint: 16), then resumed: the log
     has each rollout once, and the resumed run does not replay the run's first episodes (it is

@@ -171,6 +171,7 @@ def test_tampered_kb_is_detected(akb_dir, tmp_path):
         AkbCodec(d)
 
 
+@pytest.mark.slow
 def test_eval_akb_with_ablations_and_figures(akb_dir, images_dir, tmp_path):
     import json
 
@@ -364,6 +365,7 @@ def test_measured_allocation_runtime_and_errors(akb_dir):
         c.encode_side(img, 10.0, 0.036, ckb=False, allocation="oracle")
 
 
+@pytest.mark.slow
 def test_measured_allocation_beats_the_entropy_map_on_the_shipped_model():
     """On a shipped Kodak sample at 10 dB, CBR 0.021, the measured map beats the entropy-preset
     map by more than 0.3 dB (fresh noise, not the measurement's draw; BENCHMARKS.md has the

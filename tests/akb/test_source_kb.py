@@ -78,6 +78,7 @@ def _tiny_clip(d):
     return d
 
 
+@pytest.mark.slow
 def test_clip_provider_with_small_local_weights(tmp_path):
     from testbed.akb.source_kb.clip_provider import CaptionClipProvider
     from testbed.akb.source_kb.kb import KbError, build_kb

@@ -61,6 +61,7 @@ def killed_run(inputs, tmp_path_factory):
     return root / "a", root / "b"
 
 
+@pytest.mark.slow
 def test_akb_resume_after_a_kill_ends_with_the_uninterrupted_weights(killed_run):
     a, b = (load_checkpoint(d / "checkpoint.pt") for d in killed_run)
     assert a["step"] == b["step"] == 6
@@ -72,6 +73,7 @@ def test_akb_resume_after_a_kill_ends_with_the_uninterrupted_weights(killed_run)
     assert_same(ba["ema"], bb["ema"], "best.pt ema")
 
 
+@pytest.mark.slow
 def test_akb_resume_drops_the_log_rows_written_after_the_checkpoint(killed_run):
     drop = {"elapsed_s"}
     for name, want in (("train_log.csv", [2, 4, 6]), ("val_log.csv", [3, 3, 4, 4, 5, 5, 6, 6])):

@@ -1,8 +1,9 @@
 import json
 
 import numpy as np
+import pytest
 
-from tests.helpers import SAMPLES, run_cli
+from tests.helpers import SAMPLES, run_cli, run_entry_point
 from testbed.core.images import list_images, load_rgb
 from testbed.core.metrics import psnr
 
@@ -36,6 +37,7 @@ def test_doctor_human_output_lists_components():
     assert "gnuradio" in p.stdout and "radios: scan skipped" in p.stdout
 
 
+@pytest.mark.slow
 def test_demo_runs_default_on_shipped_model_and_samples(tmp_path):
     p = run_cli("demo", "--out", tmp_path / "demo", "--json")
     d = json.loads(p.stdout)
@@ -55,7 +57,8 @@ def test_demo_runs_default_on_shipped_model_and_samples(tmp_path):
 
 
 def test_help_lists_commands():
-    p = run_cli("--help")
+    """The installed `testbed` executable starts (a real process, unlike the other CLI tests)."""
+    p = run_entry_point("--help")
     for cmd in ("doctor", "train", "export", "eval", "demo"):
         assert cmd in p.stdout
 
@@ -102,3 +105,19 @@ def test_abbreviated_options_are_refused_not_guessed(tmp_path):
     assert r.returncode == 2 and "unrecognized arguments: --resum" in r.stderr
     r = run_cli("eval", "--mod", "jscc-v1", "--data", str(tmp_path), check=False)
     assert r.returncode == 2 and "--model" in r.stderr
+
+
+def test_run_cli_runs_in_process_and_leaves_the_process_as_it_was(tmp_path, caplog):
+    """The helper itself: exit codes, captured output and logging, and nothing leaks into later tests."""
+    import logging
+    import os
+
+    root = logging.getLogger()
+    handlers, level, cwd, env = root.handlers[:], root.level, os.getcwd(), dict(os.environ)
+    p = run_cli("--version", cwd=tmp_path, env={**env, "TESTBED_HELPER_CHECK": "1"})
+    assert p.returncode == 0 and p.stdout.strip() and p.stderr == ""
+    p = run_cli("eval", "--model", tmp_path / "none", "--data", tmp_path, "-v", check=False)
+    assert p.returncode == 2 and "testbed eval: error" in p.stderr and p.stdout == ""
+    assert root.handlers == handlers and root.level == level and os.getcwd() == cwd and dict(os.environ) == env
+    logging.getLogger("testbed").warning("after the call")
+    assert "after the call" in caplog.text

@@ -190,6 +190,7 @@ def test_export_records_the_training_command_as_a_lineage_stage(tiny_model, tmp_
         "testbed train codec --steps 7"
 
 
+@pytest.mark.slow
 def test_export_inherits_the_lineage_of_the_init_from_model(tiny_model, tmp_path):
     from tests.helpers import run_cli
 

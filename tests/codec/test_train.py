@@ -18,6 +18,7 @@ def tiny_dataset(tmp_path):
     return d
 
 
+@pytest.mark.slow
 def test_train_checkpoints_logs_and_resume(tmp_path, tiny_dataset):
     out = tmp_path / "run"
     cfg = TrainConfig(data=str(tiny_dataset), val=str(tiny_dataset), out=str(out), steps=3, batch=2,
@@ -81,6 +82,7 @@ def test_linear_path_fit_skips_images_smaller_than_a_block():
         block_moments([smooth_image(8, 40)], rng, n_blocks=10)
 
 
+@pytest.mark.slow
 def test_loss_spike_is_skipped_not_applied(tmp_path, tiny_dataset, monkeypatch):
     """One absurd batch (here: a NaN loss) is logged and skipped; the model stays finite."""
     import torch
@@ -188,6 +190,7 @@ def killed_run(module_dataset, tmp_path_factory):
     return root / "a", root / "b"
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_ends_with_the_uninterrupted_weights(killed_run):
     a, b = (load_checkpoint(d / "checkpoint.pt") for d in killed_run)
     assert a["step"] == b["step"] == 6
@@ -199,6 +202,7 @@ def test_resume_after_a_kill_ends_with_the_uninterrupted_weights(killed_run):
     assert fa["validation"] == fb["validation"]
 
 
+@pytest.mark.slow
 def test_resume_drops_the_log_rows_written_after_the_checkpoint(killed_run):
     for name, key, want in (("train_log.csv", "step", [2, 4, 6]), ("val_log.csv", "step", [3, 3, 6, 6])):
         ra, rb = (read_csv_rows(d / name) for d in killed_run)
@@ -208,6 +212,7 @@ def test_resume_drops_the_log_rows_written_after_the_checkpoint(killed_run):
                [{k: v for k, v in r.items() if k not in drop} for r in ra], name
 
 
+@pytest.mark.slow
 def test_best_pt_after_a_resume_is_the_uninterrupted_best(tmp_path, tiny_dataset, monkeypatch):
     """Validation at step 2 is the best (30 dB), at step 4 worse (29 dB). A run killed right after
     its step-2 checkpoint must keep step 2's best.pt when resumed, as the uninterrupted run does."""
@@ -232,6 +237,7 @@ def test_best_pt_after_a_resume_is_the_uninterrupted_best(tmp_path, tiny_dataset
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["best_val"] == 30.0
 
 
+@pytest.mark.slow
 def test_same_seed_same_initial_weights(tmp_path, tiny_dataset):
     """With lr 0 the checkpoint after one step holds the initial weights."""
     def init(seed, name):
@@ -245,6 +251,7 @@ def test_same_seed_same_initial_weights(tmp_path, tiny_dataset):
     assert deep and any(not np.array_equal(a[k].numpy(), c[k].numpy()) for k in deep)
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_loss_spike_guard(tmp_path, tiny_dataset, monkeypatch):
     """The median of the recent losses is checkpointed: the first step after a resume is guarded too."""
     import testbed.codec.train as tr
@@ -258,6 +265,7 @@ def test_resume_keeps_the_loss_spike_guard(tmp_path, tiny_dataset, monkeypatch):
     assert read_csv_rows(tmp_path / "run" / "train_log.csv")[-1]["skipped"] == "1"
 
 
+@pytest.mark.slow
 def test_new_run_refuses_a_folder_holding_a_run_unless_forced(tmp_path, tiny_dataset):
     from testbed.core.trainargs import RunExistsError
 
@@ -331,6 +339,7 @@ def test_truncate_log_keeps_rows_up_to_the_checkpoint(tmp_path):
 # --- review fixes: spike guard across checkpoints, non-finite gradients, --init-from + --snr-range, ----------------
 # --- errors naming the folder/option ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_loss_spike_guard_stays_armed_right_after_a_checkpoint(tmp_path, tiny_dataset, monkeypatch):
     """The guard's window spans checkpoints: a spike 2 steps after the step-10 checkpoint is skipped
     (it used to look at the 1 loss since the checkpoint only, and was off for 9 steps after each)."""
@@ -456,6 +465,7 @@ def test_elapsed_before_reads_the_last_logged_training_time(tmp_path):
     assert elapsed_before(p) == 0.0                       # no such column
 
 
+@pytest.mark.slow
 def test_bf16_training_is_close_to_fp32_and_keeps_float32_weights(tmp_path, tiny_dataset):
     """--precision bf16: same run as fp32 (same seed and batches), the losses differ by the
     bfloat16 rounding only, and the checkpoint holds float32 weights that load as a normal model."""
@@ -521,6 +531,7 @@ def test_mosaic_canvases_are_grids_of_crops_of_the_training_images():
     assert one.shape == (4, 3, 16, 16) and np.array_equal(one.numpy(), again.numpy())
 
 
+@pytest.mark.slow
 def test_mosaic_training_runs_and_records_the_option(tmp_path, tiny_dataset):
     cfg = TrainConfig(data=str(tiny_dataset), val=str(tiny_dataset), out=str(tmp_path / "m"), steps=2, batch=1,
                       crop=16, mosaic=2, ckpt_every=1, val_every=2, warmup=1, threads=1, seed=3)
@@ -535,6 +546,7 @@ def test_mosaic_training_runs_and_records_the_option(tmp_path, tiny_dataset):
     assert load_card(tmp_path / "exported" / "model_card.yaml").training["mosaic"] == 2
 
 
+@pytest.mark.slow
 def test_res_blocks_grow_an_init_from_model_and_must_match_on_resume(tmp_path, tiny_dataset):
     import torch
 

@@ -14,6 +14,7 @@ from testbed.experiments.evaluate import ROW_FIELDS
 from testbed.core.runlog import read_csv_rows
 
 
+@pytest.mark.slow
 def test_eval_cli_writes_rows_summary_plot_and_json(shipped_model, tmp_path):
     out = tmp_path / "run"
     p = run_cli("eval", "--model", shipped_model, "--data", SAMPLES, "--snr-db", "0,20", "--seed", "3",
@@ -35,6 +36,7 @@ def test_eval_cli_writes_rows_summary_plot_and_json(shipped_model, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+@pytest.mark.slow
 def test_eval_is_reproducible_with_seed(shipped_model, tmp_path):
     a = json.loads(run_cli("eval", "--model", shipped_model, "--data", SAMPLES / "kodim15.png", "--snr-db", "5",
                            "--seed", "7", "--no-separation", "--out", tmp_path / "a", "--json").stdout)
@@ -66,6 +68,7 @@ def test_graceful_loss_when_trailing_symbols_are_not_sent(shipped_model):
     assert res[3] > psnr(img, flat) + 3.0, res  # 8 of 48 symbols still carry the picture
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_valid_log(shipped_model, tmp_path):
     data = tmp_path / "imgs"
     data.mkdir()

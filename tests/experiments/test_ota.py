@@ -123,6 +123,7 @@ def long_recording(imgs, tmp_path_factory):
     return d / "long.sigmf-meta"
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_replay_keeps_finished_rows_and_says_interrupted(long_recording, tmp_path):
     import signal
     import subprocess

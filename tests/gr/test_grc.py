@@ -32,6 +32,7 @@ def test_there_are_flowgraphs():
     assert {"jscc_loopback.grc", "jscc_ofdm_tx.grc", "jscc_ofdm_rx.grc", "jscc_pluto.grc"} <= names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grc", FLOWGRAPHS, ids=lambda p: p.name)
 def test_grc_compiles(grc, tmp_path):
     p = _grcc(grc, tmp_path)
@@ -39,6 +40,7 @@ def test_grc_compiles(grc, tmp_path):
     assert list(tmp_path.glob("*.py"))
 
 
+@pytest.mark.slow
 def test_generated_hier_blocks_carry_frames(tmp_path):
     for name in ("jscc_ofdm_tx.grc", "jscc_ofdm_rx.grc"):
         p = _grcc(REPO / "flowgraphs" / name, tmp_path)
@@ -77,6 +79,7 @@ def test_generated_hier_blocks_carry_frames(tmp_path):
         sys.path.remove(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_generated_loopback_flowgraph_runs_and_logs_qos(tmp_path):
     p = _grcc(REPO / "flowgraphs" / "jscc_loopback.grc", tmp_path)
     assert p.returncode == 0, p.stderr
@@ -108,6 +111,7 @@ def test_generated_loopback_flowgraph_runs_and_logs_qos(tmp_path):
         sys.path.remove(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_loopback_flowgraph_snr_changes_at_run_time(tmp_path):
     """GRC callbacks: setting the flowgraph's snr_db reaches the channel and the encoder, cfo_hz
     the channel."""

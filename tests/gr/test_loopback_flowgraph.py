@@ -44,6 +44,7 @@ def awgn_loopback(two_images, tmp_path_factory, shipped_model):
                                         out=str(out), ms_ssim=False))
 
 
+@pytest.mark.slow
 def test_loopback_matches_eval_within_half_a_db(awgn_loopback, two_images, tmp_path, shipped_model):
     ev = run_eval(EvalOptions(model=str(shipped_model), data=str(two_images), snrs_db=[5.0, 10.0, 15.0, 20.0],
                               out=str(tmp_path / "ev"), separation=False))
@@ -149,6 +150,7 @@ def test_cli_rejects_bad_arguments(two_images, tmp_path):
     assert p.returncode == 2 and "ofdm.yaml" in p.stderr and "fft_len" in p.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_valid_rows(tmp_path):
     exe = Path(sys.executable).parent / "testbed"
     out = tmp_path / "run"
@@ -428,6 +430,7 @@ def test_decoder_refuses_a_negative_idle_flush(tiny_model_dir):
         jscc_decoder(OnnxCodec(tiny_model_dir), idle_flush_s=-1)
 
 
+@pytest.mark.slow
 def test_decoder_idle_flush_does_not_cut_an_image_while_a_slow_decode_holds_its_frames(tiny_model_dir):
     """Image 1 loses its last frame, so image 2's first frame releases it; decoding it takes longer
     than the idle timeout (a loaded machine) while image 2's frames wait in the queue. The idle

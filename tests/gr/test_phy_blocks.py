@@ -25,6 +25,7 @@ def awgn15(tx4):
     return np.mean(symbol_snr_db(r, stream))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("snr_db", [0.0, 5.0, 10.0, 15.0, 20.0, 25.0])
 def test_snr_estimate_within_one_db(tx4, snr_db):
     x, _, stream = tx4
@@ -51,6 +52,7 @@ IMPAIRMENTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(IMPAIRMENTS))
 def test_impairment_every_header_passes(tx4, awgn15, name):
     x, _, stream = tx4
@@ -66,6 +68,7 @@ def test_impairment_every_header_passes(tx4, awgn15, name):
         assert all(abs(m["cfo_hz"] - cfo) < 0.02 * CFG.subcarrier_spacing_hz for m, _ in r.frames)
 
 
+@pytest.mark.slow
 def test_noise_only_input_yields_nothing_and_does_not_crash(tx4):
     """300k samples of noise give no frame, and the receiver still works afterwards: a frame sent
     after the noise is received (a dead receiver would also give nothing from the noise)."""
@@ -77,6 +80,7 @@ def test_noise_only_input_yields_nothing_and_does_not_crash(tx4):
     assert symbol_snr_db(r, stream)[0] > 9.0
 
 
+@pytest.mark.slow
 def test_garbage_between_frames_and_truncated_bursts(tx4):
     x, starts, stream = tx4
     rng = np.random.default_rng(0)
@@ -92,6 +96,7 @@ def test_garbage_between_frames_and_truncated_bursts(tx4):
     assert min(ok) > 13.0
 
 
+@pytest.mark.slow
 def test_lost_frame_is_just_missing(tx4):
     x, starts, stream = tx4
     y = np.concatenate([x[:starts[2]], x[starts[3]:]])            # frame 2 never sent
@@ -116,6 +121,7 @@ def test_blas_is_single_threaded_with_the_blocks():
     assert blas and all(p["num_threads"] == 1 for p in blas)
 
 
+@pytest.mark.slow
 def test_frame_longer_than_the_receiver_buffers_is_rejected_at_its_header():
     """A transmitter with a larger payload_symbols_per_frame: its frames' headers pass the CRC, but
     the receiver cannot buffer them; the header decoder says so (warning, counter) instead of the
