@@ -224,17 +224,9 @@ def test_loopback_akb_matches_eval(akb_dir, images_dir, tmp_path):
     (lambda d: d.update(block_pixels="64"), "block_pixels"),
 ])
 def test_akb_card_errors_name_key(akb_dir, tmp_path, mutate, needle):
-    import yaml
+    from tests.helpers import assert_card_refused
 
-    from testbed.zoo import ModelCardError, load_card
-
-    d = yaml.safe_load((akb_dir / "model_card.yaml").read_text())
-    mutate(d)
-    p = tmp_path / "model_card.yaml"
-    p.write_text(yaml.safe_dump(d))
-    with pytest.raises(ModelCardError) as e:
-        load_card(p)
-    assert str(p) in str(e.value) and needle in str(e.value)
+    assert_card_refused(akb_dir / "model_card.yaml", tmp_path, mutate, needle)
 
 
 def test_shipped_akb_model_contract():

@@ -238,3 +238,19 @@ def shift_logged_elapsed(path, seconds: float) -> None:
     for r in rows:
         r[col] = str(float(r[col]) + seconds)
     Path(path).write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+
+
+def assert_card_refused(card_path: Path, tmp_path: Path, mutate, needle: str) -> None:
+    """The card at ``card_path``, changed by ``mutate(dict)``, is refused naming its file and ``needle``."""
+    import pytest
+    import yaml
+
+    from testbed.zoo import ModelCardError, load_card
+
+    d = yaml.safe_load(Path(card_path).read_text())
+    mutate(d)
+    p = tmp_path / "model_card.yaml"
+    p.write_text(yaml.safe_dump(d))
+    with pytest.raises(ModelCardError) as e:
+        load_card(p)
+    assert str(p) in str(e.value) and needle in str(e.value)
