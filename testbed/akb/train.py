@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..codec.channel import apply_channel
-from ..codec.checkpoint import load_v1
+from ..codec.checkpoint import load_codec
 from ..core import precision as prec
 from ..core import trainargs
 from ..core.crops import CropSampler
@@ -225,7 +225,7 @@ class AkbTrainer(Trainer):
             emb.load_state_dict(ck["embedder"])
             kb = KnowledgeBase(ck["kb_vectors"], "image-embedder", ck.get("kb_meta", {}))
         else:
-            v1 = load_v1(cfg.init_from)
+            v1 = load_codec(cfg.init_from)
             model = from_v1(v1).to(device)
             emb, kb = build_source_kb(v1, self.sampler, cfg, self.rng)
             with torch.no_grad():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def add_parsers(sub, common) -> None:
     t = sub.add_parser("train", help="train models")
-    tsub = t.add_subparsers(dest="what", required=True, metavar="{codec,akb,scheduler}")
+    tsub = t.add_subparsers(dest="what", required=True, metavar="{codec,akb,scheduler,pack}")
     tc = tsub.add_parser("codec", parents=[common], help="train the JSCC codec")
     from ..codec.train import add_arguments
 
@@ -16,10 +16,22 @@ def add_parsers(sub, common) -> None:
     add_akb_arguments(ta)
     ta.set_defaults(func=_cmd_train_akb)
     ts = tsub.add_parser("scheduler", parents=[common], help="train the channel-KB policy (PPO) on an AKB codec")
-    from ..akb.channel_kb.scheduler import add_arguments as add_sched_arguments
+    from ..akb.channel_kb.schedargs import add_arguments as add_sched_arguments
 
     add_sched_arguments(ts)
     ts.set_defaults(func=_cmd_train_scheduler)
+    tp = tsub.add_parser("pack", parents=[common],
+                         help="re-encode training (and validation) images into a pack that fits a size budget "
+                              "(the data a GPU run carries)")
+    tp.add_argument("--data", required=True, help="folder of training images (e.g. ../shared/data/train)")
+    tp.add_argument("--val", help="folder of validation images; the first --val-images go along as PNG")
+    tp.add_argument("--val-images", type=int, default=12, help="validation images to pack (default %(default)s)")
+    tp.add_argument("--out", default="train-pack", help="pack folder to write (default %(default)s, git-ignored)")
+    tp.add_argument("--budget-mb", type=float, default=15.0,
+                    help="size of the pack in MB (10^6 bytes; default %(default)s): the training images get the "
+                         "highest WebP quality that fits")
+    tp.add_argument("--force", action="store_true", help="replace an existing pack")
+    tp.set_defaults(func=_cmd_train_pack)
 
 
 def _cmd_train_codec(a) -> int:
@@ -47,9 +59,28 @@ def _cmd_train_akb(a) -> int:
     return 0
 
 
-def _cmd_train_scheduler(a) -> int:
-    from ..akb.channel_kb.scheduler import config_from_args, train_scheduler
+def _cmd_train_pack(a) -> int:
     from ..core.runlog import to_json
+    from ..core.trainpack import build_pack
+
+    m = build_pack(a.data, a.out, val=a.val, val_images=a.val_images, budget_mb=a.budget_mb, force=a.force)
+    if a.json:
+        print(to_json(m))
+    else:
+        t = m["train"]
+        print(f"{a.out}: {t['images']} training images, WebP quality {t['quality']}, {t['bytes'] / 1e6:.2f} MB "
+              f"(PSNR vs source {t['psnr_vs_source_db']['mean']:.2f} dB mean, {t['psnr_vs_source_db']['min']:.2f} min); "
+              f"{m['val']['images']} validation images, {m['val']['bytes'] / 1e6:.2f} MB")
+    return 0
+
+
+def _cmd_train_scheduler(a) -> int:
+    from ..core.runlog import to_json
+
+    try:
+        from ..akb.channel_kb.scheduler import config_from_args, train_scheduler
+    except ImportError as e:   # gymnasium / stable-baselines3 absent (a GPU machine's image)
+        raise ValueError(f"needs the Python package {e.name or str(e)!r}, not installed here") from None
 
     final = train_scheduler(config_from_args(a), resume=a.resume)
     if a.json:

@@ -26,7 +26,7 @@ from ..core.ortsession import sha256_file
 from ..core.runlog import write_bytes_atomic
 from . import symbols as sym
 from .graphs import DecoderGraph, EncoderGraph
-from .model import JSCC, count_parameters
+from .model import JSCC, arch_of, count_parameters
 from .modelcard import ModelCard
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,7 @@ def export(model: JSCC, out_dir: str | Path, *, name: str, operating_points: lis
         "testbed.opset": OPSET,
         "testbed.exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "testbed.codec_config": json.dumps(cfg.to_dict()),
+        "testbed.architecture": arch_of(cfg),
     }
     img = torch.randint(0, 256, (1, 64, 80, 3), dtype=torch.uint8)
     snr = torch.tensor([10.0])
@@ -238,6 +239,7 @@ def export(model: JSCC, out_dir: str | Path, *, name: str, operating_points: lis
         operating_points=[{"symbols_per_location": kk, "cbr": round(c, 6)} for kk, c in zip(operating_points, cbrs)],
         max_symbols_per_location=s,
         stride=sym.STRIDE,
+        architecture=arch_of(cfg),
         snr_range_db=[cfg.snr_min_db, cfg.snr_max_db],
         opset=OPSET,
         parameters=count_parameters(model),

@@ -8,6 +8,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+SNR_SCALE = 20.0  # snr_db is divided by this before it enters the attention modules
+
+
+def side_vector(snr_db: torch.Tensor, k: torch.Tensor, s_max: int) -> torch.Tensor:
+    """The attention modules' side input: [B, 2] = (SNR / SNR_SCALE, k / S)."""
+    return torch.stack([snr_db / SNR_SCALE, k.to(torch.float32) / s_max], dim=1)
+
 
 class _LowerBound(torch.autograd.Function):
     """max(x, bound) whose gradient still flows when it would push x up (as in CompressAI).

@@ -18,9 +18,8 @@ import torch.nn.functional as F
 
 from . import stream as st
 from . import symbols as sym
-from .layers import GDN, ContextAttention, ResBlock, down_conv, up_conv
-
-SNR_SCALE = 20.0  # snr_db is divided by this before it enters the attention modules
+from .arch_v2 import CodecConfigV2, DecoderV2, EncoderV2
+from .layers import SNR_SCALE, GDN, ContextAttention, ResBlock, down_conv, up_conv, side_vector  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -46,10 +45,6 @@ class CodecConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-
-def _side(snr_db: torch.Tensor, k: torch.Tensor, s_max: int) -> torch.Tensor:
-    return torch.stack([snr_db / SNR_SCALE, k.to(torch.float32) / s_max], dim=1)
 
 
 def pad_to_stride(x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +74,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, H, W] in [0, 1] with H, W multiples of 16 -> latent [B, 2S, H/16, W/16]."""
-        side = _side(snr_db, k, self.s_max)
+        side = side_vector(snr_db, k, self.s_max)
         h = x - 0.5
         for conv, gdn, att in zip(self.convs, self.gdns, self.atts):
             h = att(gdn(conv(h)), side)
@@ -107,7 +102,7 @@ class Decoder(nn.Module):
 
     def forward(self, y: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """y: [B, 2S, h, w] received latent (unsent symbols zero) -> [B, 3, 16h, 16w], ~[0, 1]."""
-        side = _side(snr_db, k, self.s_max)
+        side = side_vector(snr_db, k, self.s_max)
         h = self.res(self.inp(y))
         for block in self.res_more:
             h = block(h)
@@ -116,14 +111,32 @@ class Decoder(nn.Module):
         return h + self.linear(y) + 0.5
 
 
-class JSCC(nn.Module):
-    """Encoder + decoder with the symbol conventions of :mod:`testbed.codec.symbols`."""
+ARCHITECTURES = {"v1": (CodecConfig, Encoder, Decoder), "v2": (CodecConfigV2, EncoderV2, DecoderV2)}
 
-    def __init__(self, cfg: CodecConfig | None = None):
+
+def config_from_dict(d: dict):
+    """A codec config from its dict (a checkpoint's ``codec_config``, a graph's metadata): v1 when it
+    names no ``arch`` (v1's configs never did)."""
+    arch = d.get("arch", "v1")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"codec config: unknown arch {arch!r} (known: {', '.join(ARCHITECTURES)})")
+    return ARCHITECTURES[arch][0].from_dict({k: v for k, v in d.items() if arch != "v1" or k != "arch"})
+
+
+def arch_of(cfg) -> str:
+    return getattr(cfg, "arch", "v1")
+
+
+class JSCC(nn.Module):
+    """Encoder + decoder with the symbol conventions of :mod:`testbed.codec.symbols`; the
+    architecture (v1, or v2 of :mod:`testbed.codec.arch_v2`) is the config's."""
+
+    def __init__(self, cfg: CodecConfig | CodecConfigV2 | None = None):
         super().__init__()
         self.cfg = cfg or CodecConfig()
-        self.encoder = Encoder(self.cfg)
-        self.decoder = Decoder(self.cfg)
+        _, enc, dec = ARCHITECTURES[arch_of(self.cfg)]
+        self.encoder = enc(self.cfg)
+        self.decoder = dec(self.cfg)
 
     def encode(self, x: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """[B,3,H,W] (multiple of 16) -> power-normalised symbols [B, S, h, w, 2], zero beyond k."""
@@ -146,6 +159,9 @@ def grow(model: JSCC, enc_res_blocks: int, dec_res_blocks: int) -> JSCC:
     The added blocks start as identities (:class:`ResBlock` ``identity_init``), so a trained model
     can be given capacity and trained on from where it is. Fewer blocks than it has are refused.
     """
+    if arch_of(model.cfg) != "v1":
+        raise ValueError(f"residual blocks {enc_res_blocks},{dec_res_blocks}: only a codec v1 model can be grown "
+                         f"(this is arch {arch_of(model.cfg)}: set its depths in a new run instead)")
     have = (model.cfg.enc_res_blocks, model.cfg.dec_res_blocks)
     if enc_res_blocks < have[0] or dec_res_blocks < have[1]:
         raise ValueError(f"residual blocks {enc_res_blocks},{dec_res_blocks}: the model already has "

@@ -1,7 +1,10 @@
 """Model card of a fixed-rate JSCC codec (``model_card.yaml`` with ``codec: jscc-v1``).
 
-Beyond the fields of every card (:class:`testbed.core.card.CardBase`): the encoder and decoder
-graphs with their sha256, the CBR operating points, the symbols per location and the stride.
+``codec: jscc-v1`` names the graph contract (:mod:`testbed.codec.graphs`), which both
+architectures of the fixed-rate codec implement; ``architecture`` (v1 when absent, as in cards
+written before v2) names the network. Beyond the fields of every card
+(:class:`testbed.core.card.CardBase`): the encoder and decoder graphs with their sha256, the CBR
+operating points, the symbols per location and the stride.
 """
 from __future__ import annotations
 
@@ -17,15 +20,21 @@ class ModelCard(CardBase):
     WHAT = "a fixed-rate JSCC codec"
     HEADER = "# Model card (written by `testbed export`, evaluation by `testbed eval --record-in-card`)"
     GRAPH_ROLES = ("encoder", "decoder")
+    OPTIONAL = CardBase.OPTIONAL + ("architecture",)
+    ARCHITECTURES = ("v1", "v2")
 
     encoder: dict
     decoder: dict
     operating_points: list[dict]
     max_symbols_per_location: int
     stride: int
+    architecture: str = "v1"     # the network behind the graphs (v1, or v2: testbed.codec.arch_v2); same contract
 
     @classmethod
     def check(cls, p: Path, data: dict) -> None:
+        if data.get("architecture", "v1") not in cls.ARCHITECTURES:
+            raise ModelCardError(f"{p}: key 'architecture' must be one of {', '.join(cls.ARCHITECTURES)}, "
+                                 f"got {data['architecture']!r}")
         if data["max_symbols_per_location"] < 1:
             raise ModelCardError(f"{p}: key 'max_symbols_per_location' must be >= 1, "
                                  f"got {data['max_symbols_per_location']}")

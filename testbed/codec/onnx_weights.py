@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import JSCC, CodecConfig
+from .model import JSCC, config_from_dict
 from ..core.card import CARD_NAME, read_card
 from ..core.configfile import load_yaml
 from .modelcard import ModelCard
@@ -25,14 +25,17 @@ def load_from_onnx(model_dir: str | Path) -> JSCC:
     d = Path(model_dir)
     kind = load_yaml(d / CARD_NAME, "model card").get("codec")
     if kind != ModelCard.KIND:
-        raise ValueError(f"{d}: a {kind} model; only a codec v1 (jscc-v1) model can be "
-                         "rebuilt as a codec v1 PyTorch model")
+        raise ValueError(f"{d}: a {kind} model; only a fixed-rate JSCC model (codec: jscc-v1, architecture v1 "
+                         "or v2) can be rebuilt as a PyTorch codec")
     card = read_card(d / CARD_NAME, ModelCard)
     graphs = {role: onnx.load(str(d / card.__dict__[role]["file"])) for role in ("encoder", "decoder")}
     meta = {p.key: p.value for p in graphs["encoder"].metadata_props}
     if "testbed.codec_config" not in meta:
         raise ValueError(f"{d / card.encoder['file']}: no testbed.codec_config in metadata_props")
-    model = JSCC(CodecConfig.from_dict(json.loads(meta["testbed.codec_config"])))
+    try:
+        model = JSCC(config_from_dict(json.loads(meta["testbed.codec_config"])))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{d / card.encoder['file']}: testbed.codec_config in metadata_props: {e}") from None
     state = model.state_dict()
     found: dict[str, torch.Tensor] = {}
     for role, graph in graphs.items():

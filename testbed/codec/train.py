@@ -26,14 +26,15 @@ import torch
 
 from ..core import precision as prec
 from ..core import trainargs
-from ..core.crops import CropSampler
+from ..core.crops import CropSampler, DeviceCropSampler
 from ..core.metrics import psnr_from_mse
 from ..core.trainer import Trainer, checkpoint_state, lr_at, save_checkpoint
 from . import stream as st
 from . import symbols as sym
 from .channel import apply_channel
-from .checkpoint import load_model, load_v1  # noqa: F401 (load_model: `testbed export`, tests)
-from .model import JSCC, CodecConfig, count_parameters, grow, pad_to_stride
+from .checkpoint import load_model, load_codec  # noqa: F401 (load_model: `testbed export`, tests)
+from .arch_v2 import CodecConfigV2
+from .model import JSCC, CodecConfig, arch_of, config_from_dict, count_parameters, grow, pad_to_stride
 from .pca_init import init_linear_paths
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class TrainConfig:
     p_uniform_k: float = 0.15        # probability of a uniformly drawn k instead of an operating point
     max_symbols: int = 48
     res_blocks: list[int] | None = None  # residual blocks at 1/16 resolution (encoder, decoder); grows --init-from
+    arch: str | None = None          # v1 | v2 for a new model (default v1); a start model's is kept
+    max_minutes: float = 0.0         # wall-clock budget of the step loop (0: none; see core.trainer)
+    data_on_device: str = "auto"     # auto | on | off: training images and crops on the training device
     ckpt_every: int = 100
     val_every: int = 500
     val_images: int = 12
@@ -136,7 +140,12 @@ class CodecTrainer(Trainer):
         self.train_arrays = self.read_images(cfg.data, "training")
         if cfg.val:
             self.val_arrays = self.read_images(cfg.val)
-        self.sampler = CropSampler(self.train_arrays, cfg.crop, cfg.mosaic)
+        self.on_device = cfg.data_on_device == "on" or (cfg.data_on_device == "auto" and self.device.type == "cuda")
+        if self.on_device:
+            self.sampler = DeviceCropSampler(self.train_arrays, cfg.crop, cfg.mosaic, self.device)
+            log.info("training images on %s: %.1f MB", self.device, self.sampler.nbytes / 1e6)
+        else:
+            self.sampler = CropSampler(self.train_arrays, cfg.crop, cfg.mosaic)
         # the losses of the spike guard: the last 50 accepted ones before the last checkpoint
         # (checkpointed) and those accepted since
         self.recent_loss: list[float] = []
@@ -147,21 +156,28 @@ class CodecTrainer(Trainer):
         # seeds a new run (the model it names may be gone by the time the run is resumed)
         cfg, device = self.cfg, self.device
         if ck is not None:
-            ck_cfg = CodecConfig.from_dict(ck["codec_config"])
+            ck_cfg = config_from_dict(ck["codec_config"])
+            if cfg.arch and cfg.arch != arch_of(ck_cfg):
+                raise ValueError(f"--arch {cfg.arch}: the checkpoint {self.ckpt_path} is arch {arch_of(ck_cfg)}")
             if (ck_cfg.max_symbols, ck_cfg.snr_min_db, ck_cfg.snr_max_db) != (cfg.max_symbols, cfg.snr_min_db, cfg.snr_max_db):
                 raise ValueError(
                     f"{self.ckpt_path}: checkpoint codec config {ck_cfg.to_dict()} does not match the requested "
                     f"max_symbols={cfg.max_symbols}, SNR range {cfg.snr_min_db:g}..{cfg.snr_max_db:g} dB")
-            if cfg.res_blocks and list(cfg.res_blocks) != [ck_cfg.enc_res_blocks, ck_cfg.dec_res_blocks]:
+            if cfg.res_blocks and list(cfg.res_blocks) != [getattr(ck_cfg, "enc_res_blocks", None),
+                                                           getattr(ck_cfg, "dec_res_blocks", None)]:
                 raise ValueError(f"--res-blocks {','.join(map(str, cfg.res_blocks))}: the checkpoint {self.ckpt_path} "
-                                 f"has {ck_cfg.enc_res_blocks},{ck_cfg.dec_res_blocks}")
+                                 f"has {getattr(ck_cfg, 'enc_res_blocks', '-')},{getattr(ck_cfg, 'dec_res_blocks', '-')} "
+                                 f"(arch {arch_of(ck_cfg)})")
             model = JSCC(ck_cfg).to(device)
             if ck["codec_config"] != model.cfg.to_dict():
                 raise ValueError(f"{self.ckpt_path}: checkpoint codec config {ck['codec_config']} does not match "
                                  f"requested {model.cfg.to_dict()}")
             return model
         if cfg.init_from:
-            init = load_v1(cfg.init_from, map_location=device)
+            init = load_codec(cfg.init_from, map_location=device)
+            if cfg.arch and cfg.arch != arch_of(init.cfg):
+                raise ValueError(f"--arch {cfg.arch}: --init-from {cfg.init_from} is a codec of arch {arch_of(init.cfg)} "
+                                 "(a run started from a model keeps its architecture)")
             if init.cfg.max_symbols != cfg.max_symbols:
                 raise ValueError(f"{cfg.init_from}: has {init.cfg.max_symbols} symbols per block, "
                                  f"training asks for {cfg.max_symbols} (--max-symbols)")
@@ -176,9 +192,15 @@ class CodecTrainer(Trainer):
                     raise ValueError(f"--res-blocks with --init-from {cfg.init_from}: {e}") from None
             log.info("starting from the weights of %s", cfg.init_from)
             return init.to(device)
-        enc_res, dec_res = cfg.res_blocks or (1, 1)
-        model = JSCC(CodecConfig(max_symbols=cfg.max_symbols, enc_res_blocks=enc_res, dec_res_blocks=dec_res,
-                                 snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)).to(device)
+        if (cfg.arch or "v1") == "v2":
+            if cfg.res_blocks:
+                raise ValueError("--res-blocks: codec v1 only (--arch v2 sets its depths in its config)")
+            mcfg = CodecConfigV2(max_symbols=cfg.max_symbols, snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)
+        else:
+            enc_res, dec_res = cfg.res_blocks or (1, 1)
+            mcfg = CodecConfig(max_symbols=cfg.max_symbols, enc_res_blocks=enc_res, dec_res_blocks=dec_res,
+                               snr_min_db=cfg.snr_min_db, snr_max_db=cfg.snr_max_db)
+        model = JSCC(mcfg).to(device)
         try:
             info = init_linear_paths(model, self.train_arrays, np.random.default_rng(cfg.seed + 1))
         except ValueError as e:
@@ -203,14 +225,14 @@ class CodecTrainer(Trainer):
 
     def set_lr(self, step: int) -> float:
         cfg = self.cfg
-        lr = lr_at(step, cfg.lr, cfg.lr_min, cfg.warmup, cfg.steps)
+        lr = lr_at(step, cfg.lr, cfg.lr_min, cfg.warmup, cfg.steps, self.time_used())
         for g in self.opt.param_groups:
             g["lr"] = lr * g["lr_scale"]
         return lr
 
     def batch_loss(self, step: int):
         cfg, rng, device = self.cfg, self.rng, self.device
-        x = self.sampler.sample(rng, cfg.batch).to(device)
+        x = self.sampler.sample(self.gen if self.on_device else rng, cfg.batch).to(device)
         snr = torch.from_numpy(rng.uniform(cfg.snr_min_db, cfg.snr_max_db, cfg.batch)).float().to(device)
         k = _draw_k(rng, cfg.batch, cfg).to(device)
         with prec.autocast(cfg.precision, device):
@@ -290,6 +312,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--operating-points", default="16,48",
                    help="symbols per 16x16 block to emphasise (16 -> CBR 1/48, 48 -> CBR 1/16)")
     p.add_argument("--max-symbols", type=int, default=d.max_symbols, help="S, complex symbols per 16x16 block")
+    p.add_argument("--arch", choices=["v1", "v2"],
+                   help="architecture of a new model (default v1; v2: testbed.codec.arch_v2, about half v1's CPU "
+                        "cost); a run started from --init-from or a checkpoint keeps that model's")
+    p.add_argument("--max-minutes", type=float, default=d.max_minutes,
+                   help="wall-clock budget of the training loop in minutes: the run ends at --steps or when it is "
+                        "spent, with the learning rate annealed by the budget (0: none)")
+    p.add_argument("--data-on-device", choices=["auto", "on", "off"], default=d.data_on_device,
+                   help="hold the training images on the training device and draw the crops there "
+                        "(auto: on CUDA)")
     p.add_argument("--res-blocks", help="ENC,DEC: residual blocks at 1/16 resolution in encoder and decoder "
                                         "(default 1,1); with --init-from, the model is grown to this many, the "
                                         "added blocks starting as identities")
@@ -334,11 +365,14 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     trainargs.check_crop(a.crop)
     if not 1 <= a.mosaic <= 8:
         raise ValueError(f"--mosaic: must be in 1..8 (crops per canvas side), got {a.mosaic}")
+    if a.arch == "v2" and res_blocks:
+        raise ValueError("--res-blocks: codec v1 only (--arch v2 sets its depths in its config)")
     trainargs.check_options(vars(a))
     return TrainConfig(
         data=a.data, val=a.val, out=a.out, steps=a.steps, batch=a.batch, crop=a.crop, mosaic=a.mosaic, lr=a.lr,
         seed=a.seed, channel=a.channel, snr_min_db=lo, snr_max_db=hi, operating_points=ops,
-        max_symbols=a.max_symbols, res_blocks=res_blocks, ckpt_every=a.ckpt_every,
+        max_symbols=a.max_symbols, res_blocks=res_blocks, arch=a.arch, max_minutes=a.max_minutes,
+        data_on_device=a.data_on_device, ckpt_every=a.ckpt_every,
         val_every=a.val_every, device=a.device, threads=a.threads, init_from=a.init_from, ema=a.ema,
         warmup=a.warmup, force=a.force, precision=a.precision,
         command=trainargs.recorded_command("codec"),

@@ -73,8 +73,8 @@ POSITIVE_OPTIONS = ("batch", "ckpt_every", "val_every", "val_images")
 
 
 def check_options(values: dict) -> None:
-    """The options of :data:`POSITIVE_OPTIONS`, the learning rates (> 0) and ``ema`` (a decay in
-    [0, 1)) among ``values``."""
+    """The options of :data:`POSITIVE_OPTIONS`, the learning rates (> 0), ``max_minutes`` (>= 0) and
+    ``ema`` (a decay in [0, 1)) among ``values``."""
     for name in POSITIVE_OPTIONS:
         if name in values and values[name] < 1:
             raise ValueError(f"--{name.replace('_', '-')}: must be at least 1, got {values[name]}")
@@ -84,6 +84,9 @@ def check_options(values: dict) -> None:
     for name, v in values.items():      # probabilities (p_uniform, p_offsets, p_random, p_no_kb, ...)
         if name.startswith("p_") and isinstance(v, float) and not 0.0 <= v <= 1.0:
             raise ValueError(f"--{name.replace('_', '-')}: a probability must be in [0, 1], got {v}")
+    mm = values.get("max_minutes")
+    if mm is not None and not (math.isfinite(mm) and mm >= 0):
+        raise ValueError(f"--max-minutes: must be a finite number of minutes >= 0 (0: no budget), got {mm}")
     if "ema" in values and not 0.0 <= values["ema"] < 1.0:
         raise ValueError(f"--ema: the EMA decay must be in [0, 1) (0: off), got {values['ema']}")
 

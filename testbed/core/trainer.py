@@ -20,7 +20,14 @@ computes). :meth:`Trainer.run`:
    update; validation (hook :meth:`~Trainer.run_validation`) before the checkpoint of the same
    step, ``best.pt`` when it beats the best so far, and every ``ckpt_every`` steps (and at the
    last) a ``train_log.csv`` row (hook :meth:`~Trainer.log_row`) and ``checkpoint.pt``;
-4. ``final_metrics.json`` (hook :meth:`~Trainer.final_metrics`).
+4. ``final_metrics.json`` (hook :meth:`~Trainer.final_metrics`) and ``weights_fp16.pt``: the
+   validated weights (EMA when kept) in float16 with the configs, without the optimiser (what a
+   GPU run sends back; ``--init-from`` and ``testbed export`` take it like a checkpoint).
+
+``--max-minutes`` (config ``max_minutes``) is a wall-clock budget for the step loop: the run
+ends at ``steps`` or when the budget is spent, whichever comes first, with the validation,
+log row and checkpoint of a last step; :meth:`Trainer.time_used` lets the learning-rate
+schedule anneal by the budget (:func:`lr_at`).
 
 Checkpoints are written atomically (:func:`save_checkpoint`) and carry the model, EMA, optimiser,
 step, training config, best validation score and every RNG the run draws from
@@ -51,6 +58,7 @@ from .runlog import CsvLog, write_bytes_atomic, write_json_atomic
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 FINAL = "final_metrics.json"
+WEIGHTS = "weights_fp16.pt"
 TRAIN_LOG = "train_log.csv"
 VAL_LOG = "val_log.csv"
 
@@ -62,11 +70,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def lr_at(step: int, lr: float, lr_min: float, warmup: int, steps: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then a cosine from ``lr`` down to ``lr_min`` at ``steps``."""
+def lr_at(step: int, lr: float, lr_min: float, warmup: int, steps: int, time_used: float = 0.0) -> float:
+    """Linear warm-up over ``warmup`` steps, then a cosine from ``lr`` down to ``lr_min`` at ``steps``,
+    or earlier: ``time_used`` is the fraction of a wall-clock budget spent (``--max-minutes``), and
+    the cosine follows whichever of the two is further along, so that a run that ends on time
+    ends annealed."""
     if step < warmup:
         return lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
+    t = max((step - warmup) / max(1, steps - warmup), time_used)
     return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
@@ -159,6 +170,8 @@ class Trainer:
         self.log = logging.getLogger(type(self).__module__)
         self.val_arrays: list[np.ndarray] = []
         self.skipped, self.interval_images = 0, 0
+        self.loop_start: float | None = None
+        self.out_of_time = False
 
     # -- hooks -------------------------------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -226,6 +239,24 @@ class Trainer:
             self.log.info("loading %d %s images from %s", len(files), name, folder)
         return [imgio.load_rgb(f) for f in files]
 
+    def time_used(self) -> float:
+        """Fraction of ``--max-minutes`` spent by this process's step loop (0 without a budget)."""
+        budget = float(getattr(self.cfg, "max_minutes", 0.0) or 0.0)
+        if budget <= 0 or self.loop_start is None:
+            return 0.0
+        return (time.time() - self.loop_start) / (60.0 * budget)
+
+    def weights_state(self) -> dict:
+        """:meth:`state` without the optimiser, with the validated weights (EMA when kept) in float16."""
+        st = self.state()
+        st.pop("optimizer", None)
+        st["model"] = {k: (v.detach().to("cpu", torch.float16) if v.dtype.is_floating_point else v.detach().cpu())
+                       for k, v in self.eval_model().state_dict().items()}
+        st["ema"] = None
+        st["weights"] = "ema" if self.ema is not None else "raw"
+        st["dtype"] = "float16"
+        return st
+
     def state(self) -> dict:
         return checkpoint_state(self.model, self.opt, self.step, self.cfg, self.rng, self.gen, self.best,
                                 self.ema, self.config_key, **self.checkpoint_extras())
@@ -285,14 +316,19 @@ class Trainer:
         t0 = trainargs.clock_start(self.out / TRAIN_LOG, self.resuming)
         self.interval_start = time.time()
         self.bar = tqdm(total=total, initial=self.step, desc=f"train {self.what}", unit="step", dynamic_ncols=True)
+        self.loop_start = time.time()
         try:
-            while self.step < total:
+            while self.step < total and not self.out_of_time:
                 self.train_step(total, t0)
         finally:
             self.bar.close()
             self.tlog.close()
             self.vlog.close()
+        if self.out_of_time:
+            self.log.info("--max-minutes %g reached at step %d of %d", self.cfg.max_minutes, self.step, total)
         final = self.final_metrics()
+        final["stopped"] = "max_minutes" if self.out_of_time else "steps"
+        save_atomic(self.out / WEIGHTS, lambda f: torch.save(self.weights_state(), f))
         write_json_atomic(self.out / FINAL, final)
         return final
 
@@ -319,6 +355,8 @@ class Trainer:
                     self.ema.update(self.model)
                 self.on_accepted(lv, aux)
         self.step = step = step + 1
+        self.out_of_time = self.time_used() >= 1.0
+        last = step == total or self.out_of_time
         self.interval_images += cfg.batch
         self.bar.update(1)
         if step % 20 == 0:
@@ -326,12 +364,12 @@ class Trainer:
         # validation before the checkpoint of the same step, so that the checkpoint carries its best;
         # always at the last step (the final weights are validated)
         n = step - self.val_after
-        if self.val_arrays and n > 0 and (n % cfg.val_every == 0 or step == total):
+        if self.val_arrays and n > 0 and (n % cfg.val_every == 0 or last):
             vals = self.run_validation(self.eval_model())
             if float(np.mean(vals)) > self.best:
                 self.best = float(np.mean(vals))
                 self.write_checkpoint(self.out / BEST)
-        if step % cfg.ckpt_every == 0 or step == total:
+        if step % cfg.ckpt_every == 0 or last:
             now = time.time()
             self.tlog.append(self.log_row(lr, round(now - t0, 1), now))
             self.end_interval()

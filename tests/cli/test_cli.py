@@ -94,7 +94,7 @@ def test_cli_errors_name_the_option_and_list_the_choices(tmp_path):
     p = run_cli("demo", "--out", used, check=False)
     assert p.returncode == 2 and "--force" in p.stderr and not (used / "cbr-0.0625").exists(), p.stderr
     p = run_cli("train", check=False)
-    assert p.returncode == 2 and "{codec,akb,scheduler}" in p.stderr
+    assert p.returncode == 2 and "{codec,akb,scheduler,pack}" in p.stderr
     p = run_cli("train", "codec", "--data", tmp_path / "none", check=False)
     assert p.returncode == 2 and "testbed train codec: error" in p.stderr, p.stderr
 

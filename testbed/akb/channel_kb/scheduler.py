@@ -29,11 +29,9 @@ stitches them back::
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,41 +40,15 @@ from torch import nn
 import torch.nn.functional as F
 
 from ...core import trainargs
-from ...core.trainargs import add_number_options
 from ...core.runlog import CsvLog, write_json_atomic
 from ...core.trainer import prepare_logs, save_atomic, start_run
 from . import env as envmod
+from .schedargs import SCHED_OUT, SchedulerTrainConfig, add_arguments, config_from_args  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-SCHED_OUT = trainargs.default_out("scheduler-v1")
 POLICY_FILE = "policy.onnx"
 EVAL_SNRS = (0.0, 5.0, 10.0, 15.0, 20.0)
-
-
-@dataclass
-class SchedulerTrainConfig:
-    akb: str
-    data: str
-    val: str | None = None
-    out: str = str(SCHED_OUT)
-    timesteps: int = 20000
-    n_steps: int = 256
-    batch_size: int = 64
-    n_epochs: int = 10
-    lr: float = 3e-4
-    ent_coef: float = 0.01
-    gamma: float = 0.9
-    episode_len: int = 4
-    w_quality: float = 1.0
-    w_bandwidth: float = 1.0
-    hidden: int = 64
-    ckpt_every: int = 2048
-    eval_episodes: int = 16
-    seed: int = 0
-    threads: int = 0
-    command: str = ""
-    force: bool = False              # start over in an --out folder that holds a run (--force)
 
 
 class PolicyGraph(nn.Module):
@@ -278,19 +250,3 @@ def train_scheduler(cfg: SchedulerTrainConfig, resume: bool = False) -> dict:
     final = {"timesteps": int(ppo.num_timesteps), "evaluation": rows, "policy": str(out / POLICY_FILE)}
     write_json_atomic(out / "final_metrics.json", final)
     return final
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = SchedulerTrainConfig(akb="", data="")
-    p.add_argument("--akb", required=True, help="AKB codec checkpoint (from `testbed train akb`)")
-    p.add_argument("--data", required=True, help="folder of training images")
-    p.add_argument("--val", help="folder of images for the final evaluation")
-    p.add_argument("--out", default=d.out, help="run folder (default: %(default)s)")
-    add_number_options(p, d, ("timesteps", "n_steps", "batch_size", "n_epochs", "episode_len", "hidden", "ckpt_every",
-                       "eval_episodes", "seed", "threads"),
-                       ("lr", "ent_coef", "gamma", "w_quality", "w_bandwidth"))
-    trainargs.add_run_options(p, "ppo_checkpoint.zip")
-
-
-def config_from_args(a: argparse.Namespace) -> SchedulerTrainConfig:
-    return trainargs.config_from_args(SchedulerTrainConfig, a, "scheduler")
