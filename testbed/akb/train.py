@@ -37,12 +37,12 @@ from ..codec.channel import apply_channel
 from ..codec.checkpoint import load_codec
 from ..core import precision as prec
 from ..core import trainargs
-from ..core.crops import CropSampler
+from ..core.crops import CropSampler, DeviceCropSampler
 from ..core.metrics import psnr_from_mse
 from ..core.trainargs import add_number_options
 from ..core.trainer import Trainer, lr_at, save_checkpoint
 from . import ratemap as rm
-from .model import AkbConfig, AkbJSCC, count_parameters, from_v1
+from .model import AkbConfig, AkbJSCC, count_parameters, from_codec
 from .source_kb.embedder import ImageEmbedder
 from .source_kb.kb import KbError, KnowledgeBase, kmeans
 
@@ -88,6 +88,9 @@ class AkbTrainConfig:
     device: str = "auto"
     threads: int = 0
     precision: str = "fp32"          # fp32 | bf16 (testbed.core.precision)
+    rate_grad: bool = False          # the rate term's gradient reaches the analysis transform (NTSCC-style)
+    max_minutes: float = 0.0         # wall-clock budget of the step loop (0: none; see core.trainer)
+    data_on_device: str = "auto"     # auto | on | off: training crops drawn on the training device
     command: str = ""
     force: bool = False              # start over in an --out folder that holds a run (--force)
 
@@ -95,7 +98,7 @@ class AkbTrainConfig:
 @torch.no_grad()
 def build_source_kb(v1, sampler: CropSampler, cfg: AkbTrainConfig, rng: np.random.Generator):
     """Embedder (PCA fitted on training crops) and KB (k-means of their embeddings)."""
-    emb = ImageEmbedder.from_v1(v1)
+    emb = ImageEmbedder.from_codec(v1)
     pooled = []
     for i in range(0, cfg.kb_crops, 32):
         x = sampler.sample(rng, min(32, cfg.kb_crops - i))
@@ -187,7 +190,7 @@ def load_akb(path: str | Path, weights: str = "auto"):
     model = AkbJSCC(AkbConfig.from_dict(ck["akb_config"]))
     use_ema = weights == "ema" or (weights == "auto" and ck.get("ema") is not None)
     model.load_state_dict(ck["ema"] if use_ema else ck["model"])
-    emb = ImageEmbedder(model.cfg.widths, model.cfg.enc_kernels, dim=model.cfg.kb_dim)
+    emb = ImageEmbedder.for_config(model.cfg)
     emb.load_state_dict(ck["embedder"])
     kb = KnowledgeBase(ck["kb_vectors"], "image-embedder", ck.get("kb_meta", {}))
     return model.eval(), emb.eval(), kb
@@ -210,7 +213,10 @@ class AkbTrainer(Trainer):
 
     def load_data(self) -> None:
         cfg = self.cfg
-        self.sampler = CropSampler(self.read_images(cfg.data, "training"), cfg.crop)
+        arrays = self.read_images(cfg.data, "training")
+        self.sampler = CropSampler(arrays, cfg.crop)      # the source KB and the entropy calibration draw from it
+        on = cfg.data_on_device == "on" or (cfg.data_on_device == "auto" and self.device.type == "cuda")
+        self.batch_sampler = DeviceCropSampler(arrays, cfg.crop, 1, self.device) if on else None
         if cfg.val:
             self.val_arrays = self.read_images(cfg.val)[: cfg.val_images]
 
@@ -221,12 +227,15 @@ class AkbTrainer(Trainer):
         cfg, device = self.cfg, self.device
         if ck is not None:
             model = AkbJSCC(AkbConfig.from_dict(ck["akb_config"])).to(device)
-            emb = ImageEmbedder(model.cfg.widths, model.cfg.enc_kernels, dim=model.cfg.kb_dim)
+            emb = ImageEmbedder.for_config(model.cfg)
             emb.load_state_dict(ck["embedder"])
             kb = KnowledgeBase(ck["kb_vectors"], "image-embedder", ck.get("kb_meta", {}))
         else:
             v1 = load_codec(cfg.init_from)
-            model = from_v1(v1).to(device)
+            try:
+                model = from_codec(v1).to(device)
+            except ValueError as e:
+                raise ValueError(f"--init-from {cfg.init_from}: {e}") from None
             emb, kb = build_source_kb(v1, self.sampler, cfg, self.rng)
             with torch.no_grad():
                 x = self.sampler.sample(self.rng, 16).to(device)
@@ -256,14 +265,18 @@ class AkbTrainer(Trainer):
         cfg = self.cfg
         self.phase = "entropy" if step < cfg.entropy_steps else "joint"
         joint = self.phase == "joint"
-        lr = lr_at(step - cfg.entropy_steps, cfg.lr, cfg.lr_min, cfg.warmup, cfg.steps) if joint else cfg.lr_entropy
+        lr = lr_at(step - cfg.entropy_steps, cfg.lr, cfg.lr_min, cfg.warmup, cfg.steps,
+                   self.time_used()) if joint else cfg.lr_entropy
         self.opt.param_groups[0]["lr"] = lr if joint else 0.0
         self.opt.param_groups[1]["lr"] = cfg.lr_entropy * (lr / cfg.lr if joint else 1.0)
         return lr
 
     def batch_loss(self, step: int):
         cfg, rng, device, model = self.cfg, self.rng, self.device, self.model
-        x = self.sampler.sample(rng, cfg.batch).to(device)
+        if self.batch_sampler is not None:
+            x = self.batch_sampler.sample(self.gen, cfg.batch)
+        else:
+            x = self.sampler.sample(rng, cfg.batch).to(device)
         b, _, H, W = x.shape
         snr = torch.from_numpy(rng.uniform(cfg.snr_min_db, cfg.snr_max_db, b)).float().to(device)
         cbrs = [_draw_cbr(rng, cfg) for _ in range(b)]
@@ -280,7 +293,8 @@ class AkbTrainer(Trainer):
             bpp = (bits.sum(dim=(1, 2)) + z_bits).mean() / (H * W)
             return bpp, (None, bpp)
         with prec.autocast(cfg.precision, device):
-            feats, bits, z_bits = model.analyse(prec.batch(x, cfg.precision), snr, target, kb_vec, noise=True)
+            feats, bits, z_bits = model.analyse(prec.batch(x, cfg.precision), snr, target, kb_vec, noise=True,
+                                                rate_grad=cfg.rate_grad)
         bits, z_bits = bits.float(), z_bits.float()
         bnp = bits.detach().cpu().numpy()
         levels = np.stack([_draw_levels(bnp[i], cbrs[i], H, W, rng, cfg) for i in range(b)])
@@ -344,13 +358,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="folder of training images")
     p.add_argument("--val", help="folder of validation images")
     p.add_argument("--out", default=d.out, help="run folder (default: %(default)s)")
-    p.add_argument("--init-from", default=d.init_from, help="codec v1 to start from: model folder/name or checkpoint")
+    p.add_argument("--init-from", default=d.init_from,
+                   help="fixed-rate codec to start from (v1 with 1,1 residual blocks, or v2): model folder/name, "
+                        "checkpoint or weights_fp16.pt")
     add_number_options(p, d, ("steps", "entropy_steps", "batch", "crop", "seed", "kb_entries", "kb_crops", "ckpt_every",
                        "val_every", "val_images", "threads", "warmup"),
                        ("lr", "lr_entropy", "ema", "p_no_kb", "p_uniform", "p_offsets", "p_random", "entropy_weight"))
     p.add_argument("--offset-spread", type=int, choices=sorted(OFFSET_PROBS), default=d.offset_spread,
                    help="random per-block level offsets of the training rate maps: -N..+N (default %(default)s)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--rate-grad", action="store_true",
+                   help="let the rate term train the analysis transform too (as NTSCC does); by default only the "
+                        "entropy model learns from it")
+    p.add_argument("--max-minutes", type=float, default=d.max_minutes,
+                   help="wall-clock budget of the training loop in minutes (0: none); the learning rate anneals by it")
+    p.add_argument("--data-on-device", choices=["auto", "on", "off"], default=d.data_on_device,
+                   help="draw the training crops on the training device (auto: on CUDA)")
     trainargs.add_precision_argument(p)
     trainargs.add_run_options(p, "checkpoint.pt")
 

@@ -94,6 +94,23 @@ def test_train_gpu_script_runs_end_to_end_on_cpu(tmp_path, tiny_dataset):
     assert cfgd["arch"] == "v2" and cfgd["precision"] == "bf16" and cfgd["data_on_device"] == "on"
     assert json.loads((out / "final_metrics.json").read_text())["step"] == 3
     assert "# exit 0" in (out / "run.log").read_text()
+
+    # the AKB codec on what came back (the second GPU run of docs/training.md)
+    out_akb = tmp_path / "out-akb"
+    r = subprocess.run([str(REPO / "scripts" / "train_gpu.sh"), "--what", "akb", "--device", "cpu", "--minutes", "5",
+                        "--init-from", str(out / "weights_fp16.pt"), "--out", str(out_akb), "--",
+                        "--steps", "2", "--entropy-steps", "1", "--batch", "1", "--crop", "32", "--kb-crops", "40",
+                        "--kb-entries", "4", "--val-images", "1", "--val-every", "1", "--ckpt-every", "1",
+                        "--threads", "1"], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr + r.stdout
+    cfgd = json.loads((out_akb / "train_config.json").read_text())
+    assert cfgd["rate_grad"] is True and cfgd["init_from"].endswith("weights_fp16.pt")
+    from testbed.akb.train import load_akb
+    model, _, _ = load_akb(out_akb / "weights_fp16.pt")
+    assert model.cfg.backbone is not None and model.cfg.backbone["arch"] == "v2"
+    r = subprocess.run([str(REPO / "scripts" / "train_gpu.sh"), "--what", "akb", "--device", "cpu"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2 and "--what akb needs --init-from" in r.stderr
     # a missing pack is named
     r = subprocess.run([str(REPO / "scripts" / "train_gpu.sh"), "--device", "cpu"], capture_output=True, text=True,
                        env={**env, "PACK": str(tmp_path / "nope")}, timeout=60)
