@@ -47,7 +47,7 @@ def acl_text(root: str = ROOT) -> str:
             f"topic read {root}/controller/#\n"
             f"topic read {root}/node/+/status\n\n"
             f"# every other user is a node\n"
-            f"pattern write {root}/node/%u/#\n"
+            f"pattern readwrite {root}/node/%u/#\n"
             f"pattern read {root}/to/%u/#\n"
             f"pattern read {root}/models/#\n")
 
@@ -75,16 +75,36 @@ def conf_text(folder: Path, port: int, *, auth: bool = True, bind: str = "127.0.
     return "\n".join(lines) + "\n"
 
 
-def init_broker_dir(folder: str | Path, nodes: list[str], *, port: int = 1883, auth: bool = True,
-                    bind: str = "127.0.0.1", persistence: bool = True, tls: dict | None = None) -> dict[str, str]:
-    """Write ``mosquitto.conf``, ``acl``, ``passwd`` and one ``<user>.password`` file per user;
-    returns user -> password."""
-    d = Path(folder).resolve()
-    d.mkdir(parents=True, exist_ok=True)
-    users = [CONTROLLER_USER, OPERATOR_USER] + list(nodes)
+def check_nodes_and_port(nodes: list[str], port: int) -> None:
+    """``--nodes`` (non-empty, valid, distinct, not reserved ids) and ``--port`` (1..65535)."""
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"--port: must be in 1..65535, got {port}")
+    if not nodes or any(not n for n in nodes):
+        raise ValueError(f"--nodes: a comma-separated list of node ids without empty entries, got {','.join(nodes)!r}")
     for n in nodes:
         if not ID_RE.match(n) or n in (CONTROLLER_USER, OPERATOR_USER):
             raise ValueError(f"--nodes: {n!r} is not a valid node id (reserved or bad characters)")
+    dup = sorted({n for n in nodes if nodes.count(n) > 1})
+    if dup:
+        raise ValueError(f"--nodes: {', '.join(dup)} given more than once")
+
+
+def init_broker_dir(folder: str | Path, nodes: list[str], *, port: int = 1883, auth: bool = True,
+                    bind: str = "127.0.0.1", persistence: bool = True, tls: dict | None = None,
+                    force: bool = False) -> dict[str, str]:
+    """Write ``mosquitto.conf``, ``acl``, ``passwd`` and one ``<user>.password`` file per user;
+    returns user -> password. A folder that already holds a broker config is refused unless
+    ``force`` (:func:`existing_users` says whose passwords that replaces)."""
+    check_nodes_and_port(nodes, port)
+    d = Path(folder).resolve()
+    if d.exists() and not d.is_dir():
+        raise ValueError(f"{folder}: exists and is not a folder")
+    old = existing_users(d)
+    if (old or (d / "mosquitto.conf").exists()) and not force:
+        raise ValueError(f"{folder}: already holds a broker config (passwords of {', '.join(old) or 'no user'}); "
+                         "--force writes new passwords for every user (running clients are then refused)")
+    d.mkdir(parents=True, exist_ok=True)
+    users = [CONTROLLER_USER, OPERATOR_USER] + list(nodes)
     creds = {}
     (d / "passwd").write_text("")
     for u in users:
@@ -98,6 +118,12 @@ def init_broker_dir(folder: str | Path, nodes: list[str], *, port: int = 1883, a
     (d / "acl").write_text(acl_text())
     (d / "mosquitto.conf").write_text(conf_text(d, port, auth=auth, bind=bind, persistence=persistence, tls=tls))
     return creds
+
+
+def existing_users(folder: str | Path) -> list[str]:
+    """The users of a broker folder (its ``<user>.password`` files)."""
+    d = Path(folder)
+    return sorted(p.stem for p in d.glob("*.password")) if d.is_dir() else []
 
 
 class Broker:

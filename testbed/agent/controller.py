@@ -30,8 +30,10 @@ import numpy as np
 from ..core.runlog import write_json_atomic
 from . import messages as M
 from . import topics as T
+from . import unique
 from .broker import CONTROLLER_USER, OPERATOR_USER
 from .decisions import DecisionLog
+from .intent_journal import IntentJournal
 from .intents import IntentPlanner, LinkPlan, load_intent  # noqa: F401  (load_intent: for the CLI)
 from .jobs import JobTracker
 from .mqttlink import MqttLink, response_of
@@ -80,21 +82,56 @@ class Controller(IntentPlanner, JobTracker):
         self.lock = threading.RLock()
         self._init_intents()
         self._init_jobs()
+        self.journal = IntentJournal(self.out)        # intents.jsonl: what an earlier run accepted resumes
+        self._restore()
+        self.qos_rejected = 0
         self.intent_ms: list[float] = []     # time to handle each intent (receipt to job published)
         self.dirty = True
         self.stopping = threading.Event()
-        self.link = MqttLink("controller", opts.broker, username=opts.username, password=opts.password,
-                             ca_file=opts.ca_file)
+        self.instance, self.since = unique.new_instance(), time.time()
+        self.link = MqttLink(f"controller-{self.instance}", opts.broker, username=opts.username,
+                             password=opts.password, ca_file=opts.ca_file,
+                             will=(T.controller_presence(), unique.presence(self.instance, self.since, online=False)))
         # QoS reports arrive on a second connection (its own network thread), so that a flood of
         # telemetry never queues intents and job states behind it
-        self.tlink = MqttLink("controller-telemetry", opts.broker, username=opts.username, password=opts.password,
-                              ca_file=opts.ca_file)
+        self.tlink = MqttLink(f"controller-telemetry-{self.instance}", opts.broker, username=opts.username,
+                              password=opts.password, ca_file=opts.ca_file)
+        self.claimed = threading.Event()
+
+    def _serve(self) -> None:
+        """Subscribe to everything a controller handles (once no other controller runs)."""
         self.tlink.subscribe(T.node("+", "qos"), self._on_qos, expect=M.QosReport)
         self.link.subscribe(T.node("+", "status"), self._on_status, expect=M.NodeStatus)
         self.link.subscribe(T.node("+", "job_state"), self._on_job_state, expect=M.JobState)
         self.link.subscribe(T.node("+", "model_request"), self._on_model_request, expect=M.ModelRequest)
-        self.link.subscribe(T.intents(), self._on_intent, expect=(M.Intent, M.StatusRequest))
+        self.link.subscribe(T.intents(), self._on_intent, expect=(M.Intent, M.StatusRequest, M.IntentCancel))
         self.link.on_connect(self._on_connected)
+
+    def _claim(self) -> None:
+        """Once connected: refuse to run beside another controller (:mod:`testbed.agent.unique`),
+        else announce this one (retained presence; its last will says offline) and serve."""
+        while not self.link.connected.wait(0.2):
+            if self.stopping.is_set() or self.link.fatal:
+                return
+        try:
+            unique.check_unique(self.link, T.controller_presence(), T.controller_probe(),
+                                lambda m: isinstance(m, M.Presence) and m.online, "a controller", self.instance)
+        except unique.UniqueError as e:
+            self.link.fail(str(e))
+            self.claimed.set()
+            return
+        me = unique.presence(self.instance, self.since)
+        unique.answer_pings(self.link, T.controller_probe(), me)
+        self.link.publish(T.controller_presence(), me, retain=True)
+        self.tlink.start(None)
+        self._serve()
+        self._on_connected()
+        self.claimed.set()
+
+    @property
+    def fatal(self) -> str | None:
+        """Why this controller cannot go on (another one runs, its session was taken over)."""
+        return self.link.fatal or self.tlink.fatal
 
     # ---- helpers -------------------------------------------------------------------------------
     def _reject(self, topic: str, why: str) -> None:
@@ -145,6 +182,8 @@ class Controller(IntentPlanner, JobTracker):
         rt, corr = response_of(props)
         if isinstance(msg, M.StatusRequest):
             reply = self.status()
+        elif isinstance(msg, M.IntentCancel):
+            reply = self.cancel(msg)
         else:
             reply = self.submit(msg)
         if rt and rt.startswith(T.reply("")):
@@ -172,20 +211,38 @@ class Controller(IntentPlanner, JobTracker):
                 return
             if self.stopping.is_set():                  # the writer may have its stop marker: not written,
                 return                                  # so not seen (the node re-sends it to the next run)
-            self.qos.seen.add(r.report_id)
             self.dirty = True
             lp = self.links.get(r.link_id)
-            ours = lp is not None and r.node_id == (lp.rx_node if r.part == "rx" else lp.node) and \
-                (r.part == "link") == (not lp.rx_job)
-            if not ours:
-                log.info("controller: report %s for a link this controller did not plan; logged only", r.report_id)
-                self._record(None, qos_row(r, None), [(r.node_id, r.report_id)])
+            why = self._report_refusal(r, lp)
+            if why:       # acknowledged (so that the node stops re-sending it), counted, never stored
+                self.qos_rejected += 1
+                log.warning("controller: QoS report %s rejected: %s", r.report_id, why)
+                self.tlink.publish(T.to(r.node_id, "ack"), M.Ack([r.report_id]))
                 return
+            self.qos.seen.add(r.report_id)
             if r.part == "link":
                 self._record(lp, qos_row(r, lp.intent.qos.psnr_db), [(r.node_id, r.report_id)], r)
             else:                                        # half of a split link: join by sequence number
                 lp.halves.setdefault(r.seq, {})[r.part] = r
                 self._join(lp, r.seq, final=lp.final_joined)
+
+    @staticmethod
+    def _report_refusal(r: M.QosReport, lp: LinkPlan | None) -> str | None:
+        """Why a (schema-valid) report does not belong to the link it names, if it does not:
+        an unknown link, a node or job not on that link, or an image beyond those a finished
+        transmitting end reported done."""
+        if lp is None:
+            return f"link {r.link_id!r} is not one this controller planned"
+        is_rx = r.part == "rx"
+        if (r.part == "link") != (not lp.rx_job):
+            return f"part {r.part!r} does not fit link {lp.link_id} ({'split' if lp.rx_job else 'one node'})"
+        node, job = (lp.rx_node, lp.rx_job) if is_rx else (lp.node, lp.job_id)
+        if r.node_id != node or r.job_id != job:
+            return f"node {r.node_id} / job {r.job_id} is not the {r.part} end of {lp.link_id} ({node} / {job})"
+        done = lp.images_done.get("tx")
+        if not is_rx and lp.tx_status in M.FINAL_STATES and done is not None and r.seq >= done:
+            return f"image {r.seq} of {lp.link_id}, whose transmitter finished after {done} image(s)"
+        return None
 
     def _join(self, lp: LinkPlan, seq: int, final: bool = False) -> None:
         """Both halves of image ``seq`` in: one QoS row (latency = rx done - tx sent). ``final``
@@ -235,7 +292,7 @@ class Controller(IntentPlanner, JobTracker):
     @property
     def rejected(self) -> int:
         """Messages rejected (schema, authorisation or consistency), on both connections."""
-        return self.link.rejected + self.tlink.rejected
+        return self.link.rejected + self.tlink.rejected + self.qos_rejected
 
     def _write_summary(self) -> None:
         s = M.dataclasses.asdict(self.status(finished_links=None))
@@ -248,6 +305,8 @@ class Controller(IntentPlanner, JobTracker):
     def _tick(self) -> None:
         last_summary = 0.0
         while not self.stopping.wait(self.opts.status_every_s):
+            if not self.claimed.is_set() or self.fatal:     # not serving (yet, or ever)
+                continue
             if self.dirty:
                 self.dirty = False
                 try:
@@ -279,9 +338,17 @@ class Controller(IntentPlanner, JobTracker):
                         self._join(lp, seq, final=True)
 
     def start(self, wait_s: float | None = 10.0) -> "Controller":
+        """Connect (waiting up to ``wait_s`` for the broker; None: in the background), check that
+        no other controller runs and serve; raises :class:`~testbed.agent.unique.UniqueError` if
+        one does (with ``wait_s`` None, :attr:`fatal` says so instead)."""
         self.qos.start()
-        self.tlink.start(wait_s)
         self.link.start(wait_s)
+        threading.Thread(target=self._claim, name="controller-claim", daemon=True).start()
+        if wait_s is not None:
+            self.claimed.wait(wait_s + 10)
+            if self.fatal:
+                self.stop()
+                raise unique.UniqueError(self.fatal)
         self.ticker = threading.Thread(target=self._tick, name="controller-status", daemon=True)
         self.ticker.start()
         return self
@@ -294,9 +361,16 @@ class Controller(IntentPlanner, JobTracker):
         with self.lock:
             self.qos.stop()
         self.qos.join(30)
+        if self.claimed.is_set() and not self.fatal and self.link.connected.is_set():
+            try:       # offline, retained (the last will covers a kill)
+                self.link.publish(T.controller_presence(), unique.presence(self.instance, self.since, online=False),
+                                  retain=True).wait_for_publish(2)
+            except Exception:
+                pass
         self.link.stop()
         self.tlink.stop()
         with self.lock:
             self._write_summary()
             self.qos.close()
             self.decisions.close()
+            self.journal.close()

@@ -41,6 +41,7 @@ class LinkPlan:
     rx_finished_at: float | None = None
     final_joined: bool = False
     sent_jobs: dict = field(default_factory=dict)     # node -> its Job, with the updates sent to it applied
+    images_done: dict = field(default_factory=dict)   # "tx" / "rx" -> images a finished end reported done
 
     @property
     def status(self) -> str:
@@ -109,6 +110,7 @@ class IntentPlanner:
                                             f"(txrx nodes or tx/rx pairs{where})")
             self.intents[intent.intent_id] = {"intent": intent, "links": [], "state": "queued",
                                               "accepted_at": time.time(), "order": self.decisions.number()}
+            self._save_intent(intent.intent_id)     # on disk before the operator hears "accepted"
             self._serve_queue()
             it = self.intents[intent.intent_id]
             if it["state"] == "queued":
@@ -117,6 +119,64 @@ class IntentPlanner:
                 self._decide(intent.intent_id, "", "queue", why, priority=intent.priority)
                 return M.IntentReply(intent.intent_id, True, why, [])
             return M.IntentReply(intent.intent_id, True, it["reason"], list(it["links"]))
+
+    def cancel(self, c: M.IntentCancel) -> M.IntentReply:
+        """Stop an intent: a queued one is dropped, a running one's unfinished jobs are cancelled
+        (its state becomes ``cancelled`` once every link end has stopped)."""
+        with self.lock:
+            it = self.intents.get(c.intent_id)
+            if it is None:
+                return M.IntentReply(c.intent_id, False, "no such intent")
+            if it["state"] in ("done", "failed", "cancelled"):
+                return M.IntentReply(c.intent_id, False, f"already {it['state']}", list(it["links"]))
+            it["cancel"] = reason = c.reason or "cancelled by the operator"
+            self._decide(c.intent_id, "", "cancel", reason)
+            if it["state"] == "queued":
+                it["state"] = "cancelled"
+                self._save_intent(c.intent_id)
+                self.dirty = True
+                return M.IntentReply(c.intent_id, True, "cancelled (it was queued)", [])
+            self._save_intent(c.intent_id)
+            for lid in it["links"]:
+                self._cancel_link(self.links[lid], reason)
+            self._update_intent(c.intent_id)
+            self._serve_queue()
+            self.dirty = True
+            return M.IntentReply(c.intent_id, True, f"cancelling {len(it['links'])} link(s)", list(it["links"]))
+
+    # ---- the journal (intents.jsonl) -------------------------------------------------------------
+    def _save_intent(self, intent_id: str) -> None:
+        from .intent_journal import intent_record
+
+        self.journal.write(intent_record(self.intents[intent_id]))
+
+    def _save_link(self, lp: LinkPlan) -> None:
+        from .intent_journal import link_record
+
+        self.journal.write(link_record(lp))
+
+    def _restore(self) -> None:
+        """Intents and links of an earlier run in this folder: queued ones wait for nodes again,
+        unfinished link ends get their jobs re-sent until their nodes say where they stand
+        (a node still running one answers 'running'; one that finished it, its final state)."""
+        intents, links = self.journal.restore()
+        self.intents.update(intents)
+        self.links.update(links)
+        for lp in links.values():
+            self.job_index[lp.job_id] = lp.link_id
+            if lp.rx_job:
+                self.job_index[lp.rx_job] = lp.link_id
+            if lp.tx_status not in M.FINAL_STATES and lp.tx_hold is None:
+                self.pending[lp.job_id] = (lp.node, lp.sent_jobs[lp.node], 0.0)
+            if lp.rx_job and lp.rx_status not in M.FINAL_STATES:
+                self.pending[lp.rx_job] = (lp.rx_node, lp.sent_jobs[lp.rx_node], 0.0)
+            lp.reports, lp.met = self.qos.link_counts.get(lp.link_id, (0, 0))
+        for intent_id in intents:
+            self._update_intent(intent_id)
+        if intents:
+            n = {s: sum(v["state"] == s for v in intents.values()) for s in ("queued", "running")}
+            log.info("controller: resumed %d intent(s) from %s (%d queued, %d running, %d link(s))", len(intents),
+                     self.journal.path, n["queued"], n["running"], len(links))
 
     def _refuse(self, intent: M.Intent, why: str) -> M.IntentReply:
         self._decide(intent.intent_id, "", "reject", why)
@@ -156,10 +216,12 @@ class IntentPlanner:
                 it["state"] = "failed"
                 it["reason"] = f"planning failed: {type(e).__name__}: {e}"
                 self._decide(intent.intent_id, "", "reject", it["reason"])
+                self._save_intent(intent.intent_id)
                 continue
             it["state"] = "running"
             used = [f"{n}->{r}" if r else n for n, r in ends[:intent.links]]
             it["reason"] = f"assigned to {', '.join(used)}"
+            self._save_intent(intent.intent_id)
             self.dirty = True
 
     def _plan(self, intent: M.Intent, ends: list[tuple[str, str]]) -> list[str]:
@@ -192,9 +254,11 @@ class IntentPlanner:
                 lp.rx_node, lp.rx_job, lp.tx_hold = rx, rjob.job_id, job
                 lp.sent_jobs = {node: job, rx: rjob}
                 self.job_index[rjob.job_id] = link_id
+                self._save_link(lp)         # journalled before any job goes out
                 self._send(rx, rjob)
             else:
                 lp.sent_jobs = {node: job}
+                self._save_link(lp)
                 self._send(node, job)
         return links
 
@@ -202,9 +266,10 @@ class IntentPlanner:
         it = self.intents.get(intent_id)
         if it is None or it["state"] != "running":
             return
-        states = [self.links[lid].status for lid in it["links"]]
+        states = [self.links[lid].status for lid in it["links"] if lid in self.links]
         if all(s in ("done", "failed", "cancelled") for s in states):
-            it["state"] = "done" if all(s == "done" for s in states) else "failed"
+            it["state"] = "cancelled" if it.get("cancel") else ("done" if all(s == "done" for s in states) else "failed")
+            self._save_intent(intent_id)
             self.dirty = True
 
     def _observe(self, lp: LinkPlan, met: int | None, r: M.QosReport) -> None:
@@ -240,5 +305,6 @@ class IntentPlanner:
                            feasible=ch.feasible)
         lp.op, lp.snr_plan, lp.decision = ch.op, snr, did
         lp.ops_by_decision[did] = ch.op
+        self._save_link(lp)
         self._send_update(lp, M.JobUpdate(job_id=lp.job_id, model=ch.op.model, model_sha256=ch.op.sha256,
                                           cbr=ch.op.cbr, snr_db=_hint(snr, ch.op), decision=did))

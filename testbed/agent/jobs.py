@@ -140,6 +140,7 @@ class JobTracker:
                 self._decide(lp.intent.intent_id, lp.link_id, "fail", f"{reason}: job {job_id} given up",
                              node=node, job_id=job_id)
                 self._end_finished(lp, is_rx, "failed", node, reason)
+            self._save_link(lp)
             self._update_intent(lp.intent.intent_id)
         self.dirty = True
         self._serve_queue()
@@ -175,12 +176,26 @@ class JobTracker:
             if js.state in ("running",) + M.FINAL_STATES and cur not in M.FINAL_STATES:   # never out of a final state
                 lp.set_end_status(is_rx, js.state)
                 if js.state in M.FINAL_STATES:
+                    lp.images_done["rx" if is_rx else "tx"] = js.images_done
                     self._end_finished(lp, is_rx, js.state, js.node_id, js.error)
+            self._save_link(lp)
             self._update_intent(lp.intent.intent_id)
             if lp.status in M.FINAL_STATES or js.state in M.FINAL_STATES:
                 self._serve_queue()          # nodes are free again
             self.dirty = True
         return None
+
+    def _cancel_link(self, lp: LinkPlan, reason: str) -> None:
+        """Cancel the unfinished ends of ``lp`` (a split link's transmitter job not sent yet is
+        withdrawn); the nodes confirm with their final state."""
+        if lp.tx_hold is not None and lp.tx_status not in M.FINAL_STATES:
+            lp.tx_hold, lp.tx_status = None, "cancelled"
+        for is_rx in (False, True) if lp.rx_job else (False,):
+            job_id, node = (lp.rx_job, lp.rx_node) if is_rx else (lp.job_id, lp.node)
+            if lp.end_status(is_rx) not in M.FINAL_STATES:
+                self._send(node, M.JobCancel(job_id, reason), key=f"{job_id}#cancel")
+        lp.pending_tx.clear()
+        self._save_link(lp)
 
     def _end_finished(self, lp: LinkPlan, is_rx: bool, state: str, node: str, error: str = "") -> None:
         """One end of a link reached a final state: tell the other end of a split link."""

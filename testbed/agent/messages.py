@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..core.configfile import ConfigError, from_mapping
+from .ids import decision_number, event_id, report_id  # noqa: F401  (the ids messages carry)
 
 SCHEMA_VERSION = 1
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")   # node, intent, job, link ids (also topic levels)
@@ -23,25 +24,8 @@ ROLES = ("tx", "rx", "txrx")
 JOB_STATES = ("accepted", "running", "switched", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
 SNR_RANGE = (-50.0, 100.0)              # dB: any SNR a message may carry (the controller clamps hints)
+MAX_COUNT = 10**9                       # image sequence numbers, frame and image counts
 TASKS = ("image-transmission",)
-
-
-def report_id(node_id: str, job_id: str, seq: int) -> str:
-    """A QoS report's id: unique per node, job and image."""
-    return f"{node_id}:{job_id}:{seq}"
-
-
-def event_id(node_id: str, job_id: str, state: str, n: int) -> str:
-    """A job-state event's id: ``n`` counts the node's events."""
-    return f"{node_id}:{job_id}:{state}:{n}"
-
-
-def decision_number(decision_id: str) -> int:
-    """``n`` of a decision id ``d<n>`` (a later decision has a larger number); -1 if it is none."""
-    try:
-        return int(decision_id.lstrip("d"))
-    except ValueError:
-        return -1
 
 
 class MessageError(ValueError):
@@ -139,6 +123,28 @@ class StatusRequest:
 
 
 @dataclass
+class IntentCancel:
+    """Operator -> ``intents``: stop an intent (queued: dropped; running: its jobs are cancelled)."""
+    intent_id: str
+    reason: str = ""
+
+    def validate(self):
+        _check_id("intent_id", self.intent_id)
+
+
+@dataclass
+class Presence:
+    """A running controller or node instance (retained ``controller/presence``; on ``.../probe``
+    a starting instance's pings and a running one's answers: :mod:`testbed.agent.unique`)."""
+    instance: str
+    online: bool = True
+    ping: bool = False
+    pid: int = 0
+    host: str = ""
+    since: float = 0.0
+
+
+@dataclass
 class Job:
     """Controller -> ``to/<node>/job``: run one part of a link. ``part``: ``link`` (this node is
     transmitter and receiver), ``tx`` or ``rx`` (the peer runs the other part)."""
@@ -213,6 +219,8 @@ class JobState:
             raise ConfigError(f"event_id={self.event_id!r}: must start with the node id '{self.node_id}:'")
         if self.state not in JOB_STATES:
             raise ConfigError(f"state={self.state!r}: one of {', '.join(JOB_STATES)}")
+        if not 0 <= self.images_done <= MAX_COUNT:
+            raise ConfigError(f"images_done={self.images_done}: must be in 0..{MAX_COUNT}")
 
 
 @dataclass
@@ -252,7 +260,15 @@ class QosReport:
             raise ConfigError(f"report_id={self.report_id!r}: must start with the node id '{self.node_id}:'")
         _finite("psnr_db", self.psnr_db, 0, 200)
         _finite("snr_est_db", self.snr_est_db, -100, 200)
+        _finite("snr_tx_db", self.snr_tx_db, *SNR_RANGE)
         _finite("cbr", self.cbr, 0, 1.0)
+        for k in ("latency_ms", "encode_ms", "decode_ms"):
+            _finite(k, getattr(self, k), 0, 3.6e6)        # an hour: a report is about one image
+        for k in ("seq", "frames_sent", "frames_decoded"):
+            if not 0 <= getattr(self, k) <= MAX_COUNT:
+                raise ConfigError(f"{k}={getattr(self, k)}: must be in 0..{MAX_COUNT}")
+        for k in ("t_sent", "t_done", "ts"):
+            _finite(k, getattr(self, k), 0, 1e11)
 
 
 @dataclass
@@ -330,6 +346,7 @@ MESSAGES = {
     "job": Job, "job_update": JobUpdate, "job_cancel": JobCancel, "job_state": JobState,
     "qos_report": QosReport, "ack": Ack, "model_announce": ModelAnnounce, "model_request": ModelRequest,
     "model_chunk": ModelChunk, "decision": Decision, "controller_status": ControllerStatus,
+    "intent_cancel": IntentCancel, "presence": Presence,
 }
 KIND_OF = {cls: kind for kind, cls in MESSAGES.items()}
 

@@ -5,7 +5,13 @@
 * subscriptions are re-made after every (re)connect, ``on_connect`` hooks run then (e.g. a node
   re-sends its unacknowledged QoS reports); reconnects back off from 0.2 s to 2 s;
 * request/response with the v5 response topic and correlation data (:meth:`request`);
-* message expiry where stale messages would mislead (:meth:`publish` ``expiry_s``).
+* message expiry where stale messages would mislead (:meth:`publish` ``expiry_s``);
+* a session taken over by another client with the same client id ends the connection for good,
+  with the reason in :attr:`MqttLink.fatal`, instead of the two clients taking the session from
+  each other in a loop: on MQTT v5 reason 0x8E, or, since some brokers (Debian's mosquitto
+  2.0) close the taken-over connection without a reason, when the broker closes a fresh
+  connection ``FLAP_LIMIT`` times within ``FLAP_WINDOW_S`` (every process uses a client id of
+  its own: :mod:`testbed.agent.unique`).
 
 Broker URLs: ``mqtt://[user[:password]@]host[:port]`` or ``mqtts://...`` (TLS; ``ca_file``).
 """
@@ -71,6 +77,8 @@ def response_of(props) -> tuple[str | None, bytes | None]:
     return getattr(props, "ResponseTopic", None), getattr(props, "CorrelationData", None)
 
 
+FLAP_LIMIT, FLAP_WINDOW_S, FLAP_FRESH_S = 5, 60.0, 5.0   # see the module docstring
+
 # MQTT v5 CONNACK reasons that mean the credentials are wrong (retrying cannot help)
 _AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
 
@@ -86,6 +94,10 @@ class MqttLink:
         self.stopping = False
         self.connected = threading.Event()
         self.refused: str | None = None        # why the broker refused us (bad credentials), if it did
+        self.fatal: str | None = None          # why this link gave up for good (session taken over)
+        self.fatal_event = threading.Event()
+        self._connected_at = 0.0
+        self._flaps: list[float] = []          # when the broker closed a connection younger than FLAP_FRESH_S
         self._refused = threading.Event()
         self._subs: dict[str, tuple[int, Callable, object]] = {}
         self._on_connect_hooks: list[Callable[[], None]] = []
@@ -152,6 +164,7 @@ class MqttLink:
                 log.error("%s: broker refused the connection: %s", self.client_id, reason_code)
             return
         self.connects += 1
+        self._connected_at = time.monotonic()
         sock = client.socket()
         if sock is not None and hasattr(sock, "setsockopt"):   # small messages: no Nagle delay
             try:
@@ -169,10 +182,35 @@ class MqttLink:
             except Exception:
                 log.exception("%s: on-connect hook failed", self.client_id)
 
+    def fail(self, why: str) -> None:
+        """Give up for good: no more reconnects; :attr:`fatal` says why (the process should end)."""
+        if self.fatal is None:
+            self.fatal = why
+            log.error("%s: %s", self.client_id, why)
+        self.fatal_event.set()
+        self.stopping = True
+        try:
+            self.client.disconnect()
+            self.client.loop_stop()     # from the network thread itself: ends its loop, joins nothing
+        except Exception:
+            pass
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()
         if self.stopping:
             return
+        if getattr(reason_code, "value", None) == 0x8E:      # Session taken over
+            self.fail(f"the broker ended this session: another client connected with the client id "
+                      f"{self.client_id!r} (MQTT reason: {reason_code}); not reconnecting")
+            return
+        now = time.monotonic()
+        if self._connected_at and now - self._connected_at < FLAP_FRESH_S:
+            self._flaps = [t for t in self._flaps if now - t < FLAP_WINDOW_S] + [now]
+            if len(self._flaps) >= FLAP_LIMIT:
+                self.fail(f"the broker closed this session {len(self._flaps)} times within {FLAP_WINDOW_S:g} s, "
+                          f"each within {FLAP_FRESH_S:g} s of connecting: another client is most likely using the "
+                          f"client id {self.client_id!r} (last reason: {reason_code}); not reconnecting")
+                return
         log.warning("%s: disconnected from the broker (%s); reconnecting", self.client_id, reason_code)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):

@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import messages as M
 from . import topics as T
+from . import unique
 from .mqttlink import MqttLink
 from .outbox import Outbox
 from .receiving import ModelReceiver
@@ -84,6 +86,7 @@ class Node(JobRunner):
         self.updates: dict[str, M.JobUpdate] = {}
         self.cancelled: dict[str, M.JobCancel] = {}
         self.final: dict[str, str] = {}                    # job id -> done | failed | cancelled
+        self.final_images: dict[str, int] = {}             # job id -> images done when it finished
         self.applied: dict[str, set] = {}                  # job id -> decision numbers applied
         self.decoded: "queue.Queue[tuple[dict, object]]" = queue.Queue()
         self.seen_jobs: set[str] = set()
@@ -93,13 +96,37 @@ class Node(JobRunner):
         self.session = None
         self.last_snr: float | None = None
         self.stopping = threading.Event()
-        self.link = MqttLink(f"node-{self.id}", opts.broker, username=opts.username or self.id,
+        self.instance, self.since = unique.new_instance(), time.time()
+        self.claimed = threading.Event()
+        self.link = MqttLink(f"node-{self.id}-{self.instance}", opts.broker, username=opts.username or self.id,
                              password=opts.password, ca_file=opts.ca_file,
                              will=(T.node(self.id, "status"), self._status(online=False)))
+
+    def _claim(self) -> None:
+        """Once connected: refuse to run beside a running node of the same id
+        (:mod:`testbed.agent.unique`), else subscribe, say it is online and re-send its outbox."""
+        while not self.link.connected.wait(0.2):
+            if self.stopping.is_set() or self.link.fatal:
+                return
+        try:
+            unique.check_unique(self.link, T.node(self.id, "status"), T.node(self.id, "probe"),
+                                lambda m: isinstance(m, M.NodeStatus) and m.online, f"node {self.id}", self.instance)
+        except unique.UniqueError as e:
+            self.link.fail(str(e))
+            self.claimed.set()
+            return
+        unique.answer_pings(self.link, T.node(self.id, "probe"), unique.presence(self.instance, self.since))
         self.link.subscribe(T.to(self.id, "job"), self._on_job, expect=(M.Job, M.JobUpdate, M.JobCancel))
         self.link.subscribe(T.to(self.id, "ack"), self._on_ack, expect=M.Ack)
         self.link.subscribe(T.to(self.id, "model"), self.receiver.on_chunk, expect=M.ModelChunk)
         self.link.on_connect(self._on_connected)
+        self._on_connected()
+        self.claimed.set()
+
+    @property
+    def fatal(self) -> str | None:
+        """Why this node cannot go on (its id runs elsewhere, its session was taken over)."""
+        return self.link.fatal
 
     def _request_model(self, name: str, sha256: str) -> None:
         self.link.publish(T.node(self.id, "model_request"), M.ModelRequest(self.id, name, sha256),
@@ -136,7 +163,7 @@ class Node(JobRunner):
         if isinstance(msg, M.Job):
             if msg.job_id in self.seen_jobs:       # a re-sent assignment: say where it stands
                 state = self.final.get(msg.job_id) or ("running" if msg.job_id in self.running else "accepted")
-                self._job_state(msg.job_id, state, error="(re-sent assignment)")
+                self._job_state(msg.job_id, state, self.final_images.get(msg.job_id, 0), error="(re-sent assignment)")
                 return
             if msg.part != self.PART_OF_ROLE[self.opts.role]:
                 self._job_state(msg.job_id, "failed", error=f"part {msg.part!r}: this node's role is "
@@ -147,7 +174,8 @@ class Node(JobRunner):
             self.jobs.put(msg)
         elif isinstance(msg, M.JobUpdate):
             if msg.job_id in self.final:        # too late: say so, so the controller stops re-sending it
-                self._job_state(msg.job_id, self.final[msg.job_id], error="(already finished)",
+                self._job_state(msg.job_id, self.final[msg.job_id], self.final_images.get(msg.job_id, 0),
+                                error="(already finished)",
                                 decision=msg.decision)
                 return
             n = M.decision_number(msg.decision)
@@ -160,7 +188,8 @@ class Node(JobRunner):
                 self.updates[msg.job_id] = msg
         elif isinstance(msg, M.JobCancel):
             if msg.job_id in self.final:
-                self._job_state(msg.job_id, self.final[msg.job_id], error="(already finished)")
+                self._job_state(msg.job_id, self.final[msg.job_id], self.final_images.get(msg.job_id, 0),
+                                error="(already finished)")
                 return
             if msg.job_id not in self.seen_jobs:    # never assigned here (or lost in a restart): it is
                 self.seen_jobs.add(msg.job_id)      # cancelled before it starts; a late assignment is refused
@@ -171,6 +200,8 @@ class Node(JobRunner):
     # ---- outgoing, kept in the outbox until acknowledged ----------------------------------------
     def _job_state(self, job_id: str, state: str, images_done: int = 0, error: str = "", decision: str = "") -> None:
         if state in M.FINAL_STATES:
+            if job_id not in self.final:
+                self.final_images[job_id] = images_done
             self.final[job_id] = state
         self.events += 1
         ev = M.JobState(event_id=M.event_id(self.id, job_id, state, self.events), node_id=self.id, job_id=job_id,
@@ -187,7 +218,16 @@ class Node(JobRunner):
 
     # ---- main loop -----------------------------------------------------------------------------
     def start(self, wait_s: float | None = 10.0) -> "Node":
+        """Connect (up to ``wait_s``; None: in the background) and claim the node id; raises
+        :class:`~testbed.agent.unique.UniqueError` if it runs elsewhere (with ``wait_s`` None,
+        :attr:`fatal` says so instead)."""
         self.link.start(wait_s)
+        threading.Thread(target=self._claim, name=f"node-{self.id}-claim", daemon=True).start()
+        if wait_s is not None:
+            self.claimed.wait(wait_s + 10)
+            if self.fatal:
+                self.link.stop()
+                raise unique.UniqueError(self.fatal)
         self.worker = threading.Thread(target=self._work, name=f"node-{self.id}", daemon=True)
         self.worker.start()
         threading.Thread(target=self._resender, name=f"node-{self.id}-resend", daemon=True).start()
@@ -206,7 +246,7 @@ class Node(JobRunner):
     def _resender(self) -> None:
         """Unacknowledged reports and job states go out again every ``resend_s``, jobs or not."""
         while not self.stopping.wait(min(1.0, self.opts.resend_s)):
-            if self.link.connected.is_set():
+            if self.link.connected.is_set() and self.claimed.is_set() and not self.fatal:
                 try:
                     self._resend(self.opts.resend_s)
                 except Exception:
@@ -217,10 +257,12 @@ class Node(JobRunner):
         self.jobs.put(None)
         if getattr(self, "worker", None):
             self.worker.join(30)
-        try:
-            self.link.publish(T.node(self.id, "status"), self._status(online=False), retain=True).wait_for_publish(2)
-        except Exception:
-            pass
+        if self.claimed.is_set() and not self.fatal:    # a refused duplicate must not say the running node is offline
+            try:
+                self.link.publish(T.node(self.id, "status"), self._status(online=False),
+                                  retain=True).wait_for_publish(2)
+            except Exception:
+                pass
         self.link.stop()
         if self.session is not None:
             self.session.close()

@@ -60,11 +60,15 @@ class QosStore:
         self.path = Path(path)
         self.ack = ack                  # ack(node, report ids): tell a node these are safe
         self.seen: set[str] = set()     # report ids received (written, queued or waiting for their other half)
+        self.link_counts: dict[str, tuple[int, int]] = {}   # link id -> (rows, rows that met the target)
         if self.path.exists():
             rows = read_csv_rows(self.path)
             self.seen = {r["report_id"] for r in rows} | {r.get("peer_report_id") for r in rows
                                                             if r.get("peer_report_id")}
             log.info("controller: %d QoS reports already in %s", len(self.seen), self.path)
+            for r in rows:     # images and targets met per link, for links a restarted controller resumes
+                n, met = self.link_counts.get(r.get("link_id", ""), (0, 0))
+                self.link_counts[r.get("link_id", "")] = (n + 1, met + (r.get("met") in ("1", 1)))
         self.log = CsvLog(self.path, QOS_FIELDS, resume=True)
         self.committed: set[str] = set(self.seen)       # report ids on disk
         self.write_errors = 0

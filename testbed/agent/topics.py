@@ -54,6 +54,14 @@ def controller_status(root: str = ROOT) -> str:
     return f"{root}/controller/status"
 
 
+def controller_presence(root: str = ROOT) -> str:
+    return f"{root}/controller/presence"
+
+
+def controller_probe(root: str = ROOT) -> str:
+    return f"{root}/controller/probe"
+
+
 def parse_node_topic(topic: str, root: str = ROOT) -> tuple[str, str] | None:
     """``<root>/node/<id>/<what>`` -> (id, what); None for any other topic."""
     parts = topic.split("/")

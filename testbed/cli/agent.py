@@ -48,14 +48,24 @@ def add_parsers(sub, common) -> None:
                    help="a node offline this long mid-job: its link fails (default %(default)s s)")
     c.set_defaults(func=cmd_controller)
 
-    i = sub.add_parser("intent", help="submit intents to the controller")
-    isub = i.add_subparsers(dest="what", required=True, metavar="{submit}")
+    i = sub.add_parser("intent", help="submit, cancel and list intents")
+    isub = i.add_subparsers(dest="what", required=True, metavar="{submit,cancel,list}")
     s = isub.add_parser("submit", parents=[common], help="submit an intent file (YAML/JSON)")
     s.add_argument("file", help="intent file (keys: intent_id, images, qos, cbr_max, links, ...)")
     _auth_args(s, "operator")
     s.add_argument("--wait", action="store_true", help="follow the intent until its links finish")
     s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply (default %(default)s)")
     s.set_defaults(func=cmd_intent_submit)
+    ic = isub.add_parser("cancel", parents=[common], help="cancel an intent (queued: dropped; running: jobs stopped)")
+    ic.add_argument("intent_id")
+    ic.add_argument("--reason", default="", help="recorded in the decision log")
+    _auth_args(ic, "operator")
+    ic.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply (default %(default)s)")
+    ic.set_defaults(func=cmd_intent_cancel)
+    il = isub.add_parser("list", parents=[common], help="the controller's intents: state, links, priority")
+    _auth_args(il, "operator")
+    il.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply (default %(default)s)")
+    il.set_defaults(func=cmd_intent_list)
 
     st = sub.add_parser("status", parents=[common], help="live view of nodes, links and QoS")
     _auth_args(st, "operator")
@@ -68,7 +78,9 @@ def add_parsers(sub, common) -> None:
     bi = bsub.add_parser("init", parents=[common], help="write mosquitto.conf, passwd, acl and password files")
     bi.add_argument("dir")
     bi.add_argument("--nodes", required=True, help="comma-separated node ids")
-    bi.add_argument("--port", type=int, default=1883)
+    bi.add_argument("--port", type=int, default=1883, help="1..65535 (default %(default)s)")
+    bi.add_argument("--force", action="store_true",
+                    help="write over a folder that already holds a broker config (new passwords for every user)")
     bi.add_argument("--bind", default="127.0.0.1", help="listen address (default %(default)s)")
     bi.add_argument("--certfile", help="TLS: the broker's certificate (PEM); clients then use mqtts://")
     bi.add_argument("--keyfile", help="TLS: the broker's private key (PEM)")
@@ -85,14 +97,22 @@ def _password(a):
     return read_password(a.password_file)
 
 
-def _wait_for_ctrl_c(status_line) -> None:
+def _wait_for_ctrl_c(status_line, fatal=lambda: None) -> str | None:
+    """Print ``status_line()`` now and then until Ctrl-C / SIGTERM, or until ``fatal()`` says why
+    the process cannot go on (returned)."""
     stop = threading.Event()
     prev = signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     tty = sys.stderr.isatty()
-    last = None
+    last, every, t_next = None, (2.0 if tty else 10.0), time.monotonic()
     try:
-        while not stop.wait(2.0 if tty else 10.0):
+        while not stop.wait(0.2):
+            why = fatal()
+            if why:
+                return why
+            if time.monotonic() < t_next:
+                continue
+            t_next = time.monotonic() + every
             line = status_line()
             if tty:
                 print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
@@ -103,6 +123,7 @@ def _wait_for_ctrl_c(status_line) -> None:
         signal.signal(signal.SIGINT, prev)
         if sys.stderr.isatty():
             print(file=sys.stderr)
+    return None
 
 
 def cmd_node(a) -> int:
@@ -121,9 +142,12 @@ def cmd_node(a) -> int:
                 f"jobs {','.join(node.running) or '-'}, images {node.images_sent}, SNR est {snr}, "
                 f"unacked reports {len(node.outbox)}, rejected msgs {node.link.rejected}")
     try:
-        _wait_for_ctrl_c(line)
+        why = _wait_for_ctrl_c(line, lambda: node.fatal)
     finally:
         node.stop()
+    if why:
+        print(f"testbed node: error: {why}", file=sys.stderr)
+        return 1
     if a.json:
         print(json.dumps({"node": a.id, "images_sent": node.images_sent, "unacked_reports": len(node.outbox)}))
     return 0
@@ -149,9 +173,12 @@ def cmd_controller(a) -> int:
         return (f"controller: {online}/{len(s.nodes)} nodes online, {active} active link(s), "
                 f"{s.reports} QoS reports, {s.rejected} rejected")
     try:
-        _wait_for_ctrl_c(line)
+        why = _wait_for_ctrl_c(line, lambda: ctl.fatal)
     finally:
         ctl.stop()
+    if why:
+        print(f"testbed controller: error: {why}", file=sys.stderr)
+        return 1
     if a.json:
         print(json.dumps(M.dataclasses.asdict(ctl.status())))
     return 0
@@ -219,9 +246,41 @@ def cmd_intent_submit(a) -> int:
             if status is not None:
                 out["links_status"] = mine
             print(json.dumps(out))
+        bad = [lk["link_id"] + " " + lk["status"] for lk in mine if lk["status"] in ("failed", "cancelled")]
+        if bad:
+            print(f"intent {intent.intent_id}: {', '.join(bad)}", file=sys.stderr)
+            return 4
         return 0
     finally:
         link.stop()
+
+
+def cmd_intent_cancel(a) -> int:
+    link, rt = _operator(a)
+    try:
+        reply = link.request(T.intents(), M.IntentCancel(a.intent_id, a.reason), rt, M.IntentReply,
+                             timeout_s=a.timeout)
+    finally:
+        link.stop()
+    if a.json:
+        print(json.dumps(M.dataclasses.asdict(reply)))
+    print(f"intent {a.intent_id}: {reply.reason}", file=sys.stderr)
+    return 0 if reply.accepted else 3
+
+
+def cmd_intent_list(a) -> int:
+    link, rt = _operator(a)
+    try:
+        s = link.request(T.intents(), M.StatusRequest(), rt, M.ControllerStatus, timeout_s=a.timeout)
+    finally:
+        link.stop()
+    if a.json:
+        print(json.dumps(s.intents))
+        return 0
+    print(f"{'intent':<24} {'state':<10} {'priority':>8}  links")
+    for it in s.intents:
+        print(f"{it['intent_id']:<24} {it['state']:<10} {it['priority']:>8}  {', '.join(it['links']) or '-'}")
+    return 0
 
 
 def cmd_status(a) -> int:
@@ -245,12 +304,16 @@ def cmd_status(a) -> int:
 
 
 def cmd_broker_init(a) -> int:
-    from ..agent.broker import init_broker_dir
+    from ..agent.broker import existing_users, init_broker_dir
 
-    nodes = [n for n in a.nodes.split(",") if n]
+    nodes = [n.strip() for n in a.nodes.split(",")]
     tls = {"certfile": a.certfile, "keyfile": a.keyfile, "cafile": a.cafile} \
         if (a.certfile or a.keyfile or a.cafile) else None
-    init_broker_dir(a.dir, nodes, port=a.port, bind=a.bind, tls=tls)
+    replaced = existing_users(a.dir) if a.force else []
+    init_broker_dir(a.dir, nodes, port=a.port, bind=a.bind, tls=tls, force=a.force)
+    if replaced:
+        print(f"{a.dir}: replaced the passwords of {', '.join(replaced)} (running clients with the old ones are "
+              f"refused at their next connection)", file=sys.stderr)
     print(f"{a.dir}: mosquitto.conf (port {a.port}), passwd, acl, and <user>.password for controller, operator, "
           f"{', '.join(nodes)}\nrun: testbed broker run {a.dir}", file=sys.stderr)
     return 0
