@@ -12,6 +12,9 @@ import uuid
 
 from ..agent import messages as M
 from ..agent import topics as T
+from ..core.checks import SNR_DB, THREADS, number
+
+TIMEOUT = number(float, lo=0.1, hi=3600.0)    # seconds to wait for a reply
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +37,17 @@ def add_parsers(sub, common) -> None:
     n.add_argument("--state-dir", help="outbox and received models (default ~/.cache/testbed/node-<id>)")
     n.add_argument("--models-dir", help="models installed on this node (default: the shipped models/)")
     n.add_argument("--channel-snr", help="loopback: channel SNR schedule, e.g. 20 or 20,5@30 (5 dB from image 30)")
-    n.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default %(default)s)")
+    n.add_argument("--threads", type=number(int, lo=THREADS[0], hi=THREADS[1]), default=1, help="onnxruntime threads (default %(default)s)")
     n.set_defaults(func=cmd_node)
 
     c = sub.add_parser("controller", parents=[common], help="run the agent controller")
     _auth_args(c, "controller")
     c.add_argument("--out", help="run folder for qos.csv, decisions.jsonl, summary.json (default runs/controller-<time>)")
     c.add_argument("--models-dir", help="model registry (default: the shipped models/)")
-    c.add_argument("--assume-snr-db", type=float, default=10.0,
+    c.add_argument("--assume-snr-db", type=number(float, lo=SNR_DB[0], hi=SNR_DB[1]), default=10.0,
                    help="a link's SNR before any measurement (default %(default)s)")
-    c.add_argument("--margin-db", type=float, default=0.5, help="PSNR margin over the target (default %(default)s)")
-    c.add_argument("--offline-grace", type=float, default=30.0, metavar="S",
+    c.add_argument("--margin-db", type=number(float, lo=0.0, hi=50.0), default=0.5, help="PSNR margin over the target (default %(default)s)")
+    c.add_argument("--offline-grace", type=number(float, lo=0.0, hi=86400.0), default=30.0, metavar="S",
                    help="a node offline this long mid-job: its link fails (default %(default)s s)")
     c.set_defaults(func=cmd_controller)
 
@@ -54,23 +57,23 @@ def add_parsers(sub, common) -> None:
     s.add_argument("file", help="intent file (keys: intent_id, images, qos, cbr_max, links, ...)")
     _auth_args(s, "operator")
     s.add_argument("--wait", action="store_true", help="follow the intent until its links finish")
-    s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply (default %(default)s)")
+    s.add_argument("--timeout", type=TIMEOUT, default=10.0, help="seconds to wait for the reply (default %(default)s)")
     s.set_defaults(func=cmd_intent_submit)
     ic = isub.add_parser("cancel", parents=[common], help="cancel an intent (queued: dropped; running: jobs stopped)")
     ic.add_argument("intent_id")
     ic.add_argument("--reason", default="", help="recorded in the decision log")
     _auth_args(ic, "operator")
-    ic.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply (default %(default)s)")
+    ic.add_argument("--timeout", type=TIMEOUT, default=10.0, help="seconds to wait for the reply (default %(default)s)")
     ic.set_defaults(func=cmd_intent_cancel)
     il = isub.add_parser("list", parents=[common], help="the controller's intents: state, links, priority")
     _auth_args(il, "operator")
-    il.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply (default %(default)s)")
+    il.add_argument("--timeout", type=TIMEOUT, default=10.0, help="seconds to wait for the reply (default %(default)s)")
     il.set_defaults(func=cmd_intent_list)
 
     st = sub.add_parser("status", parents=[common], help="live view of nodes, links and QoS")
     _auth_args(st, "operator")
     st.add_argument("--once", action="store_true", help="print once and exit")
-    st.add_argument("--every", type=float, default=1.0, help="refresh period in seconds (default %(default)s)")
+    st.add_argument("--every", type=number(float, lo=0.05, hi=3600.0), default=1.0, help="refresh period in seconds (default %(default)s)")
     st.set_defaults(func=cmd_status)
 
     b = sub.add_parser("broker", help="mosquitto with password authentication and per-node ACLs")
@@ -78,7 +81,7 @@ def add_parsers(sub, common) -> None:
     bi = bsub.add_parser("init", parents=[common], help="write mosquitto.conf, passwd, acl and password files")
     bi.add_argument("dir")
     bi.add_argument("--nodes", required=True, help="comma-separated node ids")
-    bi.add_argument("--port", type=int, default=1883, help="1..65535 (default %(default)s)")
+    bi.add_argument("--port", type=number(int, lo=1, hi=65535), default=1883, help="1..65535 (default %(default)s)")
     bi.add_argument("--force", action="store_true",
                     help="write over a folder that already holds a broker config (new passwords for every user)")
     bi.add_argument("--bind", default="127.0.0.1", help="listen address (default %(default)s)")

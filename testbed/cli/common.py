@@ -1,11 +1,19 @@
-"""What several command groups share: the AKB rate-allocation options and stdout kept clean of
-GNU Radio's logging while a flowgraph runs."""
+"""What several command groups share: the AKB rate-allocation options, the checked types of the
+number options several commands have, and stdout kept clean of GNU Radio's logging while a
+flowgraph runs."""
 from __future__ import annotations
 
 import logging
 import sys
 
+from ..core.checks import CBR, SEED, THREADS, number
+
 log = logging.getLogger("testbed")
+
+# argparse types of the number options several commands share (NaN, infinities, out of range: exit 2)
+CBR_TYPE = number(float, lo=CBR[0], hi=CBR[1], lo_open=True)
+SEED_TYPE = number(int, lo=SEED[0], hi=SEED[1])
+THREADS_TYPE = number(int, lo=THREADS[0], hi=THREADS[1])
 
 
 class StdoutToStderr:

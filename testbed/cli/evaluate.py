@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_allocation_arg, ckb
+from ..core.checks import number, show
+from .common import CBR_TYPE, SEED_TYPE, THREADS_TYPE, add_allocation_arg, ckb
+
+MAX_BENCH_SIDE = 16384     # pixels per side of a `bench codec --size` image
 
 
 def add_parsers(sub, common) -> None:
@@ -12,13 +15,16 @@ def add_parsers(sub, common) -> None:
     ev.add_argument("--data", required=True, help="folder of images")
     ev.add_argument("--snr-db", default="0,5,10,15,20", help="comma-separated SNRs (Es/N0, dB); for a negative first value write --snr-db=-5,0,5")
     ev.add_argument("--channel", default="awgn", help="awgn | rayleigh")
-    ev.add_argument("--cbr", type=float, help="channel bandwidth ratio (default: the model's highest; AKB models: 0.0625)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--cbr", type=CBR_TYPE, help="channel bandwidth ratio (default: the model's highest; AKB models: 0.0625)")
+    ev.add_argument("--seed", type=SEED_TYPE, default=0)
     ev.add_argument("--out", help="run folder (default: runs/eval-<time>)")
     ev.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
     ev.add_argument("--no-separation", action="store_true", help="skip the JPEG/JPEG 2000 reference")
-    ev.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
+    ev.add_argument("--threads", type=THREADS_TYPE, default=0, help="onnxruntime intra-op threads (0: all cores)")
     ev.add_argument("--record-in-card", metavar="DATASET", help="store the summary in the model card under DATASET")
+    ev.add_argument("--force-record", action="store_true",
+                    help="with --record-in-card: replace the card's entry even when this run covers fewer images "
+                         "or SNRs than the one it holds (refused otherwise: the controller plans from that table)")
     ev.add_argument("--no-ckb", action="store_true", help="AKB codec: fixed entropy-to-rate mapping instead of the channel-KB policy")
     ev.add_argument("--no-skb", action="store_true", help="AKB codec: no source-KB conditioning")
     add_allocation_arg(ev)
@@ -31,9 +37,9 @@ def add_parsers(sub, common) -> None:
     bc = bsub.add_parser("codec", parents=[common], help="onnxruntime encode/decode latency")
     bc.add_argument("--model", default="jscc-v1")
     bc.add_argument("--size", default="768x512", help="WIDTHxHEIGHT")
-    bc.add_argument("--repeat", type=int, default=20)
-    bc.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
-    bc.add_argument("--cbr", type=float)
+    bc.add_argument("--repeat", type=number(int, lo=1, hi=100_000), default=20)
+    bc.add_argument("--threads", type=THREADS_TYPE, default=0, help="onnxruntime intra-op threads (0: all cores)")
+    bc.add_argument("--cbr", type=CBR_TYPE)
     bc.set_defaults(func=_cmd_bench)
 
 
@@ -46,27 +52,46 @@ def _cmd_eval(a) -> int:
                        ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation, figures=a.figures)
     summary = run_eval(opts)
     if a.record_in_card:
-        from ..zoo import CARD_NAME, load_card, resolve_model_dir
-
-        d = resolve_model_dir(a.model)
-        card = load_card(d / CARD_NAME)
-        key = f"{a.record_in_card}/{summary['channel']}/cbr={summary['cbr']:.4f}"
-        if summary.get("ckb") is not None:
-            key += "/" + ("ckb" if summary["ckb"] else "no-ckb") + "," + ("skb" if summary["skb"] else "no-skb")
-            if summary.get("allocation", "entropy") != "entropy":
-                key += "," + summary["allocation"]
-        card.evaluation[key] = {
-            "command": "testbed " + " ".join(sys.argv[1:]),
-            "n_images": summary["n_images"], "seed": summary["seed"],
-            "psnr_db": {f"{r['snr_db']:g}": round(r["psnr_db"], 2) for r in summary["results"]},
-            "ms_ssim": {f"{r['snr_db']:g}": round(r["ms_ssim"], 4) for r in summary["results"] if r["ms_ssim"]},
-        }
-        card.write(d / CARD_NAME)
+        _record_in_card(a, summary)
     if a.json:
         print(to_json(json_view(summary)))
     else:
         print(format_table(summary))
     return 0
+
+
+def _record_in_card(a, summary: dict) -> None:
+    """Store the summary in the model card (``--record-in-card DATASET``). A run with fewer images,
+    or without some of the SNRs, of the entry the card already holds for that key is refused
+    unless ``--force-record``."""
+    from ..zoo import CARD_NAME, load_card, resolve_model_dir
+
+    d = resolve_model_dir(a.model)
+    card = load_card(d / CARD_NAME)
+    key = f"{a.record_in_card}/{summary['channel']}/cbr={summary['cbr']:.4f}"
+    if summary.get("ckb") is not None:
+        key += "/" + ("ckb" if summary["ckb"] else "no-ckb") + "," + ("skb" if summary["skb"] else "no-skb")
+        if summary.get("allocation", "entropy") != "entropy":
+            key += "," + summary["allocation"]
+    results = [r for r in summary["results"] if r["psnr_db"] is not None]
+    entry = {
+        "command": "testbed " + " ".join(sys.argv[1:]),
+        "n_images": summary["n_images"], "seed": summary["seed"],
+        "psnr_db": {f"{r['snr_db']:g}": round(r["psnr_db"], 2) for r in results},
+        "ms_ssim": {f"{r['snr_db']:g}": round(r["ms_ssim"], 4) for r in results if r["ms_ssim"]},
+    }
+    old = card.evaluation.get(key)
+    if isinstance(old, dict) and not a.force_record:
+        old_n, old_snrs = old.get("n_images") or 0, {f"{float(k):g}" for k in old.get("psnr_db") or {}}
+        lost = sorted(old_snrs - set(entry["psnr_db"]), key=float)
+        if entry["n_images"] < old_n or lost:
+            raise ValueError(
+                f"--record-in-card: {d / CARD_NAME} holds '{key}' over {old_n} images at SNR "
+                f"{', '.join(sorted(old_snrs, key=float))} dB; this run has {entry['n_images']} images"
+                + (f" and lacks SNR {', '.join(lost)} dB" if lost else "")
+                + f" (a partial evaluation; results kept in {summary['run_dir']}). Pass --force-record to replace it")
+    card.evaluation[key] = entry
+    card.write(d / CARD_NAME)
 
 
 def _cmd_bench(a) -> int:
@@ -76,7 +101,9 @@ def _cmd_bench(a) -> int:
     try:
         w, h = (int(v) for v in a.size.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--size: expected WIDTHxHEIGHT, got {a.size!r}") from None
+        raise ValueError(f"--size: expected WIDTHxHEIGHT, got {show(a.size)}") from None
+    if not (1 <= w <= MAX_BENCH_SIDE and 1 <= h <= MAX_BENCH_SIDE):
+        raise ValueError(f"--size: width and height must be in 1..{MAX_BENCH_SIDE}, got {show(a.size)}")
     r = bench_codec(a.model, height=h, width=w, repeat=a.repeat, threads=a.threads, cbr=a.cbr)
     if a.json:
         print(to_json(r))

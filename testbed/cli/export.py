@@ -29,20 +29,27 @@ def add_export_akb_parser(sub, common) -> None:
     ea.set_defaults(func=_cmd_export_akb)
 
 
+def _load_checkpoint(path: str):
+    """The checkpoint at ``path``; a file torch cannot read is a ValueError naming it."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise ValueError(f"{path}: a folder, not a training checkpoint") from None
+    except Exception as e:
+        raise ValueError(f"{path}: not a training checkpoint ({type(e).__name__}: {e})") from None
+
+
 def _cmd_export(a) -> int:
     from pathlib import Path
-
-    import torch
 
     from ..codec.export import check_against_torch, export, training_record
     from ..codec.checkpoint import load_model
 
-    try:
-        ck = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        raise ValueError(f"{a.checkpoint}: not a training checkpoint ({type(e).__name__}: {e})") from None
+    ck = _load_checkpoint(a.checkpoint)
     if not isinstance(ck, dict) or "codec_config" not in ck:
         hint = (" (an AKB-JSCC checkpoint: use `testbed export-akb`)"
                 if isinstance(ck, dict) and "akb_config" in ck else "")
@@ -55,7 +62,12 @@ def _cmd_export(a) -> int:
             try:
                 ops.append(int(v))
             except ValueError:
-                raise ValueError(f"--operating-points: {v!r} is not an integer (symbols per location)") from None
+                raise ValueError(f"--operating-points: {v[:40]!r} is not an integer (symbols per location)") from None
+            if not 1 <= ops[-1] <= model.cfg.max_symbols:
+                raise ValueError(f"--operating-points: {v[:40]} is outside 1..{model.cfg.max_symbols} "
+                                 f"(the checkpoint's symbols per location)")
+        if len(set(ops)) != len(ops):
+            raise ValueError(f"--operating-points: {a.operating_points[:60]!r} names a value more than once")
     else:
         ops = tc.get("operating_points", [model.cfg.max_symbols])
     training = training_record(a.checkpoint, ck, command=a.training_command)
@@ -70,8 +82,6 @@ def _cmd_export(a) -> int:
 
 def _cmd_export_akb(a) -> int:
     from pathlib import Path
-
-    import torch
 
     from ..akb.export import attach_policy, check_against_torch, export_akb, scheduler_record, training_record
     from ..akb.train import load_akb
@@ -88,7 +98,10 @@ def _cmd_export_akb(a) -> int:
         return 0
     if not a.checkpoint:
         raise ValueError("export-akb: give a checkpoint (or --attach)")
-    ck = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
+    ck = _load_checkpoint(a.checkpoint)
+    if not isinstance(ck, dict) or "akb_config" not in ck:
+        hint = " (a codec checkpoint: use `testbed export`)" if isinstance(ck, dict) and "codec_config" in ck else ""
+        raise ValueError(f"{a.checkpoint}: not an AKB checkpoint of `testbed train akb`{hint}")
     model, emb, kb = load_akb(a.checkpoint)
     training = training_record(a.checkpoint, ck, scheduler)
     card = export_akb(model, emb, kb, out, name=a.name or out.name, training=training,

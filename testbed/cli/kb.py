@@ -1,6 +1,9 @@
 """``testbed kb build``: a source knowledge base from a folder of images."""
 from __future__ import annotations
 
+from ..core.checks import number
+from .common import SEED_TYPE
+
 
 def add_parsers(sub, common) -> None:
     kbp = sub.add_parser("kb", help="source knowledge base")
@@ -12,9 +15,11 @@ def add_parsers(sub, common) -> None:
                      help="image: the model's embedder.onnx; clip: LVM caption + CLIP text encoder (local weights)")
     kbb.add_argument("--clip-dir", help="clip: folder with a CLIP text encoder and tokenizer")
     kbb.add_argument("--captioner", help="clip: folder of a local image-to-text model")
-    kbb.add_argument("--entries", type=int, default=64, help="KB entries (at most 255; default %(default)s)")
-    kbb.add_argument("--crops-per-image", type=int, default=4)
-    kbb.add_argument("--seed", type=int, default=0)
+    kbb.add_argument("--entries", type=number(int, lo=1, hi=255), default=64,
+                     help="KB entries, 1..255 (the header's KB index has 8 bits, 255 = no KB; default %(default)s)")
+    kbb.add_argument("--crops-per-image", type=number(int, lo=0, hi=1000), default=4,
+                     help="random crops embedded per image besides the whole image (0..1000; default %(default)s)")
+    kbb.add_argument("--seed", type=SEED_TYPE, default=0)
     kbb.add_argument("--out", required=True, help="KB file to write (.npz)")
     kbb.set_defaults(func=_cmd_kb_build)
 
@@ -27,10 +32,11 @@ def _cmd_kb_build(a) -> int:
     from ..akb.source_kb.kb import KbError, OnnxEmbedderProvider, build_kb
     from ..core.images import load_images
     from ..core.runlog import to_json
+    from ..zoo import open_codec
 
-    if not 1 <= a.entries <= 255:
-        raise ValueError(f"--entries: {a.entries} is outside 1..255 (the header's KB index has 8 bits, 255 = no KB)")
-    codec = AkbCodec(a.model)
+    codec = open_codec(a.model)
+    if not isinstance(codec, AkbCodec):
+        raise ValueError(f"--model {a.model}: {codec.name} is not an AKB codec (a source KB conditions an AKB codec)")
     if a.provider == "clip":
         if not a.clip_dir or not a.captioner:
             raise ValueError("--provider clip needs --clip-dir and --captioner")
@@ -45,7 +51,8 @@ def _cmd_kb_build(a) -> int:
             kb = build_kb(provider, [im for _, im in images], a.entries, codec.kb_dim, np.random.default_rng(a.seed),
                           crops_per_image=a.crops_per_image, progress=bar.update)
         except KbError as e:
-            raise ValueError(str(e)) from None
+            raise ValueError(f"{e} (--entries {a.entries}, --crops-per-image {a.crops_per_image}, "
+                             f"{len(images)} images in {a.data})") from None
     kb.meta.update({"data": str(a.data), "model": codec.name})
     kb.save(a.out)
     res = {"kb": str(a.out), "sha256": kb.sha256, "entries": len(kb), "provider": kb.provider,

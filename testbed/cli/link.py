@@ -2,7 +2,11 @@
 ``testbed grc-path`` (where the GRC block definitions are)."""
 from __future__ import annotations
 
-from .common import StdoutToStderr, add_allocation_arg, ckb
+from ..core.checks import CBR, SAMP_RATE, number
+from .common import CBR_TYPE, SEED_TYPE, StdoutToStderr, add_allocation_arg, ckb
+
+MAX_DELAY_SAMPLES = 10_000_000      # --delay-samples: 10 s at 1 MS/s
+MAX_DELAY_SPREAD_NS = 1e6           # --delay-spread-ns: 1 ms (the cyclic prefix limits what decodes)
 
 
 def add_parsers(sub, common) -> None:
@@ -21,7 +25,7 @@ def add_parsers(sub, common) -> None:
     dm.add_argument("--snr-db", default="0,5,10,15,20", help="comma-separated SNRs (dB, default %(default)s); "
                                                             "for a negative first value write --snr-db=-5,0")
     dm.add_argument("--cbr", help="comma-separated CBRs (default: 0.0625,0.020833)")
-    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--seed", type=SEED_TYPE, default=0)
     dm.add_argument("--out", help="run folder (default: runs/loopback-<time> per CBR)")
     dm.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
     dm.set_defaults(func=_cmd_demo)
@@ -32,15 +36,19 @@ def _add_loopback_args(p) -> None:
     p.add_argument("--images", help="image folder (default: the shipped samples/)")
     p.add_argument("--snr-db", default="10", help="comma-separated SNRs (Es/N0 per sub-carrier, dB); "
                                                   "for a negative first value write --snr-db=-5,0,5")
-    p.add_argument("--cbr", type=float, help="channel bandwidth ratio (default: the model's highest; AKB models: 0.0625)")
-    p.add_argument("--cfo-hz", type=float, default=0.0, help="carrier frequency offset (Hz)")
-    p.add_argument("--sco-ppm", type=float, default=0.0, help="sample-clock offset (ppm)")
-    p.add_argument("--delay-samples", type=int, default=0, help="timing offset: zeros before the first burst")
+    p.add_argument("--cbr", type=CBR_TYPE, help="channel bandwidth ratio (default: the model's highest; AKB models: 0.0625)")
+    p.add_argument("--cfo-hz", type=number(float), default=0.0,
+                   help="carrier frequency offset (Hz; within +-0.45 of the sample rate)")
+    p.add_argument("--sco-ppm", type=number(float, lo=-1000, hi=1000), default=0.0,
+                   help="sample-clock offset (ppm, -1000..1000)")
+    p.add_argument("--delay-samples", type=number(int, lo=0, hi=MAX_DELAY_SAMPLES), default=0,
+                   help=f"timing offset: zeros before the first burst (0..{MAX_DELAY_SAMPLES})")
     p.add_argument("--multipath", default="none", help="none | tdl-a | tdl-c | TAPS_FILE (one 're im' per line)")
-    p.add_argument("--delay-spread-ns", type=float, help="TDL delay spread (default: longest tap at half the CP)")
-    p.add_argument("--samp-rate", type=float, help="sample rate in S/s (default 1e6, or the config's)")
+    p.add_argument("--delay-spread-ns", type=number(float, lo=0, hi=MAX_DELAY_SPREAD_NS), help="TDL delay spread (default: longest tap at half the CP)")
+    p.add_argument("--samp-rate", type=number(float, lo=SAMP_RATE[0], hi=SAMP_RATE[1], lo_open=True),
+                   help="sample rate in S/s (default 1e6, or the config's)")
     p.add_argument("--ofdm-config", help="YAML file with an 'ofdm:' section (testbed.phy.config.OfdmConfig keys)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED_TYPE, default=0)
     p.add_argument("--out", help="run folder (default: runs/loopback-<time>)")
     p.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
     p.add_argument("--no-ckb", action="store_true", help="AKB codec: fixed entropy-to-rate mapping (no channel-KB policy)")
@@ -53,7 +61,7 @@ def _ofdm_from_args(a):
     from ..phy.config import OfdmConfig
 
     cfg = OfdmConfig.from_file(a.ofdm_config) if getattr(a, "ofdm_config", None) else OfdmConfig()
-    if getattr(a, "samp_rate", None):
+    if getattr(a, "samp_rate", None) is not None:
         from dataclasses import replace
 
         source = getattr(cfg, "source", None)
@@ -101,7 +109,7 @@ def _cmd_demo(a) -> int:
     from ..core.paths import DEFAULT_MODEL, samples_dir
     from ..core.runlog import prepare_run_dir, to_json
 
-    cbrs = parse_snrs(a.cbr, "--cbr", unit="") if a.cbr else [0.0625, 0.020833]
+    cbrs = parse_snrs(a.cbr, "--cbr", unit="", lo=CBR[0], hi=CBR[1], lo_open=True) if a.cbr is not None else [0.0625, 0.020833]
     if a.out:   # the CBR runs go to OUT/cbr-<CBR>: OUT itself must be new or empty (or --force)
         prepare_run_dir(a.out, "demo", force=a.force)
     outs = []

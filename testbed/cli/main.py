@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ModelError, ModelCardError, ImageInputError, ValueError, FileNotFoundError, ConnectionError,
-            TimeoutError) as e:  # ConfigError is a ValueError
+    except (ModelError, ModelCardError, ImageInputError, ValueError, OSError) as e:
+        # ConfigError is a ValueError; OSError: a file or folder that cannot be read or written
+        # (FileNotFoundError, a full disk), a broker that cannot be reached (ConnectionError), TimeoutError
         name = " ".join(str(x) for x in (a.command, getattr(a, "what", None)) if x)
         print(f"testbed {name}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

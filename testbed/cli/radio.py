@@ -1,6 +1,8 @@
 """The radio commands: ``testbed radios``, ``link-check``, ``calibrate``, ``pluto-config``."""
 from __future__ import annotations
 
+from ..core.checks import number
+
 
 def add_parsers(sub, common) -> None:
     ra = sub.add_parser("radios", parents=[common], help="attached radios: Plutos (libiio scan) and USRPs (UHD)")
@@ -15,13 +17,14 @@ def add_parsers(sub, common) -> None:
     ca = sub.add_parser("calibrate", parents=[common],
                         help="CFO between two Plutos from a known reference; suggests the RX xo_correction")
     ca.add_argument("--config", required=True, help="a pluto config with uri (TX) and rx_uri (RX)")
-    ca.add_argument("--seconds", type=float, default=2.0)
+    ca.add_argument("--seconds", type=number(float, lo=0.0, hi=3600.0, lo_open=True), default=2.0,
+                    help="capture time in seconds (default %(default)s)")
     ca.set_defaults(func=_cmd_calibrate)
 
     pc = sub.add_parser("pluto-config", parents=[common], help="print a Pluto config.txt for the given address")
     pc.add_argument("--ip", required=True, help="the Pluto's address, e.g. 192.168.3.1")
     pc.add_argument("--hostname")
-    pc.add_argument("--xo-correction", type=float,
+    pc.add_argument("--xo-correction", type=number(float, lo=39.9e6, hi=40.1e6),
                     help="reference frequency (Hz), from `testbed calibrate` (default: keep the factory calibration)")
     pc.set_defaults(func=_cmd_pluto_config)
 

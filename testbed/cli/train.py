@@ -1,6 +1,8 @@
 """``testbed train codec | akb | scheduler``."""
 from __future__ import annotations
 
+from ..core.checks import number
+
 
 def add_parsers(sub, common) -> None:
     t = sub.add_parser("train", help="train models")
@@ -25,9 +27,10 @@ def add_parsers(sub, common) -> None:
                               "(the data a GPU run carries)")
     tp.add_argument("--data", required=True, help="folder of training images (e.g. ../shared/data/train)")
     tp.add_argument("--val", help="folder of validation images; the first --val-images go along as PNG")
-    tp.add_argument("--val-images", type=int, default=12, help="validation images to pack (default %(default)s)")
+    tp.add_argument("--val-images", type=number(int, lo=0, hi=100_000), default=12,
+                    help="validation images to pack (default %(default)s)")
     tp.add_argument("--out", default="train-pack", help="pack folder to write (default %(default)s, git-ignored)")
-    tp.add_argument("--budget-mb", type=float, default=15.0,
+    tp.add_argument("--budget-mb", type=number(float, lo=0.0, hi=1e6, lo_open=True), default=15.0,
                     help="size of the pack in MB (10^6 bytes; default %(default)s): the training images get the "
                          "highest WebP quality that fits")
     tp.add_argument("--force", action="store_true", help="replace an existing pack")

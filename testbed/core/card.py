@@ -8,6 +8,8 @@ every key and names the file and key of any problem.
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -67,6 +69,8 @@ class CardBase:
         check_range(p, data, "snr_range_db")
         check_training(p, data["training"])
         cls.check(p, data)
+        check_files(p, data)
+        check_evaluation(p, data.get("evaluation", {}))
         return cls(**data)
 
     @classmethod
@@ -94,7 +98,7 @@ class CardBase:
 def check_keys(p: Path, data: dict, card_cls) -> None:
     """Unknown and missing keys of a card (the class's ``OPTIONAL`` keys may be missing)."""
     names = {f.name for f in fields(card_cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(map(str, set(data) - names))
     if unknown:
         raise ModelCardError(f"{p}: unknown key(s) {', '.join(unknown)}")
     missing = sorted(names - set(card_cls.OPTIONAL) - set(data))
@@ -125,7 +129,7 @@ def check_types(p: Path, data: dict, card_cls) -> None:
 
 def check_range(p: Path, data: dict, key: str) -> None:
     r = data[key]
-    if not (isinstance(r, list) and len(r) == 2 and all(_is(x, float) for x in r) and r[0] < r[1]):
+    if not (isinstance(r, list) and len(r) == 2 and all(_finite(x) for x in r) and r[0] < r[1]):
         raise ModelCardError(f"{p}: key '{key}' must be [min, max] (numbers) with min < max, got {r!r}")
 
 
@@ -139,6 +143,80 @@ def check_graphs(p: Path, key: str, graphs: dict, required: tuple[str, ...], opt
             raise ModelCardError(f"{p}: {key}.{role}: unknown graph role (valid: {', '.join(required + optional)})")
         if not isinstance(v, dict) or not {"file", "sha256"} <= set(v):
             raise ModelCardError(f"{p}: {key}.{role} must have 'file' and 'sha256'")
+
+
+def _finite(v) -> bool:
+    """A finite number (a bool is not one; an int too large for a float is not finite)."""
+    try:
+        return _is(v, float) and math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_files(p: Path, data: dict) -> None:
+    """The top-level ``sha256`` and every ``{file, sha256}`` mapping of the card (the graphs, the
+    KB): ``file`` a relative path inside the model folder, ``sha256`` 64 hexadecimal digits; and
+    every number outside ``training`` and ``evaluation`` finite."""
+    from .checks import show
+
+    if not HEX64.match(data["sha256"]):
+        raise ModelCardError(f"{p}: key 'sha256' must be 64 lower-case hexadecimal digits, got {show(data['sha256'])}")
+
+    def walk(v, key: str) -> None:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not _finite(v):
+            raise ModelCardError(f"{p}: {key} must be a finite number, got {show(v)}")
+        if isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, f"{key}[{i}]")
+        if not isinstance(v, dict):
+            return
+        if "file" in v:
+            f = v["file"]
+            if not (isinstance(f, str) and f.strip() and not Path(f).is_absolute() and ".." not in Path(f).parts):
+                raise ModelCardError(f"{p}: {key}.file must be a file name inside the model folder, got {show(f)}")
+            if "sha256" in v and not (isinstance(v["sha256"], str) and HEX64.match(v["sha256"])):
+                raise ModelCardError(f"{p}: {key}.sha256 must be 64 lower-case hexadecimal digits, "
+                                     f"got {show(v['sha256'])}")
+        for k, x in v.items():
+            walk(x, f"{key}.{k}")
+
+    for k, v in data.items():
+        if k not in ("training", "evaluation"):
+            walk(v, k)
+
+
+def check_evaluation(p: Path, evaluation: dict) -> None:
+    """``evaluation`` (written by ``testbed eval --record-in-card``, read by the controller): each
+    entry a mapping whose ``psnr_db`` and ``ms_ssim`` map SNRs (numbers, as text) to finite
+    numbers, ``n_images`` and ``seed`` integers >= 0 and ``command`` a string."""
+    from .checks import show
+
+    for key, e in evaluation.items():
+        where = f"evaluation.{key}"
+        if not isinstance(key, str) or not isinstance(e, dict):
+            raise ModelCardError(f"{p}: {where} must be a mapping (command, n_images, seed, psnr_db, ms_ssim), "
+                                 f"got {show(e)}")
+        for k in ("n_images", "seed"):
+            if k in e and not (_is(e[k], int) and e[k] >= 0):
+                raise ModelCardError(f"{p}: {where}.{k} must be an integer >= 0, got {show(e[k])}")
+        if "command" in e and not isinstance(e["command"], str):
+            raise ModelCardError(f"{p}: {where}.command must be a string, got {show(e['command'])}")
+        for k in ("psnr_db", "ms_ssim"):
+            table = e.get(k, {})
+            if not isinstance(table, dict):
+                raise ModelCardError(f"{p}: {where}.{k} must be a mapping of SNR (dB) to a number, got {show(table)}")
+            for snr, v in table.items():
+                try:
+                    ok_snr = math.isfinite(float(snr)) and not isinstance(snr, bool)
+                except (TypeError, ValueError, OverflowError):
+                    ok_snr = False
+                if not ok_snr:
+                    raise ModelCardError(f"{p}: {where}.{k}: key {show(snr)} is not an SNR in dB")
+                if not _finite(v):
+                    raise ModelCardError(f"{p}: {where}.{k}.{snr} must be a finite number, got {show(v)}")
 
 
 # ``training.lineage``: one mapping per training stage, oldest first. Required keys, then the
@@ -169,7 +247,7 @@ def check_training(p: Path, training: dict) -> None:
         missing = [k for k in LINEAGE_KEYS if k not in st]
         if missing:
             raise ModelCardError(f"{p}: {key}: missing key(s) {', '.join(missing)}")
-        unknown = sorted(set(st) - set(kinds))
+        unknown = sorted(map(str, set(st) - set(kinds)))
         if unknown:
             raise ModelCardError(f"{p}: {key}: unknown key(s) {', '.join(unknown)} "
                                  f"(valid: {', '.join(kinds)})")

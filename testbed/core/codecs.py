@@ -91,6 +91,22 @@ def warn_outside_snr_range(snr_db: float, snr_range, name: str) -> None:
                     "results are extrapolated", snr_db, lo, hi, name)
 
 
+def rate_for(codec: "Codec", cbr: float | None, option: str = "--cbr", **options) -> Rate:
+    """``codec.rate(cbr, **options)``, where a CBR the model cannot run at is an error naming the
+    command-line ``option`` (the model's default CBR with the same options works: the CBR is what
+    is wrong)."""
+    try:
+        return codec.rate(cbr, **options)
+    except ModelError as e:
+        if cbr is None:
+            raise
+        try:
+            codec.rate(None, **options)
+        except (ModelError, ValueError):
+            raise e from None
+        raise ModelError(f"{option}: {e}") from None
+
+
 def refuse_options(codec_name: str, supported: tuple[str, ...], options: dict) -> None:
     """Options a codec kind does not have, when set to other than their defaults, are refused,
     naming the command-line flags given."""
@@ -134,7 +150,7 @@ def load_card(path: str | Path) -> CardBase:
     except ConfigError as e:
         raise ModelCardError(str(e)) from None
     kind = data.get("codec")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise ModelCardError(f"{p}: key 'codec': {kind!r} is not a known codec kind "
                              f"(known: {', '.join(codec_kinds())})")
     return _KINDS[kind][0].from_dict(p, data)
@@ -172,4 +188,9 @@ def open_codec(model: str | Path, threads: int = 0, spinning: bool = True, model
         card = load_card(d / CARD_NAME)
     except ModelCardError as e:
         raise ModelError(str(e)) from None
-    return _KINDS[card.codec][1](d, threads=threads, spinning=spinning, **kwargs)
+    try:
+        return _KINDS[card.codec][1](d, threads=threads, spinning=spinning, **kwargs)
+    except (ModelError, ModelCardError, ValueError):   # already named (ValueError: bad options)
+        raise
+    except Exception as e:   # a file of the model folder its runtime cannot read (e.g. a corrupt kb.npz)
+        raise ModelError(f"{d}: cannot open the model ({type(e).__name__}: {e})") from None

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .checks import show
 
 
 class ConfigError(ValueError):
@@ -39,34 +42,40 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {show(value)}")
         inner = args[0] if args else Any
         vals = [_check_value(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(vals) if origin is tuple else vals
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {show(value)}")
         return from_mapping(tp, value, where)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {show(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {show(value)}")
         return value
     if tp is float:
         if isinstance(value, str):   # YAML 1.1 reads 1e6 / 1.0e6 as strings
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{where}: expected a number, got {show(value)}")
+        try:
+            v = float(value)
+        except OverflowError:
+            v = math.inf
+        if not math.isfinite(v):
+            raise ConfigError(f"{where}={show(value)}: must be a finite number")
+        return v
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {show(value)}")
         return value
     return value
 
@@ -82,7 +91,7 @@ def from_mapping(cls, data: dict, where: str, path: str = ""):
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {path.rstrip('.') or 'top level'}: expected a mapping, got {type(data).__name__}")
     hints, flds = _schema(cls)
-    unknown = sorted(set(data) - set(flds))
+    unknown = sorted(set(data) - set(flds), key=str)
     if unknown:
         raise ConfigError(f"{where}: unknown key '{path}{unknown[0]}' (valid keys: {', '.join(flds)})")
     kwargs = {}
@@ -112,10 +121,19 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict:
     """A YAML file whose top level is a mapping; errors name the file (``what``: how to call it)."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        raw = p.read_bytes()
+        # UTF-8, or UTF-16 with its byte-order mark (what some Windows editors and shells write)
+        text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8")
+        data = yaml.safe_load(text)
     except FileNotFoundError:
         raise ConfigError(f"{p}: {what} not found") from None
-    except yaml.YAMLError as e:
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder, not a {what}") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the {what} ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (UTF-8, or UTF-16 with a byte-order mark)") from None
+    except (yaml.YAMLError, RecursionError) as e:
         raise ConfigError(f"{p}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")

@@ -40,14 +40,59 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def _to_uint8_rgb(img: Image.Image, path: Path) -> np.ndarray:
+def _rawmode(img: Image.Image) -> str:
+    """The decoder's raw mode before ``load()`` (``RGB;16B`` for a 16-bit RGB PNG, which Pillow
+    hands over as 8-bit ``RGB``), or ``""``."""
+    try:
+        args = img.tile[0].args if img.tile else None
+    except (AttributeError, IndexError):
+        return ""
+    raw = args[0] if isinstance(args, tuple) and args else args
+    return raw if isinstance(raw, str) else ""
+
+
+def _bits_for(peak: float) -> int:
+    """The fewest bits (8, 10, 12, 14, 16, 24 or 32) that hold ``peak``."""
+    return next((b for b in (8, 10, 12, 14, 16, 24) if peak <= 2 ** b - 1), 32)
+
+
+def _gray_to_uint8(img: Image.Image, path: Path) -> np.ndarray:
+    """A one-channel 16-bit, 32-bit integer or float image to 8 bits by its real range: 16-bit by
+    0..65535; 32-bit integer by the fewest bits that hold its values (0..255 stays as it is);
+    float by 0..1 (or its peak when above 1); negative values are shifted to 0."""
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if mode.startswith("I") else max(1.0, float(a.max()))
-        log.warning("%s: %s image (16-bit or float) converted to 8 bits", path, mode)
-        a = np.clip(np.round(a / peak * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2)
+    a = np.asarray(img, dtype=np.float64)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        log.warning("%s: %d non-finite pixel value(s) set to 0", path, int(bad.sum()))
+        a = np.where(bad, 0.0, a)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if lo < 0:
+        log.warning("%s: %s image has negative values (%g..%g); scaled from its minimum", path, mode, lo, hi)
+        a, hi = a - lo, hi - lo
+    if mode.startswith("I;16"):
+        peak, what = 65535.0, "16-bit image"
+    elif mode == "I":
+        bits = _bits_for(hi)
+        peak, what = 2.0 ** bits - 1, f"32-bit integer image with {bits}-bit values (0..{hi:g})"
+    else:   # F
+        peak, what = max(1.0, hi), f"floating-point image (0..{hi:g})"
+    if peak > 255:
+        log.warning("%s: %s converted to 8 bits (precision reduced)", path, what)
+    elif mode != "F":
+        log.warning("%s: %s taken as 8-bit", path, what)
+    else:
+        log.warning("%s: %s converted to 8 bits", path, what)
+    a = np.clip(np.round(a / peak * 255.0), 0, 255).astype(np.uint8)
+    return np.repeat(a[:, :, None], 3, axis=2)
+
+
+def _to_uint8_rgb(img: Image.Image, path: Path, rawmode: str = "") -> np.ndarray:
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _gray_to_uint8(img, path)
+    if rawmode.endswith((";16B", ";16L", ";16N")):   # 16 bits per channel: Pillow keeps the high byte
+        log.warning("%s: 16-bit %s image converted to 8 bits (precision reduced)", path, mode)
     if mode in ("L", "1"):
         log.warning("%s: grayscale image replicated to 3 channels", path)
         return np.asarray(img.convert("RGB"), dtype=np.uint8)
@@ -65,8 +110,9 @@ def load_rgb(path: str | Path) -> np.ndarray:
     p = Path(path)
     try:
         with Image.open(p) as img:
+            raw = _rawmode(img)      # known before load() only
             img.load()
-            arr = _to_uint8_rgb(img, p)
+            arr = _to_uint8_rgb(img, p, raw)
     except FileNotFoundError:
         raise ImageInputError(f"{p}: no such file") from None
     except UnidentifiedImageError:

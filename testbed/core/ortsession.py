@@ -31,20 +31,26 @@ def session_options(threads: int = 0, spinning: bool = True):
     return opts
 
 
-def sha256_file(path) -> str:
+def sha256_file(path, also=None) -> str:
+    """The file's sha256 (hex); ``also``: another hashlib object fed the same bytes."""
     import hashlib
 
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+            if also is not None:
+                also.update(chunk)
     return h.hexdigest()
 
 
 def open_graphs(model_dir, card, threads: int = 0, verify: bool = True, spinning: bool = True) -> dict:
     """Role -> onnxruntime session for every graph a model card names (``card.graphs_by_role()``):
-    each graph must exist and, with ``verify``, match its sha256 in the card. Failures raise
-    :class:`testbed.core.codecs.ModelError` naming the file."""
+    each graph must exist and, with ``verify``, match its sha256 in the card, and the card's
+    top-level ``sha256`` (the model's identity, recorded in every run's results) must be the
+    sha256 over the bytes of its kind's graphs (``card.GRAPH_ROLES``, in that order), as the
+    exporters compute it. Failures raise :class:`testbed.core.codecs.ModelError` naming the file."""
+    import hashlib
     from pathlib import Path
 
     import onnxruntime as ort
@@ -54,13 +60,18 @@ def open_graphs(model_dir, card, threads: int = 0, verify: bool = True, spinning
 
     d = Path(model_dir)
     opts = session_options(threads, spinning)
+    graphs = card.graphs_by_role()
+    identity = list(getattr(card, "GRAPH_ROLES", ()))
+    order = [r for r in identity if r in graphs] + [r for r in graphs if r not in identity]
+    model_hash = hashlib.sha256()
     sessions = {}
-    for role, g in card.graphs_by_role().items():
+    for role in order:
+        g = graphs[role]
         p = d / g["file"]
-        if not p.exists():
+        if not p.is_file():
             raise ModelError(f"{p}: {role} graph missing (named in {d / CARD_NAME})")
         if verify:
-            digest = sha256_file(p)
+            digest = sha256_file(p, also=model_hash if role in identity else None)
             if digest != g["sha256"]:
                 raise ModelError(f"{p}: sha256 {digest[:16]}... does not match the model card "
                                  f"({g['sha256'][:16]}...); the graph and card are mismatched")
@@ -68,4 +79,8 @@ def open_graphs(model_dir, card, threads: int = 0, verify: bool = True, spinning
             sessions[role] = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise ModelError(f"{p}: cannot load ONNX graph ({e})") from None
-    return sessions
+    if verify and identity and model_hash.hexdigest() != card.sha256:
+        raise ModelError(f"{d / CARD_NAME}: key 'sha256' {str(card.sha256)[:16]}... is not the model's identity "
+                         f"{model_hash.hexdigest()[:16]}... (sha256 over {', '.join(identity)}); the card was "
+                         f"edited or belongs to other graphs")
+    return {r: sessions[r] for r in graphs}

@@ -25,7 +25,20 @@ def default_run_dir(prefix: str) -> Path:
 
 
 class RunDirError(ValueError):
-    """The run folder holds an earlier run's files (and ``--force`` was not given)."""
+    """The run folder holds an earlier run's files (and ``--force`` was not given), or cannot be
+    created (an unwritable place, a path through a regular file)."""
+
+
+class OutputError(OSError):
+    """A result file could not be written (no permission, disk full, ...); the message names it.
+    An OSError with the original ``errno``: the command line reports it with exit code 2."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e)
 
 
 def prepare_run_dir(out: str | Path | None, prefix: str, force: bool = False) -> Path:
@@ -37,34 +50,55 @@ def prepare_run_dir(out: str | Path | None, prefix: str, force: bool = False) ->
     """
     if not out:
         base = default_run_dir(prefix)
-        base.parent.mkdir(parents=True, exist_ok=True)
-        for i in range(1, 10_000):
-            p = base if i == 1 else base.with_name(f"{base.name}-{i}")
-            try:
-                p.mkdir()
-                return p
-            except FileExistsError:
-                continue
+        try:
+            base.parent.mkdir(parents=True, exist_ok=True)
+            for i in range(1, 10_000):
+                p = base if i == 1 else base.with_name(f"{base.name}-{i}")
+                try:
+                    p.mkdir()
+                    return p
+                except FileExistsError:
+                    continue
+        except OSError as e:
+            raise RunDirError(f"{base.parent}: cannot create a run folder there ({_reason(e)}); "
+                              "give one with --out") from None
         raise RunDirError(f"{base}: could not create a new run folder")
     p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise RunDirError(f"--out {p}: exists and is not a folder")
-    if not force and p.is_dir() and any(p.iterdir()):
-        raise RunDirError(f"--out {p}: already holds an earlier run's files; choose another folder "
-                          "or pass --force to overwrite them")
-    p.mkdir(parents=True, exist_ok=True)
+    try:
+        if p.exists() and not p.is_dir():
+            raise RunDirError(f"--out {p}: exists and is not a folder")
+        if not force and p.is_dir() and any(p.iterdir()):
+            raise RunDirError(f"--out {p}: already holds an earlier run's files; choose another folder "
+                              "or pass --force to overwrite them")
+        p.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):   # a regular file on the way
+        raise RunDirError(f"--out {p}: a part of the path is a file, not a folder") from None
+    except OSError as e:
+        raise RunDirError(f"--out {p}: cannot write there ({_reason(e)})") from None
     return p
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``;
+    on any failure (disk full, no permission, a path through a regular file) the temporary file
+    is removed, ``path`` is left as it was, and :class:`OutputError` names ``path``."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            raise OutputError(e.errno, f"{p}: cannot write ({_reason(e)})") from None
+        raise
 
 
 def _json_default(o: Any):
@@ -100,6 +134,12 @@ class CsvLog:
     def __init__(self, path: str | Path, fields: Sequence[str], resume: bool = False):
         self.path = Path(path)
         self.fields = list(fields)
+        try:
+            self._open(resume)
+        except OSError as e:
+            raise OutputError(e.errno, f"{self.path}: cannot write ({_reason(e)})") from None
+
+    def _open(self, resume: bool) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         exists = self.path.exists() and self.path.stat().st_size > 0
         if exists and resume:
@@ -118,9 +158,16 @@ class CsvLog:
     def _write_line(self, values: Iterable[Any]) -> None:
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerow(values)
-        self._f.write(buf.getvalue())
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        self._write(buf.getvalue())
+
+    def _write(self, text: str) -> None:
+        """One write, flushed and fsync'ed; a failure (disk full) names the file."""
+        try:
+            self._f.write(text)
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        except OSError as e:
+            raise OutputError(e.errno, f"{self.path}: cannot write ({_reason(e)}); the rows before were kept") from None
 
     def append(self, row: dict[str, Any]) -> None:
         self.append_many([row])
@@ -134,9 +181,7 @@ class CsvLog:
             if unknown:
                 raise KeyError(f"{self.path}: unknown column(s) {sorted(unknown)}")
             w.writerow(_fmt(row.get(k)) for k in self.fields)
-        self._f.write(buf.getvalue())
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        self._write(buf.getvalue())
 
     def close(self) -> None:
         if not self._f.closed:

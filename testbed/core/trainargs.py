@@ -68,27 +68,44 @@ def check_crop(crop: int) -> None:
         raise ValueError(f"--crop: must be a positive multiple of {BLOCK_PIXELS} (the codec's block size), got {crop}")
 
 
-# options that must be at least 1 (0 would divide by zero in the middle of a run, e.g. step % val_every)
-POSITIVE_OPTIONS = ("batch", "ckpt_every", "val_every", "val_images")
+# every number option of the trainers: its range (inclusive; a float must also be finite). Checked
+# before a run starts, so that NaN, infinities, huge values and wrong signs never reach a trainer
+# (0 for an option at least 1 would divide by zero in the middle of a run, e.g. step % val_every).
+BIG = 10 ** 9
+INT_RANGES = {
+    "steps": (1, BIG), "entropy_steps": (0, BIG), "batch": (1, 65536), "crop": (16, 8192), "mosaic": (1, 8),
+    "seed": (0, 2 ** 32 - 1), "kb_entries": (1, 255), "kb_crops": (1, BIG), "ckpt_every": (1, BIG),
+    "val_every": (1, BIG), "val_images": (1, 1_000_000), "threads": (0, 1024), "warmup": (0, BIG),
+    "max_symbols": (1, 384), "timesteps": (1, BIG), "n_steps": (1, BIG), "batch_size": (1, BIG),
+    "n_epochs": (1, 100_000), "episode_len": (1, 1_000_000), "hidden": (1, 65536), "eval_episodes": (1, 1_000_000),
+}
+FLOAT_RANGES = {   # learning rates > 0: 0 divides by zero in the AKB schedule
+    "lr": (0.0, 10.0), "lr_entropy": (0.0, 10.0), "entropy_weight": (0.0, 1e6), "ent_coef": (0.0, 1e6),
+    "gamma": (0.0, 1.0), "w_quality": (0.0, 1e6), "w_bandwidth": (0.0, 1e6), "max_minutes": (0.0, 1e7),
+}
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def check_options(values: dict) -> None:
-    """The options of :data:`POSITIVE_OPTIONS`, the learning rates (> 0), ``max_minutes`` (>= 0) and
-    ``ema`` (a decay in [0, 1)) among ``values``."""
-    for name in POSITIVE_OPTIONS:
-        if name in values and values[name] < 1:
-            raise ValueError(f"--{name.replace('_', '-')}: must be at least 1, got {values[name]}")
-    for name in ("lr", "lr_entropy"):   # learning rates: > 0 (0 divides by zero in the AKB schedule)
-        if name in values and not (math.isfinite(values[name]) and values[name] > 0):
-            raise ValueError(f"--{name.replace('_', '-')}: must be a positive learning rate, got {values[name]}")
+    """The number options among ``values`` (a trainer's config fields or parsed arguments): each in
+    its range of :data:`INT_RANGES` / :data:`FLOAT_RANGES` (the learning rates > 0), the
+    probabilities (``p_*``) in [0, 1], ``ema`` (a decay; 0: off) in [0, 1); errors name the option."""
+    from .checks import check_number
+
+    for name, (lo, hi) in INT_RANGES.items():
+        if name in values:
+            check_number(_option(name), values[name], lo=lo, hi=hi, integer=True)
+    for name, (lo, hi) in FLOAT_RANGES.items():
+        if name in values:
+            check_number(_option(name), values[name], lo=lo, hi=hi, lo_open=name.startswith("lr"))
     for name, v in values.items():      # probabilities (p_uniform, p_offsets, p_random, p_no_kb, ...)
-        if name.startswith("p_") and isinstance(v, float) and not 0.0 <= v <= 1.0:
-            raise ValueError(f"--{name.replace('_', '-')}: a probability must be in [0, 1], got {v}")
-    mm = values.get("max_minutes")
-    if mm is not None and not (math.isfinite(mm) and mm >= 0):
-        raise ValueError(f"--max-minutes: must be a finite number of minutes >= 0 (0: no budget), got {mm}")
-    if "ema" in values and not 0.0 <= values["ema"] < 1.0:
-        raise ValueError(f"--ema: the EMA decay must be in [0, 1) (0: off), got {values['ema']}")
+        if name.startswith("p_") and isinstance(v, (int, float)):
+            check_number(_option(name), v, lo=0.0, hi=1.0)
+    if "ema" in values:   # a decay; 0: off
+        check_number("--ema", values["ema"], lo=0.0, hi=1.0, hi_open=True)
 
 
 def config_from_args(cls, a: argparse.Namespace, what: str):

@@ -12,6 +12,7 @@ import numpy as np
 def bench_codec(model: str, height: int = 512, width: int = 768, repeat: int = 20, warmup: int = 3,
                 threads: int = 0, cbr: float | None = None, image: np.ndarray | None = None) -> dict:
     """Median/p90/min encode and decode time of a codec v1 or AKB model (full graphs, 10 dB)."""
+    from ..core.codecs import rate_for
     from ..zoo import open_codec
 
     if repeat < 1:
@@ -19,7 +20,7 @@ def bench_codec(model: str, height: int = 512, width: int = 768, repeat: int = 2
     if image is None and (height < 1 or width < 1):
         raise ValueError(f"--size: width and height must be >= 1, got {width}x{height}")
     codec = open_codec(model, threads=threads)
-    rate = codec.rate(cbr)
+    rate = rate_for(codec, cbr)
 
     def encode(img):
         return codec.encode(img, 10.0, rate)

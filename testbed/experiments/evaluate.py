@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..core.checks import SNR_DB, number_list
 from ..core.images import load_images
 from ..core.symbol_channel import CHANNELS, apply_channel_np
-from ..core.codecs import Encoded
+from ..core.codecs import Encoded, rate_for
 from ..core.metrics import finite_mean, ms_ssim, psnr
 from ..core.runlog import CsvLog, cell, prepare_run_dir, read_csv_rows, write_json_atomic
 from .separation import separation_reference
@@ -52,21 +53,10 @@ class EvalOptions:
     figures: bool = False     # AKB codecs: entropy/rate maps and reconstructions of the first image
 
 
-def parse_snrs(text: str, option: str = "--snr-db", unit: str = " in dB") -> list[float]:
-    """Comma-separated values of ``option`` (finite, each once)."""
-    try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{option}: expected comma-separated numbers{unit}, got {text!r}") from None
-    if not vals:
-        raise ValueError(f"{option}: no value given")
-    bad = [v for v in vals if not math.isfinite(v)]
-    if bad:
-        raise ValueError(f"{option}: {bad[0]} is not a finite number")
-    twice = sorted({v for v in vals if vals.count(v) > 1})
-    if twice:
-        raise ValueError(f"{option}: {twice[0]:g} is given more than once")
-    return vals
+def parse_snrs(text: str, option: str = "--snr-db", unit: str = " in dB", lo: float = SNR_DB[0],
+               hi: float = SNR_DB[1], lo_open: bool = False) -> list[float]:
+    """Comma-separated values of ``option`` (finite, within ``lo``..``hi``, each once)."""
+    return number_list(text, option, lo=lo, hi=hi, lo_open=lo_open, unit=unit)
 
 
 def summarise(rows: list[dict], snrs: list[float]) -> list[dict]:
@@ -100,7 +90,7 @@ def run_eval(opts: EvalOptions) -> dict:
     if opts.channel not in CHANNELS:
         raise ValueError(f"--channel: {opts.channel!r} is not one of {', '.join(CHANNELS)}")
     codec = open_codec(opts.model, threads=opts.threads)
-    rate = codec.rate(opts.cbr, ckb=opts.ckb, skb=opts.skb, allocation=opts.allocation, figures=opts.figures)
+    rate = rate_for(codec, opts.cbr, ckb=opts.ckb, skb=opts.skb, allocation=opts.allocation, figures=opts.figures)
     # as in the flowgraph's encoder block, a codec with memory (the channel-KB policy) sees the
     # previous image of the same stream (here: the same SNR), so eval and loopback agree
     previous: dict[int, Encoded] = {}

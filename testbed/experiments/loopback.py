@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..core.checks import check_number
 from ..core.images import load_images
 from ..core.metrics import finite_mean, ms_ssim, psnr
 from ..phy.config import OfdmConfig
@@ -55,12 +56,20 @@ class LoopbackOptions:
 
 
 def _check(opts: LoopbackOptions) -> None:
+    import numpy as np
+
+    from ..phy.impairments import multipath_taps
+
     if opts.multipath not in MULTIPATH and not Path(opts.multipath).is_file():
         raise ValueError(f"--multipath: {opts.multipath!r} is neither one of {', '.join(MULTIPATH)} nor a taps file")
-    if opts.delay_samples < 0:
-        raise ValueError(f"--delay-samples: must be >= 0, got {opts.delay_samples}")
-    if abs(opts.sco_ppm) > 1000:
-        raise ValueError(f"--sco-ppm: {opts.sco_ppm} is implausible (|ppm| <= 1000)")
+    try:   # a taps file's content, a TDL profile's length at this delay spread and sample rate
+        multipath_taps(opts.multipath, opts.ofdm, np.random.default_rng(0), opts.delay_spread_s)
+    except ValueError as e:
+        raise ValueError(f"--multipath {opts.multipath}: {e}" + (" (--delay-spread-ns)" if opts.delay_spread_s else "")) from None
+    # the command line checks these as it parses them; here for other callers (NaN never passes)
+    check_number("--delay-samples", opts.delay_samples, lo=0, hi=10_000_000, integer=True)
+    check_number("--sco-ppm", opts.sco_ppm, lo=-1000, hi=1000)
+    check_number("--cfo-hz", opts.cfo_hz)
     if abs(opts.cfo_hz) > 0.45 * opts.ofdm.samp_rate:
         raise ValueError(f"--cfo-hz: {opts.cfo_hz} is beyond the sample rate ({opts.ofdm.samp_rate:g} S/s)")
     _warn_ignored_channel(opts)
@@ -182,10 +191,11 @@ def codec_fields(sent: dict, rec: dict) -> dict:
 
 def run_loopback(opts: LoopbackOptions) -> dict:
     _check(opts)
+    from ..core.codecs import rate_for
     from ..zoo import open_codec
 
     codec = open_codec(opts.model, threads=opts.threads, spinning=False)
-    rate = codec.rate(opts.cbr, ckb=opts.ckb, skb=opts.skb, allocation=opts.allocation)
+    rate = rate_for(codec, opts.cbr, ckb=opts.ckb, skb=opts.skb, allocation=opts.allocation)
     nominal_cbr = opts.cbr = rate.cbr
     for s in opts.snrs_db:
         codec.check_snr(s)

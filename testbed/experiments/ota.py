@@ -66,10 +66,11 @@ def _sha(img: np.ndarray) -> str:
 def _open_codec(model, cbr, ckb, skb, allocation="entropy"):
     """The codec and its operating point (options of another codec kind refused)."""
     from ..core.paths import DEFAULT_MODEL
+    from ..core.codecs import rate_for
     from ..zoo import open_codec
 
     codec = open_codec(model or DEFAULT_MODEL, spinning=False)
-    return codec, codec.rate(cbr, ckb=ckb, skb=skb, allocation=allocation)
+    return codec, rate_for(codec, cbr, ckb=ckb, skb=skb, allocation=allocation)
 
 
 def _row(path, ref, img, rec, sent, fe_desc: dict, codec, source: str, ms: bool) -> dict:
@@ -267,10 +268,7 @@ def _replay_rows(meta_path, ms: bool = True, check=None, images_dir: str | None 
     from ..zoo import open_codec
 
     rec = Recording(meta_path)
-    st = rec.settings
-    for key in ("model", "model_sha256", "ofdm", "images"):
-        if key not in st:
-            raise RecordingError(f"{rec.meta_path}: testbed:settings.{key} missing (not recorded by testbed ota?)")
+    st = rec.replay_settings()   # checked: types of every key used below
     try:
         codec = open_codec(st["model"], spinning=False)
     except Exception:
@@ -344,6 +342,7 @@ def run_replay(meta_path: str, out: str | None = None, images_dir: str | None = 
     from ..core.sigmf_io import Recording
 
     rec = Recording(meta_path)
+    rec.replay_settings()       # a bad recording is refused before the run folder is made
     outp = prepare_run_dir(out, "replay", force=force)
     rows = []
     interrupted = False

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..core.configfile import ConfigError, from_mapping, load_yaml
 from ..phy.config import OfdmConfig
-from ..phy.impairments import MULTIPATH, load_taps_file
+from ..phy.impairments import MULTIPATH, TDL, load_taps_file, tdl_taps
 
 
 @dataclass(frozen=True)
@@ -33,23 +33,30 @@ class ChannelConfig:
             raise ConfigError(f"snr_db={self.snr_db}: must be in -10..60 dB")
         if abs(self.sco_ppm) > 1000:
             raise ConfigError(f"sco_ppm={self.sco_ppm}: must be within +-1000")
-        if self.delay_samples < 0:
-            raise ConfigError(f"delay_samples={self.delay_samples}: must be >= 0")
+        if not 0 <= self.delay_samples <= 10_000_000:
+            raise ConfigError(f"delay_samples={self.delay_samples}: must be in 0..10000000")
         if self.multipath not in MULTIPATH:
             try:    # a taps file (relative paths: to the working directory, as when the run reads it)
                 load_taps_file(self.multipath)
             except ValueError as e:
                 raise ConfigError(f"multipath={self.multipath!r}: one of {', '.join(MULTIPATH)} or a taps file "
                                   f"({e})") from None
-        if self.delay_spread_ns < 0:
-            raise ConfigError(f"delay_spread_ns={self.delay_spread_ns}: must be >= 0")
-        if self.seed < 0:
-            raise ConfigError(f"seed={self.seed}: must be >= 0")
+        if not 0 <= self.delay_spread_ns <= 1e6:
+            raise ConfigError(f"delay_spread_ns={self.delay_spread_ns}: must be in 0..1e6 (1 ms)")
+        if not 0 <= self.seed <= 2 ** 32 - 1:
+            raise ConfigError(f"seed={self.seed}: must be >= 0 and at most {2 ** 32 - 1}")
 
     def check_rate(self, ofdm: OfdmConfig) -> None:
         """Rules that need the sample rate (the ``channel.`` prefix is the caller's)."""
         if abs(self.cfo_hz) > 0.45 * ofdm.samp_rate:
             raise ConfigError(f"channel.cfo_hz={self.cfo_hz}: beyond the sample rate {ofdm.samp_rate:g}")
+        if self.multipath in TDL and self.delay_spread_ns:
+            import numpy as np
+
+            try:
+                tdl_taps(self.multipath, self.delay_spread_ns * 1e-9, ofdm.samp_rate, np.random.default_rng(0))
+            except ValueError as e:
+                raise ConfigError(f"channel.delay_spread_ns={self.delay_spread_ns:g}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,6 @@ def load_config(path: str | Path):
     p = Path(path)
     data = load_yaml(p)
     kind = data.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ConfigError(f"{p}: key 'kind' is {kind!r}; valid kinds: {', '.join(KINDS)}")
     return from_mapping(KINDS[kind], data, str(p))

@@ -77,8 +77,13 @@ def _tee_recorder(tb, rx_input, recorder) -> list:
 
 class LoopbackFrontEnd:
     def __init__(self, cfg: LoopbackConfig | SigmfFileConfig, tx_gain_db: float = 0.0):
+        from ..core.checks import SNR_DB
+
         self.cfg, self.tx_gain_db = cfg, float(tx_gain_db)
         self.snr_db = cfg.channel.snr_db + self.tx_gain_db
+        if not SNR_DB[0] <= self.snr_db <= SNR_DB[1]:
+            raise ValueError(f"--tx-gain-db {tx_gain_db:g}: with the config's channel SNR {cfg.channel.snr_db:g} dB "
+                             f"the loopback SNR {self.snr_db:g} dB leaves {SNR_DB[0]:g}..{SNR_DB[1]:g} dB")
 
     def channel(self):
         from ..gr.loopback_channel import loopback_channel

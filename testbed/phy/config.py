@@ -33,8 +33,8 @@ class OfdmConfig:
     max_carrier_offset: int = 4    # integer CFO search range of the channel estimator (carriers, even)
 
     def validate(self) -> None:
-        if self.fft_len < 16 or self.fft_len & (self.fft_len - 1):
-            raise ConfigError(f"fft_len={self.fft_len}: must be a power of two >= 16")
+        if not 16 <= self.fft_len <= 65536 or self.fft_len & (self.fft_len - 1):
+            raise ConfigError(f"fft_len={self.fft_len}: must be a power of two in 16..65536")
         if not 0 < self.cp_len < self.fft_len:
             raise ConfigError(f"cp_len={self.cp_len}: must be in 1..fft_len-1")
         if not 4 <= self.occupied < self.fft_len // 2 - 1:
@@ -42,8 +42,8 @@ class OfdmConfig:
                               f"(leave guard carriers at the band edges)")
         if not 2 <= self.pilot_spacing <= self.occupied:
             raise ConfigError(f"pilot_spacing={self.pilot_spacing}: must be in 2..occupied")
-        if not (math.isfinite(self.samp_rate) and self.samp_rate > 0):
-            raise ConfigError(f"samp_rate={self.samp_rate}: must be a positive finite number")
+        if not (math.isfinite(self.samp_rate) and 0 < self.samp_rate <= 1e9):
+            raise ConfigError(f"samp_rate={self.samp_rate}: must be a positive finite number, at most 1e9 S/s")
         if not 1 <= self.header_repetition <= 16:
             raise ConfigError(f"header_repetition={self.header_repetition}: must be in 1..16")
         if not 1 <= self.payload_symbols_per_frame <= 65535:
@@ -52,6 +52,8 @@ class OfdmConfig:
             raise ConfigError(f"backoff_db={self.backoff_db}: must be in 0..40 dB")
         if not 0 < self.clip <= 1.0:
             raise ConfigError(f"clip={self.clip}: must be in (0, 1]")
+        if self.gap_samples > 10_000_000:
+            raise ConfigError(f"gap_samples={self.gap_samples}: must be at most 10000000")
         if self.gap_samples < self.fft_len + self.cp_len:
             raise ConfigError(f"gap_samples={self.gap_samples}: must be at least fft_len+cp_len "
                               f"({self.fft_len + self.cp_len}) so the receiver flushes each frame")

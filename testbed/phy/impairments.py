@@ -7,6 +7,7 @@ fractional delays; the taps are normalised to unit total power so the mean SNR i
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,10 @@ def tdl_taps(profile: str, delay_spread_s: float, samp_rate: float, rng: np.rand
     if profile not in TDL:
         raise ValueError(f"unknown multipath profile {profile!r}; valid: {', '.join(MULTIPATH)} or a taps file")
     delays, powers = TDL[profile]
+    longest = max(delays) * delay_spread_s * samp_rate
+    if not (math.isfinite(longest) and 0 <= longest <= MAX_TAPS):
+        raise ValueError(f"delay spread {delay_spread_s * 1e9:g} ns: the {profile} profile's longest tap would be "
+                         f"{longest:g} samples at {samp_rate:g} S/s (at most {MAX_TAPS})")
     d = np.asarray(delays) * delay_spread_s * samp_rate          # in samples
     g = np.sqrt(10 ** (np.asarray(powers) / 10) / 2) * (rng.standard_normal(len(d)) + 1j * rng.standard_normal(len(d)))
     n = int(np.ceil(d.max())) + 2 * half_len + 1
@@ -63,13 +68,20 @@ def tdl_taps(profile: str, delay_spread_s: float, samp_rate: float, rng: np.rand
     return (h / np.sqrt(np.sum(np.abs(h) ** 2))).astype(np.complex64)
 
 
+MAX_TAPS = 4096     # taps of a taps file (a channel longer than this is no use with any cyclic prefix here)
+
+
 def load_taps_file(path: str | Path) -> np.ndarray:
     """Taps from a text file: one tap per line, ``re im`` or ``re`` (``#`` comments allowed)."""
     p = Path(path)
     try:
-        rows = [ln.split("#")[0].split() for ln in p.read_text().splitlines()]
+        rows = [ln.split("#")[0].split() for ln in p.read_bytes().decode("utf-8").splitlines()]
     except FileNotFoundError:
         raise ValueError(f"{p}: taps file not found") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not a text file of taps ('re im' per line, UTF-8)") from None
+    except OSError as e:
+        raise ValueError(f"{p}: cannot read the taps file ({e.strerror or e})") from None
     taps = []
     for i, r in enumerate(rows, 1):
         if not r:
@@ -77,10 +89,14 @@ def load_taps_file(path: str | Path) -> np.ndarray:
         try:
             v = [float(x) for x in r]
         except ValueError:
-            raise ValueError(f"{p}:{i}: expected 're im' or 're', got {' '.join(r)!r}") from None
+            raise ValueError(f"{p}:{i}: expected 're im' or 're', got {' '.join(r)[:60]!r}") from None
         if len(v) not in (1, 2):
             raise ValueError(f"{p}:{i}: expected 're im' or 're', got {len(v)} numbers")
+        if not all(math.isfinite(x) and abs(x) <= 1e6 for x in v):
+            raise ValueError(f"{p}:{i}: tap {' '.join(r)[:60]!r} must be finite numbers within +-1e6")
         taps.append(complex(v[0], v[1] if len(v) == 2 else 0.0))
+        if len(taps) > MAX_TAPS:
+            raise ValueError(f"{p}: more than {MAX_TAPS} taps")
     if not taps:
         raise ValueError(f"{p}: no taps")
     h = np.asarray(taps, np.complex64)
