@@ -1,27 +1,34 @@
 """Control-plane benchmark: N simulated nodes against one mosquitto on loopback and the real
 ``testbed controller`` (its own process).
 
-The simulated nodes are MQTT clients with their own user names under the ACL; they announce
-themselves, accept jobs, and stream synthetic QoS reports (no radio, no codec: this measures the
-agent layer, not the PHY). Measured:
+The simulated nodes (:mod:`testbed.agent.simnodes`) run in ``--processes`` worker processes, many
+per process on one selector loop, each an MQTT client with its own user name under the ACL; they
+announce themselves, accept jobs and stream synthetic QoS reports, kept until acknowledged (no
+radio, no codec: this measures the agent layer, not the PHY). Phases:
 
-* intent-to-assignment latency: from publishing an intent (operator side) to the assigned node
-  receiving its job, p50/p95/p99/max over all intents;
-* QoS reports per second acknowledged by the controller (acks arrive only after the reports are
-  on the controller's disk), and whether every report reached ``qos.csv``.
+* connect: every node connects (CONNECT to CONNACK) and the controller sees it online;
+* rounds: ``--rounds`` times one intent per node (``--intent-hz``), each job ``--reports``
+  reports at ``--report-hz``: the intent-to-assignment latency, from publishing an intent
+  (operator side) to the assigned node receiving its job, p50/p95/p99/max;
+* flood (``--report-rate R``): all but a few probe nodes get one job each and then stream R
+  reports/s in all for ``--duration`` s; measured are the reports acknowledged per second (the
+  controller acknowledges a report only once it is fsync'ed in ``qos.csv``), the report-to-ack
+  latency, and the intent-to-assignment latency of probe intents (``--probe-hz``) meanwhile.
 
-    python -m testbed.agent.bench --nodes 200 --rounds 3 --reports 20 --report-hz 5
+At the end every report sent must be acknowledged and in ``qos.csv`` exactly once (``ok``).
+
+    python -m testbed.agent.bench --nodes 1000 --processes 4 --rounds 2 --report-rate 2000 --duration 20
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import heapq
 import json
+import math
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,247 +37,296 @@ import numpy as np
 from . import messages as M
 from . import topics as T
 from .broker import Broker, free_port, init_broker_dir
+from .benchtools import CpuMeter, Workers, cores, pct, peak_rate
 from .mqttlink import MqttLink
 from .transfer import held_models
-
-
-class SimNode:
-    def __init__(self, bench: "Bench", node_id: str, password: str):
-        self.b, self.id = bench, node_id
-        self.link = MqttLink(f"sim-{node_id}", bench.url, username=node_id, password=password,
-                             will=(T.node(node_id, "status"), M.NodeStatus(node_id, False)))
-        self.link.subscribe(T.to(node_id, "job"), self._on_job, expect=(M.Job, M.JobUpdate, M.JobCancel))
-        self.link.subscribe(T.to(node_id, "ack"), self._on_ack, expect=M.Ack)
-        self.link.on_connect(lambda: self.link.publish(
-            T.node(node_id, "status"), M.NodeStatus(node_id, True, models=bench.models, model_sha256=bench.shas),
-            retain=True))
-        self.seen_jobs: set[str] = set()
-        self.events = 0
-
-    def _state(self, job: str, state: str, n: int = 0) -> None:
-        self.events += 1
-        self.link.publish(T.node(self.id, "job_state"),
-                          M.JobState(M.event_id(self.id, job, state, self.events), self.id, job, state, n))
-
-    def _on_job(self, msg, topic, props) -> None:
-        if not isinstance(msg, M.Job):
-            return
-        t = time.perf_counter()
-        if msg.job_id in self.seen_jobs:
-            return
-        self.seen_jobs.add(msg.job_id)
-        self.b.on_assigned(msg.intent_id, t)
-        self._state(msg.job_id, "accepted")
-        self._state(msg.job_id, "running")
-        self.b.schedule(self, msg, 0)
-
-    def report(self, job: M.Job, seq: int) -> None:
-        r = M.QosReport(report_id=M.report_id(self.id, job.job_id, seq), node_id=self.id, job_id=job.job_id,
-                        intent_id=job.intent_id, link_id=job.link_id, seq=seq, image=f"synthetic{seq}.png",
-                        model=job.model, model_sha256=job.model_sha256, cbr=job.cbr, snr_tx_db=job.snr_db,
-                        snr_est_db=job.snr_db, psnr_db=30.0, latency_ms=50.0, frames_sent=1, frames_decoded=1,
-                        decision=job.decision)
-        self.link.publish(T.node(self.id, "qos"), r)
-        self.b.count_sent()
-        if seq + 1 == self.b.reports:
-            self._state(job.job_id, "done", seq + 1)
-
-    def _on_ack(self, ack: M.Ack, topic, props) -> None:
-        self.b.count_acked(sum(1 for i in ack.ids if ":state:" not in i and i.count(":") == 2))
 
 
 class Bench:
     def __init__(self, a):
         self.a = a
-        self.reports = a.reports
-        self.lock = threading.Lock()
-        self.t_sent: dict[str, float] = {}
-        self.latency: dict[str, float] = {}
-        self.sent = self.acked = 0
-        self.ack_times: list[float] = []
-        self.heap: list = []
-        self.cv = threading.Condition()
-        self.stop = threading.Event()
         from ..core.paths import shipped_models
 
         models = held_models(shipped_models(), "bench")
         self.models = sorted(models)
         self.shas = [models[m][0] for m in self.models]
+        self.t_sent: dict[str, float] = {}
+        self.replies: dict[str, M.IntentReply] = {}
+        self.ctl_status: M.ControllerStatus | None = None
 
-    def on_assigned(self, intent_id: str, t: float) -> None:
-        with self.lock:
-            t0 = self.t_sent.get(intent_id)
-            if t0 is not None:
-                self.latency[intent_id] = t - t0
+    def say(self, text: str) -> None:
+        if not self.a.quiet:
+            print(f"bench: {text}", file=sys.stderr, flush=True)
 
-    def count_sent(self) -> None:
-        with self.lock:
-            self.sent += 1
+    def _wait(self, pred, timeout_s, what, every=0.05):
+        t_end = time.monotonic() + timeout_s
+        while time.monotonic() < t_end:
+            if self.w.failed:
+                raise RuntimeError(f"bench: a simulated-node worker failed: {self.w.failed[0]}")
+            if pred():
+                return
+            time.sleep(every)
+        raise TimeoutError(f"bench: timed out after {timeout_s:g} s waiting for {what}")
 
-    def count_acked(self, n: int) -> None:
-        with self.lock:
-            self.acked += n
-            self.ack_times.extend([time.perf_counter()] * n)
+    def _intent(self, iid: str, nid: str, reports: int, priority: int = 0) -> None:
+        intent = M.Intent(iid, images=["samples"], max_images=1, repeat=reports, nodes=[nid],
+                          qos=M.QosTarget(psnr_db=25.0), priority=priority)
+        payload = M.encode(intent)
+        self.t_sent[iid] = time.perf_counter()
+        self.op.publish(T.intents(), payload, response_topic=self.rt, correlation=iid.encode())
 
-    def schedule(self, node: SimNode, job: M.Job, seq: int, at: float | None = None) -> None:
-        with self.cv:
-            heapq.heappush(self.heap, (at if at is not None else time.perf_counter() + 1.0 / self.a.report_hz,
-                                       id(node), seq, node, job))
-            self.cv.notify()
+    def _paced(self, items, hz: float, until: float | None = None) -> None:
+        """Submit ``items`` ((intent id, node, reports)) at ``hz`` per second (until ``until``)."""
+        t_next = time.perf_counter()
+        for iid, nid, reports in items:
+            if until is not None and t_next > until:
+                return
+            delay = t_next - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            self._intent(iid, nid, reports)
+            t_next += 1.0 / hz
 
-    def _reporter(self) -> None:
-        while not self.stop.is_set():
-            with self.cv:
-                while not self.heap and not self.stop.is_set():
-                    self.cv.wait(0.2)
-                if self.stop.is_set():
-                    return
-                t, _, seq, node, job = self.heap[0]
-                now = time.perf_counter()
-                if t > now:
-                    self.cv.wait(t - now)
-                    continue
-                heapq.heappop(self.heap)
-            node.report(job, seq)
-            if seq + 1 < self.reports:
-                self.schedule(node, job, seq + 1, t + 1.0 / self.a.report_hz)
+    def _settled(self) -> bool:
+        """Every job finished and every job state acknowledged (the controller has freed the nodes)."""
+        return self.w.total("busy") == 0 and self.w.total("pending_states") == 0
 
     def run(self) -> dict:
         a = self.a
-        work = Path(tempfile.mkdtemp(prefix="bench-agent-"))
-        ids = [f"sim{i:03d}" for i in range(a.nodes)]
-        port = free_port()
-        print(f"bench: writing the broker config for {a.nodes} nodes ...", file=sys.stderr)
-        creds = init_broker_dir(work / "broker", ids, port=port)
-        broker = Broker(work / "broker", port).start()
-        self.url = broker.url
         out = Path(a.out or time.strftime("runs/bench-agent-%Y%m%d-%H%M%S"))
         if (out / "controller").exists():
             raise FileExistsError(f"{out / 'controller'}: exists (a controller resumes its folder, so the reports "
                                   f"would count as duplicates); pick a new --out")
         out.mkdir(parents=True, exist_ok=True)
         ctl_out = out / "controller"
-        ctl = subprocess.Popen([sys.executable, "-m", "testbed", "controller", "--broker", self.url,
-                                "--password-file", str(work / "broker" / "controller.password"),
-                                "--out", str(ctl_out)], stderr=open(out / "controller.log", "w"))
-        nodes: list[SimNode] = []
-        op = None
+        work = Path(tempfile.mkdtemp(prefix="bench-agent-"))
+        ids = [f"sim{i:03d}" for i in range(a.nodes)]
+        procs = a.processes or max(1, min(8, math.ceil(a.nodes / 250)))
+        port = free_port()
+        load0 = os.getloadavg()
+        t = time.perf_counter()
+        self.say(f"writing the broker config for {a.nodes} nodes ...")
+        creds = init_broker_dir(work / "broker", ids, port=port)
+        broker_init_s = time.perf_counter() - t
+        broker = Broker(work / "broker", port).start()
+        url = broker.url
+        cmd = ["controller", "--broker", url, "--password-file", str(work / "broker" / "controller.password"),
+               "--out", str(ctl_out)]
+        prof = ["-m", "testbed.agent.benchprof", str(out / "controller-profile.txt"), "--"] \
+            if a.profile_controller else ["-m", "testbed"]
+        ctl_log = open(out / "controller.log", "w")
+        ctl = subprocess.Popen([sys.executable, *prof, *cmd], stderr=ctl_log)
+        self.op = self.w = None
+        res: dict = {"nodes": a.nodes, "processes": procs, "rounds": a.rounds, "reports_per_job": a.reports,
+                     "report_hz_per_node": a.report_hz, "intent_hz": a.intent_hz, "machine_cores": cores(),
+                     "loadavg_at_start": [round(x, 2) for x in load0], "broker_init_s": round(broker_init_s, 2)}
+        flood_n = max(0, a.nodes - (a.probe_nodes if a.probe_hz > 0 else 0)) if a.report_rate > 0 else 0
+        flood_hz = a.report_rate / flood_n if flood_n else 0.0
+        phases = {"r": {"hz": a.report_hz}, "f": {"hz": flood_hz, "hold": True}, "p": {"hz": 0.0}}
         try:
-            op = MqttLink("operator-bench", self.url, username="operator", password=creds["operator"])
-            rt = T.reply("operator") + "/bench"
-            op.subscribe_replies(rt, (M.IntentReply, M.ControllerStatus))
-            replies: dict[str, M.IntentReply] = {}
-            op.subscribe(rt + "/intents", lambda m, t, p: replies.__setitem__(m.intent_id, m), expect=M.IntentReply)
-            op.start()
+            self.op = MqttLink("operator-bench", url, username="operator", password=creds["operator"])
+            self.rt = T.reply("operator") + "/bench/intents"
+            self.op.subscribe(self.rt, lambda m, t, p: self.replies.__setitem__(m.intent_id, m), expect=M.IntentReply)
+            self.op.subscribe(T.controller_status(), lambda m, t, p: setattr(self, "ctl_status", m),
+                              expect=M.ControllerStatus, qos=0)
+            self.op.start()
             t0 = time.perf_counter()
-            for nid in ids:
-                n = SimNode(self, nid, creds[nid])
-                n.link.start(wait_s=None)
-                nodes.append(n)
-            self._wait(lambda: all(n.link.connected.is_set() for n in nodes), 60, "all nodes connected")
-            def all_seen():
-                try:
-                    st = op.request(T.intents(), M.StatusRequest(), rt, M.ControllerStatus, timeout_s=2)
-                except TimeoutError:       # the controller is still starting
-                    return False
-                return sum(x["online"] for x in st.nodes) == a.nodes
-            self._wait(all_seen, 120, "the controller to see every node", every=0.5)
-            print(f"bench: {a.nodes} nodes online after {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-            rep = threading.Thread(target=self._reporter, daemon=True)
-            rep.start()
-            t_start = time.perf_counter()
-            for r in range(a.rounds):
-                for i, nid in enumerate(ids):
-                    iid = f"r{r}-{nid}"
-                    intent = M.Intent(iid, images=["samples"], nodes=[nid], qos=M.QosTarget(psnr_db=25.0),
-                                      priority=r)
-                    payload = M.encode(intent)
-                    with self.lock:
-                        self.t_sent[iid] = time.perf_counter()
-                    op.publish(T.intents(), payload, response_topic=rt + "/intents", correlation=iid.encode())
-                    time.sleep(1.0 / a.intent_hz)
-                self._wait(lambda: len(self.latency) == (r + 1) * a.nodes, 60, f"round {r} assignments")
-                # wait for this round's jobs to finish before the next round (nodes must be free)
-                self._wait(lambda: self.sent >= (r + 1) * a.nodes * a.reports, 300, f"round {r} reports")
-                time.sleep(0.5)
-                print(f"bench: round {r + 1}/{a.rounds}: {len(self.latency)} intents assigned, {self.sent} reports "
-                      f"sent, {self.acked} acknowledged", file=sys.stderr)
-            total = a.rounds * a.nodes * a.reports
-            self._wait(lambda: self.acked >= total, 120, "every report acknowledged")
-            t_end = time.perf_counter()
-            refused = [k for k, v in replies.items() if not v.accepted]
+            self.w = Workers("127.0.0.1", port, [(n, creds[n]) for n in ids], procs, self.models, self.shas, phases,
+                             a.resend_s)
+            self._wait(lambda: self.w.ready == procs, 60, "the worker processes")
+            t_ready = time.perf_counter()
+            self._wait(lambda: self.w.total("up") == a.nodes, a.connect_timeout, "all nodes connected")
+            t_up = time.perf_counter()
+            self._wait(lambda: self.ctl_status is not None and
+                       sum(n["online"] for n in self.ctl_status.nodes) == a.nodes, 120,
+                       "the controller to see every node", every=0.2)
+            t_seen = time.perf_counter()
+            res["connect"] = {"workers_ready_s": round(t_ready - t0, 2), "all_connected_s": round(t_up - t0, 2),
+                              "controller_sees_all_s": round(t_seen - t0, 2)}
+            self.say(f"{a.nodes} nodes in {procs} process(es): connected after {t_up - t0:.1f} s (workers ready "
+                     f"after {t_ready - t0:.1f} s), all online at the controller after {t_seen - t0:.1f} s")
+            self.pids = {"controller": [ctl.pid], "broker": [broker.proc.pid],
+                         "sim_nodes": [p.pid for p in self.w.procs], "bench": [os.getpid()]}
+            cpu = CpuMeter(self.pids)
+            self.marks = {"start": time.perf_counter()}
+            try:
+                self._measure(ids, flood_n, res)
+            except TimeoutError as e:          # the numbers so far still say something: keep them
+                res["timed_out"] = str(e)
+                self.say(f"{e}; stopping")
+            self.marks.setdefault("rounds", time.perf_counter())
+            self.marks["end"] = time.perf_counter()
+            res["cpu"] = cpu.read()
         finally:
-            self.stop.set()
-            for n in nodes:
-                n.link.stop()
-            if op is not None:
-                op.stop()
+            if self.w is not None:
+                self.w.stop()
+            if self.op is not None:
+                self.op.stop()
             ctl.send_signal(2)
             try:
-                ctl.wait(60)
+                ctl.wait(120)
             except subprocess.TimeoutExpired:
                 ctl.kill()
+            ctl_log.close()
             broker.stop()
-        lat = np.array(sorted(self.latency.values())) * 1e3
-        acks = np.array(self.ack_times)
-        # steady-state rate: acknowledged reports per second over the whole report phase
-        with open(ctl_out / "qos.csv", newline="") as f:
-            rows = sum(1 for _ in csv.DictReader(f))
-        res = {
-            "nodes": a.nodes, "rounds": a.rounds, "intents": len(self.t_sent), "assigned": len(lat),
-            "refused": len(refused), "reports_per_job": a.reports, "report_hz_per_node": a.report_hz,
-            "intent_hz": a.intent_hz,
-            "assign_latency_ms": {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
-                                  "p99": float(np.percentile(lat, 99)), "max": float(lat.max())},
-            "reports_sent": self.sent, "reports_acked": self.acked, "reports_in_qos_csv": rows,
-            "acked_reports_per_s": float(len(acks) / (acks.max() - t_start)) if len(acks) else 0.0,
-            "peak_acked_reports_per_s": _peak_rate(acks),
-            "wall_s": t_end - t_start, "machine_cores": _cores(),
-        }
+            shutil.copy(work / "broker" / "mosquitto.log", out / "mosquitto.log")
+            shutil.rmtree(work, ignore_errors=True)     # passwords and the broker's persistence
+        res = self._results(res, ctl_out)
         (out / "result.json").write_text(json.dumps(res, indent=2) + "\n")
         return res
 
-    @staticmethod
-    def _wait(pred, timeout_s, what, every=0.05):
-        t_end = time.monotonic() + timeout_s
-        while time.monotonic() < t_end:
-            if pred():
-                return
-            time.sleep(every)
-        raise TimeoutError(f"bench: timed out waiting for {what}")
+    def _measure(self, ids: list[str], flood_n: int, res: dict) -> None:
+        a = self.a
+        for r in range(a.rounds):
+            self._paced([(f"r{r}-{nid}", nid, a.reports) for nid in ids], a.intent_hz)
+            rnd = [f"r{r}-{nid}" for nid in ids]
+            self._wait(lambda: all(i in self.w.arrivals or (i in self.replies and not self.replies[i].accepted)
+                                   for i in rnd), a.timeout, f"round {r} assignments")
+            self._wait(lambda: self.w.total("sent") >= (r + 1) * a.nodes * a.reports and self._settled(), a.timeout,
+                       f"round {r} reports")
+            self.say(f"round {r + 1}/{a.rounds}: {len(self.w.arrivals)} intents assigned, "
+                     f"{self.w.total('sent')} reports sent, {self.w.total('acked')} acknowledged")
+        self.marks["rounds"] = time.perf_counter()
+        if flood_n:
+            self._flood(ids[:flood_n], ids[flood_n:], res.setdefault("flood", {}))
+        self._wait(lambda: self.w.total("acked") >= self.w.total("sent") and self._settled(), a.timeout,
+                   "every report acknowledged")
 
+    def _flood(self, flood_ids: list[str], probe_ids: list[str], fl: dict) -> None:
+        a = self.a
+        hz = a.report_rate / len(flood_ids)
+        n = max(1, math.ceil(hz * a.duration))
+        sent0 = self.w.total("sent")
+        self.say(f"flood: {len(flood_ids)} nodes x {n} reports at {hz:.2f}/s each ({a.report_rate:g}/s offered), "
+                 f"{len(probe_ids)} probe nodes")
+        self._paced([(f"f-{nid}", nid, n) for nid in flood_ids], a.intent_hz)
+        self._wait(lambda: all(f"f-{nid}" in self.w.arrivals for nid in flood_ids), a.timeout, "the flood assignments")
+        time.sleep(0.5)
+        self.w.send(("go", None))
+        t_go = time.perf_counter()
+        cpu = CpuMeter(self.pids)
+        if probe_ids:
+            probes = ((f"p{k}-{probe_ids[k % len(probe_ids)]}", probe_ids[k % len(probe_ids)], 1)
+                      for k in range(10 ** 9))
+            self._paced(probes, a.probe_hz, until=t_go + a.duration)
+        self._wait(lambda: self.w.total("sent") >= sent0 + len(flood_ids) * n, a.duration + a.timeout,
+                   "the flood reports")
+        t_sent = time.perf_counter()
+        fl.update({"nodes": len(flood_ids), "probe_nodes": len(probe_ids), "reports_per_node": n,
+                   "report_hz_per_node": round(hz, 3), "offered_per_s": a.report_rate, "duration_s": a.duration,
+                   "t_go": t_go, "t_all_sent": t_sent, "cpu": cpu.read()})
+        sent_probes = [i for i in self.t_sent if i[0] == "p"]
+        self._wait(lambda: all(i in self.w.arrivals for i in sent_probes) and
+                   self.w.total("acked") >= self.w.total("sent") and self._settled(), a.timeout,
+                   "the flood's acknowledgements and probe assignments")
+        fl["drained_s"] = round(time.perf_counter() - t_sent, 2)
 
-def _peak_rate(times: np.ndarray, window_s: float = 1.0) -> float:
-    if len(times) == 0:
-        return 0.0
-    t = np.sort(times)
-    j = np.searchsorted(t, t + window_s)
-    return float((j - np.arange(len(t))).max() / window_s)
+    def _results(self, res: dict, ctl_out: Path) -> dict:
+        a, w = self.a, self.w
+        t_start, t_rounds, t_end = self.marks["start"], self.marks["rounds"], self.marks["end"]
+        finals = [f for f in w.finals if f is not None]
+        if len(finals) != len(w.finals):
+            raise RuntimeError("bench: a worker sent no results")
+        sent = [i for f in finals for i in f["sent_ids"]]
+        acked = [i for f in finals for i in f["acked_ids"]]
+        ack_t = np.array([x for f in finals for x in f["ack_t"]])
+        sent_t = np.array([x for f in finals for x in f["sent_t"]])
+        ack_lat = np.array([x for f in finals for x in f["ack_lat"]]) * 1e3
+        from ..core.runlog import read_csv_rows
 
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        rows = [r["report_id"] for r in read_csv_rows(ctl_out / "qos.csv")]
+        refused = sorted(k for k, v in self.replies.items() if not v.accepted)
+        lat = {k: [(w.arrivals[i] - t) * 1e3 for i, t in self.t_sent.items() if i[0] == k and i in w.arrivals]
+               for k in "rfp"}
+        rounds_intents = [i for i in self.t_sent if i[0] == "r"]
+        in_rounds = ack_t[(ack_t >= t_start) & (ack_t <= t_rounds)] if len(ack_t) else ack_t
+        res.update({
+            "intents": len(rounds_intents), "assigned": len(lat["r"]), "refused": len(refused),
+            "assign_latency_ms": pct(lat["r"]),
+            "reports_sent": len(sent), "reports_acked": len(set(acked)), "reports_in_qos_csv": len(set(rows)),
+            "qos_csv_rows": len(rows), "reports_unacked": len(set(sent) - set(acked)),
+            "reports_lost": len(set(acked) - set(rows)),     # acknowledged (the node forgot it) but not stored
+            "acked_reports_per_s": float(len(in_rounds) / (in_rounds.max() - t_start)) if len(in_rounds) else 0.0,
+            "peak_acked_reports_per_s": peak_rate(ack_t),
+            "ack_latency_ms": pct(ack_lat),
+            "resent": sum(f["resent"] for f in finals), "disconnects": sum(f["disconnects"] for f in finals),
+            "rejected_by_nodes": sum(f["rejected"] for f in finals), "errors": sum(f["errors"] for f in finals),
+            "wall_s": round(t_end - t_start, 2), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        })
+        res.setdefault("connect", {})["connack_ms"] = pct(np.array([x for f in finals for x in f["connect_s"]]) * 1e3)
+        fl = res.get("flood")
+        if fl and "t_go" in fl:
+            t_go = fl.pop("t_go")
+            t_all = fl.pop("t_all_sent")
+            lo, hi = t_go + min(2.0, a.duration / 4), t_all       # skip the ramp-up
+            m = (ack_t >= lo) & (ack_t <= hi)
+            fl["sent_per_s"] = round(float(((sent_t >= lo) & (sent_t <= hi)).sum() / max(hi - lo, 1e-9)), 1)
+            fl["acked_per_s"] = round(float(m.sum() / max(hi - lo, 1e-9)), 1)
+            fl["ack_latency_ms"] = pct(ack_lat[m])
+            last = max([t_go] + [float(x.max()) for x in (ack_t, sent_t) if len(x)])
+            bins = np.arange(t_go, last + 1.0, 1.0)          # per second from the start
+            fl["per_s"] = {"sent": np.histogram(sent_t, bins)[0].tolist(),
+                           "acked": np.histogram(ack_t, bins)[0].tolist()}
+            fl["probe_assign_latency_ms"] = pct(lat["p"])
+            fl["assign_latency_ms"] = pct(lat["f"])
+        try:
+            s = json.loads((ctl_out / "summary.json").read_text())
+            res["controller_intent_handling_ms"] = s.get("intent_handling_ms")
+        except (OSError, ValueError):
+            pass
+        res["ok"] = (len(lat["r"]) + len(refused) == len(rounds_intents) and not refused and
+                     res["reports_lost"] == 0 and res["reports_unacked"] == 0 and
+                     len(rows) == len(set(rows)) == len(set(sent)) and
+                     len(set(sent)) == len(sent) and res["errors"] == 0 and "timed_out" not in res)
+        return res
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m testbed.agent.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--nodes", type=int, default=200)
+    p.add_argument("--processes", type=int, default=0,
+                   help="worker processes for the simulated nodes (default: one per 250 nodes, at most 8)")
     p.add_argument("--rounds", type=int, default=3, help="intents per node (one round = one intent per node)")
-    p.add_argument("--reports", type=int, default=20, help="QoS reports per job")
-    p.add_argument("--report-hz", type=float, default=5.0, help="QoS reports per second per busy node")
+    p.add_argument("--reports", type=int, default=20, help="QoS reports per job in the rounds")
+    p.add_argument("--report-hz", type=float, default=5.0, help="QoS reports per second per busy node in the rounds")
     p.add_argument("--intent-hz", type=float, default=100.0, help="intents submitted per second")
+    p.add_argument("--report-rate", type=float, default=0.0,
+                   help="flood phase: QoS reports per second offered by all nodes together (0: no flood phase)")
+    p.add_argument("--duration", type=float, default=20.0, help="flood phase: seconds of reports")
+    p.add_argument("--probe-hz", type=float, default=10.0,
+                   help="flood phase: intents per second to the probe nodes (0: none)")
+    p.add_argument("--probe-nodes", type=int, default=20, help="flood phase: nodes kept out of the flood for probes")
+    p.add_argument("--resend-s", type=float, default=5.0, help="nodes re-send what is unacknowledged after this long")
+    p.add_argument("--connect-timeout", type=float, default=120.0)
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds to wait for each phase (assignments, reports, acknowledgements) before giving up")
+    p.add_argument("--profile-controller", action="store_true",
+                   help="run the controller with every thread under cProfile (OUT/controller-profile.txt)")
     p.add_argument("--out", help="run folder (default runs/bench-agent-<time>)")
+    p.add_argument("--json", action="store_true", help="print only the result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     a = p.parse_args(argv)
+    if a.report_rate > 0 and a.nodes - (a.probe_nodes if a.probe_hz > 0 else 0) < 1:
+        p.error("--report-rate: no node left for the flood (fewer --nodes than --probe-nodes)")
     res = Bench(a).run()
-    lat = res["assign_latency_ms"]
-    print(f"{res['nodes']} nodes, {res['intents']} intents ({res['refused']} refused): intent->assignment "
-          f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms; "
-          f"QoS reports {res['reports_acked']}/{res['reports_sent']} acknowledged, {res['reports_in_qos_csv']} in "
-          f"qos.csv, {res['acked_reports_per_s']:.0f}/s sustained, {res['peak_acked_reports_per_s']:.0f}/s peak")
+    if not a.json:
+        lat = res["assign_latency_ms"]
+        conn = res["connect"]["all_connected_s"]
+        print(f"{res['nodes']} nodes ({res['processes']} processes, connected in {conn} s), "
+              f"{res['intents']} intents ({res['refused']} refused): intent->assignment p50 {lat.get('p50')} ms, "
+              f"p99 {lat.get('p99')} ms, max {lat.get('max')} ms; QoS reports {res['reports_acked']}/"
+              f"{res['reports_sent']} acknowledged, {res['reports_in_qos_csv']} in qos.csv, "
+              f"{res['acked_reports_per_s']:.0f}/s in the rounds, {res['peak_acked_reports_per_s']:.0f}/s peak")
+        if "timed_out" in res:
+            print(f"incomplete: {res['timed_out']}")
+        if "acked_per_s" in res.get("flood", {}):
+            fl = res["flood"]
+            print(f"flood: {fl['offered_per_s']:g} reports/s offered, {fl['acked_per_s']:.0f}/s acknowledged, "
+                  f"report->ack p50 {fl['ack_latency_ms'].get('p50')} ms p99 {fl['ack_latency_ms'].get('p99')} ms; "
+                  f"probe intent->assignment p50 {fl['probe_assign_latency_ms'].get('p50')} ms "
+                  f"p99 {fl['probe_assign_latency_ms'].get('p99')} ms")
     print(json.dumps(res))
-    return 0
+    return 0 if res["ok"] else 1
 
 
 if __name__ == "__main__":
