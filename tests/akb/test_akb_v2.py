@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import perturbed
 from tests.helpers.akb import tiny_training_data
 from testbed.akb import placement as pl
 from testbed.akb import ratemap as rm
@@ -16,11 +17,7 @@ SMALL = CodecConfigV2(widths=(8, 16, 24), enc_depths=(0, 1, 1), dec_depths=(1, 1
 
 def _v2(seed=1):
     torch.manual_seed(seed)
-    v2 = JSCC(SMALL)
-    with torch.no_grad():
-        for p in v2.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return v2.eval()
+    return perturbed(JSCC(SMALL), seed)
 
 
 def test_from_codec_v2_reproduces_v2_at_uniform_rate():

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.helpers import perturbed
 from testbed.codec.arch_v2 import CodecConfigV2
 from testbed.codec.export import check_against_torch, export
 from testbed.codec.model import JSCC, CodecConfig, arch_of, config_from_dict, grow
@@ -16,14 +17,8 @@ SMALL = CodecConfigV2(widths=(8, 16, 24), enc_depths=(0, 1, 2), dec_depths=(1, 1
 
 
 def _randomised(cfg, seed=0):
-    """A model with every parameter perturbed, as after training: the zero-initialised output layers
-    take part, and no two parameters are equal (the ONNX exporter merges equal initialisers)."""
     torch.manual_seed(seed)
-    m = JSCC(cfg)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return m.eval()
+    return perturbed(JSCC(cfg), seed)
 
 
 def test_symbols_follow_the_v1_contract():

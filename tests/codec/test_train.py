@@ -9,14 +9,6 @@ from testbed.codec.train import TrainConfig, load_model, train
 from testbed.core.runlog import read_csv_rows
 
 
-@pytest.fixture()
-def tiny_dataset(tmp_path):
-    d = tmp_path / "train"
-    d.mkdir()
-    for i in range(3):
-        write_png(d / f"img{i}.png", smooth_image(48 + 8 * i, 64, seed=i))
-    return d
-
 
 @pytest.mark.slow
 def test_train_checkpoints_logs_and_resume(tmp_path, tiny_dataset):

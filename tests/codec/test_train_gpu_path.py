@@ -15,14 +15,6 @@ from testbed.core.runlog import read_csv_rows
 from testbed.core.trainer import lr_at
 
 
-@pytest.fixture()
-def tiny_dataset(tmp_path):
-    d = tmp_path / "train"
-    d.mkdir()
-    for i in range(3):
-        write_png(d / f"img{i}.png", smooth_image(48 + 8 * i, 64, seed=i))
-    return d
-
 
 def test_lr_anneals_by_the_time_budget():
     assert lr_at(500, 1e-3, 1e-5, 10, 1_000_000, time_used=1.0) == pytest.approx(1e-5)

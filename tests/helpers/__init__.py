@@ -254,3 +254,15 @@ def assert_card_refused(card_path: Path, tmp_path: Path, mutate, needle: str) ->
     with pytest.raises(ModelCardError) as e:
         load_card(p)
     assert str(p) in str(e.value) and needle in str(e.value)
+
+
+def perturbed(model, seed: int = 0, scale: float = 0.02):
+    """``model`` (eval mode) with every parameter perturbed, as after training: zero-started layers
+    take part, and no two parameters are equal (the ONNX exporter merges equal initialisers)."""
+    import torch
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * scale)
+    return model.eval()
