@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.configfile import to_mapping
 from ..core.runlog import write_json_atomic
 from . import messages as M
 from . import topics as T
@@ -34,6 +35,7 @@ from . import unique
 from .broker import CONTROLLER_USER, OPERATOR_USER
 from .decisions import DecisionLog
 from .intent_journal import IntentJournal
+from .journal import GroupCommit
 from .intents import IntentPlanner, LinkPlan, load_intent  # noqa: F401  (load_intent: for the CLI)
 from .jobs import JobTracker
 from .mqttlink import MqttLink, response_of
@@ -76,13 +78,19 @@ class Controller(IntentPlanner, JobTracker):
         self.out = Path(opts.out) if opts.out else default_run_dir("controller")
         self.out.mkdir(parents=True, exist_ok=True)
         # acknowledgements go out on the telemetry connection (looked up at each call: tests swap it)
-        self.qos = QosStore(self.out / "qos.csv", lambda node, ids: self.tlink.publish(T.to(node, "ack"), M.Ack(ids)))
-        self.decisions = DecisionLog(self.out / "decisions.jsonl")   # ids never repeat across restarts
+        # acks are QoS 0: a lost one costs a re-sent report (acknowledged again), never a lost
+        # one, and a flood of them does not wait for PUBACKs
+        self.qos = QosStore(self.out / "qos.csv",
+                            lambda node, ids: self.tlink.publish(T.to(node, "ack"), M.Ack(ids), qos=0))
+        # the journal and the decision log are written in batches off the MQTT threads; what must
+        # not get ahead of them (jobs, replies, decisions) goes out once they are on disk
+        self.durable = GroupCommit("controller-journal")
+        self.decisions = DecisionLog(self.out / "decisions.jsonl", self.durable)   # ids never repeat across restarts
         self.models = ModelServer(self.model_dirs, lambda *a, **kw: self.link.publish(*a, **kw))
         self.lock = threading.RLock()
         self._init_intents()
         self._init_jobs()
-        self.journal = IntentJournal(self.out)        # intents.jsonl: what an earlier run accepted resumes
+        self.journal = IntentJournal(self.out, self.durable)        # intents.jsonl: what an earlier run accepted resumes
         self._restore()
         self.qos_rejected = 0
         self.intent_ms: list[float] = []     # time to handle each intent (receipt to job published)
@@ -100,7 +108,10 @@ class Controller(IntentPlanner, JobTracker):
 
     def _serve(self) -> None:
         """Subscribe to everything a controller handles (once no other controller runs)."""
-        self.tlink.subscribe(T.node("+", "qos"), self._on_qos, expect=M.QosReport)
+        # QoS 0 on the broker -> controller hop: a report is kept by its node until the
+        # controller's own ack (sent once it is on disk), so a PUBACK per report (and the
+        # broker's in-flight window it feeds) would only add a round trip and a syscall
+        self.tlink.subscribe(T.node("+", "qos"), self._on_qos, expect=M.QosReport, qos=0)
         self.link.subscribe(T.node("+", "status"), self._on_status, expect=M.NodeStatus)
         self.link.subscribe(T.node("+", "job_state"), self._on_job_state, expect=M.JobState)
         self.link.subscribe(T.node("+", "model_request"), self._on_model_request, expect=M.ModelRequest)
@@ -154,7 +165,7 @@ class Controller(IntentPlanner, JobTracker):
                 cbr: float | None = None, **inputs) -> str:
         """Log a decision (decisions.jsonl) and publish it on ``controller/decisions``."""
         did, payload = self.decisions.record(intent_id, link_id, action, reason, model, cbr, inputs)
-        self.link.publish(T.decisions(), payload)
+        self.durable.after(lambda: self.link.publish(T.decisions(), payload))
         log.info("decision %s %s %s: %s", did, action, link_id or intent_id, reason)
         self.dirty = True
         return did
@@ -172,7 +183,7 @@ class Controller(IntentPlanner, JobTracker):
     def _on_job_state(self, js: M.JobState, topic, props) -> None:
         if self._node_of(topic, js.node_id) is None:
             return
-        self.link.publish(T.to(js.node_id, "ack"), M.Ack([js.event_id]))   # idempotent: no disk needed
+        self.link.publish(T.to(js.node_id, "ack"), M.Ack([js.event_id]), qos=0)   # idempotent: no disk needed
         why = self._job_state(js)
         if why:
             self._reject(topic, why)
@@ -186,8 +197,8 @@ class Controller(IntentPlanner, JobTracker):
             reply = self.cancel(msg)
         else:
             reply = self.submit(msg)
-        if rt and rt.startswith(T.reply("")):
-            self.link.publish(rt, reply, correlation=corr, expiry_s=60)
+        if rt and rt.startswith(T.reply("")):     # "accepted" once the journal has it
+            self.durable.after(lambda: self.link.publish(rt, reply, correlation=corr, expiry_s=60))
         elif rt:
             self._reject(topic, f"response topic {rt!r} is outside {T.reply('')}")
         if isinstance(msg, M.Intent):
@@ -217,7 +228,7 @@ class Controller(IntentPlanner, JobTracker):
             if why:       # acknowledged (so that the node stops re-sending it), counted, never stored
                 self.qos_rejected += 1
                 log.warning("controller: QoS report %s rejected: %s", r.report_id, why)
-                self.tlink.publish(T.to(r.node_id, "ack"), M.Ack([r.report_id]))
+                self.tlink.publish(T.to(r.node_id, "ack"), M.Ack([r.report_id]), qos=0)
                 return
             self.qos.seen.add(r.report_id)
             if r.part == "link":
@@ -267,25 +278,38 @@ class Controller(IntentPlanner, JobTracker):
     # ---- status --------------------------------------------------------------------------------
     def status(self, finished_links: int | None = 50) -> M.ControllerStatus:
         """Nodes, intents and links: the active links and the ``finished_links`` most recent
-        finished ones (None: all)."""
+        finished ones (None: all), and the intents of those links and the queued ones. Cheap with
+        many nodes and links: built from the indexes of live links and queued intents."""
         with self.lock:
+            if len(self._node_order) != len(self.nodes):
+                self._node_order = sorted(self.nodes)
             nodes = [{"node_id": n, "online": s.online, "role": s.role, "radio": s.radio, "models": list(s.models),
-                      "jobs": list(s.jobs), "snr_db": s.snr_db} for n, s in sorted(self.nodes.items())]
-            lps = list(self.links.values())
-            if finished_links is not None:
-                done = [lp for lp in lps if lp.status in ("done", "failed", "cancelled")]
-                keep = set(map(id, done[-finished_links:] if finished_links else []))
-                lps = [lp for lp in lps if lp.status not in ("done", "failed", "cancelled") or id(lp) in keep]
+                      "jobs": list(s.jobs), "snr_db": s.snr_db} for n, s in ((n, self.nodes[n]) for n in self._node_order)]
+            if finished_links is None:
+                lps = list(self.links.values())
+            else:                         # the recent finished ones, oldest first, then the live ones
+                live = self._live_links()
+                ids = {lp.link_id for lp in live}
+                recent = []
+                for lp in reversed(self.links.values()):
+                    if len(recent) >= finished_links:
+                        break
+                    if lp.link_id not in ids and lp.status in ("done", "failed", "cancelled"):
+                        recent.append(lp)
+                lps = recent[::-1] + live
             links = [{"link_id": lp.link_id, "intent_id": lp.intent.intent_id, "node": lp.node, "status": lp.status,
                       "model": lp.op.model, "cbr": lp.op.cbr, "decision": lp.decision, "snr_db": lp.state.snr_db,
                       "reports": lp.reports,
                       "met": lp.met, "psnr_target_db": lp.intent.qos.psnr_db,
                       "content_offset_db": round(lp.state.offset_db, 2)} for lp in lps]
-            shown = {x["link_id"] for x in links}
+            if finished_links is None:
+                its = self.intents
+            else:
+                its = {x["intent_id"]: self.intents[x["intent_id"]] for x in links if x["intent_id"] in self.intents}
+                its.update((it["intent"].intent_id, it) for it in self._queued())
+                its = {k: its[k] for k in sorted(its, key=lambda k: self.intents[k]["order"])}
             intents = [{"intent_id": k, "state": v["state"], "links": list(v["links"]),
-                        "priority": v["intent"].priority} for k, v in self.intents.items()
-                       if finished_links is None or v["state"] in ("queued", "running") or
-                       shown.intersection(v["links"])]
+                        "priority": v["intent"].priority} for k, v in its.items()]
             return M.ControllerStatus(nodes=nodes, links=links, intents=intents, reports=len(self.qos.seen),
                                       rejected=self.rejected, ts=time.time())
 
@@ -295,7 +319,8 @@ class Controller(IntentPlanner, JobTracker):
         return self.link.rejected + self.tlink.rejected + self.qos_rejected
 
     def _write_summary(self) -> None:
-        s = M.dataclasses.asdict(self.status(finished_links=None))
+        st = self.status(finished_links=None)
+        s = to_mapping(st)
         if self.intent_ms:
             v = np.asarray(self.intent_ms)
             s["intent_handling_ms"] = {"n": len(v), "p50": float(np.percentile(v, 50)),
@@ -330,10 +355,12 @@ class Controller(IntentPlanner, JobTracker):
         with self.lock:
             self._resend_due(now)
             self._check_offline(now)
-            for lp in self.links.values():
-                if lp.rx_finished_at is not None and not lp.final_joined and \
-                        now - lp.rx_finished_at > self.opts.join_grace_s:
+            for lp in list(self.joining.values()):
+                if lp.final_joined:
+                    del self.joining[lp.link_id]
+                elif now - lp.rx_finished_at > self.opts.join_grace_s:
                     lp.final_joined = True       # late rx halves arrive on the other connection
+                    del self.joining[lp.link_id]
                     for seq in sorted(lp.halves):
                         self._join(lp, seq, final=True)
 
@@ -367,6 +394,7 @@ class Controller(IntentPlanner, JobTracker):
                                   retain=True).wait_for_publish(2)
             except Exception:
                 pass
+        self.durable.stop()           # what is queued is written, and its jobs and replies go out
         self.link.stop()
         self.tlink.stop()
         with self.lock:

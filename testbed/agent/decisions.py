@@ -1,5 +1,6 @@
 """The controller's decision log: every decision (assign, queue, replan, disseminate, fail,
-reject) with its reason and inputs, one fsync'ed JSON line in ``decisions.jsonl``.
+reject) with its reason and inputs, one fsync'ed JSON line in ``decisions.jsonl`` (with a
+:class:`~testbed.agent.journal.GroupCommit`, in its next batch).
 
 Decision ids are ``d<n>`` and never repeat: a restarted controller continues after the highest
 id in the file, and a torn last line (a kill mid-write) is cut off before the next one.
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import messages as M
-from .journal import append_lines, open_append, read_lines
+from .journal import GroupCommit, append_lines, open_append, read_lines
 
 
 def last_decision_number(lines) -> int:
@@ -29,8 +30,9 @@ def last_decision_number(lines) -> int:
 
 
 class DecisionLog:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, commit: GroupCommit | None = None):
         self.path = Path(path)
+        self.commit = commit        # None: each line written (and fsync'ed) at once
         self.counter = itertools.count(last_decision_number(read_lines(self.path)) + 1)
         self.file = open_append(self.path)
 
@@ -45,8 +47,13 @@ class DecisionLog:
         d = M.Decision(decision_id=f"d{self.number()}", intent_id=intent_id, link_id=link_id, action=action,
                        model=model, cbr=cbr, reason=reason, inputs=inputs or {}, ts=time.time())
         payload = M.encode(d)
-        append_lines(self.file, [payload.decode()])
+        if self.commit is not None:
+            self.commit.write(self.file, payload.decode())
+        else:
+            append_lines(self.file, [payload.decode()])
         return d.decision_id, payload
 
     def close(self) -> None:
+        if self.commit is not None:
+            self.commit.flush()          # what is queued for this file first
         self.file.close()

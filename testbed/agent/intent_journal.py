@@ -20,10 +20,10 @@ import json
 import logging
 from pathlib import Path
 
-from ..core.configfile import ConfigError, from_mapping
+from ..core.configfile import ConfigError, from_mapping, to_mapping
 from . import messages as M
 from .intents import LinkPlan
-from .journal import append_lines, open_append, read_lines
+from .journal import GroupCommit, append_lines, open_append, read_lines
 from .policy import OperatingPoint
 
 log = logging.getLogger(__name__)
@@ -46,18 +46,19 @@ def link_record(lp: LinkPlan) -> dict:
             "ops": {d: _op_dict(op) for d, op in lp.ops_by_decision.items()}, "rx_node": lp.rx_node,
             "rx_job": lp.rx_job, "tx_status": lp.tx_status, "rx_status": lp.rx_status,
             "tx_sent": lp.tx_hold is None, "images_done": dict(lp.images_done),
-            "jobs": {n: dataclasses.asdict(j) for n, j in lp.sent_jobs.items()}}
+            "jobs": {n: to_mapping(j) for n, j in lp.sent_jobs.items()}}
 
 
 def intent_record(it: dict) -> dict:
-    return {"e": "intent", "intent": dataclasses.asdict(it["intent"]), "state": it["state"],
+    return {"e": "intent", "intent": to_mapping(it["intent"]), "state": it["state"],
             "links": list(it["links"]), "order": it["order"], "accepted_at": it["accepted_at"],
             "reason": it.get("reason", ""), "cancel": it.get("cancel", "")}
 
 
 class IntentJournal:
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, commit: GroupCommit | None = None):
         self.path = Path(folder) / JOURNAL
+        self.commit = commit        # None: each record written (and fsync'ed) at once
         self.records = self._read()
         self.file = open_append(self.path)
         self._last: dict[str, str] = {}      # id -> the last line written for it (no repeats)
@@ -78,10 +79,15 @@ class IntentJournal:
         key = rec["e"] + ":" + (rec.get("link_id") or rec["intent"]["intent_id"])
         line = json.dumps(rec, separators=(",", ":"), allow_nan=False)
         if self._last.get(key) != line:
-            append_lines(self.file, [line])
+            if self.commit is not None:
+                self.commit.write(self.file, line)
+            else:
+                append_lines(self.file, [line])
             self._last[key] = line
 
     def close(self) -> None:
+        if self.commit is not None:
+            self.commit.flush()          # what is queued for this file first
         self.file.close()
 
     def restore(self) -> tuple[dict[str, dict], dict[str, LinkPlan]]:

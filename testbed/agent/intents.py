@@ -88,6 +88,12 @@ class IntentPlanner:
         self.intents: dict[str, dict] = {}
         self.links: dict[str, LinkPlan] = {}
         self.job_index: dict[str, str] = {}                          # job id -> link id
+        # indexes, so that planning costs the same after 100 000 intents as after 10; both are
+        # pruned lazily, which is safe because a final state is never left
+        self.live: dict[str, LinkPlan] = {}     # links that may still occupy a node
+        self.node_links: dict[str, list[LinkPlan]] = {}    # node -> its links that may still occupy it
+        self.queued: dict[str, dict] = {}       # intents that may still be queued
+        self._node_order: list[str] = []        # node ids, sorted (nodes are never forgotten)
 
     def submit(self, intent: M.Intent) -> M.IntentReply:
         """Plan an intent now if its nodes are free, else queue it (by priority, then arrival);
@@ -103,18 +109,18 @@ class IntentPlanner:
             if not [o for o in self.policy.catalogue if not intent.models or o.model in intent.models]:
                 return self._refuse(intent, f"model(s) {', '.join(intent.models)} have no evaluated operating points "
                                             f"in their cards (testbed eval --record-in-card)")
-            possible = len(self._ends(intent, busy=set()))
+            possible = len(self._ends(intent, busy=lambda n: False, need=intent.links))
             if possible < intent.links:
                 where = f", restricted to {','.join(intent.nodes)}" if intent.nodes else ""
                 return self._refuse(intent, f"{intent.links} link(s) wanted, the online nodes can carry {possible} "
                                             f"(txrx nodes or tx/rx pairs{where})")
-            self.intents[intent.intent_id] = {"intent": intent, "links": [], "state": "queued",
-                                              "accepted_at": time.time(), "order": self.decisions.number()}
+            it = self.intents[intent.intent_id] = {"intent": intent, "links": [], "state": "queued",
+                                                   "accepted_at": time.time(), "order": self.decisions.number()}
+            self.queued[intent.intent_id] = it
             self._save_intent(intent.intent_id)     # on disk before the operator hears "accepted"
             self._serve_queue()
-            it = self.intents[intent.intent_id]
             if it["state"] == "queued":
-                ahead = sum(1 for v in self.intents.values() if v["state"] == "queued") - 1
+                ahead = len(self._queued()) - 1
                 why = f"queued: its nodes are busy ({ahead} other intent(s) queued)"
                 self._decide(intent.intent_id, "", "queue", why, priority=intent.priority)
                 return M.IntentReply(intent.intent_id, True, why, [])
@@ -163,13 +169,18 @@ class IntentPlanner:
         self.intents.update(intents)
         self.links.update(links)
         for lp in links.values():
+            self._track(lp)
+        self.queued.update((k, it) for k, it in intents.items() if it["state"] == "queued")
+        for lp in links.values():
             self.job_index[lp.job_id] = lp.link_id
             if lp.rx_job:
                 self.job_index[lp.rx_job] = lp.link_id
             if lp.tx_status not in M.FINAL_STATES and lp.tx_hold is None:
                 self.pending[lp.job_id] = (lp.node, lp.sent_jobs[lp.node], 0.0)
+                self._job_keys[lp.job_id] = {lp.job_id}
             if lp.rx_job and lp.rx_status not in M.FINAL_STATES:
                 self.pending[lp.rx_job] = (lp.rx_node, lp.sent_jobs[lp.rx_node], 0.0)
+                self._job_keys[lp.rx_job] = {lp.rx_job}
             lp.reports, lp.met = self.qos.link_counts.get(lp.link_id, (0, 0))
         for intent_id in intents:
             self._update_intent(intent_id)
@@ -182,31 +193,75 @@ class IntentPlanner:
         self._decide(intent.intent_id, "", "reject", why)
         return M.IntentReply(intent.intent_id, False, why, [])
 
-    def _busy(self) -> set:
-        return {n for lp in self.links.values() for n in lp.busy_nodes()}
+    def _live_links(self) -> list[LinkPlan]:
+        """The links with an end still on a node (finished ones leave :attr:`live` here)."""
+        for k in [k for k, lp in self.live.items() if not lp.busy_nodes()]:
+            del self.live[k]
+        return list(self.live.values())
 
-    def _ends(self, intent: M.Intent, busy: set) -> list[tuple[str, str]]:
-        """Link ends available to ``intent``: (txrx node, "") or (tx node, rx node)."""
-        free = [(n, st) for n, st in sorted(self.nodes.items())
-                if st.online and n not in busy and (not intent.nodes or n in intent.nodes)]
-        rxs = [n for n, st in free if st.role == "rx"]
+    def _queued(self) -> list[dict]:
+        """The queued intents (planned or cancelled ones leave :attr:`queued` here)."""
+        for k in [k for k, it in self.queued.items() if it["state"] != "queued"]:
+            del self.queued[k]
+        return list(self.queued.values())
+
+    def _track(self, lp: LinkPlan) -> None:
+        """Index a planned (or restored) link under its nodes, while it occupies any."""
+        if lp.busy_nodes():
+            self.live[lp.link_id] = lp
+            for n in {lp.node, lp.rx_node or lp.node}:
+                self.node_links.setdefault(n, []).append(lp)
+
+    def _links_on(self, node: str) -> list[LinkPlan]:
+        """The links with an unfinished end on ``node``."""
+        lps = self.node_links.get(node)
+        if not lps:
+            return []
+        lps[:] = [lp for lp in lps if node in lp.busy_nodes()]
+        return list(lps)
+
+    def _node_busy(self, node: str) -> bool:
+        return bool(self._links_on(node))
+
+    def _busy(self) -> set:
+        """Every node with an unfinished link end."""
+        return {n for lp in self._live_links() for n in lp.busy_nodes()}
+
+    def _ends(self, intent: M.Intent, busy, need: int | None = None) -> list[tuple[str, str]]:
+        """Link ends available to ``intent``: (txrx node, "") or (tx node, rx node); ``busy(node)``
+        says whether a node is taken. With ``need``, the search may stop once the first ``need``
+        ends are certain (txrx nodes come first)."""
+        if len(self._node_order) != len(self.nodes):
+            self._node_order = sorted(self.nodes)
+        names = sorted(n for n in set(intent.nodes) if n in self.nodes) if intent.nodes else self._node_order
+        txrx, txs, rxs = [], [], []
+        for n in names:
+            st = self.nodes[n]
+            if not st.online or busy(n):
+                continue
+            {"txrx": txrx, "tx": txs, "rx": rxs}.get(st.role, []).append(n)
+            if need is not None and len(txrx) >= need:
+                break
         pairs = []
-        for t in (n for n, st in free if st.role == "tx"):
+        for t in txs:
             loop = self.nodes[t].radio == "loopback"     # a loopback transmitter streams to a loopback receiver
             r = next((r for r in rxs if (self.nodes[r].radio == "loopback") == loop), None)
             if r is not None:
                 rxs.remove(r)
                 pairs.append((t, r))
-        return [(n, "") for n, st in free if st.role == "txrx"] + pairs
+        return [(n, "") for n in txrx] + pairs
 
     def _serve_queue(self) -> None:
         """Plan queued intents, highest priority first, then in arrival order; an intent that does
         not fit yet holds back the ones behind it (no starvation of large intents)."""
-        queued = sorted((v for v in self.intents.values() if v["state"] == "queued"),
-                        key=lambda v: (-v["intent"].priority, v["order"]))
+        queued = sorted(self._queued(), key=lambda v: (-v["intent"].priority, v["order"]))
+        taken: set = set()                 # nodes given to intents planned in this call
+
+        def busy(n):
+            return n in taken or self._node_busy(n)
         for it in queued:
             intent = it["intent"]
-            ends = self._ends(intent, self._busy())
+            ends = self._ends(intent, busy, need=intent.links)
             if len(ends) < intent.links:
                 return
             try:
@@ -220,6 +275,7 @@ class IntentPlanner:
                 continue
             it["state"] = "running"
             used = [f"{n}->{r}" if r else n for n, r in ends[:intent.links]]
+            taken.update(n for e in ends[:intent.links] for n in e if n)
             it["reason"] = f"assigned to {', '.join(used)}"
             self._save_intent(intent.intent_id)
             self.dirty = True
@@ -249,6 +305,9 @@ class IntentPlanner:
             self.links[link_id] = lp
             self.job_index[job.job_id] = link_id
             links.append(link_id)
+            if rx:
+                lp.rx_node = rx
+            self._track(lp)
             if rx:     # the receiver first; the transmitter once the receiver runs (nothing sent into the void)
                 rjob = M.Job(job_id=f"{link_id}.rx", part="rx", peer=node, medium=medium, **base)
                 lp.rx_node, lp.rx_job, lp.tx_hold = rx, rjob.job_id, job

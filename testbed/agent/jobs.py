@@ -24,10 +24,13 @@ class JobTracker:
         self.pending: dict[str, tuple[str, object, float]] = {}    # key -> (node, message, last sent)
         self.seen_events: set[str] = set()
         self.offline_since: dict[str, float] = {}                  # node -> when it went offline
+        self._job_keys: dict[str, set] = {}         # job id -> its keys in pending (some maybe gone)
+        self.joining: dict[str, LinkPlan] = {}     # split links whose receiver finished: last halves due
 
     # ---- delivery ------------------------------------------------------------------------------
     def _publish_job(self, node: str, msg) -> None:
-        self.link.publish(T.to(node, "job"), msg)
+        """Published once the journal records that led to it are on disk."""
+        self.durable.after(lambda: self.link.publish(T.to(node, "job"), msg))
 
     def _send(self, node: str, msg, key: str | None = None) -> None:
         """Publish to a node's job topic and re-send until the node confirms (a job state for a
@@ -35,6 +38,7 @@ class JobTracker:
         a node that is reconnecting."""
         with self.lock:
             self.pending[key or msg.job_id] = (node, msg, time.monotonic())
+            self._job_keys.setdefault(msg.job_id, set()).add(key or msg.job_id)
         self._publish_job(node, msg)
 
     def _resend_pending(self, node: str | None = None) -> None:
@@ -53,18 +57,29 @@ class JobTracker:
                 self.pending[key] = (node, msg, now)
                 self._publish_job(node, msg)
 
+    def _pending_keys(self, job_id: str, kinds=("", "#cancel", "#update")) -> list[str]:
+        """The keys in :attr:`pending` of a job's assignment (""), cancel and updates, from the
+        job's key index (no scan of everything pending; keys removed since are skipped)."""
+        keys = self._job_keys.get(job_id)
+        if not keys:
+            return []
+        keys.intersection_update(self.pending)
+        return [k for k in keys if (k == job_id and "" in kinds) or
+                ("#" in k and k[len(job_id):].split(":", 1)[0] in kinds)]
+
     def _drop_pending(self, job_id: str) -> None:
         """The job reached a final state: stop re-sending its assignment, updates and cancel."""
-        for key in [k for k in self.pending if k == job_id or k.startswith((f"{job_id}#update:", f"{job_id}#cancel"))]:
+        for key in self._pending_keys(job_id):
             del self.pending[key]
+        self._job_keys.pop(job_id, None)
 
     def _send_update(self, lp: LinkPlan, upd: M.JobUpdate) -> None:
         """Whole link: to its node. Split link: to the receiver first; the transmitter gets it when
         the receiver reports it holds the model ('switched'), so no image is sent in a model the
         receiver cannot decode."""
-        older = (f"{lp.job_id}#update:", f"{lp.rx_job or lp.job_id}#update:")
-        for key in [k for k in self.pending if k.startswith(older)]:
-            del self.pending[key]       # superseded: a node must not get an older decision after this one
+        for job_id in {lp.job_id, lp.rx_job or lp.job_id}:
+            for key in self._pending_keys(job_id, kinds=("#update",)):
+                del self.pending[key]   # superseded: a node must not get an older decision after this one
         lp.pending_tx.clear()
         if not lp.rx_job:
             self._send_job_update(lp, lp.node, upd)
@@ -97,14 +112,14 @@ class JobTracker:
                 log.info("controller: node %s online (%s, %s, models %s)", st.node_id, st.role, st.radio,
                          ", ".join(st.models))
                 self._resend_pending(st.node_id)        # messages it may have missed
-                for lp in self.links.values():     # its unfinished jobs (a restarted node re-runs them;
+                for lp in self._links_on(st.node_id):     # its unfinished jobs (a restarted node re-runs them;
                     if st.node_id in lp.busy_nodes() and lp.tx_hold is None:   # reports are de-duplicated)
                         job = lp.sent_jobs.get(st.node_id)     # as it stands after the updates sent since
                         if job is not None and job.job_id not in st.jobs:
                             self._publish_job(st.node_id, job)
                 self._serve_queue()
             elif not st.online and was is not None and was.online:
-                busy = st.node_id in self._busy()
+                busy = self._node_busy(st.node_id)
                 log.warning("controller: node %s went offline%s", st.node_id,
                             f"; its job(s) fail unless it is back within {self.opts.offline_grace_s:g} s"
                             if busy else "")
@@ -122,7 +137,7 @@ class JobTracker:
     def _give_up_on(self, node: str, offline_s: float) -> None:
         """``node`` stayed offline past the grace period: its unfinished link ends fail, the peer
         of a split link is cancelled, the intents fail. Should it come back, it is told to cancel."""
-        for lp in list(self.links.values()):
+        for lp in self._links_on(node):
             if node not in lp.busy_nodes():
                 continue
             reason = f"node {node} offline for {offline_s:.0f} s (grace {self.opts.offline_grace_s:g} s)"
@@ -219,3 +234,4 @@ class JobTracker:
             elif lp.tx_status not in M.FINAL_STATES and state != "done":
                 self._send(lp.node, M.JobCancel(lp.job_id, f"receiver {state}"), key=f"{lp.job_id}#cancel")
             lp.rx_finished_at = time.monotonic()    # lone tx halves become lost images after a grace period
+            self.joining[lp.link_id] = lp

@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from ..core.configfile import ConfigError, from_mapping
+from ..core.configfile import ConfigError, from_mapping, to_mapping
 from .ids import decision_number, event_id, report_id  # noqa: F401  (the ids messages carry)
 
 SCHEMA_VERSION = 1
@@ -360,7 +360,7 @@ def encode(msg) -> bytes:
     """Validate and serialise a message (a dataclass of :data:`MESSAGES`)."""
     if type(msg) not in KIND_OF:
         raise TypeError(f"not a message type: {type(msg).__name__}")
-    d = dataclasses.asdict(msg)
+    d = to_mapping(msg)
     if "ts" in d and not d["ts"]:
         d["ts"] = time.time()
     try:    # through the validator, so that nothing invalid ever leaves this process

@@ -100,6 +100,7 @@ class MqttLink:
         self._flaps: list[float] = []          # when the broker closed a connection younger than FLAP_FRESH_S
         self._refused = threading.Event()
         self._subs: dict[str, tuple[int, Callable, object]] = {}
+        self._route: dict[str, str | None] = {}   # topic -> the subscription filter it matches (a cache)
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._waiters: dict[bytes, tuple[threading.Event, list]] = {}
         self._lock = threading.Lock()
@@ -117,6 +118,9 @@ class MqttLink:
         c.reconnect_delay_set(min_delay=0.2, max_delay=2)
         c.suppress_exceptions = True    # a failing callback is logged; the network thread lives on
         c.max_queued_messages_set(0)    # unlimited: QoS 1 messages wait in memory while disconnected
+        # no window of QoS 1 messages awaiting their PUBACK (paho's default is 20): with one, a
+        # flood of incoming reports delays the PUBACKs, and acks and jobs queue behind the window
+        c.max_inflight_messages_set(0)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -222,6 +226,7 @@ class MqttLink:
     def subscribe(self, flt: str, handler: Callable, expect=None, qos: int = 1) -> None:
         """``handler(msg, topic, props)`` for each valid message on ``flt`` of the ``expect`` kind(s)."""
         self._subs[flt] = (qos, handler, expect)
+        self._route = {}
         if self.connected.is_set():
             self.client.subscribe(flt, qos=qos)
 
@@ -270,12 +275,23 @@ class MqttLink:
             w[0].set()
         self.subscribe(response_topic, on_reply, expect=expect)
 
+    def _filter_of(self, topic: str) -> str | None:
+        """The subscription filter ``topic`` matches (topics repeat: matching is cached)."""
+        try:
+            return self._route[topic]
+        except KeyError:
+            pass
+        flt = next((f for f in list(self._subs) if mqtt.topic_matches_sub(f, topic)), None)
+        if len(self._route) > 100_000:      # bounded: node ids come and go
+            self._route = {}
+        self._route[topic] = flt
+        return flt
+
     def _on_message(self, client, userdata, message):
-        for flt, (qos, handler, expect) in list(self._subs.items()):
-            if mqtt.topic_matches_sub(flt, message.topic):
-                break
-        else:
+        flt = self._filter_of(message.topic)
+        if flt is None:
             return
+        qos, handler, expect = self._subs[flt]
         if not message.payload:    # a cleared retained message
             return
         try:

@@ -10,12 +10,12 @@ the target by ``margin_db``; if none does, the one with the highest predicted PS
 """
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
 
 _KEY = re.compile(r"^kodak/awgn/cbr=([0-9.]+)(?:/(.*))?$")
 
@@ -31,11 +31,15 @@ class OperatingPoint:
     def predict(self, snr_db: float) -> float:
         """Table PSNR at ``snr_db``: linear in SNR; beyond the table, the end segments' slope
         (a conservative extrapolation below the lowest SNR, flat above the highest)."""
-        x, y = np.asarray(self.snr_db), np.asarray(self.psnr_db)
+        x, y = self.snr_db, self.psnr_db       # plain floats: numpy costs more than it saves here
         if snr_db <= x[0] and len(x) > 1:
             slope = (y[1] - y[0]) / (x[1] - x[0])
             return float(y[0] - slope * (x[0] - snr_db))
-        return float(np.interp(snr_db, x, y))
+        if snr_db >= x[-1] or len(x) == 1:
+            return float(y[-1])
+        i = bisect.bisect_right(x, snr_db)      # x[i-1] <= snr_db < x[i]
+        t = (snr_db - x[i - 1]) / (x[i] - x[i - 1])
+        return float(y[i - 1] + t * (y[i] - y[i - 1]))
 
     @property
     def key(self) -> str:

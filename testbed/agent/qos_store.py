@@ -12,6 +12,7 @@ make sure that no report is lost and none is counted twice.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -29,9 +30,12 @@ QOS_FIELDS = ["report_id", "node_id", "job_id", "intent_id", "link_id", "seq", "
               "decode_ms", "decision", "part", "peer_id", "peer_report_id", "psnr_target_db", "met", "received_at"]
 
 
+_FROM_REPORT = [k for k in QOS_FIELDS if k in {f.name for f in dataclasses.fields(M.QosReport)}]
+
+
 def qos_row(r: M.QosReport, psnr_target_db: float | None) -> dict:
     """The qos.csv row of a report, with the link's PSNR target and whether it was met."""
-    row = {k: getattr(r, k) for k in QOS_FIELDS if hasattr(r, k)}
+    row = {k: getattr(r, k) for k in _FROM_REPORT}
     row.update(psnr_target_db=psnr_target_db, met=None if psnr_target_db is None else
                int(r.psnr_db is not None and r.psnr_db >= psnr_target_db))
     return row

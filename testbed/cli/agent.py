@@ -165,6 +165,9 @@ def cmd_controller(a) -> int:
     import gc
 
     gc.freeze()    # start-up objects leave the collector's view: shorter GC pauses (latency)
+    # the MQTT threads make several socket calls per message and wait for the GIL after each;
+    # Python's default 5 ms switch interval made that wait the largest cost under load
+    sys.setswitchinterval(0.0005)
     ctl.start(wait_s=None)
     print(f"controller -> {a.broker}; models {', '.join(ctl.model_dirs)}; run folder {ctl.out}; Ctrl-C stops",
           file=sys.stderr)

@@ -369,6 +369,7 @@ def _state(c, node, job, state, error="", decision=""):
 
 
 def _sent_to(c, node, kind):
+    c.durable.flush()        # jobs go out once the journal records before them are on disk
     return [p for t, p in c.link.sent if t == T.to(node, "job") and isinstance(p, kind)]
 
 
@@ -453,6 +454,7 @@ def test_node_offline_past_the_grace_period_fails_its_link(tmp_path):
     assert not [t for t, _ in c.link.sent[n:] if t == T.to("t", "job")]
     n = len(c.link.sent)
     _online(c, "t", "tx")
+    c.durable.flush()
     back = [p for t, p in c.link.sent[n:] if t == T.to("t", "job")]
     assert len(back) == 1 and isinstance(back[0], M.JobCancel) and back[0].job_id == lp.job_id   # not the job
     _state(c, "t", lp.job_id, "cancelled")
@@ -463,6 +465,7 @@ def test_decision_ids_resume_after_a_restart_and_a_torn_line(tmp_path):
     c = _controller(tmp_path)
     c._decide("i1", "i1.L0", "assign", "first run")
     c._decide("i1", "i1.L0", "replan", "first run")
+    c.durable.flush()
     c.decisions.file.write('{"schema": "testbed.decision/1", "decision_id": "d3", "in')    # killed mid-write
     c.decisions.close()
     c.qos.close()
@@ -505,6 +508,7 @@ def test_a_model_is_streamed_once_per_node_at_a_time(tmp_path):
         c._on_model_request(M.ModelRequest("n1", name, sha), T.node("n1", "model_request"), props)
 
     def disseminated():
+        c.durable.flush()        # decisions go out once on disk
         return [p for t, p in c.link.sent if isinstance(p, bytes) and b'"disseminate"' in p]
 
     assert len(disseminated()) == 1
