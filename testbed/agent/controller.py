@@ -40,7 +40,7 @@ from .intents import IntentPlanner, LinkPlan, load_intent  # noqa: F401  (load_i
 from .jobs import JobTracker
 from .mqttlink import MqttLink, response_of
 from .policy import Policy, load_catalogue
-from .qos_store import QosStore, join_halves, qos_row
+from .qos_store import QosStore, ack_payload, join_halves, qos_row
 from .serving import ModelServer
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class Controller(IntentPlanner, JobTracker):
         # acks are QoS 0: a lost one costs a re-sent report (acknowledged again), never a lost
         # one, and a flood of them does not wait for PUBACKs
         self.qos = QosStore(self.out / "qos.csv",
-                            lambda node, ids: self.tlink.publish(T.to(node, "ack"), M.Ack(ids), qos=0))
+                            lambda node, ids: self.tlink.publish(T.to(node, "ack"), ack_payload(ids), qos=0))
         # the journal and the decision log are written in batches off the MQTT threads; what must
         # not get ahead of them (jobs, replies, decisions) goes out once they are on disk
         self.durable = GroupCommit("controller-journal")
@@ -93,7 +93,8 @@ class Controller(IntentPlanner, JobTracker):
         self.journal = IntentJournal(self.out, self.durable)        # intents.jsonl: what an earlier run accepted resumes
         self._restore()
         self.qos_rejected = 0
-        self.intent_ms: list[float] = []     # time to handle each intent (receipt to job published)
+        self.intent_ms: list[float] = []     # time to handle each intent (receipt to jobs queued)
+        self.intent_out_ms: list[float] = []     # receipt to jobs published (after the journal's fsync)
         self.dirty = True
         self.stopping = threading.Event()
         self.instance, self.since = unique.new_instance(), time.time()
@@ -103,7 +104,7 @@ class Controller(IntentPlanner, JobTracker):
         # QoS reports arrive on a second connection (its own network thread), so that a flood of
         # telemetry never queues intents and job states behind it
         self.tlink = MqttLink(f"controller-telemetry-{self.instance}", opts.broker, username=opts.username,
-                              password=opts.password, ca_file=opts.ca_file)
+                              password=opts.password, ca_file=opts.ca_file, v5=False)
         self.claimed = threading.Event()
 
     def _serve(self) -> None:
@@ -203,6 +204,8 @@ class Controller(IntentPlanner, JobTracker):
             self._reject(topic, f"response topic {rt!r} is outside {T.reply('')}")
         if isinstance(msg, M.Intent):
             self.intent_ms.append((time.perf_counter() - t0) * 1e3)
+            # received to its jobs (queued before this) and reply published, the journal written
+            self.durable.after(lambda: self.intent_out_ms.append((time.perf_counter() - t0) * 1e3))
 
     def _on_model_request(self, req: M.ModelRequest, topic, props) -> None:
         if self._node_of(topic, req.node_id) is None:
@@ -278,15 +281,16 @@ class Controller(IntentPlanner, JobTracker):
     # ---- status --------------------------------------------------------------------------------
     def status(self, finished_links: int | None = 50) -> M.ControllerStatus:
         """Nodes, intents and links: the active links and the ``finished_links`` most recent
-        finished ones (None: all), and the intents of those links and the queued ones. Cheap with
-        many nodes and links: built from the indexes of live links and queued intents."""
+        finished ones (None: all), and the intents of those links and the queued ones. The
+        lock is held only to pick them (built from the indexes of live links and queued
+        intents); the rows are built after, so that handlers never wait for a large status."""
         with self.lock:
             if len(self._node_order) != len(self.nodes):
                 self._node_order = sorted(self.nodes)
-            nodes = [{"node_id": n, "online": s.online, "role": s.role, "radio": s.radio, "models": list(s.models),
-                      "jobs": list(s.jobs), "snr_db": s.snr_db} for n, s in ((n, self.nodes[n]) for n in self._node_order)]
+            nodes = [(n, self.nodes[n]) for n in self._node_order]
             if finished_links is None:
                 lps = list(self.links.values())
+                its = list(self.intents.items())
             else:                         # the recent finished ones, oldest first, then the live ones
                 live = self._live_links()
                 ids = {lp.link_id for lp in live}
@@ -297,38 +301,41 @@ class Controller(IntentPlanner, JobTracker):
                     if lp.link_id not in ids and lp.status in ("done", "failed", "cancelled"):
                         recent.append(lp)
                 lps = recent[::-1] + live
-            links = [{"link_id": lp.link_id, "intent_id": lp.intent.intent_id, "node": lp.node, "status": lp.status,
-                      "model": lp.op.model, "cbr": lp.op.cbr, "decision": lp.decision, "snr_db": lp.state.snr_db,
-                      "reports": lp.reports,
-                      "met": lp.met, "psnr_target_db": lp.intent.qos.psnr_db,
-                      "content_offset_db": round(lp.state.offset_db, 2)} for lp in lps]
-            if finished_links is None:
-                its = self.intents
-            else:
-                its = {x["intent_id"]: self.intents[x["intent_id"]] for x in links if x["intent_id"] in self.intents}
-                its.update((it["intent"].intent_id, it) for it in self._queued())
-                its = {k: its[k] for k in sorted(its, key=lambda k: self.intents[k]["order"])}
-            intents = [{"intent_id": k, "state": v["state"], "links": list(v["links"]),
-                        "priority": v["intent"].priority} for k, v in its.items()]
-            return M.ControllerStatus(nodes=nodes, links=links, intents=intents, reports=len(self.qos.seen),
-                                      rejected=self.rejected, ts=time.time())
+                shown = {lp.intent.intent_id for lp in lps} | {it["intent"].intent_id for it in self._queued()}
+                its = sorted(((k, self.intents[k]) for k in shown if k in self.intents), key=lambda kv: kv[1]["order"])
+            reports, rejected = len(self.qos.seen), self.rejected
+        return M.ControllerStatus(
+            nodes=[{"node_id": n, "online": s.online, "role": s.role, "radio": s.radio, "models": list(s.models),
+                    "jobs": list(s.jobs), "snr_db": s.snr_db} for n, s in nodes],
+            links=[{"link_id": lp.link_id, "intent_id": lp.intent.intent_id, "node": lp.node, "status": lp.status,
+                    "model": lp.op.model, "cbr": lp.op.cbr, "decision": lp.decision, "snr_db": lp.state.snr_db,
+                    "reports": lp.reports, "met": lp.met, "psnr_target_db": lp.intent.qos.psnr_db,
+                    "content_offset_db": round(lp.state.offset_db, 2)} for lp in lps],
+            intents=[{"intent_id": k, "state": v["state"], "links": list(v["links"]),
+                      "priority": v["intent"].priority} for k, v in its],
+            reports=reports, rejected=rejected, ts=time.time())
 
     @property
     def rejected(self) -> int:
         """Messages rejected (schema, authorisation or consistency), on both connections."""
         return self.link.rejected + self.tlink.rejected + self.qos_rejected
 
-    def _write_summary(self) -> None:
-        st = self.status(finished_links=None)
-        s = to_mapping(st)
-        if self.intent_ms:
-            v = np.asarray(self.intent_ms)
-            s["intent_handling_ms"] = {"n": len(v), "p50": float(np.percentile(v, 50)),
-                                       "p99": float(np.percentile(v, 99)), "max": float(v.max())}
+    def _write_summary(self) -> float:
+        """summary.json: every node, link and intent, and the intent timings; returns the
+        seconds it took (the periodic summary waits 50 times that, so that a controller with
+        many links does not spend its time on it)."""
+        t0 = time.perf_counter()
+        s = to_mapping(self.status(finished_links=None))
+        for key, v in (("intent_handling_ms", self.intent_ms), ("intent_to_job_ms", self.intent_out_ms)):
+            if v:
+                v = np.asarray(v)
+                s[key] = {"n": len(v), "p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),
+                          "max": float(v.max())}
         write_json_atomic(self.out / "summary.json", s)
+        return time.perf_counter() - t0
 
     def _tick(self) -> None:
-        last_summary = 0.0
+        next_summary = 0.0
         while not self.stopping.wait(self.opts.status_every_s):
             if not self.claimed.is_set() or self.fatal:     # not serving (yet, or ever)
                 continue
@@ -336,9 +343,9 @@ class Controller(IntentPlanner, JobTracker):
                 self.dirty = False
                 try:
                     self.link.publish(T.controller_status(), self.status(), qos=0, retain=True)
-                    if time.monotonic() - last_summary > self.opts.summary_every_s:
-                        self._write_summary()
-                        last_summary = time.monotonic()
+                    if time.monotonic() > next_summary:
+                        took = self._write_summary()
+                        next_summary = time.monotonic() + max(self.opts.summary_every_s, 50 * took)
                     else:
                         self.dirty = True    # the summary is still due
                 except Exception:

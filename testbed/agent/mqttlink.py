@@ -83,9 +83,46 @@ FLAP_LIMIT, FLAP_WINDOW_S, FLAP_FRESH_S = 5, 60.0, 5.0   # see the module docstr
 _AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
 
 
+class BufferedClient(mqtt.Client):
+    """paho's client, reading its socket 64 KiB at a time. paho reads each packet with three or
+    more ``recv`` calls (command byte, length bytes, body) and handles one packet per
+    ``select``; under a flood of small messages those system calls, each a wait for the GIL
+    on the way back, were most of the controller's cost. Relies on paho 2.2's ``_sock_recv``
+    and ``_sock_close`` (paho-mqtt is pinned; a test checks that they exist)."""
+
+    READ_SIZE = 65536
+    _rbuf, _rpos = b"", 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(self.READ_SIZE)     # raises BlockingIOError when there is nothing
+            if len(data) <= bufsize:                      # (b"": the connection closed)
+                return data
+            self._rbuf, self._rpos = data, 0
+        chunk = self._rbuf[self._rpos:self._rpos + bufsize]
+        self._rpos += len(chunk)
+        return chunk
+
+    def _sock_close(self) -> None:
+        self._rbuf, self._rpos = b"", 0         # nothing of an old connection is read on a new one
+        super()._sock_close()
+
+    def loop_read(self, max_packets: int = 1):
+        rc = super().loop_read(max_packets)
+        n = 0          # packets already buffered: handle them now, select() would not wake for them
+        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._rpos < len(self._rbuf):
+            rc = super().loop_read(1)
+            n += 1
+            if n % 100 == 0:     # a long flood: let what is queued (acks, PUBACKs, pings) out
+                if self.want_write():
+                    self.loop_write()
+                self.loop_misc()
+        return rc
+
+
 class MqttLink:
     def __init__(self, client_id: str, broker: str, *, username: str | None = None, password: str | None = None,
-                 ca_file: str | None = None, will: tuple[str, object] | None = None):
+                 ca_file: str | None = None, will: tuple[str, object] | None = None, v5: bool = True):
         self.url = BrokerUrl.parse(broker)
         self.client_id = client_id
         self.rejected = 0
@@ -104,7 +141,11 @@ class MqttLink:
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._waiters: dict[bytes, tuple[threading.Event, list]] = {}
         self._lock = threading.Lock()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        # v5: response topics, correlation data, expiry, reason codes. A connection that needs
+        # none of them (the controller's telemetry) may use 3.1.1, which spares paho the parsing
+        # of a properties block per message
+        c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                           protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
         user = username or self.url.username
         pw = password if password is not None else self.url.password
         if user:

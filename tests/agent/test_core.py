@@ -526,3 +526,23 @@ def test_reports_arriving_while_the_controller_stops_are_left_unseen(tmp_path):
     c.stopping.set()
     c._on_qos(_report(), T.node("n1", "qos"), None)
     assert "n1:j:0" not in c.qos.seen and c.qos.queue.empty()
+
+
+def test_fast_ack_payload_is_the_validated_encoding():
+    from testbed.agent.qos_store import ack_payload
+
+    for ids in (["n1:i1.L0.j:0"], [f"n{i}:i{i}.L0.j:{i}" for i in range(50)], []):
+        assert ack_payload(ids) == M.encode(M.Ack(ids))
+        assert M.decode(ack_payload(ids), "t", M.Ack).ids == ids
+
+
+def test_buffered_client_overrides_paho_internals_that_exist():
+    """BufferedClient relies on paho's private _sock_recv/_sock_close: a paho upgrade that drops
+    them must fail here, not silently fall back to unbuffered reads."""
+    import paho.mqtt.client as mqtt
+
+    from testbed.agent.mqttlink import BufferedClient
+
+    for name in ("_sock_recv", "_sock_close", "loop_read"):
+        assert callable(getattr(mqtt.Client, name, None)), name
+        assert getattr(BufferedClient, name) is not getattr(mqtt.Client, name)
