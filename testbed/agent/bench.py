@@ -117,7 +117,7 @@ class Bench:
         ctl_log = open(out / "controller.log", "w")
         ctl = subprocess.Popen([sys.executable, *prof, *cmd], stderr=ctl_log)
         self.op = self.w = None
-        res: dict = {"nodes": a.nodes, "processes": procs, "rounds": a.rounds, "reports_per_job": a.reports,
+        res: dict = {"nodes": a.nodes, "processes": procs, "nodes_nice": a.nodes_nice, "rounds": a.rounds, "reports_per_job": a.reports,
                      "report_hz_per_node": a.report_hz, "intent_hz": a.intent_hz, "machine_cores": cores(),
                      "loadavg_at_start": [round(x, 2) for x in load0], "broker_init_s": round(broker_init_s, 2)}
         flood_n = max(0, a.nodes - (a.probe_nodes if a.probe_hz > 0 else 0)) if a.report_rate > 0 else 0
@@ -132,7 +132,7 @@ class Bench:
             self.op.start()
             t0 = time.perf_counter()
             self.w = Workers("127.0.0.1", port, [(n, creds[n]) for n in ids], procs, self.models, self.shas, phases,
-                             a.resend_s)
+                             a.resend_s, a.nodes_nice)
             self._wait(lambda: self.w.ready == procs, 60, "the worker processes")
             t_ready = time.perf_counter()
             self._wait(lambda: self.w.total("up") == a.nodes, a.connect_timeout, "all nodes connected")
@@ -298,6 +298,9 @@ def main(argv=None) -> int:
                    help="flood phase: intents per second to the probe nodes (0: none)")
     p.add_argument("--probe-nodes", type=int, default=20, help="flood phase: nodes kept out of the flood for probes")
     p.add_argument("--resend-s", type=float, default=5.0, help="nodes re-send what is unacknowledged after this long")
+    p.add_argument("--nodes-nice", type=int, default=0, choices=range(0, 20), metavar="0..19",
+                   help="run the simulated-node processes at this nice value (the load generator yields the CPU "
+                        "to the broker and controller, as nodes on machines of their own would)")
     p.add_argument("--connect-timeout", type=float, default=120.0)
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds to wait for each phase (assignments, reports, acknowledgements) before giving up")

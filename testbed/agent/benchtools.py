@@ -26,7 +26,8 @@ def pct(v, qs=(50, 95, 99)) -> dict:
 class Workers:
     """The worker processes and what they report (a collector thread reads their pipes)."""
 
-    def __init__(self, url_host: str, port: int, nodes: list, procs: int, models, shas, phases, resend_s: float):
+    def __init__(self, url_host: str, port: int, nodes: list, procs: int, models, shas, phases, resend_s: float,
+                 nice: int = 0):
         ctx = mp.get_context("spawn")     # the parent has threads (paho): no fork
         self.conns, self.procs = [], []
         self.stats: list[dict] = [{} for _ in range(procs)]
@@ -38,7 +39,7 @@ class Workers:
         for i in range(procs):
             part = nodes[i::procs]
             a, b = ctx.Pipe()
-            p = ctx.Process(target=worker_main, args=(b, url_host, port, part, models, shas, phases, resend_s),
+            p = ctx.Process(target=worker_main, args=(b, url_host, port, part, models, shas, phases, resend_s, nice),
                             name=f"simnodes-{i}", daemon=True)
             p.start()
             b.close()
