@@ -52,7 +52,12 @@ class Bench:
         self.shas = [models[m][0] for m in self.models]
         self.t_sent: dict[str, float] = {}
         self.replies: dict[str, M.IntentReply] = {}
+        self.t_reply: dict[str, float] = {}
         self.ctl_status: M.ControllerStatus | None = None
+
+    def _on_reply(self, m: M.IntentReply, topic, props) -> None:
+        self.t_reply.setdefault(m.intent_id, time.perf_counter())
+        self.replies[m.intent_id] = m
 
     def say(self, text: str) -> None:
         if not self.a.quiet:
@@ -126,7 +131,7 @@ class Bench:
         try:
             self.op = MqttLink("operator-bench", url, username="operator", password=creds["operator"])
             self.rt = T.reply("operator") + "/bench/intents"
-            self.op.subscribe(self.rt, lambda m, t, p: self.replies.__setitem__(m.intent_id, m), expect=M.IntentReply)
+            self.op.subscribe(self.rt, self._on_reply, expect=M.IntentReply)
             self.op.subscribe(T.controller_status(), lambda m, t, p: setattr(self, "ctl_status", m),
                               expect=M.ControllerStatus, qos=0)
             self.op.start()
@@ -243,6 +248,9 @@ class Bench:
         res.update({
             "intents": len(rounds_intents), "assigned": len(lat["r"]), "refused": len(refused),
             "assign_latency_ms": pct(lat["r"]),
+            # the operator's reply goes out right after the jobs: intent -> reply without the nodes' side
+            "reply_latency_ms": pct([(self.t_reply[i] - self.t_sent[i]) * 1e3 for i in rounds_intents
+                                     if i in self.t_reply]),
             "reports_sent": len(sent), "reports_acked": len(set(acked)), "reports_in_qos_csv": len(set(rows)),
             "qos_csv_rows": len(rows), "reports_unacked": len(set(sent) - set(acked)),
             "reports_lost": len(set(acked) - set(rows)),     # acknowledged (the node forgot it) but not stored
