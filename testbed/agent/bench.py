@@ -248,6 +248,10 @@ class Bench:
         res.update({
             "intents": len(rounds_intents), "assigned": len(lat["r"]), "refused": len(refused),
             "assign_latency_ms": pct(lat["r"]),
+            # (seconds since the first intent, ms) per intent of the rounds: when the slow ones came
+            "assign_latency_series": sorted(
+                (round(t - min(self.t_sent.values()), 3), round((w.arrivals[i] - t) * 1e3, 2))
+                for i, t in self.t_sent.items() if i[0] == "r" and i in w.arrivals),
             # the operator's reply goes out right after the jobs: intent -> reply without the nodes' side
             "reply_latency_ms": pct([(self.t_reply[i] - self.t_sent[i]) * 1e3 for i in rounds_intents
                                      if i in self.t_reply]),

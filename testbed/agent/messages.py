@@ -8,7 +8,6 @@ naming the topic and the key. :data:`MESSAGES` is the one registry of message ki
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re

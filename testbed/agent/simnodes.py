@@ -384,9 +384,7 @@ class Worker:
 
 def worker_main(conn, host: str, port: int, nodes: list, models: list, shas: list, phases: dict,
                 resend_s: float = 5.0, nice: int = 0, log_level: int = logging.WARNING) -> None:
-    """A worker process: its simulated nodes until the ``stop`` command (``nice``: lower its CPU
-    priority by that much, so that on one machine the load generator yields to the system under
-    test, as nodes on machines of their own would)."""
+    """A worker process: its simulated nodes until ``stop`` (``nice``: yield the CPU to the SUT)."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s sim: %(message)s")
     if nice:
         os.nice(nice)

@@ -2,6 +2,7 @@
 (the agent layer itself is :mod:`testbed.agent`)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -186,7 +187,7 @@ def cmd_controller(a) -> int:
         print(f"testbed controller: error: {why}", file=sys.stderr)
         return 1
     if a.json:
-        print(json.dumps(M.dataclasses.asdict(ctl.status())))
+        print(json.dumps(dataclasses.asdict(ctl.status())))
     return 0
 
 
@@ -228,7 +229,7 @@ def cmd_intent_submit(a) -> int:
         if not reply.accepted:
             print(f"intent {intent.intent_id} refused: {reply.reason}", file=sys.stderr)
             if a.json:
-                print(json.dumps(M.dataclasses.asdict(reply)))
+                print(json.dumps(dataclasses.asdict(reply)))
             return 3
         print(f"intent {intent.intent_id} accepted: {reply.reason}; links {', '.join(reply.links)}", file=sys.stderr)
         status, mine = None, []
@@ -248,7 +249,7 @@ def cmd_intent_submit(a) -> int:
                     break
             time.sleep(1.0)
         if a.json:
-            out = M.dataclasses.asdict(reply)
+            out = dataclasses.asdict(reply)
             if status is not None:
                 out["links_status"] = mine
             print(json.dumps(out))
@@ -269,7 +270,7 @@ def cmd_intent_cancel(a) -> int:
     finally:
         link.stop()
     if a.json:
-        print(json.dumps(M.dataclasses.asdict(reply)))
+        print(json.dumps(dataclasses.asdict(reply)))
     print(f"intent {a.intent_id}: {reply.reason}", file=sys.stderr)
     return 0 if reply.accepted else 3
 
@@ -295,7 +296,7 @@ def cmd_status(a) -> int:
         while True:
             s = link.request(T.intents(), M.StatusRequest(), rt, M.ControllerStatus, timeout_s=10)
             if a.json:
-                print(json.dumps(M.dataclasses.asdict(s)))
+                print(json.dumps(dataclasses.asdict(s)))
             else:
                 if not a.once and sys.stdout.isatty():
                     print("\033[H\033[J", end="")
