@@ -93,13 +93,26 @@ class Workers:
         self.t.join(5)
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far (Linux; 0 elsewhere)."""
+def _stat(pid) -> list[str] | None:
     try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system) a process has used so far; with ``children``, also its child
+    processes (the controller's QoS intake), ended ones included (Linux; 0 elsewhere)."""
+    f = _stat(pid)
+    if f is None:
         return 0.0
+    total = sum(int(x) for x in f[11:15 if children else 13])     # utime, stime (+ of children waited for)
+    for d in Path("/proc").iterdir() if children else ():
+        if d.name.isdigit() and d.name != str(pid):
+            c = _stat(d.name)
+            if c is not None and c[1] == str(pid):
+                total += sum(int(x) for x in c[11:13])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _machine_busy_s() -> float:
@@ -114,14 +127,14 @@ def _machine_busy_s() -> float:
 class CpuMeter:
     """CPU the benchmark's processes (and the rest of the machine) use between two readings."""
 
-    def __init__(self, pids: dict):
-        self.pids = pids
+    def __init__(self, pids: dict, with_children: tuple = ("controller",)):
+        self.pids, self.kids = pids, with_children
         self.t0, self.busy0 = time.perf_counter(), _machine_busy_s()
-        self.c0 = {k: sum(_cpu_s(p) for p in v) for k, v in pids.items()}
+        self.c0 = {k: sum(_cpu_s(p, k in self.kids) for p in v) for k, v in pids.items()}
 
     def read(self) -> dict:
         wall = time.perf_counter() - self.t0
-        use = {k: sum(_cpu_s(p) for p in v) - self.c0[k] for k, v in self.pids.items()}
+        use = {k: sum(_cpu_s(p, k in self.kids) for p in v) - self.c0[k] for k, v in self.pids.items()}
         busy = _machine_busy_s() - self.busy0
         return {"wall_s": round(wall, 1), **{f"{k}_cores": round(v / wall, 2) for k, v in use.items()},
                 "machine_busy_cores": round(busy / wall, 2),

@@ -32,6 +32,7 @@ from .broker import CONTROLLER_USER, OPERATOR_USER
 from .decisions import DecisionLog
 from .intent_journal import IntentJournal
 from .journal import GroupCommit
+from .ingest import IngestProcess
 from .intents import IntentPlanner, LinkPlan, load_intent  # noqa: F401  (load_intent: for the CLI)
 from .jobs import JobTracker
 from .mqttlink import MqttLink, response_of
@@ -59,6 +60,7 @@ class ControllerOptions:
     drain_s: float = 3.0               # a receiver finishes this long after its last frame once the tx is done
     join_grace_s: float = 2.0          # then lone tx halves wait this long for their rx half before "lost"
     offline_grace_s: float = 30.0      # a node offline (last will) this long mid-job: its end of the link fails
+    ingest_process: bool = True        # QoS reports received and validated in a child process
 
 
 class Controller(IntentPlanner, JobTracker, StatusView):
@@ -100,8 +102,10 @@ class Controller(IntentPlanner, JobTracker, StatusView):
                              will=(T.controller_presence(), unique.presence(self.instance, self.since, online=False)))
         # QoS reports arrive on a second connection (its own network thread), so that a flood of
         # telemetry never queues intents and job states behind it
-        self.tlink = MqttLink(f"controller-telemetry-{self.instance}", opts.broker, username=opts.username,
-                              password=opts.password, ca_file=opts.ca_file, v5=False)
+        # (in a process of its own by default: testbed/agent/ingest.py)
+        telemetry, kw = (IngestProcess, {}) if opts.ingest_process else (MqttLink, {"v5": False})
+        self.tlink = telemetry(f"controller-telemetry-{self.instance}", opts.broker, username=opts.username,
+                               password=opts.password, ca_file=opts.ca_file, **kw)
         self.claimed = threading.Event()
 
     def _serve(self) -> None:

@@ -230,3 +230,46 @@ def test_controller_killed_at_several_points_finishes_every_intent_once(env, tmp
     assigned = [d["intent_id"] for d in dec if d["action"] == "assign"]
     assert sorted(assigned) == sorted(per)                       # each planned once, across four controllers
     assert "for a link this controller did not plan" not in (out.parent / "ctl.log").read_text()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[1] == str(pid):
+                        out.append(int(d))
+            except (OSError, IndexError):
+                pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_report_intake_process_ends_with_a_killed_controller(env, tmp_path):
+    """The controller's QoS-report intake (a child process) must not outlive a SIGKILLed controller."""
+    out = tmp_path / "ctl"
+    proc = _controller_proc(env, out)
+    try:
+        kids = wait_until(lambda: _children(proc.pid), 30, "the controller's intake process")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        wait_until(lambda: not any(_alive(k) for k in kids), 10, "the intake process to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_dead_report_intake_makes_the_controller_stop(env):
+    c = env.controller()
+    wait_until(lambda: c.tlink.connected.is_set(), 20, "the intake's connection")
+    os.kill(c.tlink.proc.pid, signal.SIGKILL)
+    wait_until(lambda: c.fatal, 10, "the controller to notice")
+    assert "intake process ended unexpectedly" in c.fatal
