@@ -107,6 +107,19 @@ class BufferedClient(mqtt.Client):
         self._rbuf, self._rpos = b"", 0         # nothing of an old connection is read on a new one
         super()._sock_close()
 
+    def _packet_queue(self, *args, **kwargs):
+        # paho wakes its network thread through a socket pair for every packet queued, even one
+        # queued by that thread itself (a PUBACK, a publish from a message callback), which will
+        # write it before it next waits anyway: one system call per packet saved there. (Another
+        # thread queueing meanwhile skips its wake too; the network thread, awake, writes it.)
+        if threading.current_thread() is self._thread:
+            w, self._sockpairW = self._sockpairW, None
+            try:
+                return super()._packet_queue(*args, **kwargs)
+            finally:
+                self._sockpairW = w
+        return super()._packet_queue(*args, **kwargs)
+
     def loop_read(self, max_packets: int = 1):
         rc = super().loop_read(max_packets)
         n = 0          # packets already buffered: handle them now, select() would not wake for them

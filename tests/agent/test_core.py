@@ -543,6 +543,6 @@ def test_buffered_client_overrides_paho_internals_that_exist():
 
     from testbed.agent.mqttlink import BufferedClient
 
-    for name in ("_sock_recv", "_sock_close", "loop_read"):
+    for name in ("_sock_recv", "_sock_close", "loop_read", "_packet_queue"):
         assert callable(getattr(mqtt.Client, name, None)), name
         assert getattr(BufferedClient, name) is not getattr(mqtt.Client, name)
