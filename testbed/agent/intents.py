@@ -93,7 +93,7 @@ class IntentPlanner:
         self.live: dict[str, LinkPlan] = {}     # links that may still occupy a node
         self.node_links: dict[str, list[LinkPlan]] = {}    # node -> its links that may still occupy it
         self.queued: dict[str, dict] = {}       # intents that may still be queued
-        self._saved: dict[str, tuple] = {}      # link id -> what its last journal record held
+        self._saved: dict[tuple, tuple] = {}    # ("link"|"intent", id) -> what its last journal record held
         self._node_order: list[str] = []        # node ids, sorted (nodes are never forgotten)
 
     def submit(self, intent: M.Intent) -> M.IntentReply:
@@ -153,9 +153,14 @@ class IntentPlanner:
 
     # ---- the journal (intents.jsonl) -------------------------------------------------------------
     def _save_intent(self, intent_id: str) -> None:
+        """Journal the intent, unless its record would repeat the last one."""
         from .intent_journal import intent_record
 
-        self.journal.write(intent_record(self.intents[intent_id]))
+        it = self.intents[intent_id]
+        key = (it["state"], tuple(it["links"]), it.get("reason", ""), it.get("cancel", ""))
+        if self._saved.get(("intent", intent_id)) != key:
+            self.journal.write(intent_record(it))
+            self._saved[("intent", intent_id)] = key
 
     def _save_link(self, lp: LinkPlan) -> None:
         """Journal the link, unless nothing its record holds changed since it was last written
@@ -164,9 +169,9 @@ class IntentPlanner:
 
         key = (lp.tx_status, lp.rx_status, lp.tx_hold is None, tuple(sorted(lp.images_done.items())), lp.decision,
                len(lp.ops_by_decision), tuple((n, j.decision) for n, j in lp.sent_jobs.items()))
-        if self._saved.get(lp.link_id) != key:
+        if self._saved.get(("link", lp.link_id)) != key:
             self.journal.write(link_record(lp))
-            self._saved[lp.link_id] = key
+            self._saved[("link", lp.link_id)] = key
 
     def _restore(self) -> None:
         """Intents and links of an earlier run in this folder: queued ones wait for nodes again,
