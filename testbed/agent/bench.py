@@ -146,6 +146,9 @@ class Bench:
                        sum(n["online"] for n in self.ctl_status.nodes) == a.nodes, 120,
                        "the controller to see every node", every=0.2)
             t_seen = time.perf_counter()
+            # the status (every node and live link, about 150 KB a second at 1000 nodes) is not
+            # needed after this: decoding it would hold up the operator's intents behind it
+            self.op.unsubscribe(T.controller_status())
             res["connect"] = {"workers_ready_s": round(t_ready - t0, 2), "all_connected_s": round(t_up - t0, 2),
                               "controller_sees_all_s": round(t_seen - t0, 2)}
             self.say(f"{a.nodes} nodes in {procs} process(es): connected after {t_up - t0:.1f} s (workers ready "

@@ -284,6 +284,12 @@ class MqttLink:
         if self.connected.is_set():
             self.client.subscribe(flt, qos=qos)
 
+    def unsubscribe(self, flt: str) -> None:
+        self._subs.pop(flt, None)
+        self._route = {}
+        if self.connected.is_set():
+            self.client.unsubscribe(flt)
+
     def publish(self, topic: str, msg, *, qos: int = 1, retain: bool = False, expiry_s: float | None = None,
                 response_topic: str | None = None, correlation: bytes | None = None):
         props = None
