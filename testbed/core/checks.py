@@ -117,3 +117,19 @@ def number_list(text: str, option: str, *, lo=None, hi=None, lo_open: bool = Fal
     if twice:
         raise ValueError(f"{option}: {twice[0]:g} is given more than once")
     return vals
+
+
+def read_input(path, what: str, error: type = ValueError) -> bytes:
+    """The bytes of an input file; a missing file, a folder or an unreadable file is an
+    ``error`` naming the file and calling it ``what`` (e.g. "config file")."""
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{p}: {what} not found") from None
+    except IsADirectoryError:
+        raise error(f"{p}: is a folder, not a {what}") from None
+    except OSError as e:
+        raise error(f"{p}: cannot read the {what} ({e.strerror or e})") from None

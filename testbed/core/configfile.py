@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .checks import show
+from .checks import read_input, show
 
 
 class ConfigError(ValueError):
@@ -168,17 +168,11 @@ def to_mapping(obj) -> dict:
 def load_yaml(path: str | Path, what: str = "config file") -> dict:
     """A YAML file whose top level is a mapping; errors name the file (``what``: how to call it)."""
     p = Path(path)
+    raw = read_input(p, what, ConfigError)
     try:
-        raw = p.read_bytes()
         # UTF-8, or UTF-16 with its byte-order mark (what some Windows editors and shells write)
         text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8")
         data = yaml.safe_load(text)
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: {what} not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a folder, not a {what}") from None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read the {what} ({e.strerror or e})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not a text file (UTF-8, or UTF-16 with a byte-order mark)") from None
     except (yaml.YAMLError, RecursionError) as e:

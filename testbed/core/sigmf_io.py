@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import read_input
 from .runlog import write_bytes_atomic
 
 DATATYPE = "cf32_le"
@@ -101,14 +102,9 @@ class Recording:
         base = base_path(path)
         self.meta_path = base.with_name(base.name + ".sigmf-meta")
         self.data_path = base.with_name(base.name + ".sigmf-data")
+        raw = read_input(self.meta_path, "SigMF metadata file", RecordingError)
         try:
-            meta = json.loads(self.meta_path.read_bytes().decode("utf-8"))
-        except FileNotFoundError:
-            raise RecordingError(f"{self.meta_path}: no such SigMF metadata file") from None
-        except IsADirectoryError:
-            raise RecordingError(f"{self.meta_path}: is a folder, not a SigMF metadata file") from None
-        except OSError as e:
-            raise RecordingError(f"{self.meta_path}: cannot read ({e.strerror or e})") from None
+            meta = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise RecordingError(f"{self.meta_path}: not a text file (SigMF metadata is UTF-8 JSON)") from None
         except (json.JSONDecodeError, RecursionError) as e:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.checks import read_input
 from .config import OfdmConfig
 
 TDL = {
@@ -74,14 +75,11 @@ MAX_TAPS = 4096     # taps of a taps file (a channel longer than this is no use 
 def load_taps_file(path: str | Path) -> np.ndarray:
     """Taps from a text file: one tap per line, ``re im`` or ``re`` (``#`` comments allowed)."""
     p = Path(path)
+    raw = read_input(p, "taps file")
     try:
-        rows = [ln.split("#")[0].split() for ln in p.read_bytes().decode("utf-8").splitlines()]
-    except FileNotFoundError:
-        raise ValueError(f"{p}: taps file not found") from None
+        rows = [ln.split("#")[0].split() for ln in raw.decode("utf-8").splitlines()]
     except UnicodeDecodeError:
         raise ValueError(f"{p}: not a text file of taps ('re im' per line, UTF-8)") from None
-    except OSError as e:
-        raise ValueError(f"{p}: cannot read the taps file ({e.strerror or e})") from None
     taps = []
     for i, r in enumerate(rows, 1):
         if not r:
