@@ -103,7 +103,8 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         # QoS reports arrive on a second connection (its own network thread), so that a flood of
         # telemetry never queues intents and job states behind it
         # (in a process of its own by default: testbed/agent/ingest.py)
-        telemetry, kw = (IngestProcess, {}) if opts.ingest_process else (MqttLink, {"v5": False})
+        telemetry, kw = ((IngestProcess, {"batch_lock": self.lock}) if opts.ingest_process
+                         else (MqttLink, {"v5": False}))
         self.tlink = telemetry(f"controller-telemetry-{self.instance}", opts.broker, username=opts.username,
                                password=opts.password, ca_file=opts.ca_file, **kw)
         self.claimed = threading.Event()

@@ -103,8 +103,13 @@ def _safe_send(conn, lock, msg) -> None:
 
 class IngestProcess:
     def __init__(self, client_id: str, broker: str, *, username: str | None = None, password: str | None = None,
-                 ca_file: str | None = None):
+                 ca_file: str | None = None, batch_lock=None, batch_size: int = 32):
         self.client_id = client_id
+        # the handlers take the caller's lock per message; holding it (re-entrant) over a run of
+        # ``batch_size`` messages instead spares the threads that wait for it (the controller's
+        # intents and job states) a hand-over per report, in which the intake, still holding the
+        # GIL, would mostly take the lock straight back
+        self._batch_lock, self._batch_size = batch_lock, batch_size
         self._args = (client_id, broker, username, password, ca_file)
         self._handlers: dict[str, object] = {}
         self._pending: list = []            # commands before the child runs
@@ -174,6 +179,14 @@ class IngestProcess:
             self.proc.kill()
             self.proc.join(1)
 
+    def _handle(self, reports) -> None:
+        for key, topic, msg in reports:
+            try:
+                self._handlers[key](msg, topic, None)
+            except Exception:
+                self._errors += 1
+                log.exception("%s: handler for %s failed; message dropped", self.client_id, topic)
+
     def _read(self) -> None:
         while True:
             try:
@@ -181,13 +194,12 @@ class IngestProcess:
             except (EOFError, OSError):
                 break
             if what == "reports":
-                for key, topic, msg in arg:
-                    handler = self._handlers.get(key)
-                    try:
-                        handler(msg, topic, None)
-                    except Exception:
-                        self._errors += 1
-                        log.exception("%s: handler for %s failed; message dropped", self.client_id, topic)
+                for i in range(0, len(arg), self._batch_size):
+                    if self._batch_lock is None:
+                        self._handle(arg[i:i + self._batch_size])
+                    else:
+                        with self._batch_lock:
+                            self._handle(arg[i:i + self._batch_size])
             else:
                 self._child_rejected = arg["rejected"]
                 if arg["connected"]:

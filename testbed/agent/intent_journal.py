@@ -16,6 +16,7 @@ A torn last line (a kill mid-write) is skipped and cut off (:mod:`testbed.agent.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from pathlib import Path
@@ -31,7 +32,10 @@ log = logging.getLogger(__name__)
 JOURNAL = "intents.jsonl"
 
 
+@functools.lru_cache(maxsize=4096)
 def _op_dict(op: OperatingPoint) -> dict:
+    """(Operating points are frozen and shared by many links: converted once each; the dict
+    is only ever encoded, never changed.)"""
     return dataclasses.asdict(op)
 
 

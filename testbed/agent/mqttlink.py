@@ -32,6 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from . import messages as M
+from .mqttclient import BufferedClient
 
 log = logging.getLogger(__name__)
 
@@ -81,56 +82,6 @@ FLAP_LIMIT, FLAP_WINDOW_S, FLAP_FRESH_S = 5, 60.0, 5.0   # see the module docstr
 
 # MQTT v5 CONNACK reasons that mean the credentials are wrong (retrying cannot help)
 _AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
-
-
-class BufferedClient(mqtt.Client):
-    """paho's client, reading its socket 64 KiB at a time. paho reads each packet with three or
-    more ``recv`` calls (command byte, length bytes, body) and handles one packet per
-    ``select``; under a flood of small messages those system calls, each a wait for the GIL
-    on the way back, were most of the controller's cost. Relies on paho 2.2's ``_sock_recv``
-    and ``_sock_close`` (paho-mqtt is pinned; a test checks that they exist)."""
-
-    READ_SIZE = 65536
-    _rbuf, _rpos = b"", 0
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._rpos >= len(self._rbuf):
-            data = super()._sock_recv(self.READ_SIZE)     # raises BlockingIOError when there is nothing
-            if len(data) <= bufsize:                      # (b"": the connection closed)
-                return data
-            self._rbuf, self._rpos = data, 0
-        chunk = self._rbuf[self._rpos:self._rpos + bufsize]
-        self._rpos += len(chunk)
-        return chunk
-
-    def _sock_close(self) -> None:
-        self._rbuf, self._rpos = b"", 0         # nothing of an old connection is read on a new one
-        super()._sock_close()
-
-    def _packet_queue(self, *args, **kwargs):
-        # paho wakes its network thread through a socket pair for every packet queued, even one
-        # queued by that thread itself (a PUBACK, a publish from a message callback), which will
-        # write it before it next waits anyway: one system call per packet saved there. (Another
-        # thread queueing meanwhile skips its wake too; the network thread, awake, writes it.)
-        if threading.current_thread() is self._thread:
-            w, self._sockpairW = self._sockpairW, None
-            try:
-                return super()._packet_queue(*args, **kwargs)
-            finally:
-                self._sockpairW = w
-        return super()._packet_queue(*args, **kwargs)
-
-    def loop_read(self, max_packets: int = 1):
-        rc = super().loop_read(max_packets)
-        n = 0          # packets already buffered: handle them now, select() would not wake for them
-        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._rpos < len(self._rbuf):
-            rc = super().loop_read(1)
-            n += 1
-            if n % 100 == 0:     # a long flood: let what is queued (acks, PUBACKs, pings) out
-                if self.want_write():
-                    self.loop_write()
-                self.loop_misc()
-        return rc
 
 
 class MqttLink:

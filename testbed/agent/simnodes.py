@@ -34,7 +34,7 @@ import paho.mqtt.client as mqtt
 
 from . import messages as M
 from . import topics as T
-from .mqttlink import BufferedClient
+from .mqttclient import BufferedClient
 
 log = logging.getLogger(__name__)
 R, W = selectors.EVENT_READ, selectors.EVENT_WRITE

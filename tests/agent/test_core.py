@@ -541,8 +541,11 @@ def test_buffered_client_overrides_paho_internals_that_exist():
     them must fail here, not silently fall back to unbuffered reads."""
     import paho.mqtt.client as mqtt
 
-    from testbed.agent.mqttlink import BufferedClient
+    from testbed.agent.mqttclient import BufferedClient
 
-    for name in ("_sock_recv", "_sock_close", "loop_read", "_packet_queue"):
+    for name in ("_sock_recv", "_sock_close", "loop_read", "_packet_queue", "_packet_write", "_sock_send"):
         assert callable(getattr(mqtt.Client, name, None)), name
-        assert getattr(BufferedClient, name) is not getattr(mqtt.Client, name)
+        assert name == "_sock_send" or getattr(BufferedClient, name) is not getattr(mqtt.Client, name)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    for attr in ("_out_packet", "_msgtime_mutex", "_last_msg_out", "_thread", "_sockpairW"):
+        assert hasattr(c, attr), attr
