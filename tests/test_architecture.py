@@ -12,7 +12,7 @@ PKG = Path(__file__).resolve().parents[1] / "testbed"
 # pairs in ALLOWED_SIDEWAYS
 LAYERS = [
     {"core"},
-    {"codec", "akb", "phy"},
+    {"codec", "akb", "phy", "digital"},
     {"zoo"},
     {"gr", "grc"},
     {"radio", "link"},

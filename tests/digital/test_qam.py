@@ -4,7 +4,7 @@ from math import erfc, sqrt
 import numpy as np
 import pytest
 
-from testbed.phy import qam
+from testbed.digital import qam
 
 MODS = ("qpsk", "16qam", "64qam")
 

@@ -1,4 +1,4 @@
-"""Gray-mapped square QAM for the digital baselines (issue 24): QPSK, 16-QAM and 64-QAM with
+"""Gray-mapped square QAM for the digital baselines : QPSK, 16-QAM and 64-QAM with
 unit average symbol energy, and max-log soft demapping to LLRs from the receiver's noise
 estimate.
 
@@ -6,7 +6,7 @@ Square Gray QAM is two Gray-coded PAMs: of the ``k`` bits of a symbol, the first
 the in-phase amplitude and the last ``k/2`` the quadrature one, each as a reflected Gray code of
 the amplitude index (so that neighbouring amplitudes differ in one bit; the all-zero label is the
 largest amplitude, so QPSK maps bit 0 to +1 as the PHY's BPSK does). LLRs follow the PHY's
-soft convention (:mod:`testbed.phy.fec`: bit 0 is positive): ``L = log P(b=0) / P(b=1)``. With
+soft convention (bit 0 is positive, as in :mod:`testbed.phy.fec`): ``L = log P(b=0) / P(b=1)``. With
 complex noise of variance ``N0`` (``E|n|^2``), each dimension sees variance ``N0 / 2`` and
 the max-log LLR of a bit is ``(min_{a: b=1} (y-a)^2 - min_{a: b=0} (y-a)^2) / N0``.
 """
