@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.card import CARD_NAME, ModelCardError, read_card
-from ..core.codecs import Encoded, ModelError, Rate, resolve_model_dir, warn_outside_snr_range
+from ..core.codecs import (Encoded, ModelError, Rate, check_no_mode, refuse_options, resolve_model_dir,
+                           warn_outside_snr_range)
 from ..core.ortsession import open_graphs
 from ..core.symbol_channel import awgn_np
 from ..core.wire import NO_KB, SideInfo, kb_hash16
@@ -177,8 +178,10 @@ class AkbCodec:
             sse[..., lv] = al.block_sse(((out.astype(np.float32) - ref) ** 2).sum(axis=-1), hb, wb)
         return sse
 
-    def decode(self, symbols: np.ndarray, snr_db: float, height: int, width: int, side=None) -> np.ndarray:
+    def decode(self, symbols: np.ndarray, snr_db: float, height: int, width: int, side=None,
+               mode: int = 0) -> np.ndarray:
         """``side``: an :class:`AkbSide` or the received :class:`testbed.core.wire.SideInfo`."""
+        check_no_mode(mode, self.name)
         if side is None:
             raise ValueError("an AKB image needs its side information (rate map) to be decoded")
         s = np.asarray(symbols)
@@ -199,9 +202,10 @@ class AkbCodec:
 
     # -- the Codec interface -----------------------------------------------------------------------
     def rate(self, cbr: float | None = None, symbols_per_location: int | None = None, ckb: bool = True,
-             skb: bool = True, allocation: str = "entropy", figures: bool = False) -> Rate:
+             skb: bool = True, allocation: str = "entropy", figures: bool = False, **options) -> Rate:
         """A target CBR (default 0.0625) with the channel / source KB on or off and the rate-map
         source (``entropy`` or ``measured``); ``figures`` is the experiments' option, allowed here."""
+        refuse_options(self.name, self.OPTIONS, options)
         cbr = self.DEFAULT_CBR if cbr is None else float(cbr)
         self.check_cbr(cbr)
         check_allocation(allocation, ckb)
@@ -233,6 +237,9 @@ class AkbCodec:
         h, w = rm.location_grid(height, width)
         return {"symbols_per_location": round(rm.n_symbols(side.levels, h, w) / (h * w), 3),
                 "kb_index": side.kb_index}
+
+    def decoded_fields(self, sent=None) -> dict:
+        return {}
 
     def check_side(self, side) -> str | None:
         if side is None:

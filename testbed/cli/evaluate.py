@@ -11,7 +11,8 @@ MAX_BENCH_SIDE = 16384     # pixels per side of a `bench codec --size` image
 
 def add_parsers(sub, common) -> None:
     ev = sub.add_parser("eval", parents=[common], help="evaluate an ONNX codec through a software channel")
-    ev.add_argument("--model", required=True, help="model folder or shipped model name")
+    ev.add_argument("--model", required=True,
+                    help="model folder, shipped model name, or a digital codec (jpeg2000-ldpc, jpeg-ldpc)")
     ev.add_argument("--data", required=True, help="folder of images")
     ev.add_argument("--snr-db", default="0,5,10,15,20", help="comma-separated SNRs (Es/N0, dB); for a negative first value write --snr-db=-5,0,5")
     ev.add_argument("--channel", default="awgn", help="awgn | rayleigh")
@@ -30,6 +31,8 @@ def add_parsers(sub, common) -> None:
     add_allocation_arg(ev)
     ev.add_argument("--figures", action="store_true",
                     help="AKB codec: save entropy map, rate map and reconstruction of the first image per SNR")
+    ev.add_argument("--mcs", help="digital codec (jpeg2000-ldpc, jpeg-ldpc): qpsk-1/2, qpsk-3/4, 16qam-1/2, 16qam-3/4, "
+                                  "64qam-2/3, 64qam-3/4, 64qam-5/6 or auto (default: auto, from the SNR)")
     ev.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", parents=[common], help="benchmarks")
@@ -49,7 +52,7 @@ def _cmd_eval(a) -> int:
 
     opts = EvalOptions(model=a.model, data=a.data, snrs_db=parse_snrs(a.snr_db), channel=a.channel,
                        seed=a.seed, out=a.out, force=a.force, cbr=a.cbr, separation=not a.no_separation, threads=a.threads,
-                       ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation, figures=a.figures)
+                       ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation, figures=a.figures, mcs=a.mcs)
     summary = run_eval(opts)
     if a.record_in_card:
         _record_in_card(a, summary)

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.card import CARD_NAME, ModelCardError, read_card
-from ..core.codecs import Encoded, ModelError, Rate, refuse_options, resolve_model_dir, warn_outside_snr_range
+from ..core.codecs import (Encoded, ModelError, Rate, check_no_mode, refuse_options, resolve_model_dir,
+                           warn_outside_snr_range)
 from ..core.ortsession import open_graphs
 from . import symbols as sym
 from .modelcard import ModelCard
@@ -97,8 +98,10 @@ class OnnxCodec:
         return Encoded(symbols=s, cbr=sym.cbr(k, h, w), symbols_per_location=k,
                        fields={"symbols_per_location": k})
 
-    def decode(self, symbols: np.ndarray, snr_db: float, height: int, width: int, side=None) -> np.ndarray:
+    def decode(self, symbols: np.ndarray, snr_db: float, height: int, width: int, side=None,
+               mode: int = 0) -> np.ndarray:
         """complex [n] received symbols -> [H, W, 3] uint8."""
+        check_no_mode(mode, self.name)
         s = np.asarray(symbols)
         n_max = self.max_symbols * int(np.prod(sym.latent_grid(height, width)))
         if s.size == 0 or s.size > n_max:
@@ -116,6 +119,9 @@ class OnnxCodec:
 
     def received_fields(self, symbols_per_location: int, side, height: int, width: int) -> dict:
         return {"symbols_per_location": symbols_per_location, "kb_index": -1}
+
+    def decoded_fields(self, sent=None) -> dict:
+        return {}
 
     def check_side(self, side) -> str | None:
         return None if side is None else "a fixed-rate codec takes no side information"

@@ -24,8 +24,12 @@ class ModelError(ValueError):
 
 
 # command-line spelling of the codec options, for messages that name what the user gave
-OPTION_FLAGS = {"ckb": "--no-ckb", "skb": "--no-skb", "allocation": "--allocation", "figures": "--figures"}
-OPTION_DEFAULTS = {"ckb": True, "skb": True, "allocation": "entropy", "figures": False}
+OPTION_FLAGS = {"ckb": "--no-ckb", "skb": "--no-skb", "allocation": "--allocation", "figures": "--figures",
+                "mcs": "--mcs"}
+OPTION_DEFAULTS = {"ckb": True, "skb": True, "allocation": "entropy", "figures": False, "mcs": None}
+# the codecs that have each option, for messages that refuse it
+OPTION_OWNERS = {"ckb": "an AKB codec", "skb": "an AKB codec", "allocation": "an AKB codec",
+                 "figures": "an AKB codec", "mcs": "a digital codec (jpeg2000-ldpc, jpeg-ldpc)"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Encoded:
     cbr: float                     # channel symbols (side information included) / (H * W * 3)
     symbols_per_location: int      # frame-header field (see :class:`Rate`)
     side: SideInfo | None = None   # side information the header carries (variable-rate kinds)
+    mode: int = 0                  # the kind's frame-header mode (the digital kinds' MCS); 0: none
     fields: dict = field(default_factory=dict)   # the kind's log columns for this image
     detail: Any = None             # the kind's own view of the image (figures, policy memory)
 
@@ -70,8 +75,14 @@ class Codec(Protocol):
         """[H, W, 3] uint8 -> :class:`Encoded`; ``previous``: the last image of the same stream."""
 
     def decode(self, symbols: np.ndarray, snr_db: float, height: int, width: int,
-               side: SideInfo | None = None) -> np.ndarray:
-        """Received symbols (missing tail zero-filled) -> [H, W, 3] uint8."""
+               side: SideInfo | None = None, mode: int = 0) -> np.ndarray:
+        """Received symbols (missing tail zero-filled) -> [H, W, 3] uint8; ``mode`` as the frame
+        header carried it (:attr:`Encoded.mode`)."""
+
+    def decoded_fields(self, sent: Encoded | None = None) -> dict:
+        """The kind's log columns for the image :meth:`decode` returned last (e.g. the digital
+        kinds' block error rate); given what was sent (a symbol-level run), also the bit error
+        rates. ``{}`` for kinds without such columns."""
 
     def n_symbols(self, symbols_per_location: int, side: SideInfo | None, height: int, width: int) -> int:
         """Channel symbols of an image as announced by its frame header (and side information)."""
@@ -107,6 +118,12 @@ def rate_for(codec: "Codec", cbr: float | None, option: str = "--cbr", **options
         raise ModelError(f"{option}: {e}") from None
 
 
+def check_no_mode(mode: int, codec_name: str) -> None:
+    """A kind without frame-header modes refuses an image that came with one."""
+    if mode:
+        raise ValueError(f"frame mode {mode}: {codec_name} has no modes (an image of a digital codec?)")
+
+
 def refuse_options(codec_name: str, supported: tuple[str, ...], options: dict) -> None:
     """Options a codec kind does not have, when set to other than their defaults, are refused,
     naming the command-line flags given."""
@@ -117,14 +134,17 @@ def refuse_options(codec_name: str, supported: tuple[str, ...], options: dict) -
         if k not in OPTION_DEFAULTS:
             raise ValueError(f"unknown codec option {k!r}")
         if v != OPTION_DEFAULTS[k]:
-            given.append(OPTION_FLAGS[k] + (f" {v}" if k == "allocation" else ""))
+            given.append(OPTION_FLAGS[k] + (f" {v}" if k in ("allocation", "mcs") else ""))
     if given:
-        raise ValueError(f"{' '.join(given)}: need an AKB codec; {codec_name} is a fixed-rate codec")
+        owners = sorted({OPTION_OWNERS[k] for k, v in options.items() if k not in supported and v != OPTION_DEFAULTS[k]})
+        raise ValueError(f"{' '.join(given)}: need {' or '.join(owners)}; {codec_name} does not take "
+                         f"{'it' if len(given) == 1 else 'them'}")
 
 
 # -- the registry -----------------------------------------------------------------------------------
 
 _KINDS: dict[str, tuple[type, type]] = {}
+_BUILTIN: dict[str, Any] = {}      # name -> factory of a codec that needs no model folder
 
 
 def register_codec(card_class: type, runtime_class: type) -> None:
@@ -136,6 +156,18 @@ def register_codec(card_class: type, runtime_class: type) -> None:
     if kind in _KINDS and _KINDS[kind] != (card_class, runtime_class):
         raise ValueError(f"codec kind {kind!r} is already registered")
     _KINDS[kind] = (card_class, runtime_class)
+
+
+def register_builtin(name: str, factory) -> None:
+    """Add a codec that needs no model folder (the digital baselines): ``--model name`` opens
+    ``factory(threads=..., spinning=...)`` unless a folder or shipped model of that name exists."""
+    if name in _BUILTIN and _BUILTIN[name] is not factory:
+        raise ValueError(f"built-in codec {name!r} is already registered")
+    _BUILTIN[name] = factory
+
+
+def builtin_codecs() -> list[str]:
+    return sorted(_BUILTIN)
 
 
 def codec_kinds() -> list[str]:
@@ -183,6 +215,11 @@ def open_codec(model: str | Path, threads: int = 0, spinning: bool = True, model
                **kwargs) -> Codec:
     """The runtime of the model's kind. ``spinning=False`` for codecs that run inside a flowgraph
     (see :mod:`testbed.core.ortsession`)."""
+    if str(model) in _BUILTIN and not Path(model).exists():
+        from .paths import find_model
+
+        if find_model(str(model), models_dir) is None:
+            return _BUILTIN[str(model)](threads=threads, spinning=spinning, **kwargs)
     d = resolve_model_dir(model, models_dir)
     try:
         card = load_card(d / CARD_NAME)

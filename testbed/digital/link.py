@@ -44,7 +44,8 @@ def capacity_bytes(n_symbols: int, m: Mcs) -> int:
 @dataclass
 class Sent:
     symbols: np.ndarray          # complex64, n_symbols (zeros after the last block)
-    coded_bits: np.ndarray       # uint8, what the blocks carry (for bit error rates)
+    payload_bits: np.ndarray     # uint8, the blocks' payload (stream header, codestream, padding)
+    coded_bits: np.ndarray       # uint8, what the blocks carry
     codestream: bytes
     fields: dict = field(default_factory=dict)
 
@@ -55,6 +56,7 @@ class Received:
     codestream: bytes            # as received (wrong from the first failed block on)
     good_bytes: int              # the error-free prefix of the codestream
     block_ok: np.ndarray         # per code block
+    payload_bits: np.ndarray     # uint8, the decoded payload (wrong in failed blocks)
     llr: np.ndarray              # the demapper's LLRs (for the uncoded bit error rate)
     fields: dict = field(default_factory=dict)
 
@@ -78,8 +80,17 @@ def transmit(img: np.ndarray, n_symbols: int, src: str, m: Mcs) -> Sent:
     coded = cb.encode(payload)
     symbols = np.zeros(n_symbols, dtype=np.complex64)
     symbols[:blocks * m.symbols_per_block] = qam.modulate(coded, m.modulation)
-    return Sent(symbols, coded, data, {"mcs": m.name, "source": src, "code_blocks": blocks,
+    return Sent(symbols, payload, coded, data, {"mcs": m.name, "source": src, "code_blocks": blocks,
                                         "codestream_bytes": len(data), "bits_sent": int(coded.size)})
+
+
+def error_fields(sent: Sent, rx: Received) -> dict:
+    """Bit error rates of a symbol-level run: before decoding (the demapper's hard decisions
+    against the coded bits) and after (the decoded payload against the payload sent)."""
+    n = min(rx.llr.size, sent.coded_bits.size)
+    m = min(rx.payload_bits.size, sent.payload_bits.size)
+    return {"uncoded_ber": float(np.mean((rx.llr[:n] < 0) != sent.coded_bits[:n])) if n else float("nan"),
+            "coded_ber": float(np.mean(rx.payload_bits[:m] != sent.payload_bits[:m])) if m else float("nan")}
 
 
 def receive(symbols: np.ndarray, noise_var, m: Mcs, src: str, height: int, width: int) -> Received:
@@ -94,20 +105,23 @@ def receive(symbols: np.ndarray, noise_var, m: Mcs, src: str, height: int, width
     llr = qam.demodulate_llr(y[:used], nv, m.modulation) if blocks else np.zeros(0, dtype=np.float32)
     dec = cb.decode(llr) if blocks else None
     ok = dec.block_ok if dec is not None else np.zeros(0, dtype=bool)
-    raw = np.packbits(dec.payload).tobytes() if dec is not None else b""
+    bits = dec.payload if dec is not None else np.zeros(0, dtype=np.uint8)
+    raw = np.packbits(bits).tobytes()
     failed = np.flatnonzero(~ok)
     good_payload = (int(failed[0]) * cb.payload_bits if failed.size else blocks * cb.payload_bits) // 8
     fields = {"mcs": m.name, "source": src, "code_blocks": int(blocks), "blocks_failed": int(failed.size),
               "bler": float(failed.size / blocks) if blocks else 1.0}
     gray = np.full((height, width, 3), source.GRAY, dtype=np.uint8)
     if good_payload < HEADER_BYTES:
-        return Received(gray, b"", 0, ok, llr, {**fields, "codestream_bytes": 0, "good_bytes": 0, "decoded": False})
+        return Received(gray, b"", 0, ok, bits, llr, {**fields, "codestream_bytes": 0, "good_bytes": 0,
+                                                      "decoded": False})
     version, src_id, length, _ = _HEADER.unpack(raw[:HEADER_BYTES])
     if version != VERSION or src_id >= len(source.SOURCES) or source.SOURCES[src_id] != src \
             or length > len(raw) - HEADER_BYTES:
-        return Received(gray, b"", 0, ok, llr, {**fields, "codestream_bytes": 0, "good_bytes": 0, "decoded": False})
+        return Received(gray, b"", 0, ok, bits, llr, {**fields, "codestream_bytes": 0, "good_bytes": 0,
+                                                      "decoded": False})
     data = raw[HEADER_BYTES:HEADER_BYTES + length]
     good = min(length, good_payload - HEADER_BYTES)
     image, decoded = source.decode_prefix(src, data, good, height, width)
-    return Received(image, data, good, ok, llr, {**fields, "codestream_bytes": length, "good_bytes": good,
+    return Received(image, data, good, ok, bits, llr, {**fields, "codestream_bytes": length, "good_bytes": good,
                                                  "decoded": decoded})

@@ -32,6 +32,8 @@ ROW_FIELDS = [
     "image", "width", "height", "cbr", "symbols_per_location", "channel", "snr_db", "snr_rx_db",
     "psnr_db", "ms_ssim", "encode_ms", "decode_ms", "model", "model_sha256", "seed",
     "capacity_bpp", "jpeg_psnr_db", "jpeg2000_psnr_db", "kb_index", "ckb", "skb", "allocation",
+    # digital codecs (jpeg2000-ldpc, jpeg-ldpc): the MCS, what was sent, and the errors
+    "mcs", "code_blocks", "codestream_bytes", "bits_sent", "blocks_failed", "bler", "uncoded_ber", "coded_ber",
 ]
 
 
@@ -51,6 +53,7 @@ class EvalOptions:
     skb: bool = True          # AKB codecs: condition on the source KB
     allocation: str = "entropy"  # AKB codecs: rate map from the entropy model or "measured" (akb.allocation)
     figures: bool = False     # AKB codecs: entropy/rate maps and reconstructions of the first image
+    mcs: str | None = None    # digital codecs: an MCS name or "auto" (None: auto)
 
 
 def parse_snrs(text: str, option: str = "--snr-db", unit: str = " in dB", lo: float = SNR_DB[0],
@@ -81,6 +84,15 @@ def summarise(rows: list[dict], snrs: list[float]) -> list[dict]:
             "jpeg2000_psnr_db": finite_mean(j2),
             "jpeg2000_achievable": len(j2),
         })
+        if any("bler" in x for x in r):     # digital codecs: errors per SNR, and the MCSs used
+            blocks = sum(int(x["code_blocks"]) for x in r)
+            out[-1].update({
+                "bler": sum(int(x["blocks_failed"]) for x in r) / blocks if blocks else None,
+                "uncoded_ber": finite_mean(x.get("uncoded_ber") for x in r),
+                "coded_ber": finite_mean(x.get("coded_ber") for x in r),
+                "bits_sent": finite_mean(x.get("bits_sent") for x in r),
+                "mcs": sorted({x["mcs"] for x in r}),
+            })
     return out
 
 
@@ -90,7 +102,8 @@ def run_eval(opts: EvalOptions) -> dict:
     if opts.channel not in CHANNELS:
         raise ValueError(f"--channel: {opts.channel!r} is not one of {', '.join(CHANNELS)}")
     codec = open_codec(opts.model, threads=opts.threads)
-    rate = rate_for(codec, opts.cbr, ckb=opts.ckb, skb=opts.skb, allocation=opts.allocation, figures=opts.figures)
+    rate = rate_for(codec, opts.cbr, ckb=opts.ckb, skb=opts.skb, allocation=opts.allocation, figures=opts.figures,
+                    mcs=opts.mcs)
     # as in the flowgraph's encoder block, a codec with memory (the channel-KB policy) sees the
     # previous image of the same stream (here: the same SNR), so eval and loopback agree
     previous: dict[int, Encoded] = {}
@@ -112,11 +125,14 @@ def run_eval(opts: EvalOptions) -> dict:
                 for j, snr in enumerate(opts.snrs_db):
                     rng = np.random.default_rng([opts.seed, i, j])
                     t0 = time.perf_counter()
-                    enc = previous[j] = codec.encode(img, snr, rate, previous.get(j))
+                    try:
+                        enc = previous[j] = codec.encode(img, snr, rate, previous.get(j))
+                    except ValueError as e:         # e.g. a digital codec's budget too small for this image
+                        raise ValueError(f"{path}: {e}") from None
                     t1 = time.perf_counter()
                     rx, snr_rx = apply_channel_np(enc.symbols, snr, opts.channel, rng)
                     t2 = time.perf_counter()
-                    rec = codec.decode(rx, snr_rx, h, w, side=enc.side)
+                    rec = codec.decode(rx, snr_rx, h, w, side=enc.side, mode=enc.mode)
                     t3 = time.perf_counter()
                     if opts.figures and i == 0:
                         from ..akb.figures import save_figures
@@ -128,7 +144,7 @@ def run_eval(opts: EvalOptions) -> dict:
                         "snr_rx_db": round(snr_rx, 3), "psnr_db": psnr(img, rec),
                         "ms_ssim": ms_ssim(img, rec), "encode_ms": (t1 - t0) * 1e3,
                         "decode_ms": (t3 - t2) * 1e3, "model": codec.name,
-                        "model_sha256": codec.sha256, "seed": opts.seed,
+                        "model_sha256": codec.sha256, "seed": opts.seed, **codec.decoded_fields(enc),
                     }
                     if opts.separation:
                         ref = separation_reference(img, enc.cbr, snr)
@@ -155,6 +171,7 @@ def run_eval(opts: EvalOptions) -> dict:
         "ckb": rate.options.get("ckb"),
         "skb": rate.options.get("skb"),
         "allocation": rate.options.get("allocation"),
+        "mcs": rate.options.get("mcs"),
         "channel": opts.channel,
         "seed": opts.seed,
         "data": str(opts.data),
@@ -186,7 +203,8 @@ def json_view(summary: dict) -> dict:
         "channel": summary["channel"],
         "results": [
             {"snr_db": r["snr_db"], "psnr_db": r["psnr_db"], "ms_ssim": r["ms_ssim"], "n_images": r["n_images"],
-             "jpeg_psnr_db": r["jpeg_psnr_db"], "jpeg2000_psnr_db": r["jpeg2000_psnr_db"]}
+             "jpeg_psnr_db": r["jpeg_psnr_db"], "jpeg2000_psnr_db": r["jpeg2000_psnr_db"],
+             **{k: r[k] for k in ("mcs", "bler", "uncoded_ber", "coded_ber") if k in r}}
             for r in summary["results"]
         ],
         "run_dir": summary["run_dir"],
@@ -214,8 +232,9 @@ def format_table(summary: dict) -> str:
         if sep:
             cols = f"{ref(r, 'jpeg')} {ref(r, 'jpeg2000')} "
             partial |= r["jpeg_achievable"] < r["n_images"] or r["jpeg2000_achievable"] < r["n_images"]
+        digital = f"  {','.join(r['mcs'])} BLER {f(r['bler'], '.3f')}" if "bler" in r else ""
         lines.append(f"{r['snr_db']:>7g} {f(r['psnr_db'], '8.2f')} {f(r['ms_ssim'], '8.4f')} {cols}"
-                     f"{f(r['encode_ms'], '7.1f')} {f(r['decode_ms'], '7.1f')}")
+                     f"{f(r['encode_ms'], '7.1f')} {f(r['decode_ms'], '7.1f')}{digital}")
     if sep:
         lines.append("JPEG/JPEG2000: separation reference at bpp = 3*CBR*log2(1+SNR) ('-': budget too small"
                      + ("; (k/n): mean over the k of n images whose budget fits a file" if partial else "") + ")")
