@@ -37,6 +37,12 @@ class StdoutToStderr:
         return False
 
 
+def add_mcs_arg(p) -> None:
+    p.add_argument("--mcs", help="digital codec (jpeg2000-ldpc, jpeg-ldpc): qpsk-1/2, qpsk-3/4, 16qam-1/2, 16qam-3/4, "
+                                 "64qam-2/3, 64qam-3/4, 64qam-5/6, or auto (the default: the fastest MCS whose "
+                                 "block error rate at the SNR is below 10 %%)")
+
+
 def add_allocation_arg(p) -> None:
     from ..akb.allocation import ALLOCATIONS
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..core.checks import number, show
-from .common import CBR_TYPE, SEED_TYPE, THREADS_TYPE, add_allocation_arg, ckb
+from .common import CBR_TYPE, SEED_TYPE, THREADS_TYPE, add_allocation_arg, add_mcs_arg, ckb
 
 MAX_BENCH_SIDE = 16384     # pixels per side of a `bench codec --size` image
 
@@ -31,8 +31,7 @@ def add_parsers(sub, common) -> None:
     add_allocation_arg(ev)
     ev.add_argument("--figures", action="store_true",
                     help="AKB codec: save entropy map, rate map and reconstruction of the first image per SNR")
-    ev.add_argument("--mcs", help="digital codec (jpeg2000-ldpc, jpeg-ldpc): qpsk-1/2, qpsk-3/4, 16qam-1/2, 16qam-3/4, "
-                                  "64qam-2/3, 64qam-3/4, 64qam-5/6 or auto (default: auto, from the SNR)")
+    add_mcs_arg(ev)
     ev.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", parents=[common], help="benchmarks")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.checks import CBR, SAMP_RATE, number
-from .common import CBR_TYPE, SEED_TYPE, StdoutToStderr, add_allocation_arg, ckb
+from .common import CBR_TYPE, SEED_TYPE, StdoutToStderr, add_allocation_arg, add_mcs_arg, ckb
 
 MAX_DELAY_SAMPLES = 10_000_000      # --delay-samples: 10 s at 1 MS/s
 MAX_DELAY_SPREAD_NS = 1e6           # --delay-spread-ns: 1 ms (the cyclic prefix limits what decodes)
@@ -54,6 +54,7 @@ def _add_loopback_args(p) -> None:
     p.add_argument("--no-ckb", action="store_true", help="AKB codec: fixed entropy-to-rate mapping (no channel-KB policy)")
     p.add_argument("--no-skb", action="store_true", help="AKB codec: no source-KB conditioning")
     add_allocation_arg(p)
+    add_mcs_arg(p)
     p.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
 
 
@@ -90,7 +91,7 @@ def _cmd_loopback(a) -> int:
                            delay_samples=a.delay_samples, multipath=a.multipath,
                            delay_spread_s=a.delay_spread_ns * 1e-9 if a.delay_spread_ns else None,
                            seed=a.seed, out=a.out, force=a.force, ofdm=_ofdm_from_args(a), ms_ssim=not a.no_ms_ssim,
-                           ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation)
+                           ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation, mcs=a.mcs)
     if a.verbose >= 2:
         import os
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..core.checks import SNR_DB, number
-from .common import CBR_TYPE, StdoutToStderr, add_allocation_arg, ckb
+from .common import CBR_TYPE, StdoutToStderr, add_allocation_arg, add_mcs_arg, ckb
 
 TX_GAIN_DB = 200.0    # |--tx-gain-db| at most this; each front-end then checks its own range
 
@@ -22,6 +22,7 @@ def add_parsers(sub, common) -> None:
     ot.add_argument("--no-ckb", action="store_true", help="AKB codec: no channel-KB policy")
     ot.add_argument("--no-skb", action="store_true", help="AKB codec: no source KB")
     add_allocation_arg(ot)
+    add_mcs_arg(ot)
     ot.add_argument("--out", help="run folder (default: runs/ota-<time>)")
     ot.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
     ot.set_defaults(func=_cmd_ota)
@@ -42,7 +43,7 @@ def _cmd_ota(a) -> int:
     gains = parse_snrs(a.tx_gain_db, "--tx-gain-db", lo=-TX_GAIN_DB, hi=TX_GAIN_DB) if a.tx_gain_db is not None else None
     opts = OtaOptions(config=a.config, images=a.images, model=a.model, cbr=a.cbr, tx_gains_db=gains,
                       record=a.record, out=a.out, force=a.force, snr_hint_db=a.snr_hint_db, ckb=ckb(a), skb=not a.no_skb,
-                      allocation=a.allocation)
+                      allocation=a.allocation, mcs=a.mcs)
     with StdoutToStderr():
         summary = run_ota(opts)
     print(to_json(summary) if a.json else format_table(summary))

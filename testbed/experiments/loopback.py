@@ -29,6 +29,8 @@ ROW_FIELDS = [
     "cfo_hz", "cfo_est_hz", "sco_ppm", "delay_samples", "multipath", "samp_rate", "frames_sent",
     "frames_decoded", "missing_frames", "psnr_db", "ms_ssim", "encode_ms", "decode_ms", "latency_ms",
     "model", "model_sha256", "seed", "kb_index", "ckb", "skb", "allocation",
+    # digital codecs (jpeg2000-ldpc, jpeg-ldpc): the MCS, what was sent, the blocks lost
+    "mcs", "code_blocks", "codestream_bytes", "bits_sent", "blocks_failed", "bler",
 ]
 
 
@@ -53,6 +55,7 @@ class LoopbackOptions:
     ckb: bool = True           # AKB codecs: channel-KB policy (False: fixed entropy-to-rate mapping)
     skb: bool = True           # AKB codecs: source-KB conditioning
     allocation: str = "entropy"  # AKB codecs: rate map from the entropy model or "measured" (akb.allocation)
+    mcs: str | None = None       # digital codecs: an MCS name or "auto" (None: auto)
 
 
 def _check(opts: LoopbackOptions) -> None:
@@ -186,6 +189,9 @@ def codec_fields(sent: dict, rec: dict) -> dict:
     for key in ("symbols_per_location", "kb_index"):
         if key in fields and rec.get(key) is not None:
             fields[key] = rec[key]
+    for key in ("blocks_failed", "bler"):       # the digital codecs' receiver counts
+        if rec.get(key) is not None:
+            fields[key] = rec[key]
     return fields
 
 
@@ -195,7 +201,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
     from ..zoo import open_codec
 
     codec = open_codec(opts.model, threads=opts.threads, spinning=False)
-    rate = rate_for(codec, opts.cbr, ckb=opts.ckb, skb=opts.skb, allocation=opts.allocation)
+    rate = rate_for(codec, opts.cbr, ckb=opts.ckb, skb=opts.skb, allocation=opts.allocation, mcs=opts.mcs)
     nominal_cbr = opts.cbr = rate.cbr
     for s in opts.snrs_db:
         codec.check_snr(s)
@@ -245,7 +251,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
         "model": codec.name, "model_sha256": codec.sha256, "cbr": round(nominal_cbr, 6),
         "cbr_actual": finite_mean(x["cbr"] for x in rows), "symbols_per_location": rate.symbols_per_location or None,
         "ckb": rate.options.get("ckb"), "skb": rate.options.get("skb"),
-        "allocation": rate.options.get("allocation"),
+        "allocation": rate.options.get("allocation"), "mcs": rate.options.get("mcs"),
         "images": str(opts.images), "n_images": len(images), "skipped": skipped, "seed": opts.seed,
         "impairments": {"cfo_hz": opts.cfo_hz, "sco_ppm": opts.sco_ppm, "delay_samples": opts.delay_samples,
                         "multipath": opts.multipath},

@@ -33,7 +33,7 @@ OTA_FIELDS = [
     "timestamp", "image", "width", "height", "cbr", "radio", "tx_serial", "rx_serial", "tx_lo_hz", "rx_lo_hz",
     "samp_rate", "tx_gain_db", "rx_gain_db", "tx_snr_db", "snr_est_db", "cfo_est_hz", "frames_sent",
     "frames_decoded", "frames_lost", "psnr_db", "ms_ssim", "latency_ms", "model", "model_sha256", "kb_index",
-    "source",
+    "source", "mcs", "blocks_failed", "bler",      # (the last three: digital codecs)
 ]
 
 
@@ -51,6 +51,7 @@ class OtaOptions:
     ckb: bool = True
     skb: bool = True
     allocation: str = "entropy"   # AKB codecs: rate map from the entropy model or "measured"
+    mcs: str | None = None        # digital codecs: an MCS name or "auto" (None: auto)
     idle_s: float = 3.0
     ms_ssim: bool = True
 
@@ -63,14 +64,14 @@ def _sha(img: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
 
 
-def _open_codec(model, cbr, ckb, skb, allocation="entropy"):
+def _open_codec(model, cbr, ckb, skb, allocation="entropy", mcs=None):
     """The codec and its operating point (options of another codec kind refused)."""
     from ..core.paths import DEFAULT_MODEL
     from ..core.codecs import rate_for
     from ..zoo import open_codec
 
     codec = open_codec(model or DEFAULT_MODEL, spinning=False)
-    return codec, rate_for(codec, cbr, ckb=ckb, skb=skb, allocation=allocation)
+    return codec, rate_for(codec, cbr, ckb=ckb, skb=skb, allocation=allocation, mcs=mcs)
 
 
 def _row(path, ref, img, rec, sent, fe_desc: dict, codec, source: str, ms: bool) -> dict:
@@ -87,6 +88,7 @@ def _row(path, ref, img, rec, sent, fe_desc: dict, codec, source: str, ms: bool)
         "psnr_db": None, "ms_ssim": None,
         "latency_ms": (rec["decoded_at"] - sent["t_sent"]) * 1e3 if "decoded_at" in rec and "t_sent" in sent else None,
         "model": codec.name, "model_sha256": codec.sha256, "kb_index": rec.get("kb_index"), "source": source,
+        **{k: rec.get(k) for k in ("mcs", "blocks_failed", "bler")},
     }
     if img is not None and ref is not None and ref.shape == img.shape:
         row["psnr_db"] = psnr(ref, img)
@@ -131,7 +133,7 @@ def run_ota(opts: OtaOptions) -> dict:
     from ..core.sigmf_io import SigmfRecorder
 
     cfg = load_config(opts.config)   # validated before anything is opened
-    codec, rate = _open_codec(opts.model, opts.cbr, opts.ckb, opts.skb, opts.allocation)
+    codec, rate = _open_codec(opts.model, opts.cbr, opts.ckb, opts.skb, opts.allocation, opts.mcs)
     images, skipped = load_images(opts.images)
     gains = opts.tx_gains_db or [None]
     fes = [make_frontend(cfg, g) for g in gains]  # gain ranges checked before any device is opened
@@ -162,7 +164,7 @@ def run_ota(opts: OtaOptions) -> dict:
                             "model": str(codec.dir), "model_name": codec.name, "model_sha256": codec.sha256,
                             "cbr": rate.cbr, "symbols_per_location": rate.symbols_per_location,
                             "ckb": opts.ckb, "skb": opts.skb,
-                            "allocation": opts.allocation, "ofdm": cfg.ofdm.to_dict(), "radio": desc, "images_dir": str(Path(opts.images).resolve()),
+                            "allocation": opts.allocation, "mcs": rate.options.get("mcs"), "ofdm": cfg.ofdm.to_dict(), "radio": desc, "images_dir": str(Path(opts.images).resolve()),
                             "started": _now(),
                             # written with the metadata when the recording opens, so that a killed
                             # run leaves a replayable recording (frames unknown until sent)

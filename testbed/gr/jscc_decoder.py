@@ -210,7 +210,7 @@ class jscc_decoder(gr.basic_block):
             log.warning("image %d: %s; not decoded", img.image_id, why)
             return
         # an exception (e.g. a KB index this receiver's KB does not have) is logged by _decode
-        rec = codec.decode(img.stream, snr_dec, img.height, img.width, side=img.side)
+        rec = codec.decode(img.stream, snr_dec, img.height, img.width, side=img.side, mode=img.mode)
         dec_ms = (time.perf_counter() - t0) * 1e3
         ch_snr = [f.extra["snr_db"] for f in img.frames.values()]
         record = {
@@ -220,7 +220,7 @@ class jscc_decoder(gr.basic_block):
             "missing_frames": img.missing_frames,
             "snr_est_db": float(10 * np.log10(np.mean([10 ** (s / 10) for s in ch_snr]))) if ch_snr else float("nan"),
             "snr_eff_db": snr_eff, "cfo_est_hz": img.cfo_hz(), "decode_ms": dec_ms,
-            "decoded_at": time.monotonic(), "model_sha256": codec.sha256,
+            "decoded_at": time.monotonic(), "model_sha256": codec.sha256, **codec.decoded_fields(),
         }
         if img.image_id not in self.references and self.expect_references:
             # the reference travels on another port and may be read after the frames

@@ -28,12 +28,13 @@ log = logging.getLogger(__name__)
 
 class jscc_encoder(gr.basic_block):
     def __init__(self, codec, cfg: OfdmConfig, snr_db: float = 10.0, symbols_per_location: int | None = None,
-                 cbr: float | None = None, ckb: bool = True, skb: bool = True, allocation: str = "entropy"):
+                 cbr: float | None = None, ckb: bool = True, skb: bool = True, allocation: str = "entropy",
+                 mcs: str | None = None):
         gr.basic_block.__init__(self, name="jscc_encoder", in_sig=None, out_sig=None)
         self.cfg = cfg
         self.snr_db = float(snr_db)
         self.set_codec(codec, symbols_per_location=symbols_per_location, cbr=cbr, ckb=ckb, skb=skb,
-                       allocation=allocation)
+                       allocation=allocation, mcs=mcs)
         self.next_id = 0
         self.frames_sent = 0
         self.errors = 0            # image messages that could not be encoded (logged, dropped)
@@ -48,20 +49,23 @@ class jscc_encoder(gr.basic_block):
         self.snr_db = float(snr_db)
 
     def set_codec(self, codec, symbols_per_location: int | None = None, cbr: float | None = None,
-                  ckb: bool | None = None, skb: bool | None = None, allocation: str | None = None) -> None:
+                  ckb: bool | None = None, skb: bool | None = None, allocation: str | None = None,
+                  mcs: str | None = None) -> None:
         """Use ``codec`` at ``cbr`` from the next image on (call between images: :meth:`send`
         runs in the caller's thread, so an image is never split between two codecs). ``ckb``,
         ``skb`` (AKB codecs: channel / source KB on or off) and ``allocation`` (where the rate map
-        comes from) keep their current setting when None; the codec checks them (:meth:`Codec.rate
-        <testbed.core.codecs.Codec.rate>`)."""
+        comes from) and ``mcs`` (digital codecs: an MCS name or ``auto``) keep their current
+        setting when None; the codec checks them (:meth:`Codec.rate <testbed.core.codecs.Codec.rate>`)."""
         ckb = getattr(self, "ckb", True) if ckb is None else bool(ckb)
         skb = getattr(self, "skb", True) if skb is None else bool(skb)
         allocation = getattr(self, "allocation", "entropy") if allocation is None else str(allocation)
+        mcs = getattr(self, "mcs", None) if mcs is None else str(mcs)
         # checked before anything changes: a refused call leaves the block as it was
-        rate = codec.rate(cbr, symbols_per_location=symbols_per_location, ckb=ckb, skb=skb, allocation=allocation)
+        rate = codec.rate(cbr, symbols_per_location=symbols_per_location, ckb=ckb, skb=skb, allocation=allocation,
+                          **({"mcs": mcs} if mcs is not None else {}))
         self.codec, self.rate = codec, rate
         self.variable_rate, self.k, self.cbr = codec.variable_rate, rate.symbols_per_location, rate.cbr
-        self.ckb, self.skb, self.allocation = ckb, skb, allocation
+        self.ckb, self.skb, self.allocation, self.mcs = ckb, skb, allocation, mcs
         self.previous = None       # the last image sent (the channel-KB policy sees its rate offsets)
 
     def _handle(self, msg):
@@ -89,7 +93,8 @@ class jscc_encoder(gr.basic_block):
         s, side, cbr = enc.symbols, enc.side, enc.cbr
         enc_ms = (time.perf_counter() - t0) * 1e3
         frames = framing.make_frames(s, image_id=int(image_id), height=h, width=w,
-                                     symbols_per_location=enc.symbols_per_location, model_sha256=self.codec.sha256, cfg=self.cfg, side=side)
+                                     symbols_per_location=enc.symbols_per_location, model_sha256=self.codec.sha256,
+                                     cfg=self.cfg, side=side, mode=enc.mode)
         for fh, payload in frames:
             meta = {"image_id": fh.image_id, "frame_index": fh.frame_index, "frame_count": fh.frame_count,
                     "height": h, "width": w, "symbols_per_location": enc.symbols_per_location, "cbr": cbr,

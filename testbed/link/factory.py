@@ -32,14 +32,17 @@ def ofdm_rx(ofdm_config_path: str = ""):
 
 
 def jscc_encoder(model: str = "", snr_db: float = 10.0, cbr: float = 0.0, ofdm_config_path: str = "",
-                 ckb: bool = True, skb: bool = True, flush_samples: int = 0, allocation: str = "entropy"):
+                 ckb: bool = True, skb: bool = True, flush_samples: int = 0, allocation: str = "entropy",
+                 mcs: str = "auto"):
     """``flush_samples``: zeros after each image (0: the PHY's look-ahead; a Pluto needs one more
-    buffer, :func:`testbed.link.frontend.pluto_flush_samples`)."""
+    buffer, :func:`testbed.link.frontend.pluto_flush_samples`). ``mcs``: digital codecs (other
+    codecs refuse anything but the default, ``auto``)."""
     from ..gr.jscc_encoder import jscc_encoder as blk
 
     c = codec(model)
     cfg = ofdm_config(ofdm_config_path)
-    b = blk(c, cfg, snr_db=snr_db, cbr=cbr or None, ckb=ckb, skb=skb, allocation=allocation)
+    b = blk(c, cfg, snr_db=snr_db, cbr=cbr or None, ckb=ckb, skb=skb, allocation=allocation,
+            mcs=None if mcs in ("", "auto") else mcs)       # (None: a digital codec's default, auto)
     if flush_samples:
         b.flush_samples = int(flush_samples)
     return b

@@ -30,7 +30,7 @@ def model_hash32(sha256_hex: str) -> int:
 
 
 def make_frames(symbols: np.ndarray, *, image_id: int, height: int, width: int, symbols_per_location: int,
-                model_sha256: str, cfg: OfdmConfig, side: SideInfo | None = None
+                model_sha256: str, cfg: OfdmConfig, side: SideInfo | None = None, mode: int = 0
                 ) -> list[tuple[hdr.FrameHeader, np.ndarray]]:
     """Cut one image's complex symbol stream into (header, payload) frames.
 
@@ -54,7 +54,7 @@ def make_frames(symbols: np.ndarray, *, image_id: int, height: int, width: int, 
         h = hdr.FrameHeader(image_id=image_id & 0xFFFF, frame_index=i, frame_count=count, height=height,
                             width=width, symbols_per_location=0 if side is not None else symbols_per_location,
                             n_payload=part.size, payload_offset=i, model_hash=model_hash32(model_sha256),
-                            side_info_len=side_len)
+                            side_info_len=side_len, mode=mode)
         frames.append((h, part))
     return frames
 
@@ -131,6 +131,7 @@ class ImageRx:
     stream: np.ndarray
     frames: dict[int, FrameRx] = field(default_factory=dict)
     side: SideInfo | None = None
+    mode: int = 0                 # the codec's mode from the header (the digital codecs' MCS)
 
     @property
     def frames_decoded(self) -> int:
@@ -183,12 +184,13 @@ class Reassembler:
         n = int(self.symbol_count(h, side))
         return ImageRx(image_id=h.image_id, height=h.height, width=h.width,
                        symbols_per_location=h.symbols_per_location, model_hash=h.model_hash,
-                       n_symbols=n, frame_count=h.frame_count, stream=np.zeros(n, np.complex64), side=side)
+                       n_symbols=n, frame_count=h.frame_count, stream=np.zeros(n, np.complex64), side=side,
+                       mode=h.mode)
 
     @staticmethod
     def _key(h) -> tuple:
         """What identifies an image: the same fields in a frame header and in an :class:`ImageRx`."""
-        return (h.image_id, h.height, h.width, h.symbols_per_location, h.frame_count, h.model_hash)
+        return (h.image_id, h.height, h.width, h.symbols_per_location, h.frame_count, h.model_hash, h.mode)
 
     def _matches(self, img: ImageRx, fr: FrameRx) -> bool:
         same_side = (img.side is None and fr.side is None) or (

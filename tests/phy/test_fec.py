@@ -50,3 +50,30 @@ def test_header_modulation_fills_whole_ofdm_symbols_and_survives_noise():
     assert hdr.demodulate(y, 2) == h
     with pytest.raises(hdr.HeaderError):
         hdr.demodulate(rng.standard_normal(x.size), 2)   # noise only: CRC fails
+
+
+def test_header_v2_carries_the_mode_and_v1_headers_are_still_understood():
+    from testbed.phy.config import OfdmConfig
+
+    cfg = OfdmConfig()
+    h = hdr.FrameHeader(image_id=3, frame_index=0, frame_count=2, height=64, width=96, symbols_per_location=48,
+                        n_payload=500, payload_offset=0, model_hash=0xABCDEF01, mode=5)
+    assert hdr.FrameHeader.from_bytes(h.to_bytes()) == h and h.version == 2
+    sym = hdr.modulate(h, cfg.header_repetition, cfg.n_data)
+    assert hdr.demodulate(sym, cfg.header_repetition) == h
+    # a version-1 header (a recording made before the mode field): 4 bytes shorter, same OFDM symbols
+    old = hdr.FrameHeader(image_id=3, frame_index=0, frame_count=2, height=64, width=96, symbols_per_location=48,
+                          n_payload=500, payload_offset=0, model_hash=0xABCDEF01, version=1)
+    b = old.to_bytes()
+    assert len(b) == hdr.N_BYTES_V1 == hdr.N_BYTES - 1
+    assert hdr.FrameHeader.from_bytes(b) == old and old.mode == 0
+    sym1 = hdr.modulate(old, cfg.header_repetition, cfg.n_data)
+    assert sym1.size == sym.size                         # same number of OFDM symbols
+    back = hdr.demodulate(sym1, cfg.header_repetition)
+    assert back == old and back.version == 1
+    assert np.array_equal(hdr.modulate(back, cfg.header_repetition, cfg.n_data), sym1)   # re-modulates as sent
+    with pytest.raises(hdr.HeaderError, match="no mode"):
+        hdr.FrameHeader(image_id=3, frame_index=0, frame_count=2, height=64, width=96, symbols_per_location=48,
+                        n_payload=500, payload_offset=0, model_hash=1, mode=2, version=1).to_bytes()
+    with pytest.raises(hdr.HeaderError, match="expected"):
+        hdr.FrameHeader.from_bytes(b[:-2])
