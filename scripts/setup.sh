@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent set-up path for this testbed (used by scripts/demo.sh, scripts/test.sh and CI):
-#   1. the Debian packages it needs (GNU Radio, libiio, UHD, mosquitto), when missing;
+#   1. the Debian packages it needs (GNU Radio, libiio, UHD, mosquitto; with --tests also chromium,
+#      for the browser test of `testbed compare`'s report), when missing;
 #   2. .venv from Debian's Python with --system-site-packages (GNU Radio lives there);
 #   3. the package itself with versions known to work together (setup.cfg), when changed.
 # Re-running it is cheap: every step is skipped when already done.
@@ -9,6 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TESTBED_VENV:-$ROOT/.venv}"
 PY=/usr/bin/python3
 APT_PKGS=(gnuradio python3-venv libiio-utils python3-libiio mosquitto uhd-host python3-uhd)
+if [ "${1:-}" = "--tests" ]; then APT_PKGS+=(chromium); fi
 # TESTBED_APT_PKGS (space-separated) replaces the list, e.g. to check the non-root message.
 if [ -n "${TESTBED_APT_PKGS:-}" ]; then read -r -a APT_PKGS <<< "$TESTBED_APT_PKGS"; fi
 

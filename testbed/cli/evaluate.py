@@ -34,6 +34,16 @@ def add_parsers(sub, common) -> None:
     add_mcs_arg(ev)
     ev.set_defaults(func=_cmd_eval)
 
+    cp = sub.add_parser("compare", parents=[common], help="several eval/loopback runs side by side: PSNR-vs-SNR plot, "
+                                                          "reconstruction grid, HTML report")
+    cp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of testbed eval or testbed loopback")
+    cp.add_argument("--out", help="report folder (default: runs/compare-<time>)")
+    cp.add_argument("--force", action="store_true", help="overwrite the files of an earlier report in --out")
+    cp.add_argument("--image", help="the image of the grid (default: the first image every run has)")
+    cp.add_argument("--snr-db", help="SNRs of the grid (default: up to four the runs share)")
+    cp.add_argument("--images", help="folder of the runs' images (default: the folder each run names)")
+    cp.set_defaults(func=_cmd_compare)
+
     b = sub.add_parser("bench", parents=[common], help="benchmarks")
     bsub = b.add_subparsers(dest="what", required=True, metavar="{codec}")
     bc = bsub.add_parser("codec", parents=[common], help="onnxruntime encode/decode latency")
@@ -43,6 +53,29 @@ def add_parsers(sub, common) -> None:
     bc.add_argument("--threads", type=THREADS_TYPE, default=0, help="onnxruntime intra-op threads (0: all cores)")
     bc.add_argument("--cbr", type=CBR_TYPE)
     bc.set_defaults(func=_cmd_bench)
+
+
+def _cmd_compare(a) -> int:
+    from pathlib import Path
+
+    from ..core.runlog import prepare_run_dir, to_json
+    from ..experiments.compare import compare
+    from ..experiments.evaluate import parse_snrs
+
+    snrs = parse_snrs(a.snr_db) if a.snr_db else None
+    for r in a.runs:
+        if not Path(r, "summary.json").is_file():
+            raise ValueError(f"{r}: not a run folder (no summary.json)")
+    out = prepare_run_dir(a.out, "compare", force=a.force)
+    res = compare(a.runs, out, image=a.image, snrs=snrs, images_dir=a.images)
+    if a.json:
+        print(to_json(res))
+    else:
+        for run in res["runs"]:
+            cells = "  ".join(f"{x['snr_db']:g} dB {x['psnr_db']:.2f}" for x in run["results"] if x["psnr_db"] is not None)
+            print(f"{run['label']}: {cells}")
+        print(f"report: {res['files']['compare.html']}")
+    return 0
 
 
 def _cmd_eval(a) -> int:
