@@ -82,6 +82,13 @@ def _cmd_eval(a) -> int:
     from ..experiments.evaluate import EvalOptions, format_table, json_view, parse_snrs, run_eval
     from ..core.runlog import to_json
 
+    if a.record_in_card:
+        from pathlib import Path
+
+        from ..zoo import builtin_codecs
+
+        if a.model in builtin_codecs() and not Path(a.model).exists():
+            raise ValueError(f"--record-in-card: {a.model} is a built-in codec; it has no model card to record in")
     opts = EvalOptions(model=a.model, data=a.data, snrs_db=parse_snrs(a.snr_db), channel=a.channel,
                        seed=a.seed, out=a.out, force=a.force, cbr=a.cbr, separation=not a.no_separation, threads=a.threads,
                        ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation, figures=a.figures, mcs=a.mcs)

@@ -17,7 +17,7 @@ import numpy as np
 Z = 81
 N = 24 * Z
 
-_PROTOTYPES = {
+PROTOTYPES = {   # (as text: the codecs' identity hashes it)
     "1/2": """
 57 .  .  .  50 .  11 .  50 .  79 .  1  0  .  .  .  .  .  .  .  .  .  .
 3  .  28 .  0  .  .  .  55 7  .  .  .  0  0  .  .  .  .  .  .  .  .  .
@@ -58,14 +58,14 @@ _PROTOTYPES = {
 """,
 }
 
-RATES = tuple(_PROTOTYPES)
+RATES = tuple(PROTOTYPES)
 
 
 def prototype(rate: str) -> np.ndarray:
     """The prototype matrix of ``rate`` (-1: an all-zero block)."""
-    if rate not in _PROTOTYPES:
+    if rate not in PROTOTYPES:
         raise ValueError(f"LDPC code rate {rate!r}: the 802.11n N=1944 codes have rates {', '.join(RATES)}")
-    rows = [[-1 if v == "." else int(v) for v in line.split()] for line in _PROTOTYPES[rate].strip().splitlines()]
+    rows = [[-1 if v == "." else int(v) for v in line.split()] for line in PROTOTYPES[rate].strip().splitlines()]
     return np.array(rows, dtype=np.int64)
 
 

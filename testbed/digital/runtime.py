@@ -54,7 +54,7 @@ class DigitalCodec:
         self.dir = Path(__file__).resolve().parent
         table = TABLE.read_bytes() if TABLE.is_file() else b""
         ident = hashlib.sha256()
-        for part in (name, "802.11n-1944", *(ldpc_codes._PROTOTYPES[r] for r in ldpc_codes.RATES)):
+        for part in (name, "802.11n-1944", *(ldpc_codes.PROTOTYPES[r] for r in ldpc_codes.RATES)):
             ident.update(part.encode())
         ident.update(table)
         self.sha256 = ident.hexdigest()

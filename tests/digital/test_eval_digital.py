@@ -50,6 +50,12 @@ def test_bad_input_is_named(tmp_path):
     assert "kodim" in p.stderr and "carry 109 bytes of jpeg at qpsk-1/2" in p.stderr and "smallest jpeg" in p.stderr
 
 
+def test_record_in_card_is_refused_for_a_built_in_codec(tmp_path):
+    p = run_cli("eval", "--model", "jpeg-ldpc", "--data", SAMPLES, "--record-in-card", "kodak", "--out", tmp_path / "r",
+                check=False)
+    assert p.returncode == 2 and "built-in codec" in p.stderr and not (tmp_path / "r").exists()
+
+
 def test_a_learned_codec_refuses_a_frame_mode():
     from testbed.zoo import open_codec
 
