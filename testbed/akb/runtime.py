@@ -179,7 +179,7 @@ class AkbCodec:
         return sse
 
     def decode(self, symbols: np.ndarray, snr_db: float, height: int, width: int, side=None,
-               mode: int = 0) -> np.ndarray:
+               mode: int = 0, symbol_snr_db=None) -> np.ndarray:
         """``side``: an :class:`AkbSide` or the received :class:`testbed.core.wire.SideInfo`."""
         check_no_mode(mode, self.name)
         if side is None:

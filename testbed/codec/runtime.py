@@ -99,7 +99,7 @@ class OnnxCodec:
                        fields={"symbols_per_location": k})
 
     def decode(self, symbols: np.ndarray, snr_db: float, height: int, width: int, side=None,
-               mode: int = 0) -> np.ndarray:
+               mode: int = 0, symbol_snr_db=None) -> np.ndarray:
         """complex [n] received symbols -> [H, W, 3] uint8."""
         check_no_mode(mode, self.name)
         s = np.asarray(symbols)

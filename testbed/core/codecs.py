@@ -75,9 +75,11 @@ class Codec(Protocol):
         """[H, W, 3] uint8 -> :class:`Encoded`; ``previous``: the last image of the same stream."""
 
     def decode(self, symbols: np.ndarray, snr_db: float, height: int, width: int,
-               side: SideInfo | None = None, mode: int = 0) -> np.ndarray:
+               side: SideInfo | None = None, mode: int = 0, symbol_snr_db: np.ndarray | None = None) -> np.ndarray:
         """Received symbols (missing tail zero-filled) -> [H, W, 3] uint8; ``mode`` as the frame
-        header carried it (:attr:`Encoded.mode`)."""
+        header carried it (:attr:`Encoded.mode`); ``symbol_snr_db``: the receiver's SNR estimate
+        per symbol (its frame's; NaN where the frame was lost), for kinds that use it (the
+        digital codecs' demapper: lost symbols become erasures); the others take ``snr_db``."""
 
     def decoded_fields(self, sent: Encoded | None = None) -> dict:
         """The kind's log columns for the image :meth:`decode` returned last (e.g. the digital

@@ -25,6 +25,7 @@ STRIDE = 16
 SYMBOL_DIVISOR = STRIDE * STRIDE * 3      # CBR = symbols per location / 768, as for the JSCC codecs
 MAX_SYMBOLS = 255                         # the frame header's u8
 DEFAULT_SYMBOLS = 48                      # CBR 0.0625
+ERASURE_NOISE_VAR = 1e6                   # a lost symbol's noise variance: LLRs of about 0
 SOURCES = {"jpeg2000-ldpc": "jpeg2000", "jpeg-ldpc": "jpeg"}
 
 
@@ -108,11 +109,17 @@ class DigitalCodec:
                        detail=sent)
 
     def decode(self, symbols: np.ndarray, snr_db: float, height: int, width: int, side=None,
-               mode: int = 0) -> np.ndarray:
+               mode: int = 0, symbol_snr_db: np.ndarray | None = None) -> np.ndarray:
+        """``symbol_snr_db`` (per symbol, NaN: lost) or else ``snr_db`` sets the demapper's noise
+        variance (unit-energy symbols); a lost symbol is an erasure (LLRs of about 0)."""
         if not 1 <= int(mode) <= len(MCS_TABLE):
             raise ValueError(f"frame mode {mode}: not an MCS of {self.name} (1..{len(MCS_TABLE)})")
         m = MCS_TABLE[int(mode) - 1]
-        noise_var = 10.0 ** (-float(snr_db) / 10.0)          # unit-energy symbols
+        snr = None if symbol_snr_db is None else np.asarray(symbol_snr_db, dtype=np.float64).reshape(-1)
+        if snr is not None and snr.size == np.size(symbols) and np.isfinite(snr).any():
+            noise_var = np.where(np.isfinite(snr), 10.0 ** (-np.nan_to_num(snr) / 10.0), ERASURE_NOISE_VAR)
+        else:
+            noise_var = 10.0 ** (-float(snr_db) / 10.0)
         self._last = link.receive(symbols, noise_var, m, self.source, height, width)
         return self._last.image
 

@@ -210,7 +210,8 @@ class jscc_decoder(gr.basic_block):
             log.warning("image %d: %s; not decoded", img.image_id, why)
             return
         # an exception (e.g. a KB index this receiver's KB does not have) is logged by _decode
-        rec = codec.decode(img.stream, snr_dec, img.height, img.width, side=img.side, mode=img.mode)
+        rec = codec.decode(img.stream, snr_dec, img.height, img.width, side=img.side, mode=img.mode,
+                           symbol_snr_db=img.symbol_snr_db())
         dec_ms = (time.perf_counter() - t0) * 1e3
         ch_snr = [f.extra["snr_db"] for f in img.frames.values()]
         record = {

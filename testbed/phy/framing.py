@@ -150,6 +150,16 @@ class ImageRx:
         v = [10 ** (f.snr_db / 10) for f in self.frames.values() if math.isfinite(f.snr_db)]
         return 10 * math.log10(float(np.mean(v))) if v else float("nan")
 
+    def symbol_snr_db(self) -> np.ndarray:
+        """Per symbol of :attr:`stream`, the SNR estimate of the frame that carried it (frame
+        ``i`` carries ``stream[i::frame_count]``; the image's mean where a frame has no estimate);
+        NaN for the symbols of missing frames."""
+        out = np.full(self.n_symbols, np.nan)
+        mean = self.snr_db()
+        for i, f in self.frames.items():
+            out[i::self.frame_count] = f.snr_db if math.isfinite(f.snr_db) else mean
+        return out
+
     def cfo_hz(self) -> float:
         v = [f.cfo_hz for f in self.frames.values() if math.isfinite(f.cfo_hz)]
         return float(np.mean(v)) if v else float("nan")

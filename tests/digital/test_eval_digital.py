@@ -64,3 +64,35 @@ def test_a_learned_codec_refuses_a_frame_mode():
     with pytest.raises(ValueError, match="frame mode 3"):
         codec.decode(np.zeros(k * 4, np.complex64), 10.0, 32, 32, mode=3)
     assert codec.decoded_fields() == {}
+
+
+def test_lost_frames_are_erasures_for_the_demapper():
+    """A receiver that lost one frame of eight: with the per-symbol SNR (NaN where lost) the
+    64-QAM blocks still decode; with one SNR for every symbol the zeros mislead the demapper."""
+    from testbed.core.paths import samples_dir
+    from testbed.core.images import load_rgb
+    from testbed.phy import framing
+    from testbed.phy import header as hdr
+    from testbed.zoo import open_codec
+
+    img = np.ascontiguousarray(load_rgb(sorted(samples_dir().glob("*.png"))[0])[:256, :384])
+    codec = open_codec("jpeg2000-ldpc")
+    enc = codec.encode(img, 22.0, codec.rate(0.0625, mcs="64qam-2/3"))
+    rng = np.random.default_rng(0)
+    n0 = 10 ** (-22.0 / 10)
+    y = enc.symbols + np.sqrt(n0 / 2) * (rng.standard_normal(enc.symbols.size) + 1j * rng.standard_normal(enc.symbols.size))
+    # the receiver's view: frames 0..7, frame 3 missing (its symbols zero-filled)
+    rx = framing.ImageRx(image_id=0, height=256, width=384, symbols_per_location=48, model_hash=0,
+                         n_symbols=y.size, frame_count=8, stream=y.astype(np.complex64))
+    for i in range(8):
+        if i != 3:
+            h = hdr.FrameHeader(image_id=0, frame_index=i, frame_count=8, height=256, width=384,
+                                symbols_per_location=48, n_payload=1, payload_offset=i, model_hash=0)
+            rx.frames[i] = framing.FrameRx(header=h, symbols=np.zeros(1, np.complex64), snr_db=22.0 + 0.1 * i)
+    rx.stream[3::8] = 0
+    per_symbol = rx.symbol_snr_db()
+    assert np.isnan(per_symbol[3::8]).all() and np.allclose(per_symbol[5::8], 22.5)
+    codec.decode(rx.stream, 22.0, 256, 384, mode=enc.mode, symbol_snr_db=per_symbol)
+    assert codec.decoded_fields()["blocks_failed"] == 0
+    codec.decode(rx.stream, 22.0, 256, 384, mode=enc.mode)
+    assert codec.decoded_fields()["blocks_failed"] > 0
