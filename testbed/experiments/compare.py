@@ -105,18 +105,18 @@ def _reconstruct(run: Run, image_name: str, snrs: list[float], images_dir: str |
     """The run's image, and its reconstructions at ``snrs`` over the ideal symbol channel (eval's
     random streams: the same image as its row when the run is an eval run at that SNR)."""
     from ..core.codecs import rate_for
-    from ..core.images import list_images, load_rgb
+    from ..core.images import load_images
     from ..core.symbol_channel import apply_channel_np
     from ..zoo import open_codec
 
     s = run.summary
     folder = images_dir or s.get("data") or s.get("images")
-    files = list_images(folder) if folder and Path(folder).is_dir() else []
-    matches = [f for f in files if f.name == image_name]
-    if not matches:
+    loaded = load_images(folder)[0] if folder and Path(folder).is_dir() else []   # eval's order and indices
+    names = [p.name for p, _ in loaded]
+    if image_name not in names:
         raise CompareError(f"{run.path}: image {image_name} not found in {folder!r} (give --images DIR)")
-    img = load_rgb(matches[0])
-    index = [f.name for f in files].index(image_name)
+    index = names.index(image_name)
+    img = loaded[index][1]
     model = s.get("model_dir") if s.get("model_dir") and Path(s["model_dir"], "model_card.yaml").is_file() else s["model"]
     codec = open_codec(model)
     if codec.sha256 != s.get("model_sha256", codec.sha256):
