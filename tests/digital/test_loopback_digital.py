@@ -1,6 +1,10 @@
 """The digital codecs through the loopback flowgraph (OFDM PHY, the MCS in each frame header):
 above the MCS's threshold the receiver decodes the very codestream that was sent, below it every
-block is lost and the row still says so."""
+block is lost and the row still says so.
+
+The flowgraphs run in subprocesses (:func:`run_entry_point`): GNU Radio keeps each in-process
+flowgraph's shared-memory buffers until the process ends, and the suite's process is near the
+system's limit of segments."""
 import json
 
 import numpy as np
@@ -8,7 +12,7 @@ import pytest
 
 pytest.importorskip("gnuradio.digital")
 
-from tests.helpers import SAMPLES, run_cli, write_png  # noqa: E402
+from tests.helpers import SAMPLES, run_cli, run_entry_point, write_png  # noqa: E402
 from testbed.core.runlog import read_csv_rows  # noqa: E402
 
 
@@ -28,7 +32,7 @@ def test_loopback_decodes_the_sent_codestream_above_threshold_and_logs_the_cliff
     from testbed.digital import link, source
     from testbed.digital.mcs import mcs
 
-    lb = json.loads(run_cli("loopback", "--model", "jpeg2000-ldpc", "--images", crops, "--snr-db", "0,6",
+    lb = json.loads(run_entry_point("loopback", "--model", "jpeg2000-ldpc", "--images", crops, "--snr-db", "0,6",
                             "--mcs", "qpsk-1/2", "--no-ms-ssim", "--out", tmp_path / "lb", "--json").stdout)
     rows = read_csv_rows(tmp_path / "lb" / "results.csv")
     assert len(rows) == 4 and {r["mcs"] for r in rows} == {"qpsk-1/2"}
@@ -57,7 +61,7 @@ def test_loopback_refuses_an_mcs_for_a_learned_codec(crops, tmp_path):
 
 def test_ota_loopback_radio_records_and_replays_a_digital_codec(crops, tmp_path):
     out = tmp_path / "ota"
-    s = json.loads(run_cli("ota", "--config", "firmware_configs/loopback.yaml", "--images", crops, "--model",
+    s = json.loads(run_entry_point("ota", "--config", "firmware_configs/loopback.yaml", "--images", crops, "--model",
                            "jpeg-ldpc", "--mcs", "16qam-1/2", "--tx-gain-db", "10", "--record", "--out", out,
                            "--json").stdout)
     rows = read_csv_rows(out / "results.csv")
@@ -65,7 +69,7 @@ def test_ota_loopback_radio_records_and_replays_a_digital_codec(crops, tmp_path)
     assert all(int(r["blocks_failed"]) == 0 and float(r["psnr_db"]) > 20 for r in rows)
     meta = json.loads(open(s["recordings"][0]).read())
     assert meta["global"]["testbed:settings"]["mcs"] == "16qam-1/2"
-    run_cli("replay", s["recordings"][0], "--out", tmp_path / "replay", "--json")
+    run_entry_point("replay", s["recordings"][0], "--out", tmp_path / "replay", "--json")
     rep = {r["image"]: r for r in read_csv_rows(tmp_path / "replay" / "results.csv")}
     for r in rows:      # the receiver alone, on the recorded samples, decodes the same codestream
         assert rep[r["image"]]["mcs"] == "16qam-1/2" and float(rep[r["image"]]["psnr_db"]) == pytest.approx(
