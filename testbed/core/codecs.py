@@ -129,7 +129,7 @@ def check_no_mode(mode: int, codec_name: str) -> None:
 def refuse_options(codec_name: str, supported: tuple[str, ...], options: dict) -> None:
     """Options a codec kind does not have, when set to other than their defaults, are refused,
     naming the command-line flags given."""
-    given = []
+    given, owners = [], set()
     for k, v in options.items():
         if k in supported:
             continue
@@ -137,8 +137,9 @@ def refuse_options(codec_name: str, supported: tuple[str, ...], options: dict) -
             raise ValueError(f"unknown codec option {k!r}")
         if v != OPTION_DEFAULTS[k]:
             given.append(OPTION_FLAGS[k] + (f" {v}" if k in ("allocation", "mcs") else ""))
+            owners.add(OPTION_OWNERS[k])
     if given:
-        owners = sorted({OPTION_OWNERS[k] for k, v in options.items() if k not in supported and v != OPTION_DEFAULTS[k]})
+        owners = sorted(owners)
         raise ValueError(f"{' '.join(given)}: need {' or '.join(owners)}; {codec_name} does not take "
                          f"{'it' if len(given) == 1 else 'them'}")
 
