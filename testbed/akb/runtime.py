@@ -241,6 +241,9 @@ class AkbCodec:
     def decoded_fields(self, sent=None) -> dict:
         return {}
 
+    def reference_fields(self, reference, symbols_per_location: int, mode: int) -> dict:
+        return {}
+
     def check_side(self, side) -> str | None:
         if side is None:
             return "no side information (rate map) with the image"

@@ -123,5 +123,8 @@ class OnnxCodec:
     def decoded_fields(self, sent=None) -> dict:
         return {}
 
+    def reference_fields(self, reference, symbols_per_location: int, mode: int) -> dict:
+        return {}
+
     def check_side(self, side) -> str | None:
         return None if side is None else "a fixed-rate codec takes no side information"

@@ -86,6 +86,12 @@ class Codec(Protocol):
         kinds' block error rate); given what was sent (a symbol-level run), also the bit error
         rates. ``{}`` for kinds without such columns."""
 
+    def reference_fields(self, reference: np.ndarray, symbols_per_location: int, mode: int) -> dict:
+        """For a receiver that knows the image sent (loopback; ota and replay with their image
+        list): columns comparing the image :meth:`decode` returned last with what the transmitter
+        sent for ``reference`` (the digital kinds re-encode it at the header's budget and MCS: bit
+        error rates). ``{}`` for kinds without such columns."""
+
     def n_symbols(self, symbols_per_location: int, side: SideInfo | None, height: int, width: int) -> int:
         """Channel symbols of an image as announced by its frame header (and side information)."""
 

@@ -132,6 +132,17 @@ class DigitalCodec:
             f.update(link.error_fields(sent.detail, rx))
         return f
 
+    def reference_fields(self, reference: np.ndarray, symbols_per_location: int, mode: int) -> dict:
+        rx = self._last
+        if rx is None or not 1 <= int(mode) <= len(MCS_TABLE) or reference.shape != rx.image.shape:
+            return {}
+        h, w = reference.shape[:2]
+        try:
+            sent = link.transmit(reference, symbols_per_location * _grid(h, w), self.source, MCS_TABLE[int(mode) - 1])
+        except ValueError:
+            return {}
+        return link.error_fields(sent, rx)
+
     # -- what the receiver asks ----------------------------------------------------------------
     def n_symbols(self, symbols_per_location: int, side, height: int, width: int) -> int:
         return symbols_per_location * _grid(height, width)

@@ -30,7 +30,7 @@ ROW_FIELDS = [
     "frames_decoded", "missing_frames", "psnr_db", "ms_ssim", "encode_ms", "decode_ms", "latency_ms",
     "model", "model_sha256", "seed", "kb_index", "ckb", "skb", "allocation",
     # digital codecs (jpeg2000-ldpc, jpeg-ldpc): the MCS, what was sent, the blocks lost
-    "mcs", "code_blocks", "codestream_bytes", "bits_sent", "blocks_failed", "bler",
+    "mcs", "code_blocks", "codestream_bytes", "bits_sent", "blocks_failed", "bler", "uncoded_ber", "coded_ber",
 ]
 
 
@@ -189,7 +189,7 @@ def codec_fields(sent: dict, rec: dict) -> dict:
     for key in ("symbols_per_location", "kb_index"):
         if key in fields and rec.get(key) is not None:
             fields[key] = rec[key]
-    for key in ("blocks_failed", "bler"):       # the digital codecs' receiver counts
+    for key in ("blocks_failed", "bler", "uncoded_ber", "coded_ber"):       # the digital codecs' receiver counts
         if rec.get(key) is not None:
             fields[key] = rec[key]
     return fields

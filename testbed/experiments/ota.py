@@ -33,7 +33,7 @@ OTA_FIELDS = [
     "timestamp", "image", "width", "height", "cbr", "radio", "tx_serial", "rx_serial", "tx_lo_hz", "rx_lo_hz",
     "samp_rate", "tx_gain_db", "rx_gain_db", "tx_snr_db", "snr_est_db", "cfo_est_hz", "frames_sent",
     "frames_decoded", "frames_lost", "psnr_db", "ms_ssim", "latency_ms", "model", "model_sha256", "kb_index",
-    "source", "mcs", "blocks_failed", "bler",      # (the last three: digital codecs)
+    "source", "mcs", "blocks_failed", "bler", "uncoded_ber", "coded_ber",      # (from mcs on: digital codecs)
 ]
 
 
@@ -88,7 +88,7 @@ def _row(path, ref, img, rec, sent, fe_desc: dict, codec, source: str, ms: bool)
         "psnr_db": None, "ms_ssim": None,
         "latency_ms": (rec["decoded_at"] - sent["t_sent"]) * 1e3 if "decoded_at" in rec and "t_sent" in sent else None,
         "model": codec.name, "model_sha256": codec.sha256, "kb_index": rec.get("kb_index"), "source": source,
-        **{k: rec.get(k) for k in ("mcs", "blocks_failed", "bler")},
+        **{k: rec.get(k) for k in ("mcs", "blocks_failed", "bler", "uncoded_ber", "coded_ber")},
     }
     if img is not None and ref is not None and ref.shape == img.shape:
         row["psnr_db"] = psnr(ref, img)
@@ -304,7 +304,7 @@ def _replay_rows(meta_path, ms: bool = True, check=None, images_dir: str | None 
     tb = gr.top_block("replay")
     src = sigmf_source(rec.meta_path, tail=cfg.flush_samples() * 2)
     rx = ofdm_rx(cfg)
-    dec = jscc_decoder(codec, on_image=lambda r, img: done_q.put((r, img)), references={})
+    dec = jscc_decoder(codec, on_image=lambda r, img: done_q.put((r, img)), references=dict(refs))
     tb.connect(src, rx)
     tb.msg_connect(rx, "frames", dec, "frames")
     desc = st.get("radio", {})

@@ -223,6 +223,9 @@ class jscc_decoder(gr.basic_block):
             "snr_eff_db": snr_eff, "cfo_est_hz": img.cfo_hz(), "decode_ms": dec_ms,
             "decoded_at": time.monotonic(), "model_sha256": codec.sha256, **codec.decoded_fields(),
         }
+        ref = self.references.get(img.image_id)
+        if ref is not None:         # (after the timing: a digital codec re-encodes the image sent)
+            record.update(codec.reference_fields(ref, img.symbols_per_location, img.mode))
         if img.image_id not in self.references and self.expect_references:
             # the reference travels on another port and may be read after the frames
             self.deferred[img.image_id] = (record, rec)

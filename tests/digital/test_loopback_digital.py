@@ -40,6 +40,8 @@ def test_loopback_decodes_the_sent_codestream_above_threshold_and_logs_the_cliff
     high = [r for r in rows if float(r["snr_db"]) == 6]
     for r in high:
         assert int(r["blocks_failed"]) == 0 and float(r["bler"]) == 0
+        # the receiver re-encoded the reference: the channel flipped bits, the code corrected them all
+        assert float(r["uncoded_ber"]) > 0.001 and float(r["coded_ber"]) == 0
         img = load_rgb(crops / r["image"])
         # the image a receiver shows from the whole codestream, sent at this budget
         n = int(r["code_blocks"]) * mcs("qpsk-1/2").symbols_per_block
@@ -49,6 +51,7 @@ def test_loopback_decodes_the_sent_codestream_above_threshold_and_logs_the_cliff
         assert float(r["psnr_db"]) == pytest.approx(psnr(img, full), abs=1e-3)     # bit-identical codestream
     for r in low:             # every row is there, the loss logged
         assert int(r["frames_decoded"]) > 0 and float(r["bler"]) > 0.5 and r["psnr_db"] != ""
+        assert float(r["coded_ber"]) > 0.01 and float(r["uncoded_ber"]) > float(high[0]["uncoded_ber"])
     res = {r["snr_db"]: r for r in lb["results"]}
     assert res[6.0]["psnr_db"] > res[0.0]["psnr_db"] + 5
 
@@ -74,3 +77,5 @@ def test_ota_loopback_radio_records_and_replays_a_digital_codec(crops, tmp_path)
     for r in rows:      # the receiver alone, on the recorded samples, decodes the same codestream
         assert rep[r["image"]]["mcs"] == "16qam-1/2" and float(rep[r["image"]]["psnr_db"]) == pytest.approx(
             float(r["psnr_db"]), abs=1e-3)
+        assert float(r["coded_ber"]) == 0 and float(rep[r["image"]]["uncoded_ber"]) == pytest.approx(
+            float(r["uncoded_ber"]))
