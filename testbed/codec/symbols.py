@@ -13,7 +13,7 @@ Conventions (shared by the PyTorch model, the ONNX graphs and the PHY):
 """
 from __future__ import annotations
 
-from ..core.images import BLOCK_PIXELS
+from ..core.wire import BLOCK_PIXELS, block_grid
 
 STRIDE = BLOCK_PIXELS  # total down-sampling of the encoder; images are padded to a multiple of this
 SYMBOL_DIVISOR = STRIDE * STRIDE * 3   # CBR = symbols per location / SYMBOL_DIVISOR (768)
@@ -21,7 +21,7 @@ SYMBOL_DIVISOR = STRIDE * STRIDE * 3   # CBR = symbols per location / SYMBOL_DIV
 
 def latent_grid(height: int, width: int) -> tuple[int, int]:
     """Grid of symbol locations for an ``height x width`` image."""
-    return (height + STRIDE - 1) // STRIDE, (width + STRIDE - 1) // STRIDE
+    return block_grid(height, width)
 
 
 def cbr(symbols_per_location: int, height: int, width: int) -> float:

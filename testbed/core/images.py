@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .wire import BLOCK_PIXELS  # noqa: F401  (the codecs' 16 x 16-pixel blocks; re-exported)
+
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
-
-
-# the codecs code an image in 16 x 16-pixel blocks (one symbol location each; codec.symbols.STRIDE)
-BLOCK_PIXELS = 16
 
 
 class ImageInputError(ValueError):

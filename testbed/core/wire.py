@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+BLOCK_PIXELS = 16          # a symbol location: 16 x 16 pixels (the codecs' total down-sampling)
 RATE_BLOCK_PIXELS = 64     # a rate block: 4 x 4 symbol locations of 16 x 16 pixels
 RATE_BITS = 3              # bits per rate level (at most 8 levels)
 KB_INDEX_BITS = 8          # bits of the source-KB index
@@ -26,6 +27,11 @@ class SideInfo:
     kb_index: int
     levels: np.ndarray     # [hb, wb] int64 rate levels
     kb_hash: int = 0       # first 16 bits of the transmitter's source-KB sha256 (:func:`kb_hash16`)
+
+
+def block_grid(height: int, width: int) -> tuple[int, int]:
+    """Symbol locations (``BLOCK_PIXELS`` x ``BLOCK_PIXELS`` pixels each) covering an image."""
+    return -(-height // BLOCK_PIXELS), -(-width // BLOCK_PIXELS)
 
 
 def rate_block_grid(height: int, width: int) -> tuple[int, int]:

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ..core.card import CardBase
+from ..core.wire import BLOCK_PIXELS, block_grid
 from ..core.codecs import Encoded, ModelError, Rate, refuse_options
 from . import ldpc_codes, link
-from .mcs import AUTO, MCS_TABLE, TABLE, choose
+from .mcs import AUTO, MCS_TABLE, TABLE, Mcs, choose
 from .mcs import mcs as mcs_named
 
-STRIDE = 16
-SYMBOL_DIVISOR = STRIDE * STRIDE * 3      # CBR = symbols per location / 768, as for the JSCC codecs
+SYMBOL_DIVISOR = BLOCK_PIXELS * BLOCK_PIXELS * 3   # CBR = symbols per location / 768, as for the JSCC codecs
 MAX_SYMBOLS = 255                         # the frame header's u8
 DEFAULT_SYMBOLS = 48                      # CBR 0.0625
 ERASURE_NOISE_VAR = 1e6                   # a lost symbol's noise variance: LLRs of about 0
@@ -40,7 +40,19 @@ class DigitalCard(CardBase):
 
 
 def _grid(height: int, width: int) -> int:
-    return ((height + STRIDE - 1) // STRIDE) * ((width + STRIDE - 1) // STRIDE)
+    hb, wb = block_grid(height, width)
+    return hb * wb
+
+
+def _mode(m: Mcs) -> int:
+    """The frame-header mode of an MCS (its index + 1; 0 is no mode)."""
+    return MCS_TABLE.index(m) + 1
+
+
+def _mcs_of(mode: int, codec_name: str) -> Mcs:
+    if not 1 <= int(mode) <= len(MCS_TABLE):
+        raise ValueError(f"frame mode {mode}: not an MCS of {codec_name} (1..{len(MCS_TABLE)})")
+    return MCS_TABLE[int(mode) - 1]
 
 
 class DigitalCodec:
@@ -102,7 +114,7 @@ class DigitalCodec:
         n = k * _grid(h, w)
         sent = link.transmit(image, n, self.source, m)
         return Encoded(symbols=sent.symbols, cbr=n / (h * w * 3), symbols_per_location=k,
-                       mode=MCS_TABLE.index(m) + 1,
+                       mode=_mode(m),
                        fields={"symbols_per_location": k, "mcs": m.name, "code_blocks": sent.fields["code_blocks"],
                                "codestream_bytes": sent.fields["codestream_bytes"],
                                "bits_sent": sent.fields["bits_sent"]},
@@ -112,9 +124,7 @@ class DigitalCodec:
                mode: int = 0, symbol_snr_db: np.ndarray | None = None) -> np.ndarray:
         """``symbol_snr_db`` (per symbol, NaN: lost) or else ``snr_db`` sets the demapper's noise
         variance (unit-energy symbols); a lost symbol is an erasure (LLRs of about 0)."""
-        if not 1 <= int(mode) <= len(MCS_TABLE):
-            raise ValueError(f"frame mode {mode}: not an MCS of {self.name} (1..{len(MCS_TABLE)})")
-        m = MCS_TABLE[int(mode) - 1]
+        m = _mcs_of(mode, self.name)
         snr = None if symbol_snr_db is None else np.asarray(symbol_snr_db, dtype=np.float64).reshape(-1)
         if snr is not None and snr.size == np.size(symbols) and np.isfinite(snr).any():
             noise_var = np.where(np.isfinite(snr), 10.0 ** (-np.nan_to_num(snr) / 10.0), ERASURE_NOISE_VAR)
@@ -134,12 +144,12 @@ class DigitalCodec:
 
     def reference_fields(self, reference: np.ndarray, symbols_per_location: int, mode: int) -> dict:
         rx = self._last
-        if rx is None or not 1 <= int(mode) <= len(MCS_TABLE) or reference.shape != rx.image.shape:
+        if rx is None or reference.shape != rx.image.shape:
             return {}
         h, w = reference.shape[:2]
         try:
-            sent = link.transmit(reference, symbols_per_location * _grid(h, w), self.source, MCS_TABLE[int(mode) - 1])
-        except ValueError:
+            sent = link.transmit(reference, symbols_per_location * _grid(h, w), self.source, _mcs_of(mode, self.name))
+        except ValueError:          # (an unknown mode, or a budget the image no longer fits)
             return {}
         return link.error_fields(sent, rx)
 

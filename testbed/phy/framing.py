@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.wire import block_grid
 from . import header as hdr
 from . import sideinfo
 from .config import OfdmConfig
@@ -167,7 +168,8 @@ class ImageRx:
 
 def fixed_rate_symbols(h: hdr.FrameHeader, side: SideInfo | None = None) -> int:
     """Symbols of a fixed-rate image: ``symbols_per_location`` per 16 x 16-pixel block."""
-    return h.symbols_per_location * (-(-h.height // 16)) * (-(-h.width // 16))
+    hb, wb = block_grid(h.height, h.width)
+    return h.symbols_per_location * hb * wb
 
 
 class Reassembler:
