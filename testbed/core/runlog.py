@@ -8,13 +8,37 @@
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """Hold Ctrl-C (SIGINT) for the duration of the block and deliver it, to whatever handler
+    was installed before, when the block ends. Outside the main thread (where signals are not
+    delivered to Python code) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    hits: list = []
+    prev = signal.signal(signal.SIGINT, lambda signum, frame: hits.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, prev)
+        if hits:
+            if callable(prev):
+                prev(signal.SIGINT, hits[0])
+            elif prev == signal.SIG_DFL:
+                raise KeyboardInterrupt
 
 
 def default_run_dir(prefix: str) -> Path:
@@ -169,8 +193,14 @@ class CsvLog:
         except OSError as e:
             raise OutputError(e.errno, f"{self.path}: cannot write ({_reason(e)}); the rows before were kept") from None
 
-    def append(self, row: dict[str, Any]) -> None:
-        self.append_many([row])
+    def append(self, row: dict[str, Any], keep: list | None = None) -> None:
+        """One row; with ``keep``, the row is also added to that list, and Ctrl-C cannot fall
+        between the two (it is held until both are done), so an interrupted run's summary, made
+        from the list, counts exactly the rows in the file."""
+        with sigint_deferred():
+            self.append_many([row])
+            if keep is not None:
+                keep.append(row)
 
     def append_many(self, rows: Sequence[dict[str, Any]]) -> None:
         """Several rows with one flush and fsync (group commit); each row is still one full line."""

@@ -150,8 +150,7 @@ def run_eval(opts: EvalOptions) -> dict:
                         ref = separation_reference(img, enc.cbr, snr)
                         row.update({"capacity_bpp": ref["capacity_bpp"], "jpeg_psnr_db": ref["jpeg_psnr_db"],
                                     "jpeg2000_psnr_db": ref["jpeg2000_psnr_db"]})
-                    csvlog.append(row)
-                    rows.append(row)
+                    csvlog.append(row, keep=rows)
                     bar.update(1)
                     bar.set_postfix(psnr=f"{row['psnr_db']:.2f}", snr=f"{snr:g}")
         except KeyboardInterrupt:

@@ -213,8 +213,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
     bar = tqdm(total=len(images) * len(opts.snrs_db), desc="loopback", unit="img", dynamic_ncols=True)
     with CsvLog(out / "results.csv", ROW_FIELDS) as csvlog:
         def emit(row):
-            csvlog.append(row)
-            rows.append(row)
+            csvlog.append(row, keep=rows)
             bar.update(1)
             bar.set_postfix_str(f"SNR {row['snr_db']:g} dB est {row['snr_est_db'] or float('nan'):.1f} dB, "
                                 f"frames {row['frames_decoded']}/{row['frames_sent']}, "

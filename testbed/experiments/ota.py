@@ -145,8 +145,7 @@ def run_ota(opts: OtaOptions) -> dict:
     bar = tqdm(total=len(images) * len(gains), desc="ota", unit="img", dynamic_ncols=True)
     with CsvLog(out / "results.csv", OTA_FIELDS) as csvlog:
         def emit(row):
-            csvlog.append(row)
-            rows.append(row)
+            csvlog.append(row, keep=rows)
             bar.update(1)
             bar.set_postfix_str(f"gain {row['tx_gain_db']} dB, est SNR {row['snr_est_db'] or float('nan'):.1f} dB, "
                                 f"frames {row['frames_decoded']}/{row['frames_sent']}, "
@@ -352,8 +351,7 @@ def run_replay(meta_path: str, out: str | None = None, images_dir: str | None = 
         try:
             with _Interrupt() as intr:
                 for row in _replay_rows(meta_path, ms, intr.check, images_dir=images_dir):
-                    csvlog.append(row)
-                    rows.append(row)
+                    csvlog.append(row, keep=rows)
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted: %d finished rows kept in %s", len(rows), outp / "results.csv")

@@ -1,9 +1,10 @@
 import json
 import os
+import signal
 
 import pytest
 
-from testbed.core.runlog import CsvLog, read_csv_rows, write_json_atomic
+from testbed.core.runlog import CsvLog, read_csv_rows, sigint_deferred, write_json_atomic
 
 
 def test_csv_rows_are_on_disk_immediately_and_torn_tail_is_dropped(tmp_path):
@@ -38,3 +39,35 @@ def test_json_atomic_replaces_and_cleans_nan(tmp_path):
     write_json_atomic(p, {"v": 2})
     assert json.loads(p.read_text()) == {"v": 2}
     assert [f for f in os.listdir(tmp_path) if f.startswith(".")] == []
+
+
+def test_ctrl_c_during_an_append_lands_after_the_row_is_in_file_and_list(tmp_path, monkeypatch):
+    log = CsvLog(tmp_path / "r.csv", ["a"])
+    write = CsvLog._write
+
+    def interrupted_write(self, text):          # Ctrl-C arrives while the row is being written
+        os.kill(os.getpid(), signal.SIGINT)
+        write(self, text)
+
+    monkeypatch.setattr(CsvLog, "_write", interrupted_write)
+    kept: list = []
+    with pytest.raises(KeyboardInterrupt):
+        log.append({"a": 1}, keep=kept)
+    log.close()
+    assert kept == [{"a": 1}]
+    assert read_csv_rows(tmp_path / "r.csv") == [{"a": "1"}]
+
+
+def test_sigint_deferred_hands_the_signal_to_the_previous_handler():
+    seen = []
+    prev = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    try:
+        with sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert seen == []                   # held inside the block
+        assert seen == [signal.SIGINT]
+        with sigint_deferred():
+            pass
+        assert seen == [signal.SIGINT]          # nothing arrived: nothing delivered
+    finally:
+        signal.signal(signal.SIGINT, prev)
