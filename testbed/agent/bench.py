@@ -36,7 +36,7 @@ import numpy as np
 
 from . import messages as M
 from . import topics as T
-from .broker import Broker, free_port, init_broker_dir
+from .broker import AUTOSAVE_S, Broker, free_port, init_broker_dir
 from .benchtools import CpuMeter, Workers, cores, pct, peak_rate
 from .mqttlink import MqttLink
 from .transfer import held_models
@@ -111,7 +111,7 @@ class Bench:
         load0 = os.getloadavg()
         t = time.perf_counter()
         self.say(f"writing the broker config for {a.nodes} nodes ...")
-        creds = init_broker_dir(work / "broker", ids, port=port)
+        creds = init_broker_dir(work / "broker", ids, port=port, autosave_s=self.a.broker_autosave_s)
         broker_init_s = time.perf_counter() - t
         broker = Broker(work / "broker", port).start()
         url = broker.url
@@ -122,7 +122,7 @@ class Bench:
         ctl_log = open(out / "controller.log", "w")
         ctl = subprocess.Popen([sys.executable, *prof, *cmd], stderr=ctl_log)
         self.op = self.w = None
-        res: dict = {"nodes": a.nodes, "processes": procs, "nodes_nice": a.nodes_nice, "rounds": a.rounds, "reports_per_job": a.reports,
+        res: dict = {"nodes": a.nodes, "processes": procs, "nodes_nice": a.nodes_nice, "broker_autosave_s": a.broker_autosave_s, "rounds": a.rounds, "reports_per_job": a.reports,
                      "report_hz_per_node": a.report_hz, "intent_hz": a.intent_hz, "machine_cores": cores(),
                      "loadavg_at_start": [round(x, 2) for x in load0], "broker_init_s": round(broker_init_s, 2)}
         flood_n = max(0, a.nodes - (a.probe_nodes if a.probe_hz > 0 else 0)) if a.report_rate > 0 else 0
@@ -316,6 +316,8 @@ def main(argv=None) -> int:
     p.add_argument("--nodes-nice", type=int, default=0, choices=range(0, 20), metavar="0..19",
                    help="run the simulated-node processes at this nice value (the load generator yields the CPU "
                         "to the broker and controller, as nodes on machines of their own would)")
+    p.add_argument("--broker-autosave-s", type=int, default=AUTOSAVE_S,
+                   help="seconds between mosquitto's saves of its state (default %(default)s, as `broker init`)")
     p.add_argument("--connect-timeout", type=float, default=120.0)
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds to wait for each phase (assignments, reports, acknowledgements) before giving up")

@@ -52,8 +52,17 @@ def acl_text(root: str = ROOT) -> str:
             f"pattern read {root}/models/#\n")
 
 
+# mosquitto writes its whole state (sessions, subscriptions, retained and queued messages) in one
+# blocking save every ``autosave_interval`` s: with 1000 clients a save took 7-60 ms (strace), in
+# which the broker passed on nothing, and at one save a second those stalls were most of the
+# control plane's intent-latency p99 (testbed.agent.bench). What a crash loses between saves, the
+# agents restore: nodes and controller publish their retained status again on reconnecting,
+# models are announced again, and jobs and QoS reports are re-sent until confirmed.
+AUTOSAVE_S = 60
+
+
 def conf_text(folder: Path, port: int, *, auth: bool = True, bind: str = "127.0.0.1", persistence: bool = True,
-              tls: dict | None = None) -> str:
+              tls: dict | None = None, autosave_s: int = AUTOSAVE_S) -> str:
     lines = ["# written by `testbed broker init`",
              f"user {getpass.getuser()}",    # started as root, mosquitto would switch to 'mosquitto'
              f"listener {port} {bind}",
@@ -66,7 +75,9 @@ def conf_text(folder: Path, port: int, *, auth: bool = True, bind: str = "127.0.
     if auth:
         lines += [f"password_file {folder / 'passwd'}", f"acl_file {folder / 'acl'}"]
     if persistence:
-        lines += ["persistence true", f"persistence_location {folder}/", "autosave_interval 1"]
+        if not isinstance(autosave_s, int) or isinstance(autosave_s, bool) or not 1 <= autosave_s <= 86400:
+            raise ValueError(f"--autosave-s {autosave_s!r}: must be a whole number of seconds in 1..86400")
+        lines += ["persistence true", f"persistence_location {folder}/", f"autosave_interval {autosave_s}"]
     if tls:   # this listener speaks TLS: clients use mqtts://host:port and --ca-file
         for k in ("certfile", "keyfile"):
             if not tls.get(k):
@@ -91,11 +102,12 @@ def check_nodes_and_port(nodes: list[str], port: int) -> None:
 
 def init_broker_dir(folder: str | Path, nodes: list[str], *, port: int = 1883, auth: bool = True,
                     bind: str = "127.0.0.1", persistence: bool = True, tls: dict | None = None,
-                    force: bool = False) -> dict[str, str]:
+                    force: bool = False, autosave_s: int = AUTOSAVE_S) -> dict[str, str]:
     """Write ``mosquitto.conf``, ``acl``, ``passwd`` and one ``<user>.password`` file per user;
     returns user -> password. A folder that already holds a broker config is refused unless
     ``force`` (:func:`existing_users` says whose passwords that replaces)."""
     check_nodes_and_port(nodes, port)
+    conf_text(Path(folder), port, auth=auth, bind=bind, persistence=persistence, autosave_s=autosave_s)  # checks it
     d = Path(folder).resolve()
     if d.exists() and not d.is_dir():
         raise ValueError(f"{folder}: exists and is not a folder")
@@ -116,7 +128,8 @@ def init_broker_dir(folder: str | Path, nodes: list[str], *, port: int = 1883, a
         subprocess.run(["mosquitto_passwd", "-b", str(d / "passwd"), u, pw], check=True, capture_output=True)
     (d / "passwd").chmod(0o600)
     (d / "acl").write_text(acl_text())
-    (d / "mosquitto.conf").write_text(conf_text(d, port, auth=auth, bind=bind, persistence=persistence, tls=tls))
+    (d / "mosquitto.conf").write_text(conf_text(d, port, auth=auth, bind=bind, persistence=persistence, tls=tls,
+                                                  autosave_s=autosave_s))
     return creds
 
 

@@ -107,6 +107,10 @@ class Controller(IntentPlanner, JobTracker, StatusView):
                          else (MqttLink, {"v5": False}))
         self.tlink = telemetry(f"controller-telemetry-{self.instance}", opts.broker, username=opts.username,
                                password=opts.password, ca_file=opts.ca_file, **kw)
+        # intents in, replies and jobs out on a third connection: they neither wait behind the
+        # nodes' status and job-state traffic on the socket nor behind its handling
+        self.olink = MqttLink(f"controller-ops-{self.instance}", opts.broker, username=opts.username,
+                              password=opts.password, ca_file=opts.ca_file)
         self.claimed = threading.Event()
 
     def _serve(self) -> None:
@@ -118,8 +122,9 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         self.link.subscribe(T.node("+", "status"), self._on_status, expect=M.NodeStatus)
         self.link.subscribe(T.node("+", "job_state"), self._on_job_state, expect=M.JobState)
         self.link.subscribe(T.node("+", "model_request"), self._on_model_request, expect=M.ModelRequest)
-        self.link.subscribe(T.intents(), self._on_intent, expect=(M.Intent, M.StatusRequest, M.IntentCancel))
+        self.olink.subscribe(T.intents(), self._on_intent, expect=(M.Intent, M.StatusRequest, M.IntentCancel))
         self.link.on_connect(self._on_connected)
+        self.olink.on_connect(self._on_ops_connected)
 
     def _claim(self) -> None:
         """Once connected: refuse to run beside another controller (:mod:`testbed.agent.unique`),
@@ -138,6 +143,7 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         unique.answer_pings(self.link, T.controller_probe(), me)
         self.link.publish(T.controller_presence(), me, retain=True)
         self.tlink.start(None)
+        self.olink.start(None)
         self._serve()
         self._on_connected()
         self.claimed.set()
@@ -145,7 +151,7 @@ class Controller(IntentPlanner, JobTracker, StatusView):
     @property
     def fatal(self) -> str | None:
         """Why this controller cannot go on (another one runs, its session was taken over)."""
-        return self.link.fatal or self.tlink.fatal
+        return self.link.fatal or self.tlink.fatal or self.olink.fatal
 
     # ---- helpers -------------------------------------------------------------------------------
     def _reject(self, topic: str, why: str) -> None:
@@ -179,6 +185,10 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         with self.lock:
             self._resend_pending()
 
+    def _on_ops_connected(self) -> None:
+        with self.lock:          # jobs go out on this connection: what it may have lost, again
+            self._resend_pending()
+
     def _on_status(self, st: M.NodeStatus, topic, props) -> None:
         if self._node_of(topic, st.node_id) is not None:
             self._node_status(st)
@@ -201,7 +211,7 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         else:
             reply = self.submit(msg)
         if rt and rt.startswith(T.reply("")):     # "accepted" once the journal has it
-            self.durable.after(lambda: self.link.publish(rt, reply, correlation=corr, expiry_s=60))
+            self.durable.after(lambda: self.olink.publish(rt, reply, correlation=corr, expiry_s=60))
         elif rt:
             self._reject(topic, f"response topic {rt!r} is outside {T.reply('')}")
         if isinstance(msg, M.Intent):
@@ -349,6 +359,7 @@ class Controller(IntentPlanner, JobTracker, StatusView):
                 pass
         self.durable.stop()           # what is queued is written, and its jobs and replies go out
         self.link.stop()
+        self.olink.stop()
         self.tlink.stop()
         with self.lock:
             self._write_summary()

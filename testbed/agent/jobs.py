@@ -29,8 +29,9 @@ class JobTracker:
 
     # ---- delivery ------------------------------------------------------------------------------
     def _publish_job(self, node: str, msg) -> None:
-        """Published once the journal records that led to it are on disk."""
-        self.durable.after(lambda: self.link.publish(T.to(node, "job"), msg))
+        """Published (on the controller's ops connection, with the intents) once the journal
+        records that led to it are on disk."""
+        self.durable.after(lambda: self.olink.publish(T.to(node, "job"), msg))
 
     def _send(self, node: str, msg, key: str | None = None) -> None:
         """Publish to a node's job topic and re-send until the node confirms (a job state for a

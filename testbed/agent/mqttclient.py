@@ -4,7 +4,9 @@ paho reads each packet with three or more ``recv`` calls and writes each queued 
 ``send`` of its own; every one of those calls gives up the GIL and waits to take it back behind
 the process's other threads (the controller's journal writer, its report intake), so under load
 the network thread spends more time queueing for the GIL than working. This client reads 64 KiB
-at a time and writes whatever is queued in one ``send``.
+at a time and writes whatever is queued in one ``send``; a packet queued by another thread (the
+controller's jobs, from its journal writer) goes out before the next message already read is
+handled, not after the whole burst.
 
 It overrides private methods of paho 2.2 (``_sock_recv``, ``_sock_close``, ``_packet_queue``,
 ``_packet_write``); paho-mqtt is pinned and a test checks that they still exist.
@@ -27,6 +29,7 @@ class BufferedClient(mqtt.Client):
 
     READ_SIZE = WRITE_SIZE = 65536
     _rbuf, _rpos = b"", 0
+    _urgent = False        # another thread queued a packet: written before the next message is handled
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rpos >= len(self._rbuf):
@@ -53,12 +56,16 @@ class BufferedClient(mqtt.Client):
                 return super()._packet_queue(*args, **kwargs)
             finally:
                 self._sockpairW = w
+        self._urgent = True
         return super()._packet_queue(*args, **kwargs)
 
     def loop_read(self, max_packets: int = 1):
         rc = super().loop_read(max_packets)
         n = 0          # packets already buffered: handle them now, select() would not wake for them
         while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._rpos < len(self._rbuf):
+            if self._urgent:     # what other threads publish (the controller's jobs and replies)
+                self._urgent = False          # does not wait behind a burst of incoming messages
+                self.loop_write()
             rc = super().loop_read(1)
             n += 1
             if n % 100 == 0:     # a long flood: let what is queued (acks, PUBACKs, pings) out

@@ -54,7 +54,7 @@ class StatusView:
     @property
     def rejected(self) -> int:
         """Messages rejected (schema, authorisation or consistency), on both connections."""
-        return self.link.rejected + self.tlink.rejected + self.qos_rejected
+        return self.link.rejected + self.olink.rejected + self.tlink.rejected + self.qos_rejected
 
     def _write_summary(self) -> float:
         """summary.json: every node, link and intent, and the intent timings; returns the

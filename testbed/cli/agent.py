@@ -86,6 +86,8 @@ def add_parsers(sub, common) -> None:
     bi.add_argument("--force", action="store_true",
                     help="write over a folder that already holds a broker config (new passwords for every user)")
     bi.add_argument("--bind", default="127.0.0.1", help="listen address (default %(default)s)")
+    bi.add_argument("--autosave-s", type=number(int, lo=1, hi=86400), default=None,
+                    help="seconds between the broker's saves of its state (default 60; each save stalls it briefly)")
     bi.add_argument("--certfile", help="TLS: the broker's certificate (PEM); clients then use mqtts://")
     bi.add_argument("--keyfile", help="TLS: the broker's private key (PEM)")
     bi.add_argument("--cafile", help="TLS: CA to verify client certificates (optional)")
@@ -317,7 +319,8 @@ def cmd_broker_init(a) -> int:
     tls = {"certfile": a.certfile, "keyfile": a.keyfile, "cafile": a.cafile} \
         if (a.certfile or a.keyfile or a.cafile) else None
     replaced = existing_users(a.dir) if a.force else []
-    init_broker_dir(a.dir, nodes, port=a.port, bind=a.bind, tls=tls, force=a.force)
+    init_broker_dir(a.dir, nodes, port=a.port, bind=a.bind, tls=tls, force=a.force,
+                    **({} if a.autosave_s is None else {"autosave_s": a.autosave_s}))
     if replaced:
         print(f"{a.dir}: replaced the passwords of {', '.join(replaced)} (running clients with the old ones are "
               f"refused at their next connection)", file=sys.stderr)

@@ -264,7 +264,7 @@ def test_controller_updates_supersede_and_follow_the_job(tmp_path):
     from testbed.agent.controller import Controller, ControllerOptions, LinkPlan
 
     c = Controller(ControllerOptions("mqtt://127.0.0.1:1", out=str(tmp_path / "ctl"), password="x"))
-    c.link = _FakeLink()
+    c.link, c.olink = _FakeLink(), _FakeLink()      # (jobs go out on the ops connection)
     op = _op("jscc-v1", 0.0208, [20, 24, 26])
     base = dict(intent_id="i1", link_id="i1.L0", model="jscc-v1", model_sha256=SHA, cbr=0.0208, snr_db=10.0,
                 images=["samples"], decision="d1")
@@ -350,7 +350,7 @@ def _controller(tmp_path, **kw):
     from testbed.agent.controller import Controller, ControllerOptions
 
     c = Controller(ControllerOptions("mqtt://127.0.0.1:1", out=str(tmp_path / "ctl"), password="x", **kw))
-    c.link = _FakeLink()
+    c.link, c.olink = _FakeLink(), _FakeLink()      # (jobs go out on the ops connection)
     c.tlink = _FakeLink()
     return c
 
@@ -370,7 +370,7 @@ def _state(c, node, job, state, error="", decision=""):
 
 def _sent_to(c, node, kind):
     c.durable.flush()        # jobs go out once the journal records before them are on disk
-    return [p for t, p in c.link.sent if t == T.to(node, "job") and isinstance(p, kind)]
+    return [p for t, p in c.olink.sent if t == T.to(node, "job") and isinstance(p, kind)]
 
 
 def _split(c, intent_id="s"):
@@ -448,14 +448,14 @@ def test_node_offline_past_the_grace_period_fails_its_link(tmp_path):
     _state(c, "r", lp.rx_job, "cancelled")
     assert c._busy() == set() and f"{lp.rx_job}#cancel" not in c.pending
     # nothing is re-sent to the dead node while it is offline; if it returns it is told to cancel
-    n = len(c.link.sent)
+    n = len(c.olink.sent)
     c.opts.resend_s = 0.0
     c._periodic()
-    assert not [t for t, _ in c.link.sent[n:] if t == T.to("t", "job")]
-    n = len(c.link.sent)
+    assert not [t for t, _ in c.olink.sent[n:] if t == T.to("t", "job")]
+    n = len(c.olink.sent)
     _online(c, "t", "tx")
     c.durable.flush()
-    back = [p for t, p in c.link.sent[n:] if t == T.to("t", "job")]
+    back = [p for t, p in c.olink.sent[n:] if t == T.to("t", "job")]
     assert len(back) == 1 and isinstance(back[0], M.JobCancel) and back[0].job_id == lp.job_id   # not the job
     _state(c, "t", lp.job_id, "cancelled")
     assert not c.pending

@@ -68,3 +68,38 @@ def test_no_socket_keeps_the_queue_and_answers_as_paho_does():
         codes.append(c._packet_write())
         assert [p["mid"] for p in c._out_packet] == [1, 2] and c._out_packet[0]["pos"] == 0
     assert codes[0] == codes[1]
+
+
+def _publish_packet(topic: str, payload: bytes) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic.encode() + payload
+    assert len(body) < 128
+    return bytes([0x30, len(body)]) + body
+
+
+def test_a_packet_queued_by_another_thread_goes_out_before_the_next_buffered_message_is_handled():
+    """The controller's jobs and replies are published from its journal thread: they must not wait
+    until the network thread has handled every message already read into its buffer."""
+    a, b = socket.socketpair()
+    for s in (a, b):
+        s.setblocking(False)
+    c = _client_on(a)
+    c._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
+    b.sendall(b"".join(_publish_packet("t/x", b"m%d" % i) for i in range(20)))   # one read buffers all 20
+    job = b"\x30\x05\x00\x01jjj"
+    seen_by_peer = []
+
+    def on_message(client, userdata, msg):
+        if msg.payload == b"m0":        # another thread queues a packet while the burst is handled
+            c._urgent = True
+            c._out_packet.append({"command": 0x30, "mid": 1, "qos": 1, "pos": 0, "to_process": len(job),
+                                  "packet": job, "info": None})
+        got = bytearray()
+        _drain(b, got)
+        seen_by_peer.append(bytes(got))
+
+    c.on_message = on_message
+    c.loop_read()
+    assert len(seen_by_peer) == 20
+    assert seen_by_peer[1] == job               # written before the second message was handled
+    a.close()
+    b.close()

@@ -68,16 +68,19 @@ def test_broker_init_refuses_to_overwrite_and_checks_its_options(tmp_path):
     d = tmp_path / "b"
     r = run_cli("broker", "init", str(d), "--nodes", "n1,n2", "--port", "18830")
     assert r.returncode == 0
+    assert "autosave_interval 60\n" in (d / "mosquitto.conf").read_text()
     pw = (d / "n1.password").read_text()
     r = run_cli("broker", "init", str(d), "--nodes", "n1,n2", check=False)
     assert r.returncode == 2 and "already holds a broker config" in r.stderr and "--force" in r.stderr
     assert (d / "n1.password").read_text() == pw
-    r = run_cli("broker", "init", str(d), "--nodes", "n1,n2", "--force")
+    r = run_cli("broker", "init", str(d), "--nodes", "n1,n2", "--force", "--autosave-s", "5")
+    assert "autosave_interval 5\n" in (d / "mosquitto.conf").read_text()
     assert "replaced the passwords of controller, n1, n2, operator" in r.stderr
     assert (d / "n1.password").read_text() != pw
     for args, msg in [(["--nodes", "n1,n1"], "given more than once"), (["--nodes", ""], "without empty entries"),
                       (["--nodes", "n1,,n2"], "without empty entries"), (["--nodes", "n1", "--port", "0"], "1..65535"),
-                      (["--nodes", "n1", "--port", "70000"], "1..65535"), (["--nodes", "controller"], "reserved")]:
+                      (["--nodes", "n1", "--port", "70000"], "1..65535"), (["--nodes", "controller"], "reserved"),
+                      (["--nodes", "n1", "--autosave-s", "0"], "1..86400")]:
         r = run_cli("broker", "init", str(tmp_path / "new"), *args, check=False)
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
         assert not (tmp_path / "new").exists()
