@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Kodak PSNR against SNR (AWGN, ideal symbol channel) of the learned codecs and the digital
 # baselines (JPEG 2000 + LDPC at every MCS and auto, JPEG + LDPC auto) at CBR 0.021 and 0.0625,
-# then one `testbed compare` report per CBR and the markdown table of BENCHMARKS.md.
+# then one `testbed compare` report per CBR, the digital codecs' tables for the agent controller
+# (testbed/data/digital_eval.json) and the markdown table of BENCHMARKS.md.
 #
 #   scripts/bench_compare.sh [KODAK_DIR] [OUT_DIR]
 #
@@ -40,6 +41,13 @@ for cbr in 0.020833 0.0625; do
     "$TB" compare "$OUT"/jscc-v1-$cbr "$OUT"/akb-v1-$cbr "$OUT"/jpeg2000-ldpc-auto-$cbr \
         "$OUT"/jpeg2000-ldpc-qpsk-1_2-$cbr "$OUT"/jpeg2000-ldpc-16qam-1_2-$cbr "$OUT"/jpeg2000-ldpc-64qam-2_3-$cbr \
         --image kodim23.png --snr-db 0,5,10,20 --out "$OUT/compare-$cbr" --force > /dev/null
+done
+
+# the digital codecs' Kodak tables (MCS auto), which the agent controller plans with
+for r in jpeg2000-ldpc-auto-0.020833 jpeg2000-ldpc-auto-0.0625 jpeg-ldpc-auto-0.0625; do
+    m="${r%-auto-*}"; c="${r##*-}"
+    "$ROOT/.venv/bin/python" "$ROOT/scripts/record_eval.py" "$OUT/$r" --force --command \
+        "testbed eval --model $m --cbr $c --mcs auto --data KODAK --snr-db $SNRS --no-separation (scripts/bench_compare.sh)" >&2
 done
 
 "$ROOT/.venv/bin/python" - "$OUT" <<'EOF'

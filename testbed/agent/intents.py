@@ -96,6 +96,12 @@ class IntentPlanner:
         self._saved: dict[tuple, tuple] = {}    # ("link"|"intent", id) -> what its last journal record held
         self._node_order: list[str] = []        # node ids, sorted (nodes are never forgotten)
 
+    def known_models(self) -> list[str]:
+        """The model folders this controller serves and the built-in codecs every node has."""
+        from ..zoo import builtin_codecs
+
+        return sorted(set(self.model_dirs) | set(builtin_codecs()))
+
     def submit(self, intent: M.Intent) -> M.IntentReply:
         """Plan an intent now if its nodes are free, else queue it (by priority, then arrival);
         refuse it if the online nodes could never carry it."""
@@ -103,10 +109,11 @@ class IntentPlanner:
             if intent.intent_id in self.intents:
                 it = self.intents[intent.intent_id]
                 return M.IntentReply(intent.intent_id, True, f"already accepted ({it['state']})", list(it["links"]))
-            unknown = [m for m in intent.models if m not in self.model_dirs]
+            known = self.known_models()
+            unknown = [m for m in intent.models if m not in known]
             if unknown:
                 return self._refuse(intent, f"unknown model(s) {', '.join(unknown)}; this controller has "
-                                            f"{', '.join(self.model_dirs)}")
+                                            f"{', '.join(known)}")
             if not [o for o in self.policy.catalogue if not intent.models or o.model in intent.models]:
                 return self._refuse(intent, f"model(s) {', '.join(intent.models)} have no evaluated operating points "
                                             f"in their cards (testbed eval --record-in-card)")

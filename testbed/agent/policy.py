@@ -61,13 +61,18 @@ def catalogue_from_card(name: str, card) -> list[OperatingPoint]:
     return sorted(ops, key=lambda o: o.cbr)
 
 
-def load_catalogue(models: dict) -> list[OperatingPoint]:
-    """``models``: name -> model folder (e.g. :func:`testbed.core.paths.shipped_models`)."""
-    from ..zoo import CARD_NAME, load_card
+def load_catalogue(models: dict, builtins: bool = True) -> list[OperatingPoint]:
+    """``models``: name -> model folder (e.g. :func:`testbed.core.paths.shipped_models`); with
+    ``builtins``, also the built-in codecs' tables (the digital baselines, recorded in
+    ``testbed/data/digital_eval.json``), unless a model folder has the same name."""
+    from ..zoo import CARD_NAME, builtin_codecs, load_card, open_codec
 
     ops = []
     for name, d in models.items():
         ops += catalogue_from_card(name, load_card(d / CARD_NAME))
+    for name in builtin_codecs() if builtins else ():
+        if name not in models:
+            ops += catalogue_from_card(name, open_codec(name).card)
     return ops
 
 

@@ -49,15 +49,26 @@ class ModelReceiver:
 
     def name_of(self, sha256: str) -> str:
         """The name of the model held with card sha256 ``sha256`` ("" if none)."""
-        return {sha: name for name, (sha, _) in self.models.items()}.get(sha256, "")
+        name = {sha: name for name, (sha, _) in self.models.items()}.get(sha256, "")
+        if not name and sha256 in self.codecs:      # a built-in codec this node opened
+            name = self.codecs[sha256].name
+        return name
 
     def codec_for(self, name: str, sha256: str):
         """The opened codec ``name`` with card sha256 ``sha256``; fetched from the controller when
         this node does not hold it (blocks up to ``timeout_s``)."""
-        from ..zoo import open_codec
+        from ..zoo import builtin_codecs, open_codec
 
         if sha256 in self.codecs:
             return self.codecs[sha256]
+        if name in builtin_codecs() and name not in self.models:   # every node has it: nothing to fetch
+            codec = open_codec(name, threads=self.threads, spinning=False)
+            if codec.card.sha256 != sha256:
+                raise TransferError(f"built-in codec {name}: this node's version has sha256 {codec.card.sha256[:12]}..., "
+                                    f"the job asks for {sha256[:12]}... (the node and controller run different "
+                                    f"testbed versions)")
+            self.codecs[sha256] = codec
+            return codec
         held = self.models.get(name)
         if held is None or held[0] != sha256:
             self._fetch(name, sha256)

@@ -82,19 +82,12 @@ def _cmd_eval(a) -> int:
     from ..experiments.evaluate import EvalOptions, format_table, json_view, parse_snrs, run_eval
     from ..core.runlog import to_json
 
-    if a.record_in_card:
-        from pathlib import Path
-
-        from ..zoo import builtin_codecs
-
-        if a.model in builtin_codecs() and not Path(a.model).exists():
-            raise ValueError(f"--record-in-card: {a.model} is a built-in codec; it has no model card to record in")
     opts = EvalOptions(model=a.model, data=a.data, snrs_db=parse_snrs(a.snr_db), channel=a.channel,
                        seed=a.seed, out=a.out, force=a.force, cbr=a.cbr, separation=not a.no_separation, threads=a.threads,
                        ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation, figures=a.figures, mcs=a.mcs)
     summary = run_eval(opts)
     if a.record_in_card:
-        _record_in_card(a, summary)
+        record_in_card(a.model, a.record_in_card, summary, "testbed " + " ".join(sys.argv[1:]), force=a.force_record)
     if a.json:
         print(to_json(json_view(summary)))
     else:
@@ -102,38 +95,51 @@ def _cmd_eval(a) -> int:
     return 0
 
 
-def _record_in_card(a, summary: dict) -> None:
-    """Store the summary in the model card (``--record-in-card DATASET``). A run with fewer images,
-    or without some of the SNRs, of the entry the card already holds for that key is refused
-    unless ``--force-record``."""
-    from ..zoo import CARD_NAME, load_card, resolve_model_dir
+def record_in_card(model: str, dataset: str, summary: dict, command: str, force: bool = False) -> None:
+    """Store an eval run's summary in the model's card (``--record-in-card DATASET``; a built-in
+    codec's in its table), with the ``command`` that made it. A run with fewer images, or without
+    some of the SNRs, of the entry already held for that key is refused unless ``force``
+    (``--force-record``)."""
+    from pathlib import Path
 
-    d = resolve_model_dir(a.model)
-    card = load_card(d / CARD_NAME)
-    key = f"{a.record_in_card}/{summary['channel']}/cbr={summary['cbr']:.4f}"
+    from ..zoo import CARD_NAME, builtin_codecs, load_card, open_codec, resolve_model_dir
+
+    if model in builtin_codecs() and not Path(model).exists():     # no card file: the codec keeps it
+        codec = open_codec(model)
+        card, where, store = codec.card, "the digital codecs' table", codec.record_evaluation
+    else:
+        d = resolve_model_dir(model)
+        card, where = load_card(d / CARD_NAME), d / CARD_NAME
+        store = lambda key, entry: card.write(d / CARD_NAME)        # noqa: E731  (card.evaluation holds it)
+    if summary.get("model_sha256") not in (None, card.sha256):
+        raise ValueError(f"--record-in-card: {summary.get('run_dir')} evaluated {model} with sha256 "
+                         f"{str(summary['model_sha256'])[:12]}..., {where} is for sha256 {card.sha256[:12]}...")
+    key = f"{dataset}/{summary['channel']}/cbr={summary['cbr']:.4f}"
     if summary.get("ckb") is not None:
         key += "/" + ("ckb" if summary["ckb"] else "no-ckb") + "," + ("skb" if summary["skb"] else "no-skb")
         if summary.get("allocation", "entropy") != "entropy":
             key += "," + summary["allocation"]
+    if summary.get("mcs") not in (None, "auto"):        # a fixed MCS (the controller plans with auto)
+        key += f"/mcs={summary['mcs']}"
     results = [r for r in summary["results"] if r["psnr_db"] is not None]
     entry = {
-        "command": "testbed " + " ".join(sys.argv[1:]),
+        "command": command,
         "n_images": summary["n_images"], "seed": summary["seed"],
         "psnr_db": {f"{r['snr_db']:g}": round(r["psnr_db"], 2) for r in results},
         "ms_ssim": {f"{r['snr_db']:g}": round(r["ms_ssim"], 4) for r in results if r["ms_ssim"]},
     }
     old = card.evaluation.get(key)
-    if isinstance(old, dict) and not a.force_record:
+    if isinstance(old, dict) and not force:
         old_n, old_snrs = old.get("n_images") or 0, {f"{float(k):g}" for k in old.get("psnr_db") or {}}
         lost = sorted(old_snrs - set(entry["psnr_db"]), key=float)
         if entry["n_images"] < old_n or lost:
             raise ValueError(
-                f"--record-in-card: {d / CARD_NAME} holds '{key}' over {old_n} images at SNR "
+                f"--record-in-card: {where} holds '{key}' over {old_n} images at SNR "
                 f"{', '.join(sorted(old_snrs, key=float))} dB; this run has {entry['n_images']} images"
                 + (f" and lacks SNR {', '.join(lost)} dB" if lost else "")
                 + f" (a partial evaluation; results kept in {summary['run_dir']}). Pass --force-record to replace it")
     card.evaluation[key] = entry
-    card.write(d / CARD_NAME)
+    store(key, entry)
 
 
 def _cmd_bench(a) -> int:

@@ -19,6 +19,7 @@ from ..core.card import CardBase
 from ..core.wire import BLOCK_PIXELS, block_grid
 from ..core.codecs import Encoded, ModelError, Rate, refuse_options
 from . import ldpc_codes, link
+from .evaluation import load_evaluation, record_evaluation
 from .mcs import AUTO, MCS_TABLE, TABLE, Mcs, choose
 from .mcs import mcs as mcs_named
 
@@ -75,10 +76,18 @@ class DigitalCodec:
         self.card = DigitalCard(name=name, codec=DigitalCard.KIND, sha256=self.sha256, snr_range_db=list(self.snr_range),
                                 opset=0, parameters=0, git_commit="", training={}, source=self.source,
                                 channel_code="IEEE 802.11n LDPC, N=1944, CRC-32 per block",
-                                mcs_table_sha256=hashlib.sha256(table).hexdigest())
+                                mcs_table_sha256=hashlib.sha256(table).hexdigest(),
+                                evaluation=load_evaluation(name, self.sha256))
         self._last: link.Received | None = None
 
     # -- rates ---------------------------------------------------------------------------------
+    def record_evaluation(self, key: str, result: dict) -> Path:
+        """Keep an evaluation (``testbed eval --record-in-card``): there is no card file, so in
+        the digital codecs' table (:mod:`testbed.digital.evaluation`)."""
+        path = record_evaluation(self.name, self.sha256, key, result)
+        self.card.evaluation[key] = result
+        return path
+
     def cbr_range(self) -> tuple[float, float]:
         return 1 / SYMBOL_DIVISOR, MAX_SYMBOLS / SYMBOL_DIVISOR
 

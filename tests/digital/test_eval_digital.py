@@ -50,10 +50,34 @@ def test_bad_input_is_named(tmp_path):
     assert "kodim" in p.stderr and "carry 109 bytes of jpeg at qpsk-1/2" in p.stderr and "smallest jpeg" in p.stderr
 
 
-def test_record_in_card_is_refused_for_a_built_in_codec(tmp_path):
-    p = run_cli("eval", "--model", "jpeg-ldpc", "--data", SAMPLES, "--record-in-card", "kodak", "--out", tmp_path / "r",
-                check=False)
-    assert p.returncode == 2 and "built-in codec" in p.stderr and not (tmp_path / "r").exists()
+def test_record_in_card_keeps_a_built_in_codecs_table_in_the_digital_table(tmp_path, monkeypatch):
+    import json
+    import os
+
+    from testbed.zoo import open_codec
+
+    table = tmp_path / "digital_eval.json"
+    env = {**os.environ, "TESTBED_DIGITAL_EVAL": str(table)}
+    run_cli("eval", "--model", "jpeg2000-ldpc", "--data", SAMPLES, "--snr-db", "5,20", "--record-in-card", "kodak",
+            "--no-separation", "--out", tmp_path / "r", env=env)
+    run_cli("eval", "--model", "jpeg2000-ldpc", "--data", SAMPLES, "--snr-db", "20", "--mcs", "qpsk-1/2",
+            "--record-in-card", "kodak", "--no-separation", "--out", tmp_path / "q", env=env)
+    data = json.loads(table.read_text())
+    sha = open_codec("jpeg2000-ldpc").sha256
+    assert data["jpeg2000-ldpc"]["sha256"] == sha
+    ev = data["jpeg2000-ldpc"]["evaluation"]
+    assert sorted(ev) == ["kodak/awgn/cbr=0.0625", "kodak/awgn/cbr=0.0625/mcs=qpsk-1/2"]
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert ev["kodak/awgn/cbr=0.0625"]["psnr_db"] == {f"{r['snr_db']:g}": round(r["psnr_db"], 2)
+                                                     for r in summary["results"]}
+    monkeypatch.setenv("TESTBED_DIGITAL_EVAL", str(table))
+    assert open_codec("jpeg2000-ldpc").card.evaluation == ev          # what the controller plans with
+    p = run_cli("eval", "--model", "jpeg2000-ldpc", "--data", SAMPLES, "--snr-db", "20", "--record-in-card", "kodak",
+                "--no-separation", "--out", tmp_path / "s", env=env, check=False)
+    assert p.returncode == 2 and "lacks SNR 5 dB" in p.stderr and "digital codecs' table" in p.stderr
+    data["jpeg2000-ldpc"]["sha256"] = "0" * 64                         # recorded for another version
+    table.write_text(json.dumps(data))
+    assert open_codec("jpeg2000-ldpc").card.evaluation == {}
 
 
 def test_a_learned_codec_refuses_a_frame_mode():
