@@ -41,7 +41,7 @@ def _op_dict(op: OperatingPoint) -> dict:
 
 def _op(d: dict) -> OperatingPoint:
     return OperatingPoint(model=d["model"], sha256=d["sha256"], cbr=float(d["cbr"]), snr_db=tuple(d["snr_db"]),
-                          psnr_db=tuple(d["psnr_db"]))
+                          psnr_db=tuple(d["psnr_db"]), mcs=d.get("mcs", ""))
 
 
 def link_record(lp: LinkPlan) -> dict:

@@ -102,6 +102,12 @@ class IntentPlanner:
 
         return sorted(set(self.model_dirs) | set(builtin_codecs()))
 
+    @staticmethod
+    def _takes_mcs(model: str) -> bool:
+        from ..zoo import builtin_codecs, open_codec
+
+        return model in builtin_codecs() and "mcs" in getattr(open_codec(model), "OPTIONS", ())
+
     def submit(self, intent: M.Intent) -> M.IntentReply:
         """Plan an intent now if its nodes are free, else queue it (by priority, then arrival);
         refuse it if the online nodes could never carry it."""
@@ -114,6 +120,9 @@ class IntentPlanner:
             if unknown:
                 return self._refuse(intent, f"unknown model(s) {', '.join(unknown)}; this controller has "
                                             f"{', '.join(known)}")
+            if intent.mcs and not (intent.models and all(self._takes_mcs(m) for m in intent.models)):
+                return self._refuse(intent, f"mcs {intent.mcs}: needs models that are all digital codecs "
+                                            f"(jpeg2000-ldpc, jpeg-ldpc), got {', '.join(intent.models) or 'any'}")
             if not [o for o in self.policy.catalogue if not intent.models or o.model in intent.models]:
                 return self._refuse(intent, f"model(s) {', '.join(intent.models)} have no evaluated operating points "
                                             f"in their cards (testbed eval --record-in-card)")
@@ -309,14 +318,15 @@ class IntentPlanner:
             assumed = snr is None
             snr = self.opts.assume_snr_db if assumed else snr
             ch = self.policy.choose(snr, psnr_target=intent.qos.psnr_db, cbr_max=intent.cbr_max,
-                                    latency_target=intent.qos.latency_ms, models=intent.models or None, state=st)
+                                    latency_target=intent.qos.latency_ms, models=intent.models or None, state=st,
+                                    mcs=intent.mcs)
             reason = ch.reason + (f" (no SNR measured yet at {rx or node}: assuming {snr:g} dB)" if assumed else "")
             did = self._decide(intent.intent_id, link_id, "assign", reason, ch.op.model, ch.op.cbr, node=node,
                                rx_node=rx or node, snr_db=snr, predicted_psnr_db=round(ch.predicted_db, 2),
                                feasible=ch.feasible, priority=intent.priority)
             base = dict(intent_id=intent.intent_id, link_id=link_id, model=ch.op.model, model_sha256=ch.op.sha256,
                         cbr=ch.op.cbr, snr_db=_hint(snr, ch.op), images=list(intent.images),
-                        max_images=intent.max_images, repeat=intent.repeat, decision=did)
+                        max_images=intent.max_images, repeat=intent.repeat, decision=did, mcs=intent.mcs)
             medium = self.nodes[node].medium
             job = M.Job(job_id=f"{link_id}.j" if not rx else f"{link_id}.tx", part="tx" if rx else "link",
                         peer=rx, medium=medium, **base)
@@ -371,7 +381,8 @@ class IntentPlanner:
         st = lp.state
         snr = st.snr_db if st.snr_db is not None else lp.snr_plan
         ch: Choice = self.policy.choose(snr, psnr_target=it.qos.psnr_db, cbr_max=it.cbr_max,
-                                        latency_target=it.qos.latency_ms, models=it.models or None, state=st)
+                                        latency_target=it.qos.latency_ms, models=it.models or None, state=st,
+                                        mcs=it.mcs)
         moved = abs(snr - lp.snr_plan) > self.policy.snr_jump_db
         st.replanned()
         if ch.op == lp.op and not moved:
@@ -385,4 +396,4 @@ class IntentPlanner:
         lp.ops_by_decision[did] = ch.op
         self._save_link(lp)
         self._send_update(lp, M.JobUpdate(job_id=lp.job_id, model=ch.op.model, model_sha256=ch.op.sha256,
-                                          cbr=ch.op.cbr, snr_db=_hint(snr, ch.op), decision=did))
+                                          cbr=ch.op.cbr, snr_db=_hint(snr, ch.op), decision=did, mcs=it.mcs))

@@ -9,36 +9,21 @@ naming the topic and the key. :data:`MESSAGES` is the one registry of message ki
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from dataclasses import dataclass, field
 
 from ..core.configfile import ConfigError, from_mapping, to_mapping
 from .ids import decision_number, event_id, report_id  # noqa: F401  (the ids messages carry)
+from .model_messages import ModelAnnounce, ModelChunk, ModelRequest
+from .msgbase import ID_RE, MAX_COUNT, SNR_RANGE, MessageError  # noqa: F401  (ID_RE: for the controller)
+from .msgbase import check_id as _check_id, check_mcs, finite as _finite
 
 SCHEMA_VERSION = 1
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")   # node, intent, job, link ids (also topic levels)
 ROLES = ("tx", "rx", "txrx")
 JOB_STATES = ("accepted", "running", "switched", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
-SNR_RANGE = (-50.0, 100.0)              # dB: any SNR a message may carry (the controller clamps hints)
-MAX_COUNT = 10**9                       # image sequence numbers, frame and image counts
 TASKS = ("image-transmission",)
-
-
-class MessageError(ValueError):
-    """A message that fails validation; the text names the topic and the key."""
-
-
-def _check_id(name: str, value: str) -> None:
-    if not ID_RE.match(value):
-        raise ConfigError(f"{name}={value!r}: ids are 1-64 of A-Z a-z 0-9 _ . - (no '/', '+', '#', spaces)")
-
-
-def _finite(name: str, value: float | None, lo: float = -math.inf, hi: float = math.inf) -> None:
-    if value is not None and not (math.isfinite(value) and lo <= value <= hi):
-        raise ConfigError(f"{name}={value}: must be a finite number in [{lo:g}, {hi:g}]")
 
 
 @dataclass
@@ -89,6 +74,7 @@ class Intent:
     nodes: list[str] = field(default_factory=list)   # restrict to these nodes ([] = any suitable)
     links: int = 1                      # how many links to run in parallel
     models: list[str] = field(default_factory=list)  # restrict the choice to these models ([] = all)
+    mcs: str = ""                       # digital codecs only: an MCS name or auto ("": auto)
 
     def validate(self):
         _check_id("intent_id", self.intent_id)
@@ -104,6 +90,7 @@ class Intent:
         if not 1 <= self.links <= 64:
             raise ConfigError(f"links={self.links}: must be in 1..64")
         _finite("cbr_max", self.cbr_max, 1e-4, 1.0)
+        check_mcs(self.mcs)
         for n in self.nodes:
             _check_id("nodes[]", n)
 
@@ -161,10 +148,12 @@ class Job:
     peer: str = ""                      # the other node of a tx/rx pair
     medium: str = ""                    # tx/rx pairs in loopback: tcp://host:port of the sample stream
     decision: str = ""                  # the decision id this job implements
+    mcs: str = ""                       # a digital codec's MCS (name or auto; "": auto)
 
     def validate(self):
         for k in ("job_id", "intent_id", "link_id"):
             _check_id(k, getattr(self, k))
+        check_mcs(self.mcs)
         if self.part not in ("link", "tx", "rx"):
             raise ConfigError(f"part={self.part!r}: one of link, tx, rx")
         _finite("cbr", self.cbr, 1e-4, 1.0)
@@ -184,9 +173,11 @@ class JobUpdate:
     cbr: float
     snr_db: float
     decision: str = ""
+    mcs: str = ""
 
     def validate(self):
         _check_id("job_id", self.job_id)
+        check_mcs(self.mcs)
         _finite("cbr", self.cbr, 1e-4, 1.0)
         _finite("snr_db", self.snr_db, *SNR_RANGE)
 
@@ -275,44 +266,6 @@ class Ack:
     """Controller -> ``to/<node>/ack``: these QoS reports / job-state events are safely received
     (reports: on the controller's disk); the node drops them from its outbox."""
     ids: list[str]
-
-
-@dataclass
-class ModelAnnounce:
-    """Retained on ``models/<name>``: a model the controller can send (a tar of the folder)."""
-    name: str
-    sha256: str                         # the model's sha256 (card key ``sha256``)
-    archive_sha256: str                 # sha256 of the transferred tar
-    size: int
-    chunk_size: int
-    chunks: int
-    codec: str
-    cbrs: list[float] = field(default_factory=list)
-    snr_range_db: list[float] = field(default_factory=list)
-
-
-@dataclass
-class ModelRequest:
-    """Node -> ``node/<id>/model_request`` with a response topic and correlation data."""
-    node_id: str
-    name: str
-    sha256: str
-
-
-@dataclass
-class ModelChunk:
-    """Controller -> the request's response topic (QoS 1, correlation data of the request)."""
-    name: str
-    sha256: str
-    archive_sha256: str
-    index: int
-    count: int
-    data: str                           # base64
-
-    def validate(self):
-        _check_id("name", self.name)        # it becomes a folder name on the node
-        if not 0 <= self.index < self.count:
-            raise ConfigError(f"index={self.index}: must be in 0..count-1 ({self.count})")
 
 
 @dataclass

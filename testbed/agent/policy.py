@@ -27,6 +27,7 @@ class OperatingPoint:
     cbr: float
     snr_db: tuple[float, ...]
     psnr_db: tuple[float, ...]
+    mcs: str = ""                       # a digital codec's table at one fixed MCS ("": auto / none)
 
     def predict(self, snr_db: float) -> float:
         """Table PSNR at ``snr_db``: linear in SNR; beyond the table, the end segments' slope
@@ -43,21 +44,23 @@ class OperatingPoint:
 
     @property
     def key(self) -> str:
-        return f"{self.model}@{self.cbr:.4f}"
+        return f"{self.model}@{self.cbr:.4f}" + (f"/{self.mcs}" if self.mcs else "")
 
 
 def catalogue_from_card(name: str, card) -> list[OperatingPoint]:
-    """Operating points of one card: its Kodak/AWGN rows with every knowledge base on."""
+    """Operating points of one card: its Kodak/AWGN rows with every knowledge base on (a digital
+    codec's: MCS auto, and each fixed MCS evaluated)."""
     ops = []
     for key, ev in (card.evaluation or {}).items():
         m = _KEY.match(key)
-        if not m or (m.group(2) not in (None, "ckb,skb")):
+        mcs = m.group(2)[len("mcs="):] if m and m.group(2) and m.group(2).startswith("mcs=") else ""
+        if not m or (m.group(2) not in (None, "ckb,skb") and not mcs):
             continue
         table = sorted((float(s), float(p)) for s, p in ev.get("psnr_db", {}).items())
         if len(table) < 2:
             continue
         ops.append(OperatingPoint(name, card.sha256, float(m.group(1)), tuple(s for s, _ in table),
-                                  tuple(p for _, p in table)))
+                                  tuple(p for _, p in table), mcs))
     return sorted(ops, key=lambda o: o.cbr)
 
 
@@ -120,11 +123,22 @@ class Policy:
 
     def choose(self, snr_db: float, *, psnr_target: float | None, cbr_max: float | None = None,
                latency_target: float | None = None, models: list[str] | None = None,
-               state: LinkState | None = None) -> Choice:
+               state: LinkState | None = None, mcs: str = "") -> Choice:
+        """``mcs``: a fixed MCS of the digital codecs (their tables at that MCS if evaluated, else
+        their ``auto`` tables, the reason says so)."""
         st = state or LinkState()
         ops = [o for o in self.catalogue if (not models or o.model in models)]
+        fixed = mcs not in ("", "auto")
+        pinned = [o for o in ops if fixed and o.mcs == mcs]
+        ops = pinned or [o for o in ops if not o.mcs]
         if not ops:
             raise ValueError(f"no operating point for models {models or 'any'} (are their cards evaluated?)")
+        ch = self._choose(ops, snr_db, psnr_target, cbr_max, latency_target, st)
+        if fixed and not pinned:
+            ch.reason += f" (MCS {mcs}: predicted from the auto table, no table at {mcs})"
+        return ch
+
+    def _choose(self, ops, snr_db, psnr_target, cbr_max, latency_target, st) -> Choice:
         in_budget = [o for o in ops if cbr_max is None or o.cbr <= cbr_max + 1e-9]
         if not in_budget:
             cheapest = min(ops, key=lambda o: o.cbr)

@@ -75,7 +75,7 @@ class JobRunner:
             self._ch = ch
             log.info("%s: loopback channel SNR now %.1f dB", self.id, ch)
 
-    def _session(self, part: str, codec, cbr, snr_db, medium: str = ""):
+    def _session(self, part: str, codec, cbr, snr_db, medium: str = "", mcs: str | None = None):
         """The node's flowgraph, built at its first job and kept (switched in place) afterwards."""
         from ..link.session import LinkSession, RxSession, TxSession
 
@@ -93,12 +93,12 @@ class JobRunner:
         if self.session is None:
             if part == "tx":
                 self.session = TxSession(codec, cbr=cbr, snr_db=snr_db, frontend=self.frontend,
-                                         ofdm=self.radio_cfg.ofdm, medium=self.medium)
+                                         ofdm=self.radio_cfg.ofdm, medium=self.medium, mcs=mcs)
             else:
                 self.session = LinkSession(codec, cbr=cbr, snr_db=snr_db, frontend=self.frontend,
-                                           ofdm=self.radio_cfg.ofdm)
+                                           ofdm=self.radio_cfg.ofdm, mcs=mcs)
         else:
-            self.session.set_operating_point(codec, cbr, snr_db)
+            self.session.set_operating_point(codec, cbr, snr_db, mcs)
         return self.session
 
     def run_job(self, job: M.Job) -> None:
@@ -139,7 +139,7 @@ class JobRunner:
         images = self._images(job)
         codec = self.receiver.codec_for(job.model, job.model_sha256)
         model, sha, cbr, snr, decision = job.model, job.model_sha256, job.cbr, job.snr_db, job.decision
-        sess = self._session(job.part, codec, cbr, snr)
+        sess = self._session(job.part, codec, cbr, snr, mcs=job.mcs or None)
         self._started(job)
         seq = 0
         for _ in range(job.repeat):
@@ -150,7 +150,7 @@ class JobRunner:
                 if upd is not None:          # image boundary: switch here
                     codec = self.receiver.codec_for(upd.model, upd.model_sha256)
                     model, sha, cbr, snr, decision = upd.model, upd.model_sha256, upd.cbr, upd.snr_db, upd.decision
-                    sess.set_operating_point(codec, cbr, snr)
+                    sess.set_operating_point(codec, cbr, snr, upd.mcs or None)
                     self._switched(job, upd, seq)
                     log.info("%s: job %s now %s at CBR %.4f, encoder SNR %.1f dB (%s)", self.id, job.job_id,
                              model, cbr, snr, upd.decision)

@@ -84,9 +84,15 @@ class _Transmitter:
     def codec(self):
         return self.enc.codec
 
-    def set_operating_point(self, codec, cbr: float | None, snr_db: float) -> None:
-        """Switch model/CBR/encoder SNR; takes effect with the next image."""
-        self.enc.set_codec(codec, cbr=cbr)
+    def set_operating_point(self, codec, cbr: float | None, snr_db: float, mcs: str | None = None) -> None:
+        """Switch model/CBR/encoder SNR (and a digital codec's MCS; None: the codec's default, not
+        the previous job's); takes effect with the next image."""
+        kept, self.enc.mcs = getattr(self.enc, "mcs", None), None
+        try:
+            self.enc.set_codec(codec, cbr=cbr, **({"mcs": mcs} if mcs else {}))
+        except Exception:
+            self.enc.mcs = kept
+            raise
         self.enc.snr_db = float(snr_db)
 
     def set_channel_snr(self, snr_db: float) -> None:
@@ -100,21 +106,22 @@ class _Transmitter:
 
 
 class LinkSession(_Transmitter):
-    def __init__(self, codec, *, cbr: float | None, snr_db: float, frontend, ofdm, idle_s: float = 3.0):
+    def __init__(self, codec, *, cbr: float | None, snr_db: float, frontend, ofdm, idle_s: float = 3.0,
+                 mcs: str | None = None):
         self.idle_s = idle_s
         self.refs: dict[int, np.ndarray] = {}
         self.done_q: "queue.Queue[tuple[dict, np.ndarray]]" = queue.Queue()
         link = build_link("jscc_link_session", codec, ofdm, frontend.connect, references=self.refs,
                           on_image=lambda rec, img: self.done_q.put((rec, img)),
-                          flush_samples=frontend.flush_samples(), snr_db=snr_db, cbr=cbr)
+                          flush_samples=frontend.flush_samples(), snr_db=snr_db, cbr=cbr, mcs=mcs)
         self.tb, self.enc, self.tx, self.rx, self.dec, self._keep = (link.tb, link.enc, link.tx, link.rx, link.dec,
                                                                       link.keep)
         self._find_channel()
         self.next_id = 0
         self.tb.start()
 
-    def set_operating_point(self, codec, cbr: float | None, snr_db: float) -> None:
-        super().set_operating_point(codec, cbr, snr_db)
+    def set_operating_point(self, codec, cbr: float | None, snr_db: float, mcs: str | None = None) -> None:
+        super().set_operating_point(codec, cbr, snr_db, mcs)
         self.dec.add_codec(codec)
 
     def send(self, img: np.ndarray, name: str = "", check=None) -> dict:
@@ -159,11 +166,12 @@ def _finite(v):
 class TxSession(_Transmitter):
     """The transmitting end: encoder -> OFDM TX -> radio sink (or loopback channel -> ZeroMQ)."""
 
-    def __init__(self, codec, *, cbr: float | None, snr_db: float, frontend, ofdm, medium: str = ""):
+    def __init__(self, codec, *, cbr: float | None, snr_db: float, frontend, ofdm, medium: str = "",
+                 mcs: str | None = None):
         from gnuradio import gr
 
         self.tb = gr.top_block("jscc_tx_session")
-        self.enc, self.tx = _tx_chain(self.tb, codec, ofdm, frontend.flush_samples(), snr_db=snr_db, cbr=cbr)
+        self.enc, self.tx = _tx_chain(self.tb, codec, ofdm, frontend.flush_samples(), snr_db=snr_db, cbr=cbr, mcs=mcs)
         self._keep = frontend.connect_tx(self.tb, self.tx, medium)
         self._find_channel()
         self.tb.start()

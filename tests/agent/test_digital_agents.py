@@ -35,27 +35,57 @@ def test_an_intent_for_a_digital_codec_runs_on_a_node_that_opens_it_itself(tmp_p
 
     env = AgentEnv(tmp_path)
     try:
-        imgs = crop_images(tmp_path / "imgs", n=2)
+        imgs = crop_images(tmp_path / "imgs", n=2, h=256, w=384)      # room for a codestream at qpsk-1/2
         ctl = env.controller()
         node = env.node("n1")
         wait_until(lambda: "n1" in ctl.nodes, 10, "node n1 to announce itself")
         r = ctl.submit(M.Intent("unknown", images=[str(imgs)], models=["jpeg2000-ldpc", "nope"]))
         assert not r.accepted and "unknown model(s) nope" in r.reason and "jpeg2000-ldpc" in r.reason
-        r = ctl.submit(M.Intent("dig", images=[str(imgs)], models=["jpeg2000-ldpc"], qos=M.QosTarget(psnr_db=20)))
-        assert r.accepted, r.reason
-        wait_until(lambda: ctl.links["dig.L0"].status == "done", 120, "the digital link to finish")
-        ctl.durable.flush()
-        wait_until(lambda: len(read_csv_rows(ctl.out / "qos.csv")) == 2, 30, "two QoS rows")
-        rows = read_csv_rows(ctl.out / "qos.csv")
-        assert {r["model"] for r in rows} == {"jpeg2000-ldpc"}
+        for why, models in (("needs models that are all digital codecs", []),
+                            ("needs models that are all digital codecs", ["jpeg2000-ldpc", "jscc-v1"])):
+            r = ctl.submit(M.Intent("pin-bad", images=[str(imgs)], models=models, mcs="qpsk-1/2"))
+            assert not r.accepted and why in r.reason
         codec = open_codec("jpeg2000-ldpc")
-        for r in rows:      # every block decoded: the image is the codestream sent, as on an ideal channel
-            img = load_rgb(imgs / r["image"])
-            enc = codec.encode(img, float(r["snr_tx_db"]), codec.rate(float(r["cbr"])))
-            ideal = codec.decode(enc.symbols, 40.0, *img.shape[:2], mode=enc.mode)
-            assert r["frames_decoded"] == r["frames_sent"] and abs(float(r["psnr_db"]) - psnr(img, ideal)) < 0.01
+        for iid, mcs, n in (("dig", "", 2), ("pin", "qpsk-1/2", 4)):
+            r = ctl.submit(M.Intent(iid, images=[str(imgs)], models=["jpeg2000-ldpc"], qos=M.QosTarget(psnr_db=20),
+                                    mcs=mcs))
+            assert r.accepted, r.reason
+            wait_until(lambda: ctl.links[f"{iid}.L0"].status in M.FINAL_STATES, 120, f"the digital link {iid} to end")
+            assert ctl.links[f"{iid}.L0"].status == "done"
+            ctl.durable.flush()
+            wait_until(lambda: len(read_csv_rows(ctl.out / "qos.csv")) == n, 30, f"{n} QoS rows")
+            rows = [r for r in read_csv_rows(ctl.out / "qos.csv") if r["intent_id"] == iid]
+            assert len(rows) == 2 and {r["model"] for r in rows} == {"jpeg2000-ldpc"}
+            for r in rows:      # every block decoded: the image is the codestream sent, as on an ideal channel
+                img = load_rgb(imgs / r["image"])
+                enc = codec.encode(img, float(r["snr_tx_db"]), codec.rate(float(r["cbr"]), mcs=mcs or None))
+                ideal = codec.decode(enc.symbols, 40.0, *img.shape[:2], mode=enc.mode)
+                assert r["frames_decoded"] == r["frames_sent"] and abs(float(r["psnr_db"]) - psnr(img, ideal)) < 0.01
+                if mcs:
+                    assert enc.fields["mcs"] == mcs
         assert not node.receiver.transfers                 # nothing was fetched from the controller
         decisions = [json.loads(x) for x in (ctl.out / "decisions.jsonl").read_text().splitlines()]
-        assert [d["model"] for d in decisions if d["action"] == "assign"] == ["jpeg2000-ldpc"]
+        assigned = [d for d in decisions if d["action"] == "assign"]
+        assert [d["model"] for d in assigned] == ["jpeg2000-ldpc"] * 2
+        assert "MCS qpsk-1/2: predicted from the auto table" in assigned[1]["reason"]
     finally:
         env.close()
+
+
+def test_a_pinned_mcs_plans_with_that_mcs_table_where_one_was_recorded():
+    import types
+
+    from testbed.agent.policy import Policy, catalogue_from_card
+
+    card = types.SimpleNamespace(sha256="a" * 64, evaluation={
+        "kodak/awgn/cbr=0.0625": {"psnr_db": {"0": 13.0, "10": 30.0}},
+        "kodak/awgn/cbr=0.0625/mcs=qpsk-1/2": {"psnr_db": {"0": 25.0, "10": 26.0}},
+        "kodak/awgn/cbr=0.0625/no-ckb,skb": {"psnr_db": {"0": 1.0, "10": 2.0}}})     # not a planning row
+    ops = catalogue_from_card("jpeg2000-ldpc", card)
+    assert sorted(o.mcs for o in ops) == ["", "qpsk-1/2"]
+    pol = Policy(ops)
+    assert pol.choose(10.0, psnr_target=20.0).op.mcs == ""                     # auto unless pinned
+    ch = pol.choose(10.0, psnr_target=20.0, mcs="qpsk-1/2")
+    assert ch.op.mcs == "qpsk-1/2" and ch.predicted_db == 26.0 and ch.op.key.endswith("/qpsk-1/2")
+    ch = pol.choose(10.0, psnr_target=20.0, mcs="16qam-1/2")                   # no table at that MCS
+    assert ch.op.mcs == "" and "no table at 16qam-1/2" in ch.reason
