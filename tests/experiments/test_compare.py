@@ -76,3 +76,27 @@ def test_compare_refuses_what_is_not_a_run(runs, tmp_path):
     assert p.returncode == 2 and "takes runs of testbed eval and testbed loopback" in p.stderr
     p = run_cli("compare", runs / "jscc", "--image", "nope.png", "--out", tmp_path / "z", check=False)
     assert p.returncode == 2 and "--image 'nope.png'" in p.stderr
+
+
+@pytest.mark.slow
+def test_compare_takes_loopback_sweeps_of_a_learned_and_a_digital_codec(runs, tmp_path):
+    """One loopback sweep of each kind through the OFDM flowgraph (subprocesses: GNU Radio keeps an
+    in-process flowgraph's shared memory until the process ends), compared and rendered."""
+    from tests.helpers import run_entry_point
+
+    for name, extra in (("lb-jscc", ["--model", "jscc-v1"]), ("lb-j2k", ["--model", "jpeg2000-ldpc", "--mcs", "auto"])):
+        run_entry_point("loopback", *extra, "--images", runs / "imgs", "--snr-db", "4,12", "--no-ms-ssim",
+                        "--out", tmp_path / name, "--json")
+    out = tmp_path / "report"
+    res = json.loads(run_cli("compare", tmp_path / "lb-jscc", tmp_path / "lb-j2k", "--out", out, "--json").stdout)
+    for f in ("compare.html", "compare_psnr.png", "compare_grid.png", "compare.json"):
+        assert (out / f).stat().st_size > 1000, f
+    assert [r["label"] for r in res["runs"]] == ["jscc-v1, CBR 0.0625, loopback",
+                                                 "jpeg2000-ldpc auto, CBR 0.0625, loopback"]
+    dom = _chromium_dom(out / "compare.html", tmp_path)
+    assert 'data-images-loaded="2/2"' in dom
+    cells = re.findall(r'<tr data-run="([^"]+)"><th>[^<]*</th>(.*?)</tr>', dom)
+    for (run_dir, row), name in zip(cells, ("lb-jscc", "lb-j2k")):
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        shown = [float(v) for v in re.findall(r'class="psnr" data-snr="[^"]+">([0-9.]+)<', row)]
+        assert len(shown) == 2 and shown == [round(x["psnr_db"], 2) for x in summary["results"]]
