@@ -10,6 +10,9 @@ ofdm_chanest_vcvc (integer CFO, channel from the sync symbols). The testbed's bl
 detection and CFO hold (:mod:`testbed.phy.syncgate`), the header decoder that answers the demux,
 and the payload equaliser for the analog symbols (see :mod:`testbed.phy.equalizer` for why it
 is not an in-tree one).
+
+With the C++ module installed (:mod:`testbed.gr.cpp_blocks`) the metric, the detector, the header
+decoder and the payload equaliser are its C++ blocks; the Python ones are the reference.
 """
 from __future__ import annotations
 
@@ -18,25 +21,30 @@ from gnuradio import analog, blocks, digital, fft, gr, pdu
 
 from ..phy import header as hdr
 from ..phy.config import OfdmConfig
+from . import cpp_blocks
 from .sc_detector import sc_detector, sc_sync
 from .header_decoder import header_decoder
 from .payload_equalizer import payload_equalizer
+from .side_info_decoder import side_info_decoder
 
 FRAME_TAG = "frame_len"
 HDR_TAG = "hdr_len"
 
 
 class ofdm_rx(gr.hier_block2):
-    def __init__(self, cfg: OfdmConfig):
+    def __init__(self, cfg: OfdmConfig, impl: str = "auto"):
+        """``impl``: 'cpp', 'python' or 'auto' (see :func:`testbed.gr.cpp_blocks.resolve_impl`)."""
         gr.hier_block2.__init__(self, "jscc_ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.cfg = cfg
+        cpp = cpp_blocks.resolve_impl(impl) == "cpp"
+        self.impl = "cpp" if cpp else "python"
         self.message_port_register_hier_out("frames")
         n = cfg.fft_len
         n_hdr = hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data)
         # Schmidl & Cox metric from in-tree blocks; frame detection and CFO hold in sc_detector
         # (GNU Radio's own plateau detector marks early at low SNR and depends on scheduling)
-        self.sync = sc_sync(n)
+        self.sync = cpp_blocks.module().sc_metric(n) if cpp else sc_sync(n)
         # data delayed by one OFDM symbol: the detector places its trigger one symbol after the
         # frame start it wants (timing_backoff samples before the preamble, inside the prefix)
         self.delay = blocks.delay(gr.sizeof_gr_complex, cfg.symbol_len)
@@ -45,7 +53,7 @@ class ofdm_rx(gr.hier_block2):
         self.demux = digital.header_payload_demux(2 + n_hdr, n, cfg.cp_len, FRAME_TAG, "", True,
                                                   gr.sizeof_gr_complex)
         n_head = (2 + n_hdr) * cfg.symbol_len
-        self.gate = sc_detector(cfg, n_head, cfg.symbol_len)
+        self.gate = (cpp_blocks.sc_detector if cpp else sc_detector)(cfg, n_head, cfg.symbol_len)
         self.connect(self, self.sync)
         self.connect((self.sync, 0), (self.gate, 0))
         self.connect((self.sync, 1), (self.gate, 1))
@@ -65,7 +73,7 @@ class ofdm_rx(gr.hier_block2):
         self.h_v2s = blocks.vector_to_stream(gr.sizeof_gr_complex, n)
         self.h_len = blocks.tagged_stream_multiply_length(gr.sizeof_gr_complex, HDR_TAG, n)
         self.h_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, HDR_TAG)
-        self.h_dec = header_decoder(cfg)
+        self.h_dec = (cpp_blocks.header_decoder if cpp else header_decoder)(cfg)
         for b in (self.h_v2s, self.h_len):
             b.set_min_output_buffer(2 * n_hdr * n)
         self.connect((self.demux, 0), self.h_fft, self.chanest, self.h_pkt, self.h_v2s, self.h_len, self.h_pdu)
@@ -77,7 +85,7 @@ class ofdm_rx(gr.hier_block2):
         self.p_v2s = blocks.vector_to_stream(gr.sizeof_gr_complex, n)
         self.p_len = blocks.tagged_stream_multiply_length(gr.sizeof_gr_complex, FRAME_TAG, n)
         self.p_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, FRAME_TAG)
-        self.p_eq = payload_equalizer(cfg)
+        self.p_eq = (cpp_blocks.payload_equalizer if cpp else payload_equalizer)(cfg)
         n_pay = cfg.max_payload_ofdm_symbols()   # longer frames: rejected by the header decoder
         for b in (self.p_fft, self.p_v2s, self.p_len):
             b.set_min_output_buffer(2 * n_pay * (1 if b is self.p_fft else n))
@@ -86,13 +94,25 @@ class ofdm_rx(gr.hier_block2):
         n_samp = 2 * (n_pay + 2 + n_hdr) * cfg.symbol_len
         for b in (self.mixer, self.delay, self.osc, self.gate):
             b.set_min_output_buffer(n_samp)
-        for b in (self.sync.norm, self.sync.arg):
+        for b in ((self.sync,) if cpp else (self.sync.norm, self.sync.arg)):
             b.set_min_output_buffer(n_samp)
         self.connect((self.demux, 1), self.p_fft, self.p_v2s, self.p_len, self.p_pdu)
         self.msg_connect(self.p_pdu, "pdus", self.p_eq, "in")
-        self.msg_connect(self.p_eq, "frames", self, "frames")
+        if cpp:   # the C++ equaliser hands side information on undecoded
+            self.side = side_info_decoder()
+            self.msg_connect(self.p_eq, "frames", self.side, "in")
+            self.msg_connect(self.side, "frames", self, "frames")
+        else:
+            self.msg_connect(self.p_eq, "frames", self, "frames")
 
     def counters(self) -> dict:
+        if self.impl == "cpp":
+            g, h = self.gate, self.h_dec
+            return {"headers_ok": h.ok(), "headers_failed": h.failed(), "headers_too_long": h.too_long(),
+                    "detections": g.accepted(), "detections_suppressed": g.suppressed(),
+                    "detections_rejected": g.rejected(), "gate_timeouts": g.timeouts(),
+                    "frames_equalized": self.side.frames,
+                    "payload_errors": self.p_eq.errors() + self.side.errors}
         return {"headers_ok": self.h_dec.ok, "headers_failed": self.h_dec.failed,
                 "headers_too_long": self.h_dec.too_long,
                 "detections": self.gate.det.accepted, "detections_suppressed": self.gate.det.suppressed,

@@ -14,13 +14,15 @@ import pmt
 from gnuradio import blocks, digital, fft, gr, pdu
 
 from ..phy.config import OfdmConfig
+from . import cpp_blocks
 from .burst_shaper import burst_shaper
 
 LEN_TAG = "packet_len"
 
 
 class ofdm_tx(gr.hier_block2):
-    def __init__(self, cfg: OfdmConfig):
+    def __init__(self, cfg: OfdmConfig, impl: str = "auto"):
+        """``impl``: the burst shaper's, 'cpp', 'python' or 'auto' (:mod:`testbed.gr.cpp_blocks`)."""
         gr.hier_block2.__init__(self, "jscc_ofdm_tx", gr.io_signature(0, 0, 0),
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         self.cfg = cfg
@@ -38,7 +40,9 @@ class ofdm_tx(gr.hier_block2):
         )
         self.ifft = fft.fft_vcc(cfg.fft_len, False, (), True)
         self.cp = digital.ofdm_cyclic_prefixer(cfg.fft_len, cfg.symbol_len, 0, LEN_TAG)
-        self.shaper = burst_shaper(gain=cfg.tx_gain(), clip=cfg.clip, gap=cfg.gap_samples, len_tag=LEN_TAG)
+        self.impl = cpp_blocks.resolve_impl(impl)
+        make = cpp_blocks.burst_shaper if self.impl == "cpp" else burst_shaper
+        self.shaper = make(gain=cfg.tx_gain(), clip=cfg.clip, gap=cfg.gap_samples, len_tag=LEN_TAG)
         # tagged-stream blocks need a whole frame in their buffers
         n_sym = cfg.max_frame_symbols()
         n_ofdm = -(-n_sym // cfg.n_data) + 2
@@ -49,3 +53,12 @@ class ofdm_tx(gr.hier_block2):
         self.msg_connect(self, "frames", self.to_stream, "pdus")
         self.msg_connect(self, "flush", self.shaper, "flush")
         self.connect(self.to_stream, self.allocator, self.ifft, self.cp, self.shaper, self)
+
+    def bursts_sent(self) -> int:
+        """Bursts (frames) the shaper has started."""
+        b = self.shaper.bursts
+        return int(b() if callable(b) else b)
+
+    def clipped_samples(self) -> int:
+        c = self.shaper.clipped
+        return int(c() if callable(c) else c)

@@ -120,6 +120,6 @@ def run_link(codec, rate, images, *, cfg, tx_snr_db: float, connect, make_row, e
             "tx_samples": tx_samples, "samples_per_s": tx_samples / wall,
             "real_time_factor": tx_samples / wall / cfg.samp_rate,
             "wrong_model": dec.wrong_model, "wrong_kb": dec.wrong_kb, "late_frames": dec.reasm.late,
-            "tx_bursts": tx.shaper.bursts,
-            "tx_clipped_samples": tx.shaper.clipped, "wall_s": wall,
+            "tx_bursts": tx.bursts_sent(),
+            "tx_clipped_samples": tx.clipped_samples(), "wall_s": wall,
             **cpu}

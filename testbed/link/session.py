@@ -179,7 +179,7 @@ class TxSession(_Transmitter):
     def send(self, img: np.ndarray, image_id: int, name: str = "", check=None) -> dict:
         """Queue one image's frames, after the previous image's have gone out (at most one image
         waits in the transmitter, whatever the medium's pace)."""
-        while self.tx.shaper.bursts < self.enc.frames_sent:
+        while self.tx.bursts_sent() < self.enc.frames_sent:
             if check is not None:
                 check()
             time.sleep(0.01)
@@ -189,7 +189,7 @@ class TxSession(_Transmitter):
 
     def drain(self, timeout_s: float = 30.0) -> None:
         t_end = time.monotonic() + timeout_s
-        while self.tx.shaper.bursts < self.enc.frames_sent and time.monotonic() < t_end:
+        while self.tx.bursts_sent() < self.enc.frames_sent and time.monotonic() < t_end:
             time.sleep(0.02)
 
 

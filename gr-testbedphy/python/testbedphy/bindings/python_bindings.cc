@@ -1,0 +1,124 @@
+/* pybind11 bindings of the testbed's PHY blocks, and of their kernels (for the equivalence tests
+ * against the Python reference). */
+#include <pybind11/complex.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <gnuradio/testbedphy/burst_shaper.h>
+#include <gnuradio/testbedphy/header_decoder.h>
+#include <gnuradio/testbedphy/payload_equalizer.h>
+#include <gnuradio/testbedphy/phy_layout.h>
+#include <gnuradio/testbedphy/sc_detector.h>
+#include <gnuradio/testbedphy/sc_metric.h>
+
+#include "../../../lib/fec.h"
+#include "../../../lib/ofdm_math.h"
+
+namespace py = pybind11;
+using namespace gr::testbedphy;
+
+PYBIND11_MODULE(testbedphy_python, m)
+{
+    py::module::import("gnuradio.gr");
+    m.doc() = "C++ blocks of the testbed's OFDM PHY (reference implementations: testbed.phy, testbed.gr)";
+
+    py::class_<phy_layout>(m, "phy_layout")
+        .def(py::init<>())
+        .def_readwrite("fft_len", &phy_layout::fft_len)
+        .def_readwrite("cp_len", &phy_layout::cp_len)
+        .def_readwrite("pilot_spacing", &phy_layout::pilot_spacing)
+        .def_readwrite("header_repetition", &phy_layout::header_repetition)
+        .def_readwrite("header_ofdm_symbols", &phy_layout::header_ofdm_symbols)
+        .def_readwrite("max_payload_ofdm_symbols", &phy_layout::max_payload_ofdm_symbols)
+        .def_readwrite("subcarrier_spacing_hz", &phy_layout::subcarrier_spacing_hz)
+        .def_readwrite("used_carriers", &phy_layout::used_carriers)
+        .def_readwrite("pilot_carriers", &phy_layout::pilot_carriers)
+        .def_readwrite("data_carriers", &phy_layout::data_carriers)
+        .def_readwrite("pilot_symbols", &phy_layout::pilot_symbols)
+        .def_readwrite("projector", &phy_layout::projector)
+        .def_readwrite("header_bits", &phy_layout::header_bits)
+        .def_readwrite("header_perm", &phy_layout::header_perm)
+        .def_readwrite("header_pad", &phy_layout::header_pad)
+        .def_readwrite("header_bits_v1", &phy_layout::header_bits_v1)
+        .def_readwrite("header_perm_v1", &phy_layout::header_perm_v1)
+        .def_readwrite("header_pad_v1", &phy_layout::header_pad_v1)
+        .def("validate", &phy_layout::validate);
+
+    py::class_<sc_metric, gr::sync_block, gr::block, gr::basic_block, std::shared_ptr<sc_metric>>(m, "sc_metric")
+        .def(py::init(&sc_metric::make), py::arg("fft_len"));
+
+    py::class_<sc_detector, gr::block, gr::basic_block, std::shared_ptr<sc_detector>>(m, "sc_detector")
+        .def(py::init(&sc_detector::make), py::arg("threshold"), py::arg("min_len"), py::arg("gap"),
+             py::arg("max_region"), py::arg("header_samples"), py::arg("margin"), py::arg("preamble"),
+             py::arg("fft_len"), py::arg("search"), py::arg("carrier_shifts"), py::arg("coarse_offset"),
+             py::arg("start_offset"), py::arg("timeout_s") = 2.0)
+        .def("accepted", &sc_detector::accepted)
+        .def("rejected", &sc_detector::rejected)
+        .def("suppressed", &sc_detector::suppressed)
+        .def("timeouts", &sc_detector::timeouts)
+        .def("lookahead", &sc_detector::lookahead);
+
+    py::class_<header_decoder, gr::block, gr::basic_block, std::shared_ptr<header_decoder>>(m, "header_decoder")
+        .def(py::init(&header_decoder::make), py::arg("layout"))
+        .def("ok", &header_decoder::ok)
+        .def("failed", &header_decoder::failed)
+        .def("too_long", &header_decoder::too_long);
+
+    py::class_<payload_equalizer, gr::block, gr::basic_block, std::shared_ptr<payload_equalizer>>(m, "payload_equalizer")
+        .def(py::init(&payload_equalizer::make), py::arg("layout"), py::arg("spread_signs"))
+        .def("frames", &payload_equalizer::frames)
+        .def("errors", &payload_equalizer::errors);
+
+    py::class_<burst_shaper, gr::block, gr::basic_block, std::shared_ptr<burst_shaper>>(m, "burst_shaper")
+        .def(py::init(&burst_shaper::make), py::arg("gain") = 1.0, py::arg("clip") = 1.0, py::arg("gap") = 600,
+             py::arg("len_tag") = "packet_len")
+        .def("bursts", &burst_shaper::bursts)
+        .def("clipped", &burst_shaper::clipped)
+        .def("bad_flushes", &burst_shaper::bad_flushes);
+
+    // -- kernels, for the equivalence tests ------------------------------------------------------
+    py::module k = m.def_submodule("kernels", "the blocks' signal processing as functions");
+    k.def("viterbi_decode", [](const std::vector<double>& soft, int n_bits) {
+        if ((int)soft.size() != 2 * (n_bits + fec::K - 1))
+            throw std::invalid_argument("expected " + std::to_string(2 * (n_bits + fec::K - 1)) + " soft values");
+        return fec::viterbi_decode(soft.data(), n_bits);
+    });
+    k.def("crc32", [](const py::bytes& b) {
+        std::string s = b;
+        return fec::crc32(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    });
+    k.def("estimate_from_header", [](const std::vector<gr_complex>& Y, const std::vector<gr_complex>& H0,
+                                      const phy_layout& L) {
+        const int n = (int)(Y.size() / L.fft_len);
+        header_result r = estimate_from_header(Y.data(), n, H0.data(), L);
+        py::dict d;
+        d["why"] = r.why;
+        if (r.header) {
+            const frame_header& h = *r.header;
+            d["header"] = py::dict(py::arg("version") = h.version, py::arg("image_id") = h.image_id,
+                                   py::arg("frame_index") = h.frame_index, py::arg("frame_count") = h.frame_count,
+                                   py::arg("height") = h.height, py::arg("width") = h.width,
+                                   py::arg("symbols_per_location") = h.symbols_per_location,
+                                   py::arg("n_payload") = h.n_payload, py::arg("payload_offset") = h.payload_offset,
+                                   py::arg("model_hash") = h.model_hash, py::arg("side_info_len") = h.side_info_len,
+                                   py::arg("mode") = h.mode);
+            d["taps"] = r.state.taps;
+            d["noise_var"] = r.state.noise_var;
+            d["snr_db"] = r.state.snr_db;
+            d["snr_eff_db"] = r.state.snr_eff_db;
+            d["phase_end"] = r.state.phase_end;
+            d["phase_rate"] = r.state.phase_rate;
+        }
+        return d;
+    });
+    k.def("equalize_payload", [](const std::vector<gr_complex>& Y, const std::vector<gr_complex>& taps,
+                                  double noise_var, int n_payload, const phy_layout& L, int n_side,
+                                  const std::vector<float>& signs) {
+        channel_state st;
+        st.taps = taps;
+        st.noise_var = noise_var;
+        despreader dsp(L.n_data());
+        payload_result r = equalize_payload(Y.data(), (int)(Y.size() / L.fft_len), st, n_payload, L, n_side, signs, dsp);
+        return py::make_tuple(r.symbols, r.side_symbols, r.diag);
+    });
+}

@@ -1,0 +1,104 @@
+"""The C++ PHY blocks (out-of-tree module ``gnuradio.testbedphy``, sources in gr-testbedphy/,
+built by scripts/setup.sh) and what they are constructed from.
+
+The receiver and transmitter use them when the module is installed (``impl="auto"``) and the
+Python blocks otherwise; ``TESTBED_PHY_IMPL=python`` (or ``cpp``) forces one. The Python blocks
+stay the reference: tests feed both the same samples.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+
+import numpy as np
+
+from ..phy import fec, framing
+from ..phy import header as hdr
+from ..phy.config import OfdmConfig
+from ..phy.equalizer import _delay_projector
+from ..phy.syncgate import FineTiming
+
+log = logging.getLogger(__name__)
+IMPLS = ("auto", "cpp", "python")
+
+
+@lru_cache(maxsize=1)
+def module():
+    """The imported C++ module, or None (why: :func:`unavailable_reason`)."""
+    try:
+        from gnuradio import testbedphy
+    except ImportError as e:
+        module.why = f"{type(e).__name__}: {e}"
+        return None
+    return testbedphy
+
+
+def unavailable_reason() -> str | None:
+    return None if module() is not None else getattr(module, "why", "not installed")
+
+
+def resolve_impl(impl: str = "auto") -> str:
+    """'cpp' or 'python' for ``impl`` (argument, else $TESTBED_PHY_IMPL, else auto)."""
+    if impl == "auto":
+        impl = os.environ.get("TESTBED_PHY_IMPL", "auto") or "auto"
+    if impl not in IMPLS:
+        raise ValueError(f"PHY implementation {impl!r}: expected one of {', '.join(IMPLS)} "
+                         f"(argument or $TESTBED_PHY_IMPL)")
+    if impl == "auto":
+        return "cpp" if module() is not None else "python"
+    if impl == "cpp" and module() is None:
+        raise RuntimeError(f"the C++ PHY module gnuradio.testbedphy is not installed ({unavailable_reason()}); "
+                           f"run ./scripts/setup.sh")
+    return impl
+
+
+def layout(cfg: OfdmConfig):
+    """The C++ blocks' view of ``cfg``: carriers, projector, header interleavers and padding."""
+    m = module()
+    L = m.phy_layout()
+    L.fft_len, L.cp_len, L.pilot_spacing = cfg.fft_len, cfg.cp_len, cfg.pilot_spacing
+    L.header_repetition = cfg.header_repetition
+    n_hdr = hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data)
+    L.header_ofdm_symbols = n_hdr
+    L.max_payload_ofdm_symbols = cfg.max_payload_ofdm_symbols()
+    L.subcarrier_spacing_hz = float(cfg.subcarrier_spacing_hz)
+    L.used_carriers = cfg.carriers.tolist()
+    L.pilot_carriers = cfg.pilot_carriers.tolist()
+    L.data_carriers = cfg.data_carriers.tolist()
+    L.pilot_symbols = cfg.pilot_symbols.tolist()
+    L.projector = _delay_projector(cfg, 0).astype(np.complex64).ravel().tolist()
+    total = n_hdr * cfg.n_data
+    for bits, suffix in ((hdr.N_BITS, ""), (hdr.N_BITS_V1, "_v1")):
+        n = fec.coded_length(bits, cfg.header_repetition)
+        if n > total:      # a version-1 header that does not fill the same OFDM symbols: not understood
+            continue
+        setattr(L, "header_bits" + suffix, bits)
+        setattr(L, "header_perm" + suffix, fec.interleaver(n).tolist())
+        setattr(L, "header_pad" + suffix, hdr._padding(total - n).tolist())
+    L.validate()
+    return L
+
+
+def sc_detector(cfg: OfdmConfig, header_samples: int, data_delay: int, timeout_s: float = 2.0):
+    """C++ twin of :class:`testbed.gr.sc_detector.sc_detector` (same parameters)."""
+    n = cfg.fft_len
+    fine = FineTiming(cfg, n // 2)
+    m = 2 * (int(cfg.max_carrier_offset) // 2)
+    return module().sc_detector(
+        threshold=cfg.sync_threshold, min_len=cfg.cp_len, gap=n // 8, max_region=2 * n,
+        header_samples=header_samples, margin=2 * cfg.symbol_len, preamble=fine.ref.tolist(), fft_len=n,
+        search=fine.search, carrier_shifts=list(range(-m, m + 1, 2)), coarse_offset=n + cfg.cp_len // 4,
+        start_offset=data_delay - cfg.timing_backoff, timeout_s=timeout_s)
+
+
+def header_decoder(cfg: OfdmConfig):
+    return module().header_decoder(layout(cfg))
+
+
+def payload_equalizer(cfg: OfdmConfig):
+    return module().payload_equalizer(layout(cfg), framing._signs(cfg.n_data).tolist())
+
+
+def burst_shaper(gain: float, clip: float, gap: int, len_tag: str):
+    return module().burst_shaper(gain=gain, clip=clip, gap=gap, len_tag=len_tag)
