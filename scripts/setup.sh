@@ -3,13 +3,14 @@
 #   1. the Debian packages it needs (GNU Radio, libiio, UHD, mosquitto; with --tests also chromium,
 #      for the browser test of `testbed compare`'s report), when missing;
 #   2. .venv from Debian's Python with --system-site-packages (GNU Radio lives there);
-#   3. the package itself with versions known to work together (setup.cfg), when changed.
+#   3. the package itself with versions known to work together (setup.cfg), when changed;
+#   4. the C++ PHY module (gr-testbedphy: CMake, pybind11) into .venv, when its sources changed.
 # Re-running it is cheap: every step is skipped when already done.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TESTBED_VENV:-$ROOT/.venv}"
 PY=/usr/bin/python3
-APT_PKGS=(gnuradio python3-venv libiio-utils python3-libiio mosquitto uhd-host python3-uhd)
+APT_PKGS=(gnuradio gnuradio-dev cmake g++ python3-venv libiio-utils python3-libiio mosquitto uhd-host python3-uhd)
 if [ "${1:-}" = "--tests" ]; then APT_PKGS+=(chromium); fi
 # TESTBED_APT_PKGS (space-separated) replaces the list, e.g. to check the non-root message.
 if [ -n "${TESTBED_APT_PKGS:-}" ]; then read -r -a APT_PKGS <<< "$TESTBED_APT_PKGS"; fi
@@ -54,4 +55,23 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -c "import numpy, gnuradio.gr, torch, onnxruntime" \
         || { say "installed packages do not import together (see above)"; exit 1; }
     echo "$want" > "$stamp"
+fi
+
+src="$ROOT/gr-testbedphy"
+mstamp="$VENV/.testbedphy-stamp"
+mwant="$(cd "$src" && find . -type f \( -name '*.cc' -o -name '*.h' -o -name '*.py' -o -name 'CMakeLists.txt' \) -print0 \
+         | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$mstamp" 2>/dev/null)" != "$mwant" ] || ! "$VENV/bin/python" -c "from gnuradio import testbedphy" 2>/dev/null; then
+    say "building the C++ PHY module (gr-testbedphy) into $VENV"
+    build="$VENV/build/gr-testbedphy"
+    mkdir -p "$build"
+    log="$VENV/build/gr-testbedphy.log"
+    site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("platlib"))')"
+    { cmake -S "$src" -B "$build" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$PY" \
+            -DTESTBEDPHY_PYTHON_DIR="$site" \
+      && cmake --build "$build" -j"$(nproc)" && cmake --install "$build"; } >"$log" 2>&1 \
+        || { tail -30 "$log" >&2; say "building gr-testbedphy failed (whole log: $log)"; exit 1; }
+    "$VENV/bin/python" -c "from gnuradio import testbedphy" \
+        || { say "gr-testbedphy was built but does not import (see above)"; exit 1; }
+    echo "$mwant" > "$mstamp"
 fi

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 SETUP_HINT = "./scripts/setup.sh"
 
@@ -74,6 +75,14 @@ def _gnuradio_version() -> str | None:
         return None
 
 
+def _testbedphy() -> str | None:
+    """Where the C++ PHY module is installed, or None."""
+    from ..gr.cpp_blocks import module
+
+    m = module()
+    return None if m is None else f"installed ({Path(m.__file__).parent})"
+
+
 def _libiio_version() -> str | None:
     try:
         import iio
@@ -133,6 +142,9 @@ def run_doctor(scan: bool = True, network: bool = False) -> Report:
         Check("mosquitto", "installed" if shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto") else None,
               False, apt_fix.format(pkg="mosquitto")),
         Check("grcc", "installed" if shutil.which("grcc") else None, False, apt_fix.format(pkg="gnuradio")),
+        Check("gr-testbedphy", _testbedphy(), False,
+              SETUP_HINT + "  (builds the C++ PHY blocks; without them the PHY runs its slower Python blocks)",
+              required=False),
     ]
     for c in r.checks:
         c.ok = c.version is not None
