@@ -104,10 +104,10 @@ std::vector<cd> smooth_channel(const std::vector<cd>& H_used, const phy_layout& 
         x[i] = std::conj(d[i]) * H_used[i];
     std::vector<cd> out(n);
     for (int r = 0; r < n; r++) {
-        const gr_complex* p = &L.projector[(size_t)r * n];
+        const cd* p = &L.projector[(size_t)r * n];
         cd acc(0);
         for (int c = 0; c < n; c++)
-            acc += cd(p[c]) * x[c];
+            acc += p[c] * x[c];
         out[r] = d[r] * acc;
     }
     return out;

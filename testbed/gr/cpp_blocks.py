@@ -67,7 +67,7 @@ def layout(cfg: OfdmConfig):
     L.pilot_carriers = cfg.pilot_carriers.tolist()
     L.data_carriers = cfg.data_carriers.tolist()
     L.pilot_symbols = cfg.pilot_symbols.tolist()
-    L.projector = _delay_projector(cfg, 0).astype(np.complex64).ravel().tolist()
+    L.projector = _delay_projector(cfg, 0).ravel().tolist()
     total = n_hdr * cfg.n_data
     for bits, suffix in ((hdr.N_BITS, ""), (hdr.N_BITS_V1, "_v1")):
         n = fec.coded_length(bits, cfg.header_repetition)

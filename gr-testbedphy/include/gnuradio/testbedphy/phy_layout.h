@@ -6,6 +6,7 @@
 
 #include <gnuradio/gr_complex.h>
 #include <gnuradio/testbedphy/api.h>
+#include <complex>
 #include <vector>
 
 namespace gr {
@@ -23,7 +24,7 @@ struct TESTBEDPHY_API phy_layout {
     std::vector<int> pilot_carriers;
     std::vector<int> data_carriers;
     std::vector<gr_complex> pilot_symbols;
-    std::vector<gr_complex> projector;  // [n_used x n_used] row-major, delays -cp/2..cp
+    std::vector<std::complex<double>> projector;  // [n_used x n_used] row-major, delays -cp/2..cp
     int header_bits = 0;                // version 2
     std::vector<int> header_perm;       // interleaver of the coded header (version 2)
     std::vector<float> header_pad;      // BPSK padding after it, to whole OFDM symbols
