@@ -1,11 +1,12 @@
 #include <gnuradio/io_signature.h>
 #include <gnuradio/testbedphy/sc_detector.h>
-#include <volk/volk.h>
+#include <gnuradio/fft/fft.h>
 #include <chrono>
 #include <cmath>
 #include <complex>
 #include <condition_variable>
 #include <mutex>
+#include <memory>
 #include <optional>
 #include <thread>
 
@@ -24,7 +25,13 @@ class sc_detector_impl : public sc_detector
     const int d_min_len, d_gap, d_max_region, d_header_samples, d_margin;
     const int d_fft_len, d_search, d_coarse_offset, d_start_offset;
     std::vector<gr_complex> d_ref;
-    std::vector<std::vector<gr_complex>> d_refs;  // conj(ref * exp(2 pi i k n / N)) per shift k
+    // correlation with conj(ref * exp(2 pi i k n / N)) for each shift k, by FFT: the spectra of
+    // the time-reversed references, zero-padded to d_nfft >= 2 * search + len(ref)
+    std::vector<std::vector<gr_complex>> d_ref_spectra;
+    int d_nfft = 0;
+    std::unique_ptr<gr::fft::fft_complex_fwd> d_fwd;
+    std::unique_ptr<gr::fft::fft_complex_rev> d_rev;
+    std::vector<gr_complex> d_seg_spec;
     double d_energy = 0;
     std::vector<gr_complex> d_history;
     bool d_has_pending = false;
@@ -34,8 +41,11 @@ class sc_detector_impl : public sc_detector
     float d_freq = 0;
     int64_t d_trigger_at = -1, d_release_at = -1;
     uint64_t d_accepted = 0, d_rejected = 0, d_suppressed = 0, d_timeouts = 0;
-    std::vector<uint8_t> d_above;
+    std::vector<uint8_t> d_above;   // metric >= threshold, filled as far as looked at (d_above_n)
+    const float* d_metric = nullptr;
+    int d_above_n = 0;
     std::vector<gr_complex> d_seg, d_buf;
+    const pmt::pmt_t d_verdict_port = pmt::mp("verdict"), d_timeout_port = pmt::mp("timeout");
     // timeout timer
     const double d_timeout_s;
     std::thread d_timer;
@@ -60,11 +70,20 @@ public:
             throw std::invalid_argument("sc_detector: gap, min_len, max_region, fft_len must be >= 1, search >= 0");
         if (preamble.empty() || shifts.empty())
             throw std::invalid_argument("sc_detector: empty preamble or carrier_shifts");
+        const int R = (int)d_ref.size();
+        d_nfft = 1;
+        while (d_nfft < 2 * search + R)
+            d_nfft *= 2;
+        d_fwd = std::make_unique<gr::fft::fft_complex_fwd>(d_nfft);
+        d_rev = std::make_unique<gr::fft::fft_complex_rev>(d_nfft);
         for (int k : shifts) {
-            std::vector<gr_complex> r(d_ref.size());
-            for (size_t n = 0; n < d_ref.size(); n++)
-                r[n] = gr_complex(std::conj(std::complex<double>(d_ref[n]) * std::polar(1.0, 2 * PI * k * (double)n / fft_len)));
-            d_refs.push_back(std::move(r));
+            gr_complex* in = d_fwd->get_inbuf();
+            std::fill(in, in + d_nfft, gr_complex(0));
+            for (int n = 0; n < R; n++)   // reversed, so that a convolution correlates
+                in[R - 1 - n] = gr_complex(
+                    std::conj(std::complex<double>(d_ref[n]) * std::polar(1.0, 2 * PI * k * (double)n / fft_len)));
+            d_fwd->execute();
+            d_ref_spectra.emplace_back(d_fwd->get_outbuf(), d_fwd->get_outbuf() + d_nfft);
         }
         for (auto v : d_ref)
             d_energy += std::norm(std::complex<double>(v));
@@ -143,10 +162,20 @@ public:
         }
     }
 
+    /* the threshold comparison up to index `upto` (exclusive, at most the input) */
+    void see(int upto)
+    {
+        upto = std::min(upto, (int)d_above.size());
+        for (int k = d_above_n; k < upto; k++)
+            d_above[k] = d_metric[k] >= d_threshold;
+        d_above_n = std::max(d_above_n, upto);
+    }
+
     /* last above-threshold index of the region starting at s0, or -1 if undecided */
-    int64_t region_end(int s0, int n_in) const
+    int64_t region_end(int s0, int n_in)
     {
         int run = 0;
+        see(n_in);
         for (int j = s0; j < n_in; j++) {
             run = d_above[j] ? 0 : run + 1;
             if (run == d_gap)
@@ -178,11 +207,21 @@ public:
         }
         double best = -1.0;
         int best_lag = 0;
-        for (const auto& r : d_refs) {
+        gr_complex* fin = d_fwd->get_inbuf();
+        std::copy(d_seg.begin(), d_seg.end(), fin);
+        std::fill(fin + L, fin + d_nfft, gr_complex(0));
+        d_fwd->execute();
+        d_seg_spec.assign(d_fwd->get_outbuf(), d_fwd->get_outbuf() + d_nfft);
+        const float scale = 1.0f / d_nfft;
+        for (const auto& spec : d_ref_spectra) {
+            gr_complex* rin = d_rev->get_inbuf();
+            for (int f = 0; f < d_nfft; f++)
+                rin[f] = d_seg_spec[f] * spec[f];
+            d_rev->execute();
+            const gr_complex* conv = d_rev->get_outbuf();   // conv[j + R - 1]: correlation at lag j
             for (int j = 0; j <= 2 * d_search; j++) {
-                lv_32fc_t acc;
-                volk_32fc_x2_dot_prod_32fc(&acc, d_seg.data() + j, r.data(), R);
-                const double c = std::norm(std::complex<double>(acc)) / (d_energy * std::max(win[j], 1e-30));
+                const std::complex<double> acc(conv[j + R - 1] * scale);
+                const double c = std::norm(acc) / (d_energy * std::max(win[j], 1e-30));
                 if (c > best) {
                     best = c;
                     best_lag = j;
@@ -209,9 +248,9 @@ public:
     {
         const int n = std::min(n_in, max_out);
         std::fill(t_out, t_out + n, 0);
+        d_metric = metric;
         d_above.resize(n_in);
-        for (int k = 0; k < n_in; k++)
-            d_above[k] = metric[k] >= d_threshold;
+        d_above_n = 0;
         auto fill = [&](int a, int b) { std::fill(f_out + a, f_out + b, d_freq); };
         int i = 0;
         while (i < n) {
@@ -241,6 +280,7 @@ public:
                     d_state = st::WAIT;
                     break;
                 }
+                see((int)end);
                 for (int k = i + 1; k < end; k++)
                     d_suppressed += d_above[k] && !d_above[k - 1];
                 fill(i, (int)end);
@@ -248,6 +288,7 @@ public:
                 continue;
             }
             int s0 = i;
+            see(n_in);
             while (s0 < n_in && !d_above[s0])
                 s0++;
             if (s0 >= n_in || s0 >= n) {
@@ -284,8 +325,8 @@ public:
             const float phase = angle[t];
             if (n_in - t < d_search + (int64_t)d_ref.size() + 1)
                 break;   // need samples for the correlation
-            d_buf.assign(d_history.begin(), d_history.end());
-            d_buf.insert(d_buf.end(), raw, raw + n_in);
+            d_buf.assign(d_history.begin(), d_history.end());   // what the correlation can reach
+            d_buf.insert(d_buf.end(), raw, raw + std::min<int64_t>(n_in, t + d_search + (int64_t)d_ref.size() + 1));
             const int64_t buf_start = start - (int64_t)d_history.size();
             const int64_t guess = start + t - d_coarse_offset;
             auto loc = locate(d_buf.data(), (int)d_buf.size(), buf_start, guess, phase);
@@ -320,9 +361,23 @@ public:
                 // f), so the offset is f / pi sub-carrier spacings
                 add_item_tag(0, base + i, pmt::mp("sc_cfo"), pmt::from_double((double)fo[i] / PI));
         consume_each(k);
+        if (k == 0 && d_state == st::WAIT)
+            await_verdict();
         if (d_accepted != before)
             arm(d_trigger_at);
         return k;
+    }
+
+    /* Waiting for the header decoder: every change up- or downstream would call this block again
+     * at once, only to return nothing (thousands of scheduler round trips per frame). Wait here,
+     * briefly, until the verdict (or the timeout) is in this block's queue. */
+    void await_verdict()
+    {
+        for (int i = 0; i < 50; i++) {
+            if (!empty_p(d_verdict_port) || !empty_p(d_timeout_port))
+                return;
+            std::this_thread::sleep_for(std::chrono::microseconds(20));
+        }
     }
 
     // -- timeout -------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 #include <gnuradio/io_signature.h>
 #include <gnuradio/testbedphy/sc_metric.h>
+#include <volk/volk_alloc.hh>
+#include <volk/volk.h>
 #include <cmath>
 #include <complex>
 #include <stdexcept>
@@ -12,7 +14,8 @@ class sc_metric_impl : public sc_metric
     const int d_n, d_h;
     std::complex<double> d_corr{ 0.0 };  // running sum of x(n) conj(x(n-h)) over h samples
     double d_pow = 0.0;                   // running sum of |x(n)|^2 over n samples
-    int d_nonzero = 0;                    // non-zero samples among the last N (all zero: sums exactly 0)
+    int d_nonzero = 0;
+    volk::vector<gr_complex> d_p;         // P(n) of this call, for the vectorised arg                    // non-zero samples among the last N (all zero: sums exactly 0)
 
 public:
     explicit sc_metric_impl(int fft_len)
@@ -37,6 +40,8 @@ public:
         std::complex<double> corr = d_corr;
         double pw = d_pow;
         int nz = d_nonzero;
+        if ((int)d_p.size() < noutput_items)
+            d_p.resize(noutput_items);
         for (int i = 0; i < noutput_items; i++) {
             const std::complex<double> a(x[i]), b(x[i - h]), c(x[i - N]);
             corr += a * std::conj(b) - b * std::conj(c);
@@ -49,8 +54,9 @@ public:
             const std::complex<float> cf(corr);
             const float r = 0.5f * (float)pw;
             metric[i] = std::norm(cf) / (r * r);
-            phase[i] = std::atan2(cf.imag(), cf.real());
+            d_p[i] = cf;
         }
+        volk_32fc_s32f_atan2_32f(phase, d_p.data(), 1.0f, noutput_items);
         // re-anchor the running sums on exact sums now and then (no drift over long runs)
         if (((nitems_written(0) + noutput_items) >> 16) != (nitems_written(0) >> 16)) {
             corr = 0.0;

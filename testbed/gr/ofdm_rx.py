@@ -32,6 +32,7 @@ HDR_TAG = "hdr_len"
 
 
 class ofdm_rx(gr.hier_block2):
+    MIN_CHUNK = 2048
     def __init__(self, cfg: OfdmConfig, impl: str = "auto"):
         """``impl``: 'cpp', 'python' or 'auto' (see :func:`testbed.gr.cpp_blocks.resolve_impl`)."""
         gr.hier_block2.__init__(self, "jscc_ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
@@ -96,6 +97,9 @@ class ofdm_rx(gr.hier_block2):
             b.set_min_output_buffer(n_samp)
         for b in ((self.sync,) if cpp else (self.sync.norm, self.sync.arg)):
             b.set_min_output_buffer(n_samp)
+        if cpp:   # whole chunks: a call per few samples costs more in the scheduler than the work
+            for b in (self.sync, self.gate):
+                b.set_min_noutput_items(self.MIN_CHUNK)
         self.connect((self.demux, 1), self.p_fft, self.p_v2s, self.p_len, self.p_pdu)
         self.msg_connect(self.p_pdu, "pdus", self.p_eq, "in")
         if cpp:   # the C++ equaliser hands side information on undecoded
