@@ -122,3 +122,49 @@ def symbol_snr_db(result: LinkResult, stream: np.ndarray) -> list[float]:
         ref = stream[idx[framing.frame_permutation(idx.size)]]
         out.append(float(10 * np.log10(np.mean(np.abs(ref) ** 2) / np.mean(np.abs(sym - ref) ** 2))))
     return out
+
+
+class _counter(gr.basic_block):
+    """Counts frames (without converting them: the benchmark measures the PHY, not PMT to numpy)."""
+
+    def __init__(self):
+        gr.basic_block.__init__(self, name="frame_counter", in_sig=None, out_sig=None)
+        self.n = 0
+        self.message_port_register_in(pmt.intern("in"))
+        self.set_msg_handler(pmt.intern("in"), self._handle)
+
+    def _handle(self, msg):
+        self.n += 1
+
+
+def throughput(frames: list[np.ndarray], cfg: OfdmConfig, *, snr_db: float = 15.0, impl: str = "auto",
+               timeout: float = 300.0) -> dict:
+    """TX -> loopback channel -> RX in one running flowgraph, frames back to back: samples per
+    second of wall time from the first frame handed to the transmitter to the last one out of the
+    receiver (flowgraph start excluded)."""
+    tb = gr.top_block("phy_throughput")
+    tx = ofdm_tx(cfg, impl=impl)
+    chan = loopback_channel(cfg, snr_db)
+    rx = ofdm_rx(cfg, impl=impl)
+    cnt = _counter()
+    tb.connect(tx, chan, rx)
+    tb.msg_connect(rx, "frames", cnt, "in")
+    msgs = [pdu({}, f) for f in frames]
+    tb.start()
+    try:
+        time.sleep(0.2)
+        port = pmt.intern("pdus")
+        t0 = time.monotonic()
+        for m in msgs:
+            tx.to_stream.to_basic_block()._post(port, m)
+        tx.shaper.to_basic_block()._post(pmt.intern("flush"), pmt.to_pmt({"after": len(frames),
+                                                                          "samples": cfg.flush_samples()}))
+        while cnt.n < len(frames) and time.monotonic() - t0 < timeout:
+            time.sleep(0.002)
+        wall = time.monotonic() - t0
+        samples = int(tx.shaper.nitems_written(0))
+    finally:
+        tb.stop()
+        tb.wait()
+    return {"impl": rx.impl, "frames_sent": len(frames), "frames_received": cnt.n, "samples": samples,
+            "wall_s": wall, "msps": samples / wall / 1e6, "counters": rx.counters()}
