@@ -11,13 +11,11 @@ import logging
 import os
 from functools import lru_cache
 
-import numpy as np
 
 from ..phy import fec, framing
 from ..phy import header as hdr
 from ..phy.config import OfdmConfig
 from ..phy.equalizer import _delay_projector
-from ..phy.syncgate import FineTiming
 
 log = logging.getLogger(__name__)
 IMPLS = ("auto", "cpp", "python")
@@ -81,15 +79,14 @@ def layout(cfg: OfdmConfig):
 
 
 def sc_detector(cfg: OfdmConfig, header_samples: int, data_delay: int, timeout_s: float = 2.0):
-    """C++ twin of :class:`testbed.gr.sc_detector.sc_detector` (same parameters)."""
-    n = cfg.fft_len
-    fine = FineTiming(cfg, n // 2)
-    m = 2 * (int(cfg.max_carrier_offset) // 2)
-    return module().sc_detector(
-        threshold=cfg.sync_threshold, min_len=cfg.cp_len, gap=n // 8, max_region=2 * n,
-        header_samples=header_samples, margin=2 * cfg.symbol_len, preamble=fine.ref.tolist(), fft_len=n,
-        search=fine.search, carrier_shifts=list(range(-m, m + 1, 2)), coarse_offset=n + cfg.cp_len // 4,
-        start_offset=data_delay - cfg.timing_backoff, timeout_s=timeout_s)
+    """C++ twin of :class:`testbed.gr.sc_detector.sc_detector` (the same parameters)."""
+    from .sc_detector import detector_params
+
+    p = detector_params(cfg, header_samples, data_delay)
+    fine = p.pop("fine")
+    m = 2 * (int(cfg.max_carrier_offset) // 2)     # the even integer CFOs FineTiming searches
+    return module().sc_detector(**p, preamble=fine.ref.tolist(), fft_len=cfg.fft_len, search=fine.search,
+                                carrier_shifts=list(range(-m, m + 1, 2)), timeout_s=timeout_s)
 
 
 def header_decoder(cfg: OfdmConfig):

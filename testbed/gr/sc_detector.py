@@ -24,16 +24,21 @@ from .pmtutil import dict_to_py
 CFO_TAG = pmt.intern("sc_cfo")
 
 
+def detector_params(cfg: OfdmConfig, header_samples: int, data_delay: int) -> dict:
+    """:class:`ScDetector`'s arguments for ``cfg`` (the C++ detector is built from the same)."""
+    n = cfg.fft_len
+    # the middle of the above-threshold region lies about fft_len + cp/4 after the preamble's
+    # first sample (threshold 0.15); fine timing searches +-fft_len/2 around that
+    return dict(threshold=cfg.sync_threshold, min_len=cfg.cp_len, gap=n // 8, max_region=2 * n,
+                header_samples=header_samples, margin=2 * cfg.symbol_len, fine=FineTiming(cfg, n // 2),
+                coarse_offset=n + cfg.cp_len // 4, start_offset=data_delay - cfg.timing_backoff)
+
+
 class sc_detector(gr.basic_block):
     def __init__(self, cfg: OfdmConfig, header_samples: int, data_delay: int, timeout_s: float = 2.0):
         gr.basic_block.__init__(self, name="sc_detector", in_sig=[np.float32, np.float32, np.complex64],
                                 out_sig=[np.float32, np.int8])
-        n = cfg.fft_len
-        # the middle of the above-threshold region lies about fft_len + cp/4 after the preamble's
-        # first sample (threshold 0.15); fine timing searches +-fft_len/2 around that
-        self.det = ScDetector(cfg.sync_threshold, cfg.cp_len, n // 8, 2 * n, header_samples, 2 * cfg.symbol_len,
-                              fine=FineTiming(cfg, n // 2), coarse_offset=n + cfg.cp_len // 4,
-                              start_offset=data_delay - cfg.timing_backoff)
+        self.det = ScDetector(**detector_params(cfg, header_samples, data_delay))
         self.timeout_s = timeout_s
         self._timer: threading.Timer | None = None
         self.timeouts = 0
