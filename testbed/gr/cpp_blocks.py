@@ -97,5 +97,10 @@ def payload_equalizer(cfg: OfdmConfig):
     return module().payload_equalizer(layout(cfg), framing._signs(cfg.n_data).tolist())
 
 
-def burst_shaper(gain: float, clip: float, gap: int, len_tag: str):
-    return module().burst_shaper(gain=gain, clip=clip, gap=gap, len_tag=len_tag)
+def ofdm_modulator(cfg: OfdmConfig):
+    """The whole transmitter (C++ twin of the in-tree chain in :class:`testbed.gr.ofdm_tx.ofdm_tx`)."""
+    return module().ofdm_modulator(
+        fft_len=cfg.fft_len, cp_len=cfg.cp_len, data_carriers=cfg.data_carriers.tolist(),
+        pilot_carriers=cfg.pilot_carriers.tolist(), pilot_symbols=cfg.pilot_symbols.tolist(),
+        sync_word1=cfg.sync_word1.tolist(), sync_word2=cfg.sync_word2.tolist(), gain=cfg.tx_gain(),
+        clip=cfg.clip, gap=cfg.gap_samples, max_symbols=cfg.max_frame_symbols())

@@ -46,7 +46,7 @@ def transmit(frames: list[np.ndarray], cfg: OfdmConfig, timeout: float = 30.0) -
         for f in frames:
             n_sym = f.size // cfg.n_data + 2
             expect += n_sym * cfg.symbol_len + cfg.gap_samples
-            tx.to_stream.to_basic_block()._post(pmt.intern("pdus"), pdu({}, f))
+            tx.post_frame(pdu({}, f))
         t0 = time.monotonic()
         while len(snk.data()) < expect and time.monotonic() - t0 < timeout:
             time.sleep(0.02)
@@ -153,16 +153,14 @@ def throughput(frames: list[np.ndarray], cfg: OfdmConfig, *, snr_db: float = 15.
     tb.start()
     try:
         time.sleep(0.2)
-        port = pmt.intern("pdus")
         t0 = time.monotonic()
         for m in msgs:
-            tx.to_stream.to_basic_block()._post(port, m)
-        tx.shaper.to_basic_block()._post(pmt.intern("flush"), pmt.to_pmt({"after": len(frames),
-                                                                          "samples": cfg.flush_samples()}))
+            tx.post_frame(m)
+        tx.post_flush(after=len(frames), samples=cfg.flush_samples())
         while cnt.n < len(frames) and time.monotonic() - t0 < timeout:
             time.sleep(0.002)
         wall = time.monotonic() - t0
-        samples = int(tx.shaper.nitems_written(0))
+        samples = tx.samples_sent()
     finally:
         tb.stop()
         tb.wait()

@@ -115,7 +115,7 @@ def run_link(codec, rate, images, *, cfg, tx_snr_db: float, connect, make_row, e
             emit(make_row(path, ref, None, {"frames_decoded": 0, "missing_frames": list(range(s["frames"]))}, s))
     wall = time.monotonic() - t_start
     log.info("%s", format_usage(cpu, wall))
-    tx_samples = int(tx.shaper.nitems_written(0))
+    tx_samples = tx.samples_sent()
     return {**rx.counters(), "frames_sent": enc.frames_sent, "frames_delivered": dec.frames_received,
             "tx_samples": tx_samples, "samples_per_s": tx_samples / wall,
             "real_time_factor": tx_samples / wall / cfg.samp_rate,

@@ -6,6 +6,7 @@ in-process flowgraphs keep shared-memory segments until the process ends).
 """
 import pickle
 import sys
+import time
 
 import numpy as np
 import pmt
@@ -30,10 +31,9 @@ def transmit(impl):
     snk = blocks.vector_sink_c()
     tb.connect(tx, snk)
     tb.start()
-    tx.shaper.to_basic_block()._post(pmt.intern("flush"), pmt.to_pmt({"after": 2, "samples": 1000}))
+    tx.post_flush(after=2, samples=1000)
     for f in frames:
-        tx.to_stream.to_basic_block()._post(pmt.intern("pdus"), pdu({}, f))
-    import time
+        tx.post_frame(pdu({}, f))
     expect = sum((f.size // cfg.n_data + 2) * cfg.symbol_len + cfg.gap_samples for f in frames) + 1000
     t0 = time.monotonic()
     while len(snk.data()) < expect and time.monotonic() - t0 < 30:
@@ -47,6 +47,27 @@ def transmit(impl):
 
 for impl in ("python", "cpp"):
     out["tx"][impl] = transmit(impl)
+
+# the C++ transmitter drops what is not a frame, counts it, and goes on
+tb = gr.top_block()
+tx = ofdm_tx(cfg, impl="cpp")
+snk = blocks.vector_sink_c()
+tb.connect(tx, snk)
+tb.start()
+for bad in (pmt.intern("nonsense"), pmt.cons(pmt.make_dict(), pmt.init_f32vector(3, [1, 2, 3])),
+            pdu({}, np.zeros(cfg.max_frame_symbols() + 1, np.complex64)), pdu({}, np.zeros(0, np.complex64))):
+    tx.post_frame(bad)
+tx.post_flush(after=0, samples=-5)
+tx.post_frame(pdu({}, frames[0]))
+t0 = time.monotonic()
+while tx.bursts_sent() < 1 and time.monotonic() - t0 < 10:
+    time.sleep(0.02)
+time.sleep(0.2)
+tb.stop()
+tb.wait()
+out["tx_bad"] = {"bad_frames": tx.mod.bad_frames(), "bad_flushes": tx.mod.bad_flushes(),
+                 "bursts": tx.bursts_sent(), "samples": tx.samples_sent(),
+                 "expect": (frames[0].size // cfg.n_data + 2) * cfg.symbol_len + cfg.gap_samples}
 x = out["tx"]["python"][0]
 sp = cfg.subcarrier_spacing_hz
 cases = {"awgn15": dict(snr_db=15.0), "awgn3": dict(snr_db=3.0), "cfo": dict(snr_db=12.0, cfo_hz=1.5 * sp),

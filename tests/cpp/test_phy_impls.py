@@ -31,7 +31,7 @@ def runs(tmp_path_factory):
         return pickle.load(f)
 
 
-def test_burst_shaper_same_samples_and_tags(runs):
+def test_transmitter_same_samples_and_tags(runs):
     (xp, tp), (xc, tc) = runs["tx"]["python"], runs["tx"]["cpp"]
     assert xp.size == xc.size > 0
     assert np.max(np.abs(xp - xc)) <= 1e-7
@@ -40,6 +40,12 @@ def test_burst_shaper_same_samples_and_tags(runs):
     assert sum(k == "tx_sob" for _, k in tp) == sum(k == "tx_eob" for _, k in tp) == 6
     sob = [o for o, k in tp if k == "tx_sob"]
     assert sob[2] - sob[1] == sob[1] - sob[0] + 1000
+
+
+def test_transmitter_drops_what_is_not_a_frame(runs):
+    r = runs["tx_bad"]
+    assert r["bad_frames"] == 4 and r["bad_flushes"] == 1
+    assert r["bursts"] == 1 and r["samples"] == r["expect"]
 
 
 @pytest.mark.parametrize("case", ["awgn15", "awgn3", "cfo", "delay_sco", "tdl-c"])

@@ -4,8 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <gnuradio/testbedphy/burst_shaper.h>
 #include <gnuradio/testbedphy/header_decoder.h>
+#include <gnuradio/testbedphy/ofdm_modulator.h>
 #include <gnuradio/testbedphy/payload_equalizer.h>
 #include <gnuradio/testbedphy/phy_layout.h>
 #include <gnuradio/testbedphy/sc_detector.h>
@@ -69,12 +69,15 @@ PYBIND11_MODULE(testbedphy_python, m)
         .def("frames", &payload_equalizer::frames)
         .def("errors", &payload_equalizer::errors);
 
-    py::class_<burst_shaper, gr::block, gr::basic_block, std::shared_ptr<burst_shaper>>(m, "burst_shaper")
-        .def(py::init(&burst_shaper::make), py::arg("gain") = 1.0, py::arg("clip") = 1.0, py::arg("gap") = 600,
-             py::arg("len_tag") = "packet_len")
-        .def("bursts", &burst_shaper::bursts)
-        .def("clipped", &burst_shaper::clipped)
-        .def("bad_flushes", &burst_shaper::bad_flushes);
+    py::class_<ofdm_modulator, gr::block, gr::basic_block, std::shared_ptr<ofdm_modulator>>(m, "ofdm_modulator")
+        .def(py::init(&ofdm_modulator::make), py::arg("fft_len"), py::arg("cp_len"), py::arg("data_carriers"),
+             py::arg("pilot_carriers"), py::arg("pilot_symbols"), py::arg("sync_word1"), py::arg("sync_word2"),
+             py::arg("gain"), py::arg("clip"), py::arg("gap"), py::arg("max_symbols"))
+        .def("bursts", &ofdm_modulator::bursts)
+        .def("clipped", &ofdm_modulator::clipped)
+        .def("bad_frames", &ofdm_modulator::bad_frames)
+        .def("bad_flushes", &ofdm_modulator::bad_flushes)
+        .def("queued", &ofdm_modulator::queued);
 
     // -- kernels, for the equivalence tests ------------------------------------------------------
     py::module k = m.def_submodule("kernels", "the blocks' signal processing as functions");
