@@ -18,7 +18,8 @@ class ofdm_modulator_impl : public ofdm_modulator
     std::vector<int> d_data_bins, d_pilot_bins;   // natural (unshifted) FFT bins
     std::vector<gr_complex> d_pilots, d_sync1, d_sync2;
     fft::fft_complex_rev d_ifft;
-    const pmt::pmt_t d_sob = pmt::mp("tx_sob"), d_eob = pmt::mp("tx_eob");
+    const pmt::pmt_t d_sob = pmt::mp("tx_sob"), d_eob = pmt::mp("tx_eob"), d_frame = pmt::mp("tx_frame");
+    pmt::pmt_t d_meta = pmt::PMT_NIL;                   // the current frame's PDU metadata
     std::deque<pmt::pmt_t> d_frames;                    // PDUs waiting
     std::deque<std::pair<int64_t, int64_t>> d_flushes;  // (after bursts, zeros)
     std::vector<gr_complex> d_burst;                    // the current burst's samples
@@ -131,6 +132,7 @@ class ofdm_modulator_impl : public ofdm_modulator
                 continue;
             }
             render(s, n);
+            d_meta = pmt::car(msg);
             return true;
         }
         return false;
@@ -208,6 +210,8 @@ public:
                 if (!next_frame())
                     break;
                 add_item_tag(0, nitems_written(0) + done, d_sob, pmt::PMT_T);
+                if (pmt::is_dict(d_meta) && pmt::length(pmt::dict_keys(d_meta)) > 0)
+                    add_item_tag(0, nitems_written(0) + done, d_frame, d_meta);
                 d_in_burst = true;
                 d_bursts++;
             }

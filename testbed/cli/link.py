@@ -56,6 +56,9 @@ def _add_loopback_args(p) -> None:
     add_allocation_arg(p)
     add_mcs_arg(p)
     p.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace the channel at the sample rate and drop the samples the receiver has no room "
+                        "for, as a radio would; drops are counted in summary.json and per image (frames_hit)")
 
 
 def _ofdm_from_args(a):
@@ -91,7 +94,8 @@ def _cmd_loopback(a) -> int:
                            delay_samples=a.delay_samples, multipath=a.multipath,
                            delay_spread_s=a.delay_spread_ns * 1e-9 if a.delay_spread_ns else None,
                            seed=a.seed, out=a.out, force=a.force, ofdm=_ofdm_from_args(a), ms_ssim=not a.no_ms_ssim,
-                           ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation, mcs=a.mcs)
+                           ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation, mcs=a.mcs,
+                           realtime=getattr(a, "realtime", False))
     if a.verbose >= 2:
         import os
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 ROW_FIELDS = [
     "image", "width", "height", "cbr", "symbols_per_location", "snr_db", "snr_est_db", "snr_eff_db",
     "cfo_hz", "cfo_est_hz", "sco_ppm", "delay_samples", "multipath", "samp_rate", "frames_sent",
-    "frames_decoded", "missing_frames", "psnr_db", "ms_ssim", "encode_ms", "decode_ms", "latency_ms",
+    "frames_decoded", "missing_frames", "frames_hit", "psnr_db", "ms_ssim", "encode_ms", "decode_ms", "latency_ms",
     "model", "model_sha256", "seed", "kb_index", "ckb", "skb", "allocation",
     # digital codecs (jpeg2000-ldpc, jpeg-ldpc): the MCS, what was sent, the blocks lost
     "mcs", "code_blocks", "codestream_bytes", "bits_sent", "blocks_failed", "bler", "uncoded_ber", "coded_ber",
@@ -56,6 +56,7 @@ class LoopbackOptions:
     skb: bool = True           # AKB codecs: source-KB conditioning
     allocation: str = "entropy"  # AKB codecs: rate map from the entropy model or "measured" (akb.allocation)
     mcs: str | None = None       # digital codecs: an MCS name or "auto" (None: auto)
+    realtime: bool = False       # pace the air at the sample rate, drop what the receiver misses (link.air)
 
 
 def _check(opts: LoopbackOptions) -> None:
@@ -75,6 +76,12 @@ def _check(opts: LoopbackOptions) -> None:
     check_number("--cfo-hz", opts.cfo_hz)
     if abs(opts.cfo_hz) > 0.45 * opts.ofdm.samp_rate:
         raise ValueError(f"--cfo-hz: {opts.cfo_hz} is beyond the sample rate ({opts.ofdm.samp_rate:g} S/s)")
+    if opts.realtime:
+        from ..gr import cpp_blocks
+
+        if cpp_blocks.module() is None:
+            raise ValueError(f"--realtime needs the C++ PHY module gnuradio.testbedphy "
+                             f"({cpp_blocks.unavailable_reason()}); run ./scripts/setup.sh")
     _warn_ignored_channel(opts)
 
 
@@ -146,19 +153,30 @@ def run_one_snr(codec, rate, images, snr_db: float, opts: LoopbackOptions, emit,
     from ..gr.loopback_channel import loopback_channel
     from ..link.run import run_link
 
+    from ..link import air
+
     cfg = opts.ofdm
+    pacer = air.make_pacer(cfg.samp_rate) if opts.realtime else None
 
     def connect(tb, tx, rx):
         chan = loopback_channel(cfg, snr_db, cfo_hz=opts.cfo_hz, sco_ppm=opts.sco_ppm,
                                 delay_samples=opts.delay_samples, multipath=opts.multipath, seed=opts.seed,
                                 delay_spread_s=opts.delay_spread_s)
+        if pacer is not None:
+            air.connect(tb, tx, pacer, chan, rx)
+            return [pacer, chan]
         tb.connect(tx, chan, rx)
         return [chan]
 
-    return run_link(codec, rate, images, cfg=cfg, tx_snr_db=snr_db,
-                    connect=connect, make_row=lambda path, ref, img, rec, s: _row(path, ref, img, rec, s, snr_db,
-                                                                                   codec, opts),
-                    emit=emit, idle_s=opts.idle_s, check=intr.check if intr is not None else None)
+    def make_row(path, ref, img, rec, s):
+        row = _row(path, ref, img, rec, s, snr_db, codec, opts)
+        if pacer is not None:
+            row["frames_hit"] = " ".join(map(str, air.frames_hit(pacer, s["image_id"])))
+        return row
+
+    c = run_link(codec, rate, images, cfg=cfg, tx_snr_db=snr_db, connect=connect, make_row=make_row,
+                 emit=emit, idle_s=opts.idle_s, check=intr.check if intr is not None else None)
+    return {**c, **air.summary(pacer)} if pacer is not None else {**c, "realtime": False}
 
 
 def _row(path, ref, img, rec, s, snr_db, codec, opts) -> dict:
@@ -245,6 +263,8 @@ def run_loopback(opts: LoopbackOptions) -> dict:
             "headers_too_long": pc.get("headers_too_long"), "wall_s": pc.get("wall_s"),
             "tx_samples": pc.get("tx_samples"), "real_time_factor": pc.get("real_time_factor"),
             "cpu_s": pc.get("cpu_s"), "complete": snr in counters,
+            "dropped_samples": pc.get("air_dropped_samples"), "underflow_samples": pc.get("air_underflow_samples"),
+            "images_hit": len(pc.get("images_hit", {})) if opts.realtime else None,
         })
     summary = {
         "model": codec.name, "model_sha256": codec.sha256, "cbr": round(nominal_cbr, 6),
@@ -254,7 +274,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
         "images": str(opts.images), "n_images": len(images), "skipped": skipped, "seed": opts.seed,
         "impairments": {"cfo_hz": opts.cfo_hz, "sco_ppm": opts.sco_ppm, "delay_samples": opts.delay_samples,
                         "multipath": opts.multipath},
-        "ofdm": opts.ofdm.to_dict(), "phy_counters": per_snr, "results": results,
+        "ofdm": opts.ofdm.to_dict(), "realtime": opts.realtime, "phy_counters": per_snr, "results": results,
         "interrupted": interrupted, "run_dir": str(out),
     }
     write_json_atomic(out / "summary.json", summary)
@@ -270,6 +290,8 @@ def run_loopback(opts: LoopbackOptions) -> dict:
 
 def json_view(summary: dict) -> dict:
     keys = ("snr_db", "psnr_db", "ms_ssim", "snr_est_db", "cfo_est_hz", "frames_sent", "frames_decoded", "n_images")
+    if summary.get("realtime"):
+        keys += ("dropped_samples", "underflow_samples", "images_hit")
     return {"model": summary["model"], "cbr": summary["cbr"], "impairments": summary["impairments"],
             "results": [{k: r[k] for k in keys} for r in summary["results"]], "run_dir": summary["run_dir"]}
 
@@ -278,11 +300,13 @@ def format_table(summary: dict) -> str:
     imp = summary["impairments"]
     lines = [f"loopback {summary['model']}  CBR {summary['cbr']:.4f}  CFO {imp['cfo_hz']:g} Hz  SCO {imp['sco_ppm']:g} ppm  "
              f"delay {imp['delay_samples']}  multipath {imp['multipath']}  ({summary['n_images']} images, run {summary['run_dir']})",
-             f"{'SNR dB':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'est SNR':>8} {'frames':>11} {'hdr fail':>8} {'latency ms':>10}"]
+             f"{'SNR dB':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'est SNR':>8} {'frames':>11} {'hdr fail':>8} {'latency ms':>10}"
+             + (f" {'dropped':>9} {'img hit':>7}" if summary.get("realtime") else "")]
 
     f = cell
     for r in summary["results"]:
         lines.append(f"{r['snr_db']:>7g} {f(r['psnr_db'], '8.2f')} {f(r['ms_ssim'], '8.4f')} {f(r['snr_est_db'], '8.2f')} "
                      f"{r['frames_decoded']:>5}/{r['frames_sent']:<5} {r['headers_failed'] if r['headers_failed'] is not None else '-':>8} "
-                     f"{f(r['latency_ms'], '10.0f')}")
+                     f"{f(r['latency_ms'], '10.0f')}"
+                     + (f" {r['dropped_samples'] or 0:>9} {r['images_hit'] or 0:>7}" if summary.get("realtime") else ""))
     return "\n".join(lines)

@@ -13,7 +13,8 @@
  * of their own when the transmitter is idle.
  * Output: each frame as sync word 1, sync word 2 and its data symbols (pilots inserted), inverse
  * FFT, cyclic prefix, scaled by `gain` and clipped to `clip`, then `gap` zeros; tx_sob on a
- * burst's first sample and tx_eob on the last of its trailing zeros. */
+ * burst's first sample and tx_eob on the last of its trailing zeros; tx_frame on the first
+ * sample carries the frame PDU's metadata (image_id, frame_index, ...) when it has any. */
 #ifndef INCLUDED_TESTBEDPHY_OFDM_MODULATOR_H
 #define INCLUDED_TESTBEDPHY_OFDM_MODULATOR_H
 

@@ -8,6 +8,7 @@
 #include <gnuradio/testbedphy/ofdm_modulator.h>
 #include <gnuradio/testbedphy/payload_equalizer.h>
 #include <gnuradio/testbedphy/phy_layout.h>
+#include <gnuradio/testbedphy/realtime_pacer.h>
 #include <gnuradio/testbedphy/sc_detector.h>
 #include <gnuradio/testbedphy/sc_metric.h>
 
@@ -78,6 +79,25 @@ PYBIND11_MODULE(testbedphy_python, m)
         .def("bad_frames", &ofdm_modulator::bad_frames)
         .def("bad_flushes", &ofdm_modulator::bad_flushes)
         .def("queued", &ofdm_modulator::queued);
+
+    py::class_<air_event>(m, "air_event")
+        .def_readonly("overflow", &air_event::overflow)
+        .def_readonly("air_offset", &air_event::air_offset)
+        .def_readonly("samples", &air_event::samples)
+        .def_readonly("time_s", &air_event::time_s)
+        .def_readonly("frames", &air_event::frames);
+
+    py::class_<realtime_pacer, gr::block, gr::basic_block, std::shared_ptr<realtime_pacer>>(m, "realtime_pacer")
+        .def(py::init(&realtime_pacer::make), py::arg("samp_rate"), py::arg("chunk") = 1024,
+             py::arg("max_events") = 10000)
+        .def("air_samples", &realtime_pacer::air_samples)
+        .def("dropped", &realtime_pacer::dropped)
+        .def("dropped_tx", &realtime_pacer::dropped_tx)
+        .def("underflow", &realtime_pacer::underflow)
+        .def("idle", &realtime_pacer::idle)
+        .def("overflow_events", &realtime_pacer::overflow_events)
+        .def("underflow_events", &realtime_pacer::underflow_events)
+        .def("events", &realtime_pacer::events);
 
     // -- kernels, for the equivalence tests ------------------------------------------------------
     py::module k = m.def_submodule("kernels", "the blocks' signal processing as functions");

@@ -1,0 +1,68 @@
+"""Real-time loopback: the air paced at the sample rate, and the samples a receiver lost.
+
+``testbed loopback --realtime`` puts the C++ ``realtime_pacer`` between the transmitter and the
+channel. It hands the channel exactly ``samp_rate`` samples per second of wall time (the
+transmitter's, or zeros when it has none) and, when the receiver's input buffer (the size a
+radio source block gets, :func:`testbed.link.frontend.rx_buffer_samples`) has no room, drops
+samples as a radio overflows. What it drops, and the zeros it sends inside a burst because the
+transmitter was late (an underflow), are recorded with the frames they hit, so a run tells
+compute loss from channel loss: each image's row says how many of its frames were hit, and the
+summary counts every sample.
+"""
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def make_pacer(samp_rate: float):
+    """The pacer block, its output buffer sized as a radio source's."""
+    from ..gr import cpp_blocks
+    from .frontend import rx_buffer_samples
+
+    if cpp_blocks.module() is None:
+        raise RuntimeError("--realtime needs the C++ PHY module gnuradio.testbedphy "
+                           f"({cpp_blocks.unavailable_reason()}); run ./scripts/setup.sh")
+    p = cpp_blocks.module().realtime_pacer(float(samp_rate), chunk=max(256, int(samp_rate * 1e-3)))
+    p.set_min_output_buffer(rx_buffer_samples(samp_rate))
+    return p
+
+
+def connect(tb, tx, pacer, *rest) -> None:
+    """tx -> pacer -> rest...; the transmitter's output buffer as large as a radio's (0.25 s):
+    a smaller one runs dry whenever its thread waits for a core, and the air gets an underflow
+    the emulated radio would not have had."""
+    from .frontend import rx_buffer_samples
+
+    tx.shaper.set_min_output_buffer(rx_buffer_samples(tx.cfg.samp_rate))
+    tb.connect(tx, pacer, *rest)
+
+
+def frames_hit(pacer, image_id: int) -> list[int]:
+    """Frame indices of image ``image_id`` that lost samples (overflow) or got zeros (underflow)."""
+    hit = set()
+    for e in pacer.events():
+        hit.update(f for i, f in e.frames if i == image_id and f >= 0)
+    return sorted(hit)
+
+
+def summary(pacer, wall_s: float | None = None) -> dict:
+    """The pacer's counts for summary.json (``air_*``), and the images hit by a drop or underflow."""
+    images: dict[int, set] = {}
+    for e in pacer.events():
+        for i, f in e.frames:
+            if i >= 0:
+                images.setdefault(int(i), set()).add(int(f))
+    out = {"realtime": True, "air_samples": pacer.air_samples(), "air_dropped_samples": pacer.dropped(),
+           "air_dropped_tx_samples": pacer.dropped_tx(), "air_overflows": pacer.overflow_events(),
+           "air_underflow_samples": pacer.underflow(), "air_underflows": pacer.underflow_events(),
+           "air_idle_samples": pacer.idle(),
+           "images_hit": {str(i): sorted(f) for i, f in sorted(images.items())}}
+    if out["air_dropped_samples"] or out["air_underflow_samples"]:
+        log.warning("real time: %d samples dropped in %d overflows (the receiver fell behind the %s), "
+                    "%d zeros sent inside bursts in %d underflows (the transmitter was late); images hit: %s",
+                    out["air_dropped_samples"], out["air_overflows"], "sample rate",
+                    out["air_underflow_samples"], out["air_underflows"],
+                    ", ".join(out["images_hit"]) or "none (idle air only)")
+    return out
