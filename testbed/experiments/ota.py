@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 OTA_FIELDS = [
     "timestamp", "image", "width", "height", "cbr", "radio", "tx_serial", "rx_serial", "tx_lo_hz", "rx_lo_hz",
     "samp_rate", "tx_gain_db", "rx_gain_db", "tx_snr_db", "snr_est_db", "cfo_est_hz", "frames_sent",
-    "frames_decoded", "frames_lost", "psnr_db", "ms_ssim", "latency_ms", "model", "model_sha256", "kb_index",
+    "frames_decoded", "frames_lost", "rx_lost_samples", "psnr_db", "ms_ssim", "latency_ms", "model", "model_sha256", "kb_index",
     "source", "mcs", "blocks_failed", "bler", "uncoded_ber", "coded_ber",      # (from mcs on: digital codecs)
 ]
 
@@ -127,6 +128,7 @@ def _plot(results: list[dict], path: Path, title: str) -> None:
 
 def run_ota(opts: OtaOptions) -> dict:
     from ..link.configs import RADIO_KINDS, SigmfFileConfig, load_config
+    from ..link import air
     from ..link.run import run_link
     from .loopback import _Interrupt
     from ..link.frontend import make_frontend
@@ -141,6 +143,7 @@ def run_ota(opts: OtaOptions) -> dict:
     is_file = isinstance(cfg, SigmfFileConfig)
     rows: list[dict] = []
     recordings: list[str] = []
+    rx_loss: list[dict] = []
     interrupted = False
     bar = tqdm(total=len(images) * len(gains), desc="ota", unit="img", dynamic_ncols=True)
     with CsvLog(out / "results.csv", OTA_FIELDS) as csvlog:
@@ -172,8 +175,12 @@ def run_ota(opts: OtaOptions) -> dict:
                         recorder = SigmfRecorder(out / f"{name}-gain{_gain_tag(g)}", cfg.ofdm.samp_rate,
                                                  desc.get("rx_lo_hz") or 0.0, settings, overwrite=opts.force)
 
-                    def make_row(path, ref, img, rec, s, desc=desc):
-                        return _row(path, ref, img, rec, s, desc, codec, "live", opts.ms_ssim)
+                    def make_row(path, ref, img, rec, s, desc=desc, fe=fe):
+                        row = _row(path, ref, img, rec, s, desc, codec, "live", opts.ms_ssim)
+                        # samples the radio lost while this image was on air (None: not counted)
+                        row["rx_lost_samples"] = air.lost_between(fe.monitor, s["t_sent"],
+                                                                  rec.get("decoded_at", time.monotonic()))
+                        return row
 
                     try:
                         run_link(codec, rate, images, cfg=cfg.ofdm, tx_snr_db=opts.snr_hint_db,
@@ -182,6 +189,8 @@ def run_ota(opts: OtaOptions) -> dict:
                                  check=intr.check, adapt_snr=True, flush_samples=fe.flush_samples(),
                                  on_sent=lambda s, sent_log=sent_log: sent_log.__setitem__(s["image_id"], s))
                     finally:   # also when interrupted: the images sent so far, and a closed recording
+                        if not is_file:
+                            rx_loss.append({"tx_gain_db": g, **air.monitor_summary(fe.monitor)})
                         if recorder is not None:
                             recorder.set_setting("images", _images_setting(images, sent_log))
                             recorder.close()
@@ -202,7 +211,7 @@ def run_ota(opts: OtaOptions) -> dict:
     results = _summarise(rows)
     summary = {"config": opts.config, "kind": cfg.kind, "model": codec.name, "model_sha256": codec.sha256,
                "cbr": round(rate.cbr, 6), "n_images": len(images), "skipped": skipped, "results": results,
-               "recordings": recordings, "hardware": cfg.kind in RADIO_KINDS, "interrupted": interrupted,
+               "recordings": recordings, "rx_loss": rx_loss, "hardware": cfg.kind in RADIO_KINDS, "interrupted": interrupted,
                "run_dir": str(out)}
     write_json_atomic(out / "summary.json", summary)
     _plot(results, out / "psnr_vs_gain.png", f"ota {cfg.kind} {codec.name}, CBR {rate.cbr:.4f}")

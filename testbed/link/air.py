@@ -1,4 +1,4 @@
-"""Real-time loopback: the air paced at the sample rate, and the samples a receiver lost.
+"""The samples a receiver lost: real-time loopback, and radio sources.
 
 ``testbed loopback --realtime`` puts the C++ ``realtime_pacer`` between the transmitter and the
 channel. It hands the channel exactly ``samp_rate`` samples per second of wall time (the
@@ -8,6 +8,11 @@ samples as a radio overflows. What it drops, and the zeros it sends inside a bur
 transmitter was late (an underflow), are recorded with the frames they hit, so a run tells
 compute loss from channel loss: each image's row says how many of its frames were hit, and the
 summary counts every sample.
+
+Over the air, :func:`attach_monitor` puts the C++ ``rx_monitor`` beside the receiver on the radio
+source: gr-uhd's ``rx_time`` tags (on the first sample and after every overflow) give the samples
+lost exactly; for gr-iio, which exposes no overflow count, the samples received against the
+sample rate over wall time give an estimate (a shortfall beyond the radio's buffering).
 """
 from __future__ import annotations
 
@@ -65,4 +70,38 @@ def summary(pacer, wall_s: float | None = None) -> dict:
                     out["air_dropped_samples"], out["air_overflows"], "sample rate",
                     out["air_underflow_samples"], out["air_underflows"],
                     ", ".join(out["images_hit"]) or "none (idle air only)")
+    return out
+
+
+def attach_monitor(tb, src, samp_rate: float, slack_samples: int):
+    """An ``rx_monitor`` reading ``src`` beside the receiver, or None without the C++ module
+    (then nothing is counted, and the run's summary says so)."""
+    from ..gr import cpp_blocks
+
+    if cpp_blocks.module() is None:
+        log.warning("the C++ PHY module is not installed: samples the radio drops are not counted")
+        return None
+    m = cpp_blocks.module().rx_monitor(float(samp_rate), int(slack_samples))
+    tb.connect(src, m)
+    return m
+
+
+def lost_between(monitor, t0: float, t1: float) -> int | None:
+    """Samples the monitor saw lost between monotonic times ``t0`` and ``t1`` (None: no monitor)."""
+    if monitor is None:
+        return None
+    return int(sum(g.samples for g in monitor.gaps() if t0 <= g.monotonic_s <= t1))
+
+
+def monitor_summary(monitor) -> dict:
+    if monitor is None:
+        return {"rx_monitor": False}
+    gaps = monitor.gaps()
+    out = {"rx_monitor": True, "rx_samples": monitor.samples(), "rx_time_tags": monitor.time_tags(),
+           "rx_lost_samples": monitor.lost_exact(), "rx_lost_samples_estimated": monitor.lost_estimate(),
+           "rx_loss_events": len(gaps)}
+    if gaps:
+        log.warning("the radio lost %d samples (%s) in %d events", monitor.lost_exact() + monitor.lost_estimate(),
+                    "rx_time tags" if monitor.time_tags() else "estimated from the sample count over wall time",
+                    len(gaps))
     return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from .air import attach_monitor
 from .configs import LoopbackConfig, SigmfFileConfig
 from ..radio.config import PlutoConfig, UsrpConfig
 
@@ -76,6 +77,8 @@ def _tee_recorder(tb, rx_input, recorder) -> list:
 
 
 class LoopbackFrontEnd:
+    monitor = None   # no radio: nothing to drop (``loopback --realtime`` has its own accounting)
+
     def __init__(self, cfg: LoopbackConfig | SigmfFileConfig, tx_gain_db: float = 0.0):
         from ..core.checks import SNR_DB
 
@@ -137,6 +140,8 @@ def _iio_serial(uri: str) -> str:
 
 
 class PlutoFrontEnd:
+    monitor = None   # rx_monitor once the receiver is connected (testbed.link.air)
+
     def __init__(self, cfg: PlutoConfig, tx_gain_db: float | None = None):
         self.cfg = cfg
         self.settings = pluto_settings(cfg, tx_gain_db)
@@ -168,6 +173,9 @@ class PlutoFrontEnd:
             getattr(src, name)(*args)
         src.set_min_output_buffer(rx_buffer_samples(self.cfg.sample_rate))
         tb.connect(src, rx)
+        # libiio keeps 4 kernel buffers: a shortfall beyond those, the block's own and 50 ms is lost
+        slack = 5 * self.cfg.buffer_size + int(0.05 * self.cfg.sample_rate)
+        self.monitor = attach_monitor(tb, src, self.cfg.sample_rate, slack)
         return [src] + _tee_recorder(tb, src, recorder)
 
     def flush_samples(self) -> int:
@@ -204,6 +212,8 @@ def rx_buffer_samples(samp_rate: float, slack_s: float = RX_SLACK_S) -> int:
 
 
 class UsrpFrontEnd:
+    monitor = None   # rx_monitor once the receiver is connected (testbed.link.air)
+
     def __init__(self, cfg: UsrpConfig, tx_gain_db: float | None = None):
         self.cfg = cfg
         self.settings = usrp_settings(cfg, tx_gain_db)
@@ -247,6 +257,7 @@ class UsrpFrontEnd:
         src.set_min_output_buffer(rx_buffer_samples(self.cfg.sample_rate))
         self._serials = (self._serials[0], self._serial(src))
         tb.connect(src, rx)
+        self.monitor = attach_monitor(tb, src, self.cfg.sample_rate, int(0.1 * self.cfg.sample_rate))   # rx_time tags
         return [src] + _tee_recorder(tb, src, recorder)
 
     def flush_samples(self) -> int | None:

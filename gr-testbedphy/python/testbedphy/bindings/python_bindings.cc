@@ -9,6 +9,7 @@
 #include <gnuradio/testbedphy/payload_equalizer.h>
 #include <gnuradio/testbedphy/phy_layout.h>
 #include <gnuradio/testbedphy/realtime_pacer.h>
+#include <gnuradio/testbedphy/rx_monitor.h>
 #include <gnuradio/testbedphy/sc_detector.h>
 #include <gnuradio/testbedphy/sc_metric.h>
 
@@ -98,6 +99,20 @@ PYBIND11_MODULE(testbedphy_python, m)
         .def("overflow_events", &realtime_pacer::overflow_events)
         .def("underflow_events", &realtime_pacer::underflow_events)
         .def("events", &realtime_pacer::events);
+
+    py::class_<rx_gap>(m, "rx_gap")
+        .def_readonly("offset", &rx_gap::offset)
+        .def_readonly("samples", &rx_gap::samples)
+        .def_readonly("monotonic_s", &rx_gap::monotonic_s)
+        .def_readonly("exact", &rx_gap::exact);
+
+    py::class_<rx_monitor, gr::sync_block, gr::block, gr::basic_block, std::shared_ptr<rx_monitor>>(m, "rx_monitor")
+        .def(py::init(&rx_monitor::make), py::arg("samp_rate"), py::arg("slack"), py::arg("max_events") = 10000)
+        .def("samples", &rx_monitor::samples)
+        .def("lost_exact", &rx_monitor::lost_exact)
+        .def("lost_estimate", &rx_monitor::lost_estimate)
+        .def("time_tags", &rx_monitor::time_tags)
+        .def("gaps", &rx_monitor::gaps);
 
     // -- kernels, for the equivalence tests ------------------------------------------------------
     py::module k = m.def_submodule("kernels", "the blocks' signal processing as functions");

@@ -1,8 +1,8 @@
-"""Runs the real-time pacer (gr-testbedphy ``realtime_pacer``) in three flowgraphs and saves its
-counts (a process of its own, run by test_realtime_pacer.py: in-process flowgraphs keep
-shared-memory segments until the process ends).
+"""Runs the real-time pacer and the radio-loss monitor (gr-testbedphy ``realtime_pacer``,
+``rx_monitor``) in small flowgraphs and saves their counts (a process of its own, run by
+test_air.py: in-process flowgraphs keep shared-memory segments until the process ends).
 
-    python tests/cpp/pacer_run.py OUT.pkl
+    python tests/cpp/air_run.py OUT.pkl
 """
 import pickle
 import sys
@@ -85,6 +85,40 @@ time.sleep(0.3)
 tb.stop()
 tb.wait()
 out["underflow"] = (counts(p), np.array(snk.data()[:2000], np.complex64))
+
+
+def monitored(tags, n: int, rate: float, throttle: float | None, slack: int, seconds: float | None = None):
+    tb = gr.top_block()
+    src = blocks.vector_source_c([0j] * n, throttle is not None and seconds is not None, 1, tags)
+    m = module().rx_monitor(rate, slack)
+    if throttle is None:
+        tb.connect(src, m)
+        tb.run()
+    else:
+        thr = blocks.throttle(gr.sizeof_gr_complex, throttle)
+        tb.connect(src, thr, m)
+        tb.start()
+        time.sleep(seconds)
+        tb.stop()
+        tb.wait()
+    return {"samples": m.samples(), "exact": m.lost_exact(), "estimate": m.lost_estimate(),
+            "time_tags": m.time_tags(), "gaps": [(g.offset, g.samples, g.exact, g.monotonic_s) for g in m.gaps()]}
+
+
+def rx_time(offset: int, secs: int, frac: float):
+    return gr.tag_utils.python_to_tag((offset, pmt.intern("rx_time"),
+                                       pmt.make_tuple(pmt.from_uint64(secs), pmt.from_double(frac))))
+
+
+# UHD: 1 MS/s; at sample 10 000 the radio time says 10 000 + 2 500 samples went by: 2 500 lost
+t_before = time.monotonic()
+out["rx_time"] = monitored([rx_time(0, 100, 0.0), rx_time(4000, 100, 0.004), rx_time(10_000, 100, 0.0125)],
+                           20_000, 1e6, None, 0)
+out["rx_time"]["t_before"], out["rx_time"]["t_after"] = t_before, time.monotonic()
+# no rx_time: a source delivering 100 kS/s to a monitor told 1 MS/s falls short (estimated loss);
+# one delivering the rate it announces does not
+out["clock_short"] = monitored([], 10_000_000, 1e6, 1e5, 20_000, seconds=0.5)
+out["clock_ok"] = monitored([], 10_000_000, 2e5, 2e5, 100_000, seconds=0.5)
 
 with open(sys.argv[1], "wb") as f:
     pickle.dump(out, f)

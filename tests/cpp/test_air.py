@@ -18,8 +18,8 @@ RATE = 1e6
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     assert cpp_blocks.module() is not None, f"gr-testbedphy not installed: {cpp_blocks.unavailable_reason()}"
-    out = tmp_path_factory.mktemp("pacer") / "runs.pkl"
-    p = subprocess.run([sys.executable, str(HERE / "pacer_run.py"), str(out)], capture_output=True, text=True,
+    out = tmp_path_factory.mktemp("air") / "runs.pkl"
+    p = subprocess.run([sys.executable, str(HERE / "air_run.py"), str(out)], capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     with open(out, "rb") as f:
@@ -56,3 +56,18 @@ def test_a_late_transmitter_is_an_underflow(runs):
     ev = [e for e in c["events"] if not e[0]]
     assert ev[0][1] == start + 500 and all(e[3] == [(3, 5)] for e in ev)
     assert sum(e[2] for e in ev) == c["underflow"]
+
+
+def test_monitor_counts_the_samples_an_rx_time_tag_says_were_lost(runs):
+    m = runs["rx_time"]
+    assert m["time_tags"] == 3 and m["exact"] == 2500 and m["estimate"] == 0 and m["samples"] == 20_000
+    ((offset, n, exact, t),) = m["gaps"]
+    assert (offset, n, exact) == (10_000, 2500, True)
+    assert m["t_before"] <= t <= m["t_after"]       # time.monotonic's clock: images on air can be matched
+
+
+def test_monitor_estimates_a_loss_from_the_sample_count_over_wall_time(runs):
+    short, ok = runs["clock_short"], runs["clock_ok"]
+    assert short["exact"] == 0 and short["estimate"] > 100_000          # ~0.9 MS/s missing for 0.5 s
+    assert all(not g[2] for g in short["gaps"]) and sum(g[1] for g in short["gaps"]) == short["estimate"]
+    assert ok["estimate"] == 0 and ok["samples"] > 0
