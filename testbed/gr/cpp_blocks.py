@@ -78,15 +78,33 @@ def layout(cfg: OfdmConfig):
     return L
 
 
-def sc_detector(cfg: OfdmConfig, header_samples: int, data_delay: int, timeout_s: float = 2.0):
-    """C++ twin of :class:`testbed.gr.sc_detector.sc_detector` (the same parameters)."""
+MIN_CHUNK = 2048   # samples per call at least: a call per few samples costs more in the scheduler than the work
+
+
+def sc_metric(cfg: OfdmConfig):
+    m = module().sc_metric(cfg.fft_len)
+    m.set_min_noutput_items(MIN_CHUNK)
+    return m
+
+
+def sc_detector(cfg: OfdmConfig, header_samples: int | None = None, data_delay: int | None = None,
+                timeout_s: float = 2.0):
+    """C++ twin of :class:`testbed.gr.sc_detector.sc_detector` (the same parameters; by default
+    those :class:`testbed.gr.ofdm_rx.ofdm_rx` uses: the sync words and the header, one OFDM symbol
+    of delay)."""
     from .sc_detector import detector_params
 
+    if header_samples is None:
+        header_samples = (2 + hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data)) * cfg.symbol_len
+    if data_delay is None:
+        data_delay = cfg.symbol_len
     p = detector_params(cfg, header_samples, data_delay)
     fine = p.pop("fine")
     m = 2 * (int(cfg.max_carrier_offset) // 2)     # the even integer CFOs FineTiming searches
-    return module().sc_detector(**p, preamble=fine.ref.tolist(), fft_len=cfg.fft_len, search=fine.search,
-                                carrier_shifts=list(range(-m, m + 1, 2)), timeout_s=timeout_s)
+    d = module().sc_detector(**p, preamble=fine.ref.tolist(), fft_len=cfg.fft_len, search=fine.search,
+                             carrier_shifts=list(range(-m, m + 1, 2)), timeout_s=timeout_s)
+    d.set_min_noutput_items(MIN_CHUNK)
+    return d
 
 
 def header_decoder(cfg: OfdmConfig):
@@ -104,3 +122,8 @@ def ofdm_modulator(cfg: OfdmConfig):
         pilot_carriers=cfg.pilot_carriers.tolist(), pilot_symbols=cfg.pilot_symbols.tolist(),
         sync_word1=cfg.sync_word1.tolist(), sync_word2=cfg.sync_word2.tolist(), gain=cfg.tx_gain(),
         clip=cfg.clip, gap=cfg.gap_samples, max_symbols=cfg.max_frame_symbols())
+
+
+def rx_monitor(samp_rate: float, slack: int):
+    """Counts the samples a radio source lost (see :mod:`testbed.link.air`)."""
+    return module().rx_monitor(float(samp_rate), int(slack))

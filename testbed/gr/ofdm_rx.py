@@ -32,7 +32,6 @@ HDR_TAG = "hdr_len"
 
 
 class ofdm_rx(gr.hier_block2):
-    MIN_CHUNK = 2048
     def __init__(self, cfg: OfdmConfig, impl: str = "auto"):
         """``impl``: 'cpp', 'python' or 'auto' (see :func:`testbed.gr.cpp_blocks.resolve_impl`)."""
         gr.hier_block2.__init__(self, "jscc_ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
@@ -45,7 +44,7 @@ class ofdm_rx(gr.hier_block2):
         n_hdr = hdr.header_ofdm_symbols(cfg.header_repetition, cfg.n_data)
         # Schmidl & Cox metric from in-tree blocks; frame detection and CFO hold in sc_detector
         # (GNU Radio's own plateau detector marks early at low SNR and depends on scheduling)
-        self.sync = cpp_blocks.module().sc_metric(n) if cpp else sc_sync(n)
+        self.sync = cpp_blocks.sc_metric(cfg) if cpp else sc_sync(n)
         # data delayed by one OFDM symbol: the detector places its trigger one symbol after the
         # frame start it wants (timing_backoff samples before the preamble, inside the prefix)
         self.delay = blocks.delay(gr.sizeof_gr_complex, cfg.symbol_len)
@@ -97,9 +96,6 @@ class ofdm_rx(gr.hier_block2):
             b.set_min_output_buffer(n_samp)
         for b in ((self.sync,) if cpp else (self.sync.norm, self.sync.arg)):
             b.set_min_output_buffer(n_samp)
-        if cpp:   # whole chunks: a call per few samples costs more in the scheduler than the work
-            for b in (self.sync, self.gate):
-                b.set_min_noutput_items(self.MIN_CHUNK)
         self.connect((self.demux, 1), self.p_fft, self.p_v2s, self.p_len, self.p_pdu)
         self.msg_connect(self.p_pdu, "pdus", self.p_eq, "in")
         if cpp:   # the C++ equaliser hands side information on undecoded

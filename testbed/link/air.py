@@ -81,7 +81,7 @@ def attach_monitor(tb, src, samp_rate: float, slack_samples: int):
     if cpp_blocks.module() is None:
         log.warning("the C++ PHY module is not installed: samples the radio drops are not counted")
         return None
-    m = cpp_blocks.module().rx_monitor(float(samp_rate), int(slack_samples))
+    m = cpp_blocks.rx_monitor(samp_rate, slack_samples)
     tb.connect(src, m)
     return m
 

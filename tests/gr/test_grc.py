@@ -66,7 +66,7 @@ def test_generated_hier_blocks_carry_frames(tmp_path):
         tb.start()
         try:
             for f in frames:
-                tx.to_stream.to_basic_block()._post(pmt.intern("pdus"), pdu({}, f))
+                tx.mod.to_basic_block()._post(pmt.intern("frames"), pdu({}, f))
             deadline = time.time() + 30
             while len(col.got) < 2 and time.time() < deadline:
                 time.sleep(0.05)
@@ -193,7 +193,7 @@ def test_block_yml_matches_the_python_constructor(path):
     d = yaml.safe_load(path.read_text())
     params = {p["id"]: p for p in d["parameters"]}
     call = re.fullmatch(r"([\w.]+)\((.*)\)", d["templates"]["make"].strip())
-    target, args = call.group(1), [a.strip() for a in call.group(2).split(",")]
+    target, args = call.group(1), [a.strip() for a in call.group(2).split(",") if a.strip()]
     module, name = target.rsplit(".", 1)
     fn = getattr(importlib.import_module(module), name)
     sig = list(inspect.signature(fn).parameters.values())
