@@ -16,7 +16,6 @@ decoder and the payload equaliser are its C++ blocks; the Python ones are the re
 """
 from __future__ import annotations
 
-import pmt
 from gnuradio import analog, blocks, digital, fft, gr, pdu
 
 from ..phy import header as hdr
