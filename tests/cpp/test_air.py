@@ -1,29 +1,19 @@
-"""The real-time pacer (``testbed loopback --realtime``): the air at the sample rate, what a slow
-receiver loses counted and attributed to the frames on air, a late transmitter's zeros counted
-as an underflow."""
-import pickle
-import subprocess
-import sys
-from pathlib import Path
+"""Lost samples, counted. The real-time pacer (``testbed loopback --realtime``): the air at the
+sample rate, what a slow receiver loses counted and attributed to the frames on air, a late
+transmitter's zeros counted as an underflow. The radio monitor (``testbed ota``): losses from
+gr-uhd's rx_time tags exactly, and from the sample count over wall time as an estimate."""
 
 import numpy as np
 import pytest
 
-from testbed.gr import cpp_blocks
+from tests.cpp import run_flowgraphs
 
-HERE = Path(__file__).resolve().parent
 RATE = 1e6
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    assert cpp_blocks.module() is not None, f"gr-testbedphy not installed: {cpp_blocks.unavailable_reason()}"
-    out = tmp_path_factory.mktemp("air") / "runs.pkl"
-    p = subprocess.run([sys.executable, str(HERE / "air_run.py"), str(out)], capture_output=True, text=True,
-                       timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    with open(out, "rb") as f:
-        return pickle.load(f)
+    return run_flowgraphs("air_run.py", tmp_path_factory.mktemp("air"))
 
 
 def test_a_receiver_that_keeps_up_loses_nothing(runs):

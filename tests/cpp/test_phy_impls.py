@@ -4,17 +4,12 @@ symbols equal within 5e-4 of the symbols' RMS. (The two S&C metric implementatio
 by about 1e-6 rad, float32 arithmetic; the CFO correction integrates that over a frame: measured
 up to 1e-4 at 3 dB, under 1e-6 at 15 dB. The equaliser alone, on identical input, agrees within
 1e-5: tests/cpp/test_kernels.py.)"""
-import pickle
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from testbed.gr import cpp_blocks
+from tests.cpp import run_flowgraphs
 
-HERE = Path(__file__).resolve().parent
 SYMBOL_TOL = 5e-4        # max |C++ - Python| / RMS(symbols)
 SNR_TOL_DB = 1e-3
 CFO_TOL_HZ = 0.05
@@ -22,13 +17,7 @@ CFO_TOL_HZ = 0.05
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    assert cpp_blocks.module() is not None, f"gr-testbedphy not installed: {cpp_blocks.unavailable_reason()}"
-    out = tmp_path_factory.mktemp("impls") / "runs.pkl"
-    p = subprocess.run([sys.executable, str(HERE / "phy_impls_run.py"), str(out)], capture_output=True, text=True,
-                       timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    with open(out, "rb") as f:
-        return pickle.load(f)
+    return run_flowgraphs("phy_impls_run.py", tmp_path_factory.mktemp("impls"))
 
 
 def test_transmitter_same_samples_and_tags(runs):
