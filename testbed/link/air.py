@@ -65,9 +65,9 @@ def summary(pacer, wall_s: float | None = None) -> dict:
            "air_idle_samples": pacer.idle(),
            "images_hit": {str(i): sorted(f) for i, f in sorted(images.items())}}
     if out["air_dropped_samples"] or out["air_underflow_samples"]:
-        log.warning("real time: %d samples dropped in %d overflows (the receiver fell behind the %s), "
+        log.warning("real time: %d samples dropped in %d overflows (the receiver fell behind the sample rate), "
                     "%d zeros sent inside bursts in %d underflows (the transmitter was late); images hit: %s",
-                    out["air_dropped_samples"], out["air_overflows"], "sample rate",
+                    out["air_dropped_samples"], out["air_overflows"],
                     out["air_underflow_samples"], out["air_underflows"],
                     ", ".join(out["images_hit"]) or "none (idle air only)")
     return out
