@@ -57,3 +57,27 @@ def ckb(a) -> bool:
     if a.allocation == "measured" and not a.no_ckb:
         log.info("--allocation measured: the rate map is measured, the channel-KB policy is not used")
     return not a.no_ckb and a.allocation != "measured"
+
+
+def add_gui_args(p) -> None:
+    p.add_argument("--gui", action="store_true",
+                   help="live view while it runs: spectrum, equalised payload, per-frame SNR, latest image "
+                        "(needs a display, or QT_QPA_PLATFORM=offscreen)")
+    p.add_argument("--gui-snapshot", metavar="PNG",
+                   help="with --gui: save the window as it is at the end of the run")
+
+
+def run_maybe_with_gui(a, title: str, work):
+    """``work(view)`` with a live view (``--gui``: ``view`` is a LiveView, the run on a worker
+    thread) or without one (``view`` None)."""
+    if getattr(a, "gui_snapshot", None) and not a.gui:
+        raise ValueError("--gui-snapshot needs --gui")
+    if not getattr(a, "gui", False):
+        return work(None)
+    from ..link.gui import GuiUnavailable, LiveView
+
+    try:
+        view = LiveView(1e6, title=title, snapshot=a.gui_snapshot)
+    except GuiUnavailable as e:
+        raise ValueError(str(e)) from None
+    return view.run(lambda: work(view))

@@ -83,6 +83,14 @@ def _testbedphy() -> str | None:
     return None if m is None else f"installed ({Path(m.__file__).parent})"
 
 
+def _qt_gui() -> str | None:
+    """PyQt5 and gr-qtgui, for ``--gui`` (imported only in a child: Qt loads its platform there)."""
+    code = "import PyQt5.QtCore as q, gnuradio.qtgui; print('PYQT=' + q.PYQT_VERSION_STR)"
+    rc, out = _run([sys.executable, "-c", code], timeout=30)
+    m = re.search(r"^PYQT=(\S+)", out, re.M)
+    return f"PyQt5 {m.group(1)}, gr-qtgui" if rc == 0 and m else None
+
+
 def _libiio_version() -> str | None:
     try:
         import iio
@@ -145,6 +153,8 @@ def run_doctor(scan: bool = True, network: bool = False) -> Report:
         Check("gr-testbedphy", _testbedphy(), False,
               SETUP_HINT + "  (builds the C++ PHY blocks; without them the PHY runs its slower Python blocks)",
               required=False),
+        Check("qt live view (--gui)", _qt_gui(), False,
+              apt_fix.format(pkg="gnuradio python3-pyqt5") + "; headless: QT_QPA_PLATFORM=offscreen", required=False),
     ]
     for c in r.checks:
         c.ok = c.version is not None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..core.checks import CBR, SAMP_RATE, number
-from .common import CBR_TYPE, SEED_TYPE, StdoutToStderr, add_allocation_arg, add_mcs_arg, ckb
+from .common import (CBR_TYPE, SEED_TYPE, StdoutToStderr, add_allocation_arg, add_gui_args, add_mcs_arg, ckb,
+                     run_maybe_with_gui)
 
 MAX_DELAY_SAMPLES = 10_000_000      # --delay-samples: 10 s at 1 MS/s
 MAX_DELAY_SPREAD_NS = 1e6           # --delay-spread-ns: 1 ms (the cyclic prefix limits what decodes)
@@ -16,6 +17,7 @@ def add_parsers(sub, common) -> None:
     lb = sub.add_parser("loopback", parents=[common],
                         help="run the GNU Radio flowgraph (OFDM PHY) with a software channel instead of a radio")
     _add_loopback_args(lb)
+    add_gui_args(lb)
     lb.set_defaults(func=_cmd_loopback)
 
     dm = sub.add_parser("demo", parents=[common],
@@ -101,7 +103,7 @@ def _cmd_loopback(a) -> int:
 
         os.environ.setdefault("TESTBED_GR_LOG", "info")
     with StdoutToStderr():
-        summary = run_loopback(opts)
+        summary = run_maybe_with_gui(a, "testbed loopback", lambda view: run_loopback(opts, view=view))
     print(to_json(json_view(summary)) if a.json else format_table(summary))
     return 0
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..core.checks import SNR_DB, number
-from .common import CBR_TYPE, StdoutToStderr, add_allocation_arg, add_mcs_arg, ckb
+from .common import CBR_TYPE, StdoutToStderr, add_allocation_arg, add_gui_args, add_mcs_arg, ckb, run_maybe_with_gui
 
 TX_GAIN_DB = 200.0    # |--tx-gain-db| at most this; each front-end then checks its own range
 
@@ -25,6 +25,7 @@ def add_parsers(sub, common) -> None:
     add_mcs_arg(ot)
     ot.add_argument("--out", help="run folder (default: runs/ota-<time>)")
     ot.add_argument("--force", action="store_true", help="overwrite the files of an earlier run in --out")
+    add_gui_args(ot)
     ot.set_defaults(func=_cmd_ota)
 
     rp = sub.add_parser("replay", parents=[common], help="re-run the receiver on a SigMF recording of `testbed ota`")
@@ -45,7 +46,7 @@ def _cmd_ota(a) -> int:
                       record=a.record, out=a.out, force=a.force, snr_hint_db=a.snr_hint_db, ckb=ckb(a), skb=not a.no_skb,
                       allocation=a.allocation, mcs=a.mcs)
     with StdoutToStderr():
-        summary = run_ota(opts)
+        summary = run_maybe_with_gui(a, "testbed ota", lambda view: run_ota(opts, view=view))
     print(to_json(summary) if a.json else format_table(summary))
     return 0
 

@@ -148,7 +148,7 @@ class _Interrupt:
 
 
 def run_one_snr(codec, rate, images, snr_db: float, opts: LoopbackOptions, emit,
-                intr: _Interrupt | None = None) -> dict:
+                intr: _Interrupt | None = None, view=None) -> dict:
     """One flowgraph run over all images at one SNR; ``emit(row)`` gets each finished row."""
     from ..gr.loopback_channel import loopback_channel
     from ..link.run import run_link
@@ -175,7 +175,7 @@ def run_one_snr(codec, rate, images, snr_db: float, opts: LoopbackOptions, emit,
         return row
 
     c = run_link(codec, rate, images, cfg=cfg, tx_snr_db=snr_db, connect=connect, make_row=make_row,
-                 emit=emit, idle_s=opts.idle_s, check=intr.check if intr is not None else None)
+                 emit=emit, idle_s=opts.idle_s, check=intr.check if intr is not None else None, view=view)
     return {**c, **air.summary(pacer)} if pacer is not None else {**c, "realtime": False}
 
 
@@ -213,7 +213,8 @@ def codec_fields(sent: dict, rec: dict) -> dict:
     return fields
 
 
-def run_loopback(opts: LoopbackOptions) -> dict:
+def run_loopback(opts: LoopbackOptions, view=None) -> dict:
+    """``view``: a :class:`testbed.link.gui.LiveView` to show the run in (``--gui``)."""
     _check(opts)
     from ..core.codecs import rate_for
     from ..zoo import open_codec
@@ -239,7 +240,7 @@ def run_loopback(opts: LoopbackOptions) -> dict:
         try:
             with _Interrupt() as intr:
                 for snr in opts.snrs_db:
-                    c = run_one_snr(codec, rate, images, snr, opts, emit, intr)
+                    c = run_one_snr(codec, rate, images, snr, opts, emit, intr, view=view)
                     per_snr.append({"snr_db": snr, **c})
                     log.info("SNR %g dB: %s", snr, c)
         except KeyboardInterrupt:

@@ -126,7 +126,7 @@ def _plot(results: list[dict], path: Path, title: str) -> None:
     save_png(fig, path)
 
 
-def run_ota(opts: OtaOptions) -> dict:
+def run_ota(opts: OtaOptions, view=None) -> dict:
     from ..link.configs import RADIO_KINDS, SigmfFileConfig, load_config
     from ..link import air
     from ..link.run import run_link
@@ -186,7 +186,7 @@ def run_ota(opts: OtaOptions) -> dict:
                         run_link(codec, rate, images, cfg=cfg.ofdm, tx_snr_db=opts.snr_hint_db,
                                  connect=lambda tb, tx, rx, fe=fe, recorder=recorder: fe.connect(tb, tx, rx, recorder),
                                  make_row=make_row, emit=(lambda r: None) if is_file else emit, idle_s=opts.idle_s,
-                                 check=intr.check, adapt_snr=True, flush_samples=fe.flush_samples(),
+                                 view=view, check=intr.check, adapt_snr=True, flush_samples=fe.flush_samples(),
                                  on_sent=lambda s, sent_log=sent_log: sent_log.__setitem__(s["image_id"], s))
                     finally:   # also when interrupted: the images sent so far, and a closed recording
                         if not is_file:

@@ -26,7 +26,7 @@ def queued(q: "queue.Queue", block: bool = False, timeout_s: float = 0.2):
 
 def run_link(codec, rate, images, *, cfg, tx_snr_db: float, connect, make_row, emit,
              idle_s: float = 3.0, check=None, adapt_snr: bool = False, flush_samples: int | None = None,
-             on_sent=None) -> dict:
+             on_sent=None, view=None) -> dict:
     """Send every image of ``images`` [(path, array)] with ``codec`` at ``rate`` (its
     :meth:`~testbed.core.codecs.Codec.rate`), emit one row per image, return PHY counters.
 
@@ -35,10 +35,18 @@ def run_link(codec, rate, images, *, cfg, tx_snr_db: float, connect, make_row, e
     each image is then encoded only once the previous one is decoded (or no frame came for
     ``idle_s``), so that its estimate is known. Without it, every image is queued at once.
     ``on_sent(sent_info)``: called as each image is queued (image_id, frames, cbr, tx_snr_db, ...).
+    ``view``: a :class:`testbed.link.gui.LiveView` (``--gui``), shown the signals and each image.
     """
     from ..core.cputime import Snapshot, format_usage, usage
     from .session import build_link
 
+    check = check or (lambda: None)
+    if view is not None:
+        connect, user_check = view.wrap(connect, cfg.samp_rate), check
+
+        def check():
+            user_check()
+            view.check()
     refs: dict[int, np.ndarray] = {}
     done_q: "queue.Queue[tuple[dict, np.ndarray]]" = queue.Queue()
     link = build_link("jscc_link", codec, cfg, connect, references=refs,
@@ -50,7 +58,6 @@ def run_link(codec, rate, images, *, cfg, tx_snr_db: float, connect, make_row, e
     by_id = {}
     finished = 0
     t_start = time.monotonic()
-    check = check or (lambda: None)
 
     def drain(block: bool = False):
         nonlocal finished
@@ -61,6 +68,8 @@ def run_link(codec, rate, images, *, cfg, tx_snr_db: float, connect, make_row, e
                 continue
             path, ref = by_id[rec["image_id"]]
             emit(make_row(path, ref, img, rec, s))
+            if view is not None:
+                view.show_image(img, _caption(path, rec, s))
             s["done"] = True
             finished += 1
             if adapt_snr and np.isfinite(rec.get("snr_est_db", float("nan"))):
@@ -123,3 +132,9 @@ def run_link(codec, rate, images, *, cfg, tx_snr_db: float, connect, make_row, e
             "tx_bursts": tx.bursts_sent(),
             "tx_clipped_samples": tx.clipped_samples(), "wall_s": wall,
             **cpu}
+
+
+def _caption(path, rec: dict, sent: dict) -> str:
+    from ..gr.image_view import caption_of
+
+    return caption_of({**rec, "name": path.name, "frames_decoded": f"{rec.get('frames_decoded', 0)}/{sent['frames']}"})

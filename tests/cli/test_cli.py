@@ -30,6 +30,8 @@ def test_doctor_reports_versions_without_touching_the_network():
     assert comps["gnuradio"]["version"].startswith("3.10")
     assert comps["numpy"]["version"].startswith("1.")
     assert d["radio_scan"] == "off" and d["ok"] is True
+    gui = comps["qt live view (--gui)"]
+    assert gui["required"] is False and gui["ok"] and gui["version"].startswith("PyQt5 5.")
 
 
 def test_doctor_human_output_lists_components():

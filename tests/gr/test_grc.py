@@ -80,58 +80,93 @@ def test_generated_hier_blocks_carry_frames(tmp_path):
 
 
 @pytest.mark.slow
-def test_generated_loopback_flowgraph_runs_and_logs_qos(tmp_path):
-    p = _grcc(REPO / "flowgraphs" / "jscc_loopback.grc", tmp_path)
+def _run_generated(tmp_path, grc: str, code: str) -> dict:
+    """Compile ``grc``, then run ``code`` in a process of its own (Qt's application, offscreen; the
+    flowgraph's shared memory) with the generated module importable and a QApplication made;
+    ``code`` leaves its result, a JSON-able dict, in ``result``."""
+    import json
+    import textwrap
+
+    p = _grcc(REPO / "flowgraphs" / grc, tmp_path)
     assert p.returncode == 0, p.stderr
-    sys.path.insert(0, str(tmp_path))
-    try:
-        from jscc_loopback import jscc_loopback
+    script = tmp_path / "run_generated.py"
+    script.write_text("import json, sys, time\n"
+                      f"sys.path.insert(0, {str(tmp_path)!r})\n"
+                      "from PyQt5 import Qt\n"
+                      "qapp = Qt.QApplication(sys.argv[:1])\n"
+                      "result = {}\n" + textwrap.dedent(code) + "\nprint(json.dumps(result))\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
-        from testbed.core.runlog import read_csv_rows
 
-        out = tmp_path / "run"
-        tb = jscc_loopback(cfo_hz=1000.0, images="", model="jscc-v1", out_dir=str(out), snr_db=15.0)
-        tb.start()
-        try:
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                if (out / "qos.csv").exists() and len(read_csv_rows(out / "qos.csv")) >= 3:
-                    break
-                time.sleep(0.2)
-        finally:
-            tb.stop()
-            tb.wait()
-        rows = read_csv_rows(out / "qos.csv")
-        assert len(rows) == 3 and len(list(out.glob("image_*.png"))) == 3
-        for r in rows:
-            assert r["frames_decoded"] == r["frames_expected"]
-            assert abs(float(r["snr_est_db"]) - 15.0) < 1.0 and abs(float(r["cfo_est_hz"]) - 1000.0) < 50
-            assert float(r["psnr_db"]) > 20.0
-    finally:
-        sys.path.remove(str(tmp_path))
+RUN_LOOPBACK = """
+from jscc_loopback import jscc_loopback
+from testbed.core.runlog import read_csv_rows
+from pathlib import Path
+
+out = Path(OUT)
+tb = jscc_loopback(cfo_hz=1000.0, images="", model="jscc-v1", out_dir=str(out), snr_db=15.0, gui=GUI)
+tb.start()
+try:
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        qapp.processEvents()
+        if (out / "qos.csv").exists() and len(read_csv_rows(out / "qos.csv")) >= 3:
+            break
+        time.sleep(0.05)
+    t_end = time.time() + 0.5
+    while time.time() < t_end:
+        qapp.processEvents()
+        time.sleep(0.02)
+finally:
+    tb.stop()
+    tb.wait()
+result.update(rows=read_csv_rows(out / "qos.csv"), pngs=len(list(out.glob("image_*.png"))),
+              images_shown=tb.image_view.shown, frames_plotted=tb.live_tap.frames)
+"""
+
+
+@pytest.mark.parametrize("gui", [1, 0])
+def test_generated_loopback_flowgraph_runs_and_logs_qos(tmp_path, gui):
+    """The flowgraph decodes the shipped samples; with gui=1 its QT GUI sinks get every frame and
+    the image view every image, with gui=0 nothing (a headless run)."""
+    out = tmp_path / "run"
+    r = _run_generated(tmp_path, "jscc_loopback.grc", RUN_LOOPBACK.replace("OUT", repr(str(out))).replace("GUI", str(gui)))
+    rows = r["rows"]
+    assert len(rows) == 3 and r["pngs"] == 3
+    for row in rows:
+        assert row["frames_decoded"] == row["frames_expected"]
+        assert abs(float(row["snr_est_db"]) - 15.0) < 1.0 and abs(float(row["cfo_est_hz"]) - 1000.0) < 50
+        assert float(row["psnr_db"]) > 20.0
+    if gui:
+        assert r["images_shown"] == 3 and r["frames_plotted"] == sum(int(x["frames_decoded"]) for x in rows)
+    else:
+        assert r["images_shown"] == 0 and r["frames_plotted"] == 0
 
 
 @pytest.mark.slow
 def test_loopback_flowgraph_snr_changes_at_run_time(tmp_path):
     """GRC callbacks: setting the flowgraph's snr_db reaches the channel and the encoder, cfo_hz
-    the channel."""
-    p = _grcc(REPO / "flowgraphs" / "jscc_loopback.grc", tmp_path)
-    assert p.returncode == 0, p.stderr
-    sys.path.insert(0, str(tmp_path))
-    try:
+    the channel; gui turns the live view's feeds on and off."""
+    r = _run_generated(tmp_path, "jscc_loopback.grc", f"""
         from jscc_loopback import jscc_loopback
-
         from testbed.phy.config import OfdmConfig
         from testbed.phy.impairments import noise_voltage
 
-        tb = jscc_loopback(images="", model="jscc-v1", out_dir=str(tmp_path / "run"), snr_db=10.0)
+        tb = jscc_loopback(images="", model="jscc-v1", out_dir={str(tmp_path / "run")!r}, snr_db=10.0)
         tb.set_snr_db(20.0)
-        assert tb.encoder.snr_db == 20.0
-        assert tb.channel.noise_voltage == pytest.approx(noise_voltage(OfdmConfig(), 20.0))
-        tb.set_cfo_hz(2500.0)   # the channel's CFO follows the flowgraph's cfo_hz too
-        assert tb.channel.chan.frequency_offset() == pytest.approx(2500.0 / OfdmConfig().samp_rate)
-    finally:
-        sys.path.remove(str(tmp_path))
+        tb.set_cfo_hz(2500.0)
+        tb.set_gui(0)
+        result.update(enc_snr=tb.encoder.snr_db, noise=tb.channel.noise_voltage, want=noise_voltage(OfdmConfig(), 20.0),
+                      cfo=tb.channel.chan.frequency_offset(), want_cfo=2500.0 / OfdmConfig().samp_rate,
+                      feeds=[tb.gui_samples.enabled(), tb.live_tap.enabled, tb.image_view.enabled])
+        """)
+    assert r["enc_snr"] == 20.0
+    assert r["noise"] == pytest.approx(r["want"])
+    assert r["cfo"] == pytest.approx(r["want_cfo"])   # the channel's CFO follows the flowgraph's cfo_hz too
+    assert r["feeds"] == [False, False, False]
 
 
 def test_pluto_flowgraph_flushes_like_testbed_ota():
@@ -192,7 +227,8 @@ def test_block_yml_matches_the_python_constructor(path):
 
     d = yaml.safe_load(path.read_text())
     params = {p["id"]: p for p in d["parameters"]}
-    call = re.fullmatch(r"([\w.]+)\((.*)\)", d["templates"]["make"].strip())
+    make = [ln.strip() for ln in re.sub(r"<%.*?%>\\?", "", d["templates"]["make"], flags=re.S).splitlines()]
+    call = re.fullmatch(r"([\w.]+)\((.*)\)", next(ln for ln in make if ln))   # Qt blocks: then the gui hint
     target, args = call.group(1), [a.strip() for a in call.group(2).split(",") if a.strip()]
     module, name = target.rsplit(".", 1)
     fn = getattr(importlib.import_module(module), name)
