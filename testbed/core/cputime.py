@@ -49,6 +49,25 @@ class Snapshot:
     by_tid: dict = field(default_factory=threads)
 
 
+class Sampler:
+    """The latest CPU time of every thread seen while sampling, so that threads that end before
+    the measurement does (a flowgraph whose source finished) still count: call :meth:`sample`
+    now and then while the work runs, then :meth:`snapshot` at the end."""
+
+    def __init__(self):
+        self.seen: dict[int, tuple[str, float]] = {}
+
+    def sample(self) -> None:
+        for tid, (name, s) in threads().items():
+            prev = self.seen.get(tid)
+            if prev is None or prev[0] != name or s >= prev[1]:
+                self.seen[tid] = (name, s)
+
+    def snapshot(self) -> Snapshot:
+        self.sample()
+        return Snapshot(by_tid=dict(self.seen))
+
+
 def usage(before: Snapshot, after: Snapshot | None = None, top: int = 12) -> dict:
     """CPU used between two snapshots: ``cpu_s`` (the whole process, threads that ended
     included) and ``cpu_by_thread`` {name: seconds}, the ``top`` busiest names (threads of the

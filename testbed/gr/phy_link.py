@@ -13,6 +13,7 @@ import numpy as np
 import pmt
 from gnuradio import blocks, gr
 
+from ..core.cputime import Sampler, Snapshot, usage
 from ..phy import framing
 from ..phy.config import OfdmConfig
 from .loopback_channel import loopback_channel
@@ -78,6 +79,7 @@ def receive(x: np.ndarray, cfg: OfdmConfig, *, snr_db: float, cfo_hz: float = 0.
     tb.connect(src, chan, rx)
     tb.msg_connect(rx, "frames", col, "in")
     t0 = time.monotonic()
+    cpu0, sampler = Snapshot(), Sampler()
     tb.start()
     try:
         # wait until the receiver has read every sample (not just the source written them), then
@@ -86,14 +88,16 @@ def receive(x: np.ndarray, cfg: OfdmConfig, *, snr_db: float, cfo_hz: float = 0.
         consumed_at = None
         while time.monotonic() - t0 < timeout:
             time.sleep(0.05)
+            sampler.sample()            # the blocks' threads end when the source is done
             if consumed_at is None and rx.delay.nitems_read(0) >= total - 64:
                 consumed_at = time.monotonic()
             if consumed_at is not None and time.monotonic() - max(col.last, consumed_at) > idle:
                 break
+        cpu = usage(cpu0, sampler.snapshot(), top=30)
     finally:
         tb.stop()
         tb.wait()
-    return LinkResult(frames=col.got, counters={**rx.counters(), "wall_s": time.monotonic() - t0})
+    return LinkResult(frames=col.got, counters={**rx.counters(), "wall_s": time.monotonic() - t0, **cpu})
 
 
 def random_frames(n_frames: int, cfg: OfdmConfig, seed: int = 0, image_id: int = 1):
@@ -153,6 +157,7 @@ def throughput(frames: list[np.ndarray], cfg: OfdmConfig, *, snr_db: float = 15.
     tb.start()
     try:
         time.sleep(0.2)
+        cpu0 = Snapshot()
         t0 = time.monotonic()
         for m in msgs:
             tx.post_frame(m)
@@ -161,8 +166,9 @@ def throughput(frames: list[np.ndarray], cfg: OfdmConfig, *, snr_db: float = 15.
             time.sleep(0.002)
         wall = time.monotonic() - t0
         samples = tx.samples_sent()
+        cpu = usage(cpu0, top=30)
     finally:
         tb.stop()
         tb.wait()
     return {"impl": rx.impl, "frames_sent": len(frames), "frames_received": cnt.n, "samples": samples,
-            "wall_s": wall, "msps": samples / wall / 1e6, "counters": rx.counters()}
+            "wall_s": wall, "msps": samples / wall / 1e6, "counters": rx.counters(), **cpu}

@@ -55,3 +55,29 @@ def test_top_keeps_the_busiest_and_adds_up_the_rest():
     u = cputime.usage(before, after, top=2)
     assert u == {"cpu_s": 8.0, "cpu_by_thread": {"a": 3.0, "c": 2.5, "(other)": 1.5}}
     assert "8.00 s over 4.00 s (2.00 cores)" in cputime.format_usage(u, 4.0)
+
+
+@linux
+def test_the_sampler_keeps_threads_that_ended_before_the_measurement():
+    """A flowgraph's blocks end when its source is done: sampled while they ran, they still count."""
+    before, sampler = cputime.Snapshot(), cputime.Sampler()
+    started = threading.Event()
+
+    def spin():
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, b"short_lived", 0, 0, 0)
+        started.set()
+        t0 = time.process_time()
+        while time.thread_time() < 0.3 and time.process_time() - t0 < 5:
+            pass
+
+    th = threading.Thread(target=spin)
+    th.start()
+    started.wait()
+    while th.is_alive():
+        sampler.sample()
+        time.sleep(0.01)
+    th.join()
+    assert "short_lived" not in cputime.usage(before)["cpu_by_thread"]          # gone with its thread
+    assert cputime.usage(before, sampler.snapshot())["cpu_by_thread"]["short_lived"] >= 0.2
