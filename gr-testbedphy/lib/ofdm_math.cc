@@ -103,6 +103,23 @@ std::vector<cd> smooth_channel(const std::vector<cd>& H_used, const phy_layout& 
     for (int i = 0; i < n; i++)
         x[i] = std::conj(d[i]) * H_used[i];
     std::vector<cd> out(n);
+    const int k = L.projector_rank;
+    if (k > 0) {   // Q (Q^H x)
+        std::vector<cd> c(k, cd(0));
+        for (int i = 0; i < n; i++) {
+            const cd* q = &L.projector_basis[(size_t)i * k];
+            for (int j = 0; j < k; j++)
+                c[j] += std::conj(q[j]) * x[i];
+        }
+        for (int i = 0; i < n; i++) {
+            const cd* q = &L.projector_basis[(size_t)i * k];
+            cd acc(0);
+            for (int j = 0; j < k; j++)
+                acc += q[j] * c[j];
+            out[i] = d[i] * acc;
+        }
+        return out;
+    }
     for (int r = 0; r < n; r++) {
         const cd* p = &L.projector[(size_t)r * n];
         cd acc(0);
@@ -348,9 +365,17 @@ payload_result equalize_payload(const gr_complex* Yp, int n_rows, const channel_
     std::vector<gr_complex> row(nd);
     const int n_pay_rows = n_syms - n_side;
     std::vector<gr_complex> out((size_t)n_pay_rows * nd);
+    // exp(-i slope k) for the carriers k, by recurrence from the lowest (a sine per symbol, not per carrier)
+    const int k_lo = *std::min_element(L.data_carriers.begin(), L.data_carriers.end());
+    const int k_hi = *std::max_element(L.data_carriers.begin(), L.data_carriers.end());
+    std::vector<cd> tilt(k_hi - k_lo + 1);
     for (int s = 0; s < n_syms; s++) {
+        const cd step = std::polar(1.0, -slope[s]);
+        tilt[0] = std::polar(1.0, -(phase[s] + slope[s] * k_lo));
+        for (size_t i = 1; i < tilt.size(); i++)
+            tilt[i] = tilt[i - 1] * step;
         for (int j = 0; j < nd; j++) {
-            const cd rot = std::polar(1.0, -(phase[s] + slope[s] * L.data_carriers[j]));
+            const cd rot = tilt[L.data_carriers[j] - k_lo];
             row[j] = gr_complex(Y(s, db[j]) * rot * W[j] / mu);
         }
         if (s < n_side)

@@ -25,6 +25,9 @@ void phy_layout::validate() const
     need(pilot_symbols.size() == pilot_carriers.size(), "pilot_symbols and pilot_carriers differ in length");
     need(projector.size() == used_carriers.size() * used_carriers.size(),
          "projector has " + std::to_string(projector.size()) + " entries, expected n_used^2");
+    need(projector_rank >= 0 && projector_basis.size() == used_carriers.size() * (size_t)projector_rank,
+         "projector_basis has " + std::to_string(projector_basis.size()) + " entries, expected n_used x projector_rank=" +
+             std::to_string(projector_rank));
     need(header_repetition >= 1 && header_ofdm_symbols >= 1, "header_repetition and header_ofdm_symbols must be >= 1");
     need((int)header_perm.size() == fec::coded_length(header_bits, header_repetition), "header_perm length");
     need((int)(header_perm.size() + header_pad.size()) == header_ofdm_symbols * n_data(), "header_pad length");

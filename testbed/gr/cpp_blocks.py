@@ -11,6 +11,8 @@ import logging
 import os
 from functools import lru_cache
 
+import numpy as np
+
 
 from ..phy import fec, framing
 from ..phy import header as hdr
@@ -65,7 +67,12 @@ def layout(cfg: OfdmConfig):
     L.pilot_carriers = cfg.pilot_carriers.tolist()
     L.data_carriers = cfg.data_carriers.tolist()
     L.pilot_symbols = cfg.pilot_symbols.tolist()
-    L.projector = _delay_projector(cfg, 0).ravel().tolist()
+    P = _delay_projector(cfg, 0)
+    L.projector = P.ravel().tolist()
+    # P = Q Q^H with Q orthonormal (rank: the delays it keeps): smoothing in two thin products
+    w, V = np.linalg.eigh(P)
+    Q = V[:, w > 0.5]
+    L.projector_basis, L.projector_rank = Q.ravel().tolist(), int(Q.shape[1])
     total = n_hdr * cfg.n_data
     for bits, suffix in ((hdr.N_BITS, ""), (hdr.N_BITS_V1, "_v1")):
         n = fec.coded_length(bits, cfg.header_repetition)
@@ -113,6 +120,14 @@ def header_decoder(cfg: OfdmConfig):
 
 def payload_equalizer(cfg: OfdmConfig):
     return module().payload_equalizer(layout(cfg), framing._signs(cfg.n_data).tolist())
+
+
+def ofdm_demodulator(cfg: OfdmConfig):
+    """The receiver after the detector in one block: CFO correction, FFT, preamble channel
+    estimate, header decoding and payload equalisation (what ofdm_rx's reference chain does from
+    the delay to the payload equaliser)."""
+    return module().ofdm_demodulator(layout(cfg), cfg.sync_word1.tolist(), cfg.sync_word2.tolist(),
+                                     int(cfg.max_carrier_offset), framing._signs(cfg.n_data).tolist())
 
 
 def ofdm_modulator(cfg: OfdmConfig):

@@ -89,7 +89,7 @@ def receive(x: np.ndarray, cfg: OfdmConfig, *, snr_db: float, cfo_hz: float = 0.
         while time.monotonic() - t0 < timeout:
             time.sleep(0.05)
             sampler.sample()            # the blocks' threads end when the source is done
-            if consumed_at is None and rx.delay.nitems_read(0) >= total - 64:
+            if consumed_at is None and rx.samples_read() >= total - 64:
                 consumed_at = time.monotonic()
             if consumed_at is not None and time.monotonic() - max(col.last, consumed_at) > idle:
                 break

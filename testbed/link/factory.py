@@ -75,4 +75,4 @@ def loopback_channel(snr_db: float = 10.0, cfo_hz: float = 0.0, sco_ppm: float =
     from ..gr.loopback_channel import loopback_channel as blk
 
     return blk(ofdm_config(ofdm_config_path), snr_db, cfo_hz=cfo_hz, sco_ppm=sco_ppm, delay_samples=delay_samples,
-               multipath=multipath, seed=seed)
+               multipath=multipath, seed=seed, dynamic=True)   # GRC changes the SCO while it runs

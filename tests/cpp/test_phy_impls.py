@@ -3,7 +3,12 @@ two receivers must find the same frames with the same header fields, and equalis
 symbols equal within 5e-4 of the symbols' RMS. (The two S&C metric implementations' phases differ
 by about 1e-6 rad, float32 arithmetic; the CFO correction integrates that over a frame: measured
 up to 1e-4 at 3 dB, under 1e-6 at 15 dB. The equaliser alone, on identical input, agrees within
-1e-5: tests/cpp/test_kernels.py.)"""
+1e-5: tests/cpp/test_kernels.py.)
+
+The C++ receiver corrects the CFO inside ``ofdm_demodulator`` with a double-precision rotator;
+the reference chain with GNU Radio's frequency_modulator (float32 phase accumulator, fixed-point
+sine table). The residual CFO the header then measures differs by up to about 0.05 Hz (1.3e-5 of
+the sub-carrier spacing; the estimate's own noise at 15 dB is about 1 Hz): CFO_TOL_HZ allows 0.2."""
 
 import numpy as np
 import pytest
@@ -12,7 +17,7 @@ from tests.cpp import run_flowgraphs
 
 SYMBOL_TOL = 5e-4        # max |C++ - Python| / RMS(symbols)
 SNR_TOL_DB = 1e-3
-CFO_TOL_HZ = 0.05
+CFO_TOL_HZ = 0.2
 
 
 @pytest.fixture(scope="module")

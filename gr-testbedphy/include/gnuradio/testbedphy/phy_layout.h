@@ -25,6 +25,10 @@ struct TESTBEDPHY_API phy_layout {
     std::vector<int> data_carriers;
     std::vector<gr_complex> pilot_symbols;
     std::vector<std::complex<double>> projector;  // [n_used x n_used] row-major, delays -cp/2..cp
+    /* optional: an orthonormal basis Q of the projector's range, [n_used x rank] row-major
+     * (projector = Q Q^H); the receiver then smooths with 2 n_used rank products, not n_used^2 */
+    std::vector<std::complex<double>> projector_basis;
+    int projector_rank = 0;
     int header_bits = 0;                // version 2
     std::vector<int> header_perm;       // interleaver of the coded header (version 2)
     std::vector<float> header_pad;      // BPSK padding after it, to whole OFDM symbols

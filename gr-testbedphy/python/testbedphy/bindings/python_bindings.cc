@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <gnuradio/testbedphy/header_decoder.h>
+#include <gnuradio/testbedphy/ofdm_demodulator.h>
 #include <gnuradio/testbedphy/ofdm_modulator.h>
 #include <gnuradio/testbedphy/payload_equalizer.h>
 #include <gnuradio/testbedphy/phy_layout.h>
@@ -38,6 +39,8 @@ PYBIND11_MODULE(testbedphy_python, m)
         .def_readwrite("data_carriers", &phy_layout::data_carriers)
         .def_readwrite("pilot_symbols", &phy_layout::pilot_symbols)
         .def_readwrite("projector", &phy_layout::projector)
+        .def_readwrite("projector_basis", &phy_layout::projector_basis)
+        .def_readwrite("projector_rank", &phy_layout::projector_rank)
         .def_readwrite("header_bits", &phy_layout::header_bits)
         .def_readwrite("header_perm", &phy_layout::header_perm)
         .def_readwrite("header_pad", &phy_layout::header_pad)
@@ -70,6 +73,17 @@ PYBIND11_MODULE(testbedphy_python, m)
         .def(py::init(&payload_equalizer::make), py::arg("layout"), py::arg("spread_signs"))
         .def("frames", &payload_equalizer::frames)
         .def("errors", &payload_equalizer::errors);
+
+    py::class_<ofdm_demodulator, gr::sync_block, gr::block, gr::basic_block, std::shared_ptr<ofdm_demodulator>>(
+        m, "ofdm_demodulator")
+        .def(py::init(&ofdm_demodulator::make), py::arg("layout"), py::arg("sync_word1"), py::arg("sync_word2"),
+             py::arg("max_carr_offset"), py::arg("spread_signs"))
+        .def("headers_ok", &ofdm_demodulator::headers_ok)
+        .def("headers_failed", &ofdm_demodulator::headers_failed)
+        .def("headers_too_long", &ofdm_demodulator::headers_too_long)
+        .def("frames", &ofdm_demodulator::frames)
+        .def("payload_errors", &ofdm_demodulator::payload_errors)
+        .def("triggers_ignored", &ofdm_demodulator::triggers_ignored);
 
     py::class_<ofdm_modulator, gr::block, gr::basic_block, std::shared_ptr<ofdm_modulator>>(m, "ofdm_modulator")
         .def(py::init(&ofdm_modulator::make), py::arg("fft_len"), py::arg("cp_len"), py::arg("data_carriers"),
