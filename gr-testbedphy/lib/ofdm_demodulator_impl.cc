@@ -50,6 +50,7 @@ public:
                                         " values, expected n_data=" + std::to_string(L.n_data()));
         // the frame starts one OFDM symbol before its trigger
         set_history(d_sym + 1);
+        d_frame.reserve((size_t)(d_n_head + L.max_payload_ofdm_symbols) * d_sym);
         message_port_register_out(d_frames_port);
         message_port_register_out(d_verdict_port);
         set_tag_propagation_policy(TPP_DONT);

@@ -46,6 +46,9 @@ payload_result equalize_payload(const gr_complex* Yp, int n_rows, const channel_
                                 const phy_layout& L, int n_side, const std::vector<float>& spread_signs,
                                 despreader& dsp, int phase_window = 5);
 
+/* atan2 of n complex values (float, within 5e-7 rad of libm's; vectorised) */
+void fast_atan2(const gr_complex* p, float* out, int n);
+
 /* inverse of the unitary DFT spreading of each OFDM symbol's n_data symbols */
 class despreader
 {

@@ -1,7 +1,9 @@
+#include "ofdm_math.h"
 #include <gnuradio/io_signature.h>
 #include <gnuradio/testbedphy/sc_metric.h>
 #include <volk/volk_alloc.hh>
 #include <volk/volk.h>
+#include <algorithm>
 #include <cmath>
 #include <complex>
 #include <stdexcept>
@@ -9,13 +11,14 @@
 namespace gr {
 namespace testbedphy {
 
+
 class sc_metric_impl : public sc_metric
 {
     const int d_n, d_h;
     std::complex<double> d_corr{ 0.0 };  // running sum of x(n) conj(x(n-h)) over h samples
     double d_pow = 0.0;                   // running sum of |x(n)|^2 over n samples
     int d_nonzero = 0;
-    volk::vector<gr_complex> d_p;         // P(n) of this call, for the vectorised arg                    // non-zero samples among the last N (all zero: sums exactly 0)
+    volk::vector<gr_complex> d_p;         // P(n) of this call, for the vectorised arg
 
 public:
     explicit sc_metric_impl(int fft_len)
@@ -56,7 +59,7 @@ public:
             metric[i] = std::norm(cf) / (r * r);
             d_p[i] = cf;
         }
-        volk_32fc_s32f_atan2_32f(phase, d_p.data(), 1.0f, noutput_items);
+        fast_atan2(d_p.data(), phase, noutput_items);
         // re-anchor the running sums on exact sums now and then (no drift over long runs)
         if (((nitems_written(0) + noutput_items) >> 16) != (nitems_written(0) >> 16)) {
             corr = 0.0;

@@ -130,6 +130,11 @@ PYBIND11_MODULE(testbedphy_python, m)
 
     // -- kernels, for the equivalence tests ------------------------------------------------------
     py::module k = m.def_submodule("kernels", "the blocks' signal processing as functions");
+    k.def("atan2", [](const std::vector<gr_complex>& p) {
+        std::vector<float> out(p.size());
+        fast_atan2(p.data(), out.data(), (int)p.size());
+        return out;
+    });
     k.def("viterbi_decode", [](const std::vector<double>& soft, int n_bits) {
         if ((int)soft.size() != 2 * (n_bits + fec::K - 1))
             throw std::invalid_argument("expected " + std::to_string(2 * (n_bits + fec::K - 1)) + " soft values");
