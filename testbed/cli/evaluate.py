@@ -45,7 +45,7 @@ def add_parsers(sub, common) -> None:
     cp.set_defaults(func=_cmd_compare)
 
     b = sub.add_parser("bench", parents=[common], help="benchmarks")
-    bsub = b.add_subparsers(dest="what", required=True, metavar="{codec}")
+    bsub = b.add_subparsers(dest="what", required=True, metavar="{codec,phy}")
     bc = bsub.add_parser("codec", parents=[common], help="onnxruntime encode/decode latency")
     bc.add_argument("--model", default="jscc-v1")
     bc.add_argument("--size", default="768x512", help="WIDTHxHEIGHT")
@@ -53,6 +53,14 @@ def add_parsers(sub, common) -> None:
     bc.add_argument("--threads", type=THREADS_TYPE, default=0, help="onnxruntime intra-op threads (0: all cores)")
     bc.add_argument("--cbr", type=CBR_TYPE)
     bc.set_defaults(func=_cmd_bench)
+    bp = bsub.add_parser("phy", parents=[common], help="the OFDM PHY alone (TX -> loopback channel -> RX, no codec): "
+                         "million samples per second, frames back to back")
+    bp.add_argument("--frames", type=number(int, lo=1, hi=100_000), default=150, help="frames per run (default 150)")
+    bp.add_argument("--repeat", type=number(int, lo=1, hi=1000), default=3, help="runs; the median is reported")
+    bp.add_argument("--snr-db", type=number(float, lo=-10, hi=60), default=15.0, help="channel SNR (Es/N0, dB)")
+    bp.add_argument("--impl", choices=("auto", "cpp", "python"), default="auto",
+                    help="PHY blocks: the C++ module (auto: when installed) or the Python reference")
+    bp.set_defaults(func=_cmd_bench_phy)
 
 
 def _cmd_compare(a) -> int:
@@ -162,3 +170,25 @@ def _cmd_bench(a) -> int:
               f"(p90 {r['encode']['p90_ms']:.1f}), decode median {r['decode']['median_ms']:.1f} ms "
               f"(p90 {r['decode']['p90_ms']:.1f})")
     return 0
+
+
+def _cmd_bench_phy(a) -> int:
+    import logging
+
+    from ..core.runlog import to_json
+    from ..experiments.bench import bench_phy
+
+    log = logging.getLogger("testbed.bench")
+
+    def progress(i, r):
+        log.info("run %d/%d: %.2f MS/s, %d/%d frames, %.2f CPU-s", i, a.repeat, r["msps"], r["frames_received"],
+                 r["frames_sent"], r["cpu_s"])
+    r = bench_phy(frames=a.frames, repeat=a.repeat, snr_db=a.snr_db, impl=a.impl, progress=progress)
+    if a.json:
+        print(to_json(r))
+    else:
+        lost = f", {r['frames_lost']} frames lost" if r["frames_lost"] else ", every frame decoded"
+        print(f"PHY alone ({r['impl']} blocks, {r['frames']} frames x {r['repeat']} runs, {r['snr_db']:g} dB): "
+              f"median {r['msps']:.2f} MS/s (min {r['msps_min']:.2f}, max {r['msps_max']:.2f}){lost}; "
+              f"{r['cpu_s']:.2f} CPU-s per run on {r['cores']} cores")
+    return 1 if r["frames_lost"] else 0

@@ -44,6 +44,10 @@ class loopback_channel(gr.hier_block2):
                 self.connect(self, self.rot, (self.add, 0))
             self.connect(self.noise, (self.add, 1))
             self.connect(self.add, self)
+            # fewer, longer calls at radio rates; not the noise source, whose pre-generated samples
+            # would carry the old SNR that long after set_snr_db
+            for b in (self.rot, self.add):
+                b.set_min_output_buffer(1 << 16)
             return
         self.chan = channels.channel_model(
             noise_voltage=self.noise_voltage, frequency_offset=cfo_hz / cfg.samp_rate,

@@ -61,6 +61,10 @@ class ofdm_rx(gr.hier_block2):
         self.connect((self.gate, 0), (self.demod, 1))
         self.connect((self.gate, 1), (self.demod, 2))
         self.msg_connect(self.demod, "verdict", self.gate, "verdict")
+        # a frame's worth of samples per call, not the default 4096 (scheduler round trips)
+        n_samp = (2 + cfg.max_payload_ofdm_symbols() + 2) * cfg.symbol_len
+        for b in (self.sync, self.gate):
+            b.set_min_output_buffer(n_samp)
         self.msg_connect(self.demod, "frames", self.side, "in")
         self.msg_connect(self.side, "frames", self, "frames")
 

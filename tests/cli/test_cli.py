@@ -55,7 +55,9 @@ def test_demo_runs_default_on_shipped_model_and_samples(tmp_path):
         assert psnrs[0] > FLAT_BASELINE_DB + 3.0, (psnrs, FLAT_BASELINE_DB)
     hi = next(r for r in d["runs"] if r["cbr"] > 0.05)["results"]
     lo = next(r for r in d["runs"] if r["cbr"] < 0.05)["results"]
-    assert all(h["psnr_db"] > l["psnr_db"] for h, l in zip(hi, lo))
+    # more symbols, better images; at 0 dB the PHY misses about 8 % of the frames (measured: 280/305
+    # with the light loopback channel, 282/305 with channel_model), so there it depends on which
+    assert all(h["psnr_db"] > l["psnr_db"] for h, l in zip(hi, lo) if h["snr_db"] >= 5)
 
 
 def test_help_lists_commands():
@@ -74,6 +76,20 @@ def test_bench_codec_reports_latency(tiny_model_dir):
     assert bad.returncode == 2 and "'big'" in bad.stderr
     bad = run_cli("bench", "codec", "--model", tiny_model_dir, "--repeat", "0", check=False)
     assert bad.returncode == 2 and "--repeat" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_bench_phy_reports_samples_per_second():
+    """``testbed bench phy``: the PHY alone, frames back to back, every frame decoded (in a
+    process of its own: it runs GNU Radio flowgraphs)."""
+    p = run_entry_point("bench", "phy", "--frames", "12", "--repeat", "2", "--json", "-v")
+    d = json.loads(p.stdout)
+    assert d["what"] == "phy" and d["impl"] in ("cpp", "python") and d["repeat"] == 2
+    assert d["frames_lost"] == 0 and all(r["frames_received"] == r["frames_sent"] == d["frames"] for r in d["runs"])
+    assert d["msps_min"] <= d["msps"] <= d["msps_max"] and d["msps"] > 0
+    assert d["msps"] == pytest.approx(sorted(r["samples"] / r["wall_s"] / 1e6 for r in d["runs"])[1])
+    assert "run 2/2" in p.stderr
+    bad = run_entry_point("bench", "phy", "--impl", "fortran", check=False)
+    assert bad.returncode == 2 and "--impl" in bad.stderr
 
 
 def test_bench_codec_runs_an_akb_model():

@@ -22,6 +22,7 @@ COMMANDS = {
     ("demo",): ["--images", SAMPLES],
     ("ota",): ["--config", REPO / "firmware_configs" / "loopback.yaml", "--images", SAMPLES],
     ("bench", "codec"): [],
+    ("bench", "phy"): [],
     ("kb", "build"): ["--data", SAMPLES, "--out", "never-written.npz"],
     ("train", "pack"): ["--data", SAMPLES, "--out", "never-written-pack"],
     ("calibrate",): ["--config", REPO / "firmware_configs" / "pluto.yaml"],

@@ -32,11 +32,13 @@ def test_loopback_decodes_the_sent_codestream_above_threshold_and_logs_the_cliff
     from testbed.digital import link, source
     from testbed.digital.mcs import mcs
 
-    lb = json.loads(run_entry_point("loopback", "--model", "jpeg2000-ldpc", "--images", crops, "--snr-db", "0,6",
+    lb = json.loads(run_entry_point("loopback", "--model", "jpeg2000-ldpc", "--images", crops, "--snr-db", "1,6",
                             "--mcs", "qpsk-1/2", "--no-ms-ssim", "--out", tmp_path / "lb", "--json").stdout)
     rows = read_csv_rows(tmp_path / "lb" / "results.csv")
     assert len(rows) == 4 and {r["mcs"] for r in rows} == {"qpsk-1/2"}
-    low = [r for r in rows if float(r["snr_db"]) == 0]
+    # 1 dB: below the code's threshold, yet the frames' headers are found (at 0 dB one frame of an
+    # image is missed now and then, by channel_model's noise as by the light channel's)
+    low = [r for r in rows if float(r["snr_db"]) == 1]
     high = [r for r in rows if float(r["snr_db"]) == 6]
     for r in high:
         assert int(r["blocks_failed"]) == 0 and float(r["bler"]) == 0
@@ -53,7 +55,7 @@ def test_loopback_decodes_the_sent_codestream_above_threshold_and_logs_the_cliff
         assert int(r["frames_decoded"]) > 0 and float(r["bler"]) > 0.5 and r["psnr_db"] != ""
         assert float(r["coded_ber"]) > 0.01 and float(r["uncoded_ber"]) > float(high[0]["uncoded_ber"])
     res = {r["snr_db"]: r for r in lb["results"]}
-    assert res[6.0]["psnr_db"] > res[0.0]["psnr_db"] + 5
+    assert res[6.0]["psnr_db"] > res[1.0]["psnr_db"] + 5
 
 
 def test_loopback_refuses_an_mcs_for_a_learned_codec(crops, tmp_path):
