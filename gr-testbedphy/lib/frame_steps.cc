@@ -73,6 +73,14 @@ pmt::pmt_t verdict_message(bool ok, int64_t frame_samples)
     return d;
 }
 
+std::string too_long_message(const header_outcome& o, const phy_layout& L)
+{
+    return "frame " + std::to_string(o.header.frame_index) + " of image " + std::to_string(o.header.image_id) +
+           " dropped: " + std::to_string(o.frame_len) + " payload OFDM symbols, this receiver buffers at most " +
+           std::to_string(L.max_payload_ofdm_symbols) +
+           " (its payload_symbols_per_frame is smaller than the transmitter's)";
+}
+
 header_outcome decode_header_rows(std::vector<gr_complex>& Y, int n_rows, int off, double sc, const gr_complex* taps,
                                   const phy_layout& L)
 {

@@ -42,6 +42,8 @@ struct header_outcome {
 header_outcome decode_header_rows(std::vector<gr_complex>& Y, int n_rows, int carr_offset, double sc_cfo,
                                   const gr_complex* taps, const phy_layout& L);
 pmt::pmt_t verdict_message(bool ok, int64_t frame_samples);
+/* the warning for a valid header whose frame is longer than this receiver buffers */
+std::string too_long_message(const header_outcome& o, const phy_layout& L);
 
 /* payload rows (not aligned; aligned in place) + the header's metadata -> the frame's PDU;
  * throws std::invalid_argument on inconsistent metadata */

@@ -67,9 +67,7 @@ public:
             return reject(o.why);
         if (o.too_long) {
             d_too_long++;
-            d_logger->warn("frame {} of image {} dropped: {} payload OFDM symbols, this receiver buffers at most {} "
-                           "(its payload_symbols_per_frame is smaller than the transmitter's)",
-                           o.header.frame_index, o.header.image_id, o.frame_len, d_L.max_payload_ofdm_symbols);
+            d_logger->warn(too_long_message(o, d_L));
         } else
             d_ok++;
         // a valid header that is too long: the detector still skips the frame

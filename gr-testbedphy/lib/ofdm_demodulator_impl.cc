@@ -97,9 +97,7 @@ public:
             d_logger->debug("header rejected: {}", o.why);
         } else if (o.too_long) {
             d_too_long++;
-            d_logger->warn("frame {} of image {} dropped: {} payload OFDM symbols, this receiver buffers at most {} "
-                           "(its payload_symbols_per_frame is smaller than the transmitter's)",
-                           o.header.frame_index, o.header.image_id, o.frame_len, d_L.max_payload_ofdm_symbols);
+            d_logger->warn(too_long_message(o, d_L));
         } else {
             d_ok++;
             d_meta = o.meta;
