@@ -61,23 +61,25 @@ def test_top_keeps_the_busiest_and_adds_up_the_rest():
 def test_the_sampler_keeps_threads_that_ended_before_the_measurement():
     """A flowgraph's blocks end when its source is done: sampled while they ran, they still count."""
     before, sampler = cputime.Snapshot(), cputime.Sampler()
-    started = threading.Event()
+    burned, sampled = threading.Event(), threading.Event()
 
     def spin():
         import ctypes
+        import hashlib
 
         ctypes.CDLL(None).prctl(15, b"short_lived", 0, 0, 0)
-        started.set()
-        t0 = time.process_time()
-        while time.thread_time() < 0.3 and time.process_time() - t0 < 5:
-            pass
+        block = bytes(1 << 16)      # hashing large blocks burns CPU outside the GIL
+        t0 = time.monotonic()
+        while time.thread_time() < 0.3 and time.monotonic() - t0 < 30:
+            hashlib.sha256(block).digest()
+        burned.set()
+        sampled.wait(30)            # sampled once while alive, then it ends
 
     th = threading.Thread(target=spin)
     th.start()
-    started.wait()
-    while th.is_alive():
-        sampler.sample()
-        time.sleep(0.01)
+    assert burned.wait(60)
+    sampler.sample()
+    sampled.set()
     th.join()
     assert "short_lived" not in cputime.usage(before)["cpu_by_thread"]          # gone with its thread
     assert cputime.usage(before, sampler.snapshot())["cpu_by_thread"]["short_lived"] >= 0.2
