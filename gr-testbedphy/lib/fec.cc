@@ -1,5 +1,6 @@
 #include "fec.h"
 
+#include <algorithm>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -81,24 +82,41 @@ std::vector<uint8_t> conv_encode(const std::vector<uint8_t>& bits)
 std::vector<uint8_t> viterbi_decode(const double* soft, int n_bits)
 {
     const trellis& t = T();
+    // per state and branch: the previous state and the 2-bit code word into it (a flat table, so
+    // that the add-compare-select loop reads contiguous memory)
+    struct branch {
+        int prev[2];
+        int code[2];
+    };
+    static const std::vector<branch> B = [&t] {
+        std::vector<branch> b(N_STATES);
+        for (int n = 0; n < N_STATES; n++)
+            for (int br = 0; br < 2; br++) {
+                const uint8_t* o = t.out[t.prev_s[n][br]][t.prev_b[n][br]];
+                b[n].prev[br] = t.prev_s[n][br];
+                b[n].code[br] = 2 * o[0] + o[1];
+            }
+        return b;
+    }();
     const int steps = n_bits + K - 1;
     const double NEG = -std::numeric_limits<double>::infinity();
-    std::vector<double> metric(N_STATES, NEG), next(N_STATES);
+    double metric[N_STATES], next[N_STATES];
+    std::fill(metric, metric + N_STATES, NEG);
     metric[0] = 0.0;
     std::vector<uint8_t> choice((size_t)steps * N_STATES);
     for (int k = 0; k < steps; k++) {
         const double s0 = soft[2 * k], s1 = soft[2 * k + 1];
+        // branch metric of code word (o0, o1): (1 - 2 o0) s0 + (1 - 2 o1) s1
+        const double g[4] = { s0 + s1, s0 - s1, -s0 + s1, -s0 - s1 };
+        uint8_t* ch = &choice[(size_t)k * N_STATES];
         for (int n = 0; n < N_STATES; n++) {
-            double bm[2];
-            for (int br = 0; br < 2; br++) {
-                const uint8_t* o = t.out[t.prev_s[n][br]][t.prev_b[n][br]];
-                bm[br] = metric[t.prev_s[n][br]] + (1.0 - 2.0 * o[0]) * s0 + (1.0 - 2.0 * o[1]) * s1;
-            }
-            const bool c = bm[1] > bm[0];
-            choice[(size_t)k * N_STATES + n] = c;
-            next[n] = c ? bm[1] : bm[0];
+            const branch& b = B[n];
+            const double b0 = metric[b.prev[0]] + g[b.code[0]], b1 = metric[b.prev[1]] + g[b.code[1]];
+            const bool c = b1 > b0;
+            ch[n] = c;
+            next[n] = c ? b1 : b0;
         }
-        metric.swap(next);
+        std::copy(next, next + N_STATES, metric);
     }
     std::vector<uint8_t> bits(steps);
     int s = 0;

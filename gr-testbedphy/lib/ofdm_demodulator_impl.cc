@@ -3,6 +3,7 @@
 #include <gnuradio/io_signature.h>
 #include <gnuradio/logger.h>
 #include <gnuradio/testbedphy/ofdm_demodulator.h>
+#include <volk/volk.h>
 #include <cmath>
 #include <cstring>
 
@@ -27,7 +28,7 @@ class ofdm_demodulator_impl : public ofdm_demodulator
     bool d_busy = false, d_payload = false;
     int64_t d_target = 0;      // samples wanted: the header first, then the whole frame
     std::vector<gr_complex> d_frame;
-    std::complex<double> d_rot, d_step;   // correction of the next sample, and per sample
+    double d_step = 0;   // correction phase per sample; sample j of the frame turns by (j + 1) d_step
     double d_sc_cfo = 0;
     pmt::pmt_t d_meta;
     std::vector<gr_complex> d_rows, d_taps;
@@ -138,9 +139,7 @@ public:
                 i = (int)(static_cast<const int8_t*>(p) - t);
                 // the frequency_modulator integrates the held S&C phase f from the trigger on
                 // (phase step -2 f / fft_len per sample; a constant phase is the channel's)
-                const double step = -2.0 * f[i] / d_N;
-                d_step = std::polar(1.0, step);
-                d_rot = d_step;
+                d_step = -2.0 * f[i] / d_N;
                 d_sc_cfo = f[i] / PI;
                 d_frame.clear();
                 d_target = (int64_t)d_n_head * d_sym;
@@ -157,14 +156,14 @@ public:
                 d_ignored++;
             d_frame.resize(at + take);
             gr_complex* dst = d_frame.data() + at;
-            std::complex<double> r = d_rot;
-            for (int k = 0; k < take; k++) {
-                dst[k] = gr_complex(std::complex<double>(x[i + k]) * r);
-                r *= d_step;
-                if (((at + k) & 255) == 255)
-                    r /= std::abs(r);
+            // VOLK's float rotator over runs of 256 samples, each started from the exact phase
+            const lv_32fc_t inc = std::polar(1.0f, (float)d_step);
+            for (int k = 0; k < take;) {
+                const int m = std::min(take - k, 256 - (int)((at + k) & 255));
+                lv_32fc_t ph = gr_complex(std::polar(1.0, std::fmod((double)(at + k + 1) * d_step, 2 * PI)));
+                volk_32fc_s32fc_x2_rotator_32fc(dst + k, x + i + k, inc, &ph, m);
+                k += m;
             }
-            d_rot = r;
             i += take;
             if ((int64_t)d_frame.size() == d_target) {
                 if (d_payload)
