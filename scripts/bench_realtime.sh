@@ -2,7 +2,7 @@
 # Does the whole loopback chain keep up with a radio? (BENCHMARKS.md, "Real time".)
 #  - free running (as fast as it goes) at 1, 2 and 4 MS/s: the chain's real-time factor;
 #  - --realtime (the air paced at the sample rate, the receiver's overflows dropped and counted)
-#    at 1, 2 and 8 MS/s.
+#    at 1, 2, 8 and 32 MS/s (32: a forced overload on a 2-core machine).
 # Kodak (../shared/data/kodak, else samples/), shipped default model, 10 dB. Writes
 # runs/bench/realtime-*, prints one JSON line per run.
 #   ./scripts/bench_realtime.sh [IMAGES]
@@ -29,4 +29,4 @@ print(json.dumps(out))
 PY
 }
 for r in 1e6 2e6 4e6; do run "free-$r" --samp-rate "$r"; done
-for r in 1e6 2e6 8e6; do run "paced-$r" --samp-rate "$r" --realtime; done
+for r in 1e6 2e6 8e6 32e6; do run "paced-$r" --samp-rate "$r" --realtime; done

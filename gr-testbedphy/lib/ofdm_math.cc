@@ -106,19 +106,31 @@ std::vector<cd> smooth_channel(const std::vector<cd>& H_used, const phy_layout& 
         x[i] = std::conj(d[i]) * H_used[i];
     std::vector<cd> out(n);
     const int k = L.projector_rank;
-    if (k > 0) {   // Q (Q^H x)
-        std::vector<cd> c(k, cd(0));
+    if (k > 0) {   // Q (Q^H x), in real arithmetic with independent accumulators (not latency-bound)
+        std::vector<double> cr(k, 0.0), ci(k, 0.0);
         for (int i = 0; i < n; i++) {
-            const cd* q = &L.projector_basis[(size_t)i * k];
-            for (int j = 0; j < k; j++)
-                c[j] += std::conj(q[j]) * x[i];
+            const double* q = reinterpret_cast<const double*>(&L.projector_basis[(size_t)i * k]);
+            const double xr = x[i].real(), xi = x[i].imag();
+            for (int j = 0; j < k; j++) {   // c_j += conj(q_ij) x_i
+                cr[j] += q[2 * j] * xr + q[2 * j + 1] * xi;
+                ci[j] += q[2 * j] * xi - q[2 * j + 1] * xr;
+            }
         }
         for (int i = 0; i < n; i++) {
-            const cd* q = &L.projector_basis[(size_t)i * k];
-            cd acc(0);
-            for (int j = 0; j < k; j++)
-                acc += q[j] * c[j];
-            out[i] = d[i] * acc;
+            const double* q = reinterpret_cast<const double*>(&L.projector_basis[(size_t)i * k]);
+            double ar[4] = { 0, 0, 0, 0 }, ai[4] = { 0, 0, 0, 0 };
+            int j = 0;
+            for (; j + 4 <= k; j += 4)
+                for (int u = 0; u < 4; u++) {
+                    const double qr = q[2 * (j + u)], qi = q[2 * (j + u) + 1];
+                    ar[u] += qr * cr[j + u] - qi * ci[j + u];
+                    ai[u] += qr * ci[j + u] + qi * cr[j + u];
+                }
+            for (; j < k; j++) {
+                ar[0] += q[2 * j] * cr[j] - q[2 * j + 1] * ci[j];
+                ai[0] += q[2 * j] * ci[j] + q[2 * j + 1] * cr[j];
+            }
+            out[i] = d[i] * cd((ar[0] + ar[1]) + (ar[2] + ar[3]), (ai[0] + ai[1]) + (ai[2] + ai[3]));
         }
         return out;
     }
