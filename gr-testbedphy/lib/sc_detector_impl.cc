@@ -337,9 +337,13 @@ public:
             i = s0;
         }
         const size_t keep = 2 * (d_search + d_ref.size()) + d_coarse_offset;
-        d_history.insert(d_history.end(), raw, raw + i);
-        if (d_history.size() > keep)
-            d_history.erase(d_history.begin(), d_history.end() - keep);
+        if ((size_t)i >= keep)   // only the last `keep` consumed samples are ever looked at again
+            d_history.assign(raw + i - keep, raw + i);
+        else {
+            d_history.insert(d_history.end(), raw, raw + i);
+            if (d_history.size() > keep)
+                d_history.erase(d_history.begin(), d_history.end() - keep);
+        }
         return i;
     }
 

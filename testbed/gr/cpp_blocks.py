@@ -89,7 +89,8 @@ MIN_CHUNK = 2048   # samples per call at least: a call per few samples costs mor
 
 
 def sc_metric(cfg: OfdmConfig):
-    m = module().sc_metric(cfg.fft_len)
+    """The metric and, where the detector (threshold cfg.sync_threshold) can read it, the phase."""
+    m = module().sc_metric(cfg.fft_len, float(cfg.sync_threshold))
     m.set_min_noutput_items(MIN_CHUNK)
     return m
 

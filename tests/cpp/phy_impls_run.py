@@ -83,10 +83,14 @@ for name, kw in cases.items():
 # the S&C metric: in-tree chain against the C++ block, same noisy samples
 rng = np.random.default_rng(0)
 noisy = (x + 0.01 * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(np.complex64)
-for impl in ("python", "cpp"):
+for impl in ("python", "cpp", "cpp_lazy"):
     tb = gr.top_block()
     src = blocks.vector_source_c(noisy.tolist(), False)
-    sync = sc_sync(cfg.fft_len) if impl == "python" else module().sc_metric(cfg.fft_len)
+    if impl == "cpp_lazy":   # phases only where a detector reads them, over many short calls
+        sync = module().sc_metric(cfg.fft_len, cfg.sync_threshold)
+        sync.set_max_noutput_items(777)
+    else:
+        sync = sc_sync(cfg.fft_len) if impl == "python" else module().sc_metric(cfg.fft_len)
     m, a = blocks.vector_sink_f(), blocks.vector_sink_f()
     tb.connect(src, sync)
     tb.connect((sync, 0), m)

@@ -13,7 +13,10 @@ the sub-carrier spacing; the estimate's own noise at 15 dB is about 1 Hz): CFO_T
 import numpy as np
 import pytest
 
+from testbed.phy.config import OfdmConfig
 from tests.cpp import run_flowgraphs
+
+CFG = OfdmConfig()
 
 SYMBOL_TOL = 5e-4        # max |C++ - Python| / RMS(symbols)
 SNR_TOL_DB = 1e-3
@@ -70,3 +73,17 @@ def test_sc_metric_matches_in_tree_chain(runs):
     sel = fin & (mp > 0.05)                              # the phase only matters where there is a plateau
     assert sel.sum() > 1000
     assert np.max(np.abs(np.angle(np.exp(1j * (ap[sel] - ac[sel]))))) <= 1e-4
+
+
+def test_sc_metric_skips_phases_no_detector_reads(runs):
+    """With angle_threshold, the phase is the full block's where the metric reaches it and for
+    fft_len samples after each such sample (where a detector's regions lie), 0 elsewhere."""
+    (mc, ac), (ml, al) = runs["metric"]["cpp"], runs["metric"]["cpp_lazy"]
+    assert np.array_equal(mc, ml, equal_nan=True)
+    above = np.nan_to_num(mc, nan=0.0) >= CFG.sync_threshold
+    # covered: within fft_len samples after an above-threshold sample (or one itself)
+    last = np.maximum.accumulate(np.where(above, np.arange(mc.size), -10 ** 9))
+    covered = np.arange(mc.size) - last <= CFG.fft_len
+    assert above.sum() > 500 and covered.mean() < 0.5
+    assert np.array_equal(al[covered], ac[covered])
+    assert np.all(al[~covered] == 0)

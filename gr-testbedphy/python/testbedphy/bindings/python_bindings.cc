@@ -50,7 +50,7 @@ PYBIND11_MODULE(testbedphy_python, m)
         .def("validate", &phy_layout::validate);
 
     py::class_<sc_metric, gr::sync_block, gr::block, gr::basic_block, std::shared_ptr<sc_metric>>(m, "sc_metric")
-        .def(py::init(&sc_metric::make), py::arg("fft_len"));
+        .def(py::init(&sc_metric::make), py::arg("fft_len"), py::arg("angle_threshold") = 0.0f);
 
     py::class_<sc_detector, gr::block, gr::basic_block, std::shared_ptr<sc_detector>>(m, "sc_detector")
         .def(py::init(&sc_detector::make), py::arg("threshold"), py::arg("min_len"), py::arg("gap"),
