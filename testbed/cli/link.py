@@ -61,6 +61,9 @@ def _add_loopback_args(p) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="pace the channel at the sample rate and drop the samples the receiver has no room "
                         "for, as a radio would; drops are counted in summary.json and per image (frames_hit)")
+    p.add_argument("--rx-buffer-ms", type=number(float, lo=0, hi=10_000, lo_open=True),
+                   help="--realtime: the emulated radio's receive buffer (ms of samples, at least 65 536 "
+                        "samples; default 250): how long the receiver may fall behind before samples drop")
 
 
 def _ofdm_from_args(a):
@@ -97,7 +100,8 @@ def _cmd_loopback(a) -> int:
                            delay_spread_s=a.delay_spread_ns * 1e-9 if a.delay_spread_ns else None,
                            seed=a.seed, out=a.out, force=a.force, ofdm=_ofdm_from_args(a), ms_ssim=not a.no_ms_ssim,
                            ckb=ckb(a), skb=not a.no_skb, allocation=a.allocation, mcs=a.mcs,
-                           realtime=getattr(a, "realtime", False))
+                           realtime=getattr(a, "realtime", False),
+                           rx_buffer_ms=getattr(a, "rx_buffer_ms", None))
     if a.verbose >= 2:
         import os
 

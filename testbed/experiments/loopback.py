@@ -57,6 +57,7 @@ class LoopbackOptions:
     allocation: str = "entropy"  # AKB codecs: rate map from the entropy model or "measured" (akb.allocation)
     mcs: str | None = None       # digital codecs: an MCS name or "auto" (None: auto)
     realtime: bool = False       # pace the air at the sample rate, drop what the receiver misses (link.air)
+    rx_buffer_ms: float | None = None   # realtime: the emulated radio's receive buffer (None: 250 ms)
 
 
 def _check(opts: LoopbackOptions) -> None:
@@ -76,6 +77,10 @@ def _check(opts: LoopbackOptions) -> None:
     check_number("--cfo-hz", opts.cfo_hz)
     if abs(opts.cfo_hz) > 0.45 * opts.ofdm.samp_rate:
         raise ValueError(f"--cfo-hz: {opts.cfo_hz} is beyond the sample rate ({opts.ofdm.samp_rate:g} S/s)")
+    if opts.rx_buffer_ms is not None:
+        check_number("--rx-buffer-ms", opts.rx_buffer_ms, lo=0, hi=10_000, lo_open=True)
+        if not opts.realtime:
+            raise ValueError("--rx-buffer-ms: the receive buffer is emulated only with --realtime")
     if opts.realtime:
         from ..gr import cpp_blocks
 
@@ -156,7 +161,7 @@ def run_one_snr(codec, rate, images, snr_db: float, opts: LoopbackOptions, emit,
     from ..link import air
 
     cfg = opts.ofdm
-    pacer = air.make_pacer(cfg.samp_rate) if opts.realtime else None
+    pacer = air.make_pacer(cfg.samp_rate, opts.rx_buffer_ms) if opts.realtime else None
 
     def connect(tb, tx, rx):
         chan = loopback_channel(cfg, snr_db, cfo_hz=opts.cfo_hz, sco_ppm=opts.sco_ppm,

@@ -21,16 +21,17 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def make_pacer(samp_rate: float):
-    """The pacer block, its output buffer sized as a radio source's."""
+def make_pacer(samp_rate: float, rx_buffer_ms: float | None = None):
+    """The pacer block, its output buffer sized as a radio source's (``rx_buffer_ms``: that
+    radio's receive buffer, default :data:`testbed.link.frontend.RX_SLACK_S`)."""
     from ..gr import cpp_blocks
-    from .frontend import rx_buffer_samples
+    from .frontend import RX_SLACK_S, rx_buffer_samples
 
     if cpp_blocks.module() is None:
         raise RuntimeError("--realtime needs the C++ PHY module gnuradio.testbedphy "
                            f"({cpp_blocks.unavailable_reason()}); run ./scripts/setup.sh")
     p = cpp_blocks.module().realtime_pacer(float(samp_rate), chunk=max(256, int(samp_rate * 1e-3)))
-    p.set_min_output_buffer(rx_buffer_samples(samp_rate))
+    p.set_min_output_buffer(rx_buffer_samples(samp_rate, RX_SLACK_S if rx_buffer_ms is None else rx_buffer_ms / 1e3))
     return p
 
 
