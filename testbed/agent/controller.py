@@ -32,7 +32,7 @@ from .broker import CONTROLLER_USER, OPERATOR_USER
 from .decisions import DecisionLog
 from .intent_journal import IntentJournal
 from .journal import GroupCommit
-from .ingest import IngestProcess
+from .ingest import IngestProcess, UrgentGate
 from .intents import IntentPlanner, LinkPlan, load_intent  # noqa: F401  (load_intent: for the CLI)
 from .jobs import JobTracker
 from .mqttlink import MqttLink, response_of
@@ -79,8 +79,8 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         # acknowledgements go out on the telemetry connection (looked up at each call: tests swap it)
         # acks are QoS 0: a lost one costs a re-sent report (acknowledged again), never a lost
         # one, and a flood of them does not wait for PUBACKs
-        self.qos = QosStore(self.out / "qos.csv",
-                            lambda node, ids: self.tlink.publish(T.to(node, "ack"), ack_payload(ids), qos=0))
+        self.qos = QosStore(self.out / "qos.csv", lambda acks: self.tlink.publish_many(
+            [(T.to(node, "ack"), ack_payload(ids)) for node, ids in acks], qos=0))
         # the journal and the decision log are written in batches off the MQTT threads; what must
         # not get ahead of them (jobs, replies, decisions) goes out once they are on disk
         self.durable = GroupCommit("controller-journal")
@@ -103,7 +103,8 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         # QoS reports arrive on a second connection (its own network thread), so that a flood of
         # telemetry never queues intents and job states behind it
         # (in a process of its own by default: testbed/agent/ingest.py)
-        telemetry, kw = ((IngestProcess, {"batch_lock": self.lock}) if opts.ingest_process
+        self.gate = UrgentGate(self.lock)      # intents and job states go before the next run of reports
+        telemetry, kw = ((IngestProcess, {"batch_lock": self.gate}) if opts.ingest_process
                          else (MqttLink, {"v5": False}))
         self.tlink = telemetry(f"controller-telemetry-{self.instance}", opts.broker, username=opts.username,
                                password=opts.password, ca_file=opts.ca_file, **kw)
@@ -197,7 +198,8 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         if self._node_of(topic, js.node_id) is None:
             return
         self.link.publish(T.to(js.node_id, "ack"), M.Ack([js.event_id]), qos=0)   # idempotent: no disk needed
-        why = self._job_state(js)
+        with self.gate.urgent():
+            why = self._job_state(js)
         if why:
             self._reject(topic, why)
 
@@ -207,9 +209,11 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         if isinstance(msg, M.StatusRequest):
             reply = self.status()
         elif isinstance(msg, M.IntentCancel):
-            reply = self.cancel(msg)
+            with self.gate.urgent():
+                reply = self.cancel(msg)
         else:
-            reply = self.submit(msg)
+            with self.gate.urgent():
+                reply = self.submit(msg)
         if rt and rt.startswith(T.reply("")):     # "accepted" once the journal has it
             self.durable.after(lambda: self.olink.publish(rt, reply, correlation=corr, expiry_s=60))
         elif rt:

@@ -16,6 +16,7 @@ when the controller's end of the pipe closes, also when the controller is killed
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -80,6 +81,9 @@ def _child(reports, commands, client_id: str, broker: str, username, password, c
         what = cmd[0]
         if what == "publish":
             link.publish(cmd[1], cmd[2], qos=cmd[3])
+        elif what == "publish_many":
+            for topic, payload in cmd[1]:
+                link.publish(topic, payload, qos=cmd[2])
         elif what == "subscribe":
             _, flt, qos, kinds = cmd
             link.subscribe(flt, forward(flt), expect=tuple(M.MESSAGES[k] for k in kinds), qos=qos)
@@ -93,6 +97,42 @@ def _child(reports, commands, client_id: str, broker: str, username, password, c
         os._exit(0)
 
 
+class UrgentGate:
+    """The controller's lock, shared by the report intake, which takes it over runs of reports,
+    and urgent handlers (intents, job states), which should wait for neither a whole run nor
+    the hand-over problem of a busy lock: a thread that releases a lock while it holds the GIL
+    mostly takes it straight back before the waiter wakes. An urgent handler announces itself
+    (:meth:`urgent`); the intake (``with gate:``) starts no new run while one is announced.
+    """
+
+    def __init__(self, lock, max_wait_s: float = 0.05):
+        self.lock, self.max_wait_s = lock, max_wait_s
+        self._urgent = 0
+        self._cv = threading.Condition(threading.Lock())
+
+    @contextlib.contextmanager
+    def urgent(self):
+        with self._cv:
+            self._urgent += 1
+        try:
+            with self.lock:
+                yield
+        finally:
+            with self._cv:
+                self._urgent -= 1
+                if not self._urgent:
+                    self._cv.notify_all()
+
+    def __enter__(self):
+        if self._urgent:          # (read without the condition's lock: a miss costs one run)
+            with self._cv:        # bounded: a stream of urgent work does not starve the intake
+                self._cv.wait_for(lambda: not self._urgent, self.max_wait_s)
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self.lock.__exit__(*exc)
+
+
 def _safe_send(conn, lock, msg) -> None:
     try:
         with lock:
@@ -103,12 +143,13 @@ def _safe_send(conn, lock, msg) -> None:
 
 class IngestProcess:
     def __init__(self, client_id: str, broker: str, *, username: str | None = None, password: str | None = None,
-                 ca_file: str | None = None, batch_lock=None, batch_size: int = 32):
+                 ca_file: str | None = None, batch_lock=None, batch_size: int = 16):
         self.client_id = client_id
         # the handlers take the caller's lock per message; holding it (re-entrant) over a run of
         # ``batch_size`` messages instead spares the threads that wait for it (the controller's
         # intents and job states) a hand-over per report, in which the intake, still holding the
-        # GIL, would mostly take the lock straight back
+        # GIL, would mostly take the lock straight back; an :class:`UrgentGate` also lets the
+        # urgent handlers in between runs
         self._batch_lock, self._batch_size = batch_lock, batch_size
         self._args = (client_id, broker, username, password, ca_file)
         self._handlers: dict[str, object] = {}
@@ -168,6 +209,12 @@ class IngestProcess:
     def publish(self, topic: str, payload, *, qos: int = 0, **_):
         """Publish (from the child's connection) an encoded message, e.g. an ack."""
         self._send(("publish", topic, payload if isinstance(payload, (bytes, bytearray)) else M.encode(payload), qos))
+
+    def publish_many(self, items, *, qos: int = 0) -> None:
+        """Publish several (topic, encoded message) pairs with one hand-over to the child."""
+        items = [(t, p if isinstance(p, (bytes, bytearray)) else M.encode(p)) for t, p in items]
+        if items:
+            self._send(("publish_many", items, qos))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self.stopping = True

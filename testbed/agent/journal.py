@@ -131,29 +131,37 @@ class GroupCommit:
                 return
 
     def _commit(self, lines, written: set) -> bool:
+        """Append the batch's lines, every file written before any is fsync'ed: the first fsync
+        then commits the file system's journal for all of them and the others find little left
+        to do (two files fsync'ed one after the other took two commits, and under load the jobs
+        that wait for them waited twice as long)."""
         by_file: dict = {}
         for f, line in lines:
             if f not in written:
                 by_file.setdefault(f, []).append(line)
-        for f, group in by_file.items():
-            start = None
-            try:
+        starts: dict = {}
+        try:
+            for f, group in by_file.items():
                 if f.closed:
-                    raise ValueError("closed")
+                    self._log.error("%s: closed; %d line(s) not written", f.name, len(group))
+                    written.add(f)         # nothing can be written to it any more
+                    continue
                 f.flush()
-                start = f.tell()
-                append_lines(f, group)
-            except OSError as e:
-                self.write_errors += 1
-                self._log.error("%s: cannot append %d line(s) (%s); retrying", f.name, len(group), e)
+                starts[f] = f.tell()
+                f.write("".join(line + "\n" for line in group))
+                f.flush()
+            for f in starts:
+                os.fsync(f.fileno())
+        except OSError as e:
+            self.write_errors += 1
+            self._log.error("cannot append %d line(s) to %s (%s); retrying", sum(map(len, by_file.values())),
+                            ", ".join(f.name for f in by_file), e)
+            for f, start in starts.items():    # no torn line before the retry
                 try:
-                    if start is not None:     # no torn line before the retry
-                        f.truncate(start)
-                        f.seek(start)
+                    f.truncate(start)
+                    f.seek(start)
                 except OSError:
                     pass
-                return False
-            except ValueError:          # closed under us: nothing can be written to it any more
-                self._log.error("%s: closed; %d line(s) not written", f.name, len(group))
-            written.add(f)
+            return False
+        written.update(starts)
         return True

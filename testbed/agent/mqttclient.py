@@ -6,7 +6,9 @@ the process's other threads (the controller's journal writer, its report intake)
 the network thread spends more time queueing for the GIL than working. This client reads 64 KiB
 at a time and writes whatever is queued in one ``send``; a packet queued by another thread (the
 controller's jobs, from its journal writer) goes out before the next message already read is
-handled, not after the whole burst.
+handled, not after the whole burst; and when the socket is free, the thread that queued it
+writes it itself (under a lock that the network thread's writes take too), instead of waking the
+network thread and waiting for it to get the GIL.
 
 It overrides private methods of paho 2.2 (``_sock_recv``, ``_sock_close``, ``_packet_queue``,
 ``_packet_write``); paho-mqtt is pinned and a test checks that they still exist.
@@ -56,8 +58,27 @@ class BufferedClient(mqtt.Client):
                 return super()._packet_queue(*args, **kwargs)
             finally:
                 self._sockpairW = w
-        self._urgent = True
-        return super()._packet_queue(*args, **kwargs)
+        w, self._sockpairW = self._sockpairW, None       # no wake-up if this thread writes it
+        try:
+            rc = super()._packet_queue(*args, **kwargs)
+        finally:
+            self._sockpairW = w
+        if self._sock is not None and self._wlock.acquire(blocking=False):
+            try:                      # the socket is free: write it (and whatever else is queued) now
+                self._packet_write_locked()
+            except Exception:         # the network thread sees the same error on its next write
+                pass
+            finally:
+                self._wlock.release()
+            if not self._out_packet:
+                return rc
+        self._urgent = True           # being written by the network thread, or the socket is full:
+        if w is not None:             # leave it to the network thread, awake
+            try:
+                w.send(b"0")
+            except BlockingIOError:
+                pass
+        return rc
 
     def loop_read(self, max_packets: int = 1):
         rc = super().loop_read(max_packets)
@@ -74,7 +95,18 @@ class BufferedClient(mqtt.Client):
                 self.loop_misc()
         return rc
 
+    @property
+    def _wlock(self) -> threading.Lock:
+        lock = self.__dict__.get("_wlock_")
+        if lock is None:
+            lock = self.__dict__.setdefault("_wlock_", threading.Lock())
+        return lock
+
     def _packet_write(self):
+        with self._wlock:
+            return self._packet_write_locked()
+
+    def _packet_write_locked(self):
         q = self._out_packet
         while q:
             batch, size = [], 0        # whole packets from the queue's head (the first may be partly sent)

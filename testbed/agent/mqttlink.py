@@ -255,6 +255,11 @@ class MqttLink:
         payload = msg if isinstance(msg, (bytes, bytearray)) else M.encode(msg)
         return self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
 
+    def publish_many(self, items, *, qos: int = 1) -> None:
+        """Publish several (topic, message) pairs."""
+        for topic, msg in items:
+            self.publish(topic, msg, qos=qos)
+
     def request(self, topic: str, msg, response_topic: str, expect, timeout_s: float = 10.0,
                 expiry_s: float | None = None):
         """Publish ``msg`` with a response topic and fresh correlation data; return the first

@@ -152,7 +152,7 @@ class Node(JobRunner):
         if due:
             log.info("%s: re-sending %d unacknowledged QoS report(s)", self.id, len(due))
         for what, payload in due:
-            self.link.publish(T.node(self.id, what), payload)
+            self.link.publish(T.node(self.id, what), payload, qos=T.publish_qos(what))
 
     def _on_ack(self, ack: M.Ack, topic, props) -> None:
         self.outbox.ack(ack.ids)
@@ -214,7 +214,7 @@ class Node(JobRunner):
     def _send_durable(self, msg_id: str, what: str, payload: bytes) -> None:
         """Publish on the node's ``what`` sub-topic, after writing it to the outbox."""
         self.outbox.add(msg_id, what, payload)
-        self.link.publish(T.node(self.id, what), payload)
+        self.link.publish(T.node(self.id, what), payload, qos=T.publish_qos(what))
 
     # ---- main loop -----------------------------------------------------------------------------
     def start(self, wait_s: float | None = 10.0) -> "Node":

@@ -70,9 +70,9 @@ def join_halves(tx: M.QosReport | None, rx: M.QosReport | None, link_id: str, rx
 class QosStore:
     BATCH = 1000             # rows per write at most
 
-    def __init__(self, path: str | Path, ack: Callable[[str, list[str]], object]):
+    def __init__(self, path: str | Path, ack: Callable[[list[tuple[str, list[str]]]], object]):
         self.path = Path(path)
-        self.ack = ack                  # ack(node, report ids): tell a node these are safe
+        self.ack = ack                  # ack([(node, report ids), ...]): tell nodes these are safe
         self.seen: set[str] = set()     # report ids received (written, queued or waiting for their other half)
         self.link_counts: dict[str, tuple[int, int]] = {}   # link id -> (rows, rows that met the target)
         if self.path.exists():
@@ -98,7 +98,7 @@ class QosStore:
         with self.lock:
             written = report_id in self.committed
         if written:
-            self.ack(node_id, [report_id])
+            self.ack([(node_id, [report_id])])
         return True
 
     def put(self, row: dict, acks: list[tuple[str, str]]) -> None:
@@ -148,8 +148,7 @@ class QosStore:
                         by_node.setdefault(node, []).append(rid)
                 with self.lock:
                     self.committed.update(rid for _, acks in batch for _, rid in acks)
-                for node, ids in by_node.items():
-                    self.ack(node, ids)
+                self.ack(list(by_node.items()))       # one hand-over for the batch
             if item is None:
                 return
 

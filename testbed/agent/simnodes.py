@@ -103,7 +103,7 @@ class SimNode:
         now = time.perf_counter()
         self.pending[msg_id] = [what, payload, now, now, is_report]
         if self.state == "up":
-            self.c.publish(T.node(self.id, what), payload, qos=1)
+            self.c.publish(T.node(self.id, what), payload, qos=T.publish_qos(what))
 
     def resend(self, older_than_s: float) -> None:
         now = time.perf_counter()
@@ -111,7 +111,7 @@ class SimNode:
             if now - e[3] >= older_than_s:
                 e[3] = now
                 self.w.count("resent")
-                self.c.publish(T.node(self.id, e[0]), e[1], qos=1)
+                self.c.publish(T.node(self.id, e[0]), e[1], qos=T.publish_qos(e[0]))
 
     def job_state(self, job_id: str, state: str, images_done: int = 0, error: str = "", decision: str = "") -> None:
         if state in M.FINAL_STATES and job_id not in self.final:

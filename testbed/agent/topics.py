@@ -26,6 +26,14 @@ from __future__ import annotations
 ROOT = "testbed/v1"
 
 
+def publish_qos(what: str) -> int:
+    """The MQTT QoS a node publishes its ``what`` sub-topic with. QoS reports go at 0: the node
+    keeps each one until the controller's own acknowledgement (sent once the report is on disk)
+    and the controller subscribes to them at QoS 0, so a broker PUBACK would guarantee nothing
+    more and cost a packet each way per report. Job states and the rest go at 1."""
+    return 0 if what == "qos" else 1
+
+
 def node(node_id: str, what: str, root: str = ROOT) -> str:
     return f"{root}/node/{node_id}/{what}"
 

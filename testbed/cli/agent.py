@@ -167,7 +167,10 @@ def cmd_controller(a) -> int:
                                        margin_db=a.margin_db, offline_grace_s=a.offline_grace))
     import gc
 
+    from ..core.gcpace import pace
+
     gc.freeze()    # start-up objects leave the collector's view: shorter GC pauses (latency)
+    pace()         # and so do the survivors of each full collection (testbed/core/gcpace.py)
     # the MQTT threads make several socket calls per message and wait for the GIL after each;
     # Python's default 5 ms switch interval made that wait the largest cost under load
     sys.setswitchinterval(0.0005)

@@ -158,6 +158,7 @@ class CsvLog:
     def __init__(self, path: str | Path, fields: Sequence[str], resume: bool = False):
         self.path = Path(path)
         self.fields = list(fields)
+        self._known = frozenset(self.fields)
         try:
             self._open(resume)
         except OSError as e:
@@ -206,11 +207,11 @@ class CsvLog:
         """Several rows with one flush and fsync (group commit); each row is still one full line."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
+        fields, known = self.fields, self._known
         for row in rows:
-            unknown = set(row) - set(self.fields)
-            if unknown:
-                raise KeyError(f"{self.path}: unknown column(s) {sorted(unknown)}")
-            w.writerow(_fmt(row.get(k)) for k in self.fields)
+            if not known.issuperset(row):
+                raise KeyError(f"{self.path}: unknown column(s) {sorted(set(row) - known)}")
+            w.writerow([_fmt(row.get(k)) for k in fields])
         self._write(buf.getvalue())
 
     def close(self) -> None:

@@ -211,6 +211,12 @@ class _FakeLink:
 
     def publish(self, topic, payload, **kw):
         self.sent.append((topic, payload))
+        self.qos_of = getattr(self, "qos_of", [])
+        self.qos_of.append((topic.rsplit("/", 1)[1], kw.get("qos", 1)))
+
+    def publish_many(self, items, **kw):
+        for topic, payload in items:
+            self.publish(topic, payload, **kw)
 
 
 def _offline_node(tmp_path):
@@ -231,6 +237,17 @@ def test_node_ignores_superseded_updates(tmp_path):
     assert states[-1]["state"] == "switched" and states[-1]["decision"] == "d5"   # confirmed: stop re-sending
     node._on_job(M.JobUpdate("j1", "jscc-v1", "a" * 64, 0.0208, 10.0, decision="d9"), "", None)
     assert node.updates["j1"].decision == "d9"
+
+
+def test_node_publishes_reports_at_qos0_and_job_states_at_qos1(tmp_path):
+    """A report is kept in the outbox until the controller's own ack (and the controller takes
+    reports at QoS 0), so the node publishes it at QoS 0, also when it re-sends it; job states,
+    which the controller takes at QoS 1, go at QoS 1."""
+    node = _offline_node(tmp_path)
+    node._report(_report())
+    node._job_state("j", "running")
+    node._resend(0.0)
+    assert node.link.qos_of == [("qos", 0), ("job_state", 1), ("qos", 0), ("job_state", 1)]
 
 
 def test_model_transfer_error_survives_later_chunks(tmp_path, shipped_model):
@@ -549,3 +566,101 @@ def test_buffered_client_overrides_paho_internals_that_exist():
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     for attr in ("_out_packet", "_msgtime_mutex", "_last_msg_out", "_thread", "_sockpairW"):
         assert hasattr(c, attr), attr
+
+
+def test_the_urgent_gate_lets_an_urgent_handler_in_before_the_next_run():
+    """The intake (``with gate:``) starts no run of reports while an urgent handler (an intent)
+    is announced, so the handler waits for at most the run in progress."""
+    import threading
+    import time
+
+    from testbed.agent.ingest import UrgentGate
+
+    gate = UrgentGate(threading.RLock(), max_wait_s=5.0)
+    order, runs_started = [], threading.Event()
+
+    def intake():
+        for i in range(200):
+            with gate:
+                order.append("run")
+                runs_started.set()
+                time.sleep(0.001)
+
+    t = threading.Thread(target=intake)
+    t.start()
+    runs_started.wait(5)
+    with gate.urgent():
+        order.append("urgent")
+        n_before = order.count("run")
+    t.join(10)
+    assert order.count("run") == 200
+    # at most the run in progress when the handler announced itself came between
+    assert n_before <= order.index("urgent") <= n_before + 1
+    assert order.index("urgent") < 150, "the urgent handler waited for the intake's whole stream"
+
+
+def test_the_urgent_gate_does_not_starve_the_intake():
+    """Urgent handlers announced back to back (never none) hold the intake off for at most
+    ``max_wait_s`` at a time, not for as long as they keep coming."""
+    import threading
+    import time
+
+    from testbed.agent.ingest import UrgentGate
+
+    gate = UrgentGate(threading.RLock(), max_wait_s=0.02)
+    stop = threading.Event()
+
+    def urgent_stream():
+        while not stop.is_set():
+            with gate.urgent():
+                time.sleep(0.001)
+
+    streams = [threading.Thread(target=urgent_stream) for _ in range(2)]
+    for t in streams:
+        t.start()
+    time.sleep(0.05)
+    runs, t_end = 0, time.monotonic() + 1.0
+    while time.monotonic() < t_end:
+        with gate:
+            runs += 1
+    stop.set()
+    for t in streams:
+        t.join(5)
+    assert runs >= 5, f"the intake got {runs} run(s) in 1 s of urgent traffic"
+
+
+def test_group_commit_writes_every_file_before_it_fsyncs_and_retries_without_duplicates(tmp_path, monkeypatch):
+    """A batch for two files: both written, then fsync'ed; an fsync that fails (a full disk)
+    cuts both back and the retry leaves each line exactly once, the action after them."""
+    import errno
+    import os
+
+    from testbed.agent import journal
+
+    calls, fail = [], [1]
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        if fail[0]:
+            fail[0] -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    a, b = open(tmp_path / "a.jsonl", "a"), open(tmp_path / "b.jsonl", "a")
+    a.write("old\n")
+    a.flush()
+    gc_ = journal.GroupCommit("test-commit")
+    seen_at_action = []
+    monkeypatch.setattr(journal.os, "fsync", fsync)
+    gc_.write(a, "a1")
+    gc_.write(b, "b1")
+    gc_.after(lambda: seen_at_action.append(((tmp_path / "a.jsonl").read_text(), (tmp_path / "b.jsonl").read_text())))
+    assert gc_.flush(30)
+    gc_.stop()
+    assert (tmp_path / "a.jsonl").read_text() == "old\na1\n"
+    assert (tmp_path / "b.jsonl").read_text() == "b1\n"
+    assert seen_at_action == [("old\na1\n", "b1\n")]
+    assert gc_.write_errors == 1
+    # after the failed try, the retry wrote both and fsync'ed both: no fsync between the writes
+    assert [c[1].rsplit("/", 1)[1] for c in calls[1:]] == ["a.jsonl", "b.jsonl"]
