@@ -1,6 +1,7 @@
 """The agent layer against a real mosquitto on a free loopback port: broker restarts, SNR drops,
 model dissemination, and rejected (malformed or unauthorised) messages."""
 import json
+import threading
 import time
 
 import numpy as np
@@ -369,3 +370,27 @@ def test_a_node_that_dies_mid_job_is_given_up_on_after_the_grace_period(env, tmp
     assert ctl._busy() == set()
     fails = [d for d in _decisions(ctl) if d["action"] == "fail"]
     assert len(fails) == 1 and "n1" in fails[0]["reason"], fails
+
+
+def test_a_packet_queued_by_another_thread_goes_out_while_the_network_thread_is_busy(env):
+    """BufferedClient: the thread that publishes writes the packet itself when the socket is
+    free, so a job or a reply does not wait for the network thread (here held in a handler)."""
+    a = env.client("controller", client_id="ctl-direct").start()
+    b = env.client("n1", client_id="n1-direct").start()
+    entered, release, got = threading.Event(), threading.Event(), threading.Event()
+
+    def busy(msg, topic, props):          # a's network thread, held until released
+        entered.set()
+        release.wait(10)
+
+    a.subscribe(T.node("n1", "status"), busy, expect=M.NodeStatus)
+    b.subscribe(T.to("n1", "ack"), lambda msg, topic, props: got.set(), expect=M.Ack)
+    time.sleep(0.3)                       # both subscriptions in place
+    try:
+        b.publish(T.node("n1", "status"), M.NodeStatus("n1", True)).wait_for_publish(5)
+        assert entered.wait(5), "a's handler never ran"
+        a.publish(T.to("n1", "ack"), M.Ack(["n1:x:0"]), qos=0)
+        assert got.wait(5), "the packet waited for the network thread"
+        assert not release.is_set()
+    finally:
+        release.set()
