@@ -214,8 +214,9 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         else:
             with self.gate.urgent():
                 reply = self.submit(msg)
-        if rt and rt.startswith(T.reply("")):     # "accepted" once the journal has it
-            self.durable.after(lambda: self.olink.publish(rt, reply, correlation=corr, expiry_s=60))
+        if rt and rt.startswith(T.reply("")):     # "accepted" once the journal has it (encoded now)
+            payload = M.encode(reply)
+            self.durable.after(lambda: self.olink.publish(rt, payload, correlation=corr, expiry_s=60))
         elif rt:
             self._reject(topic, f"response topic {rt!r} is outside {T.reply('')}")
         if isinstance(msg, M.Intent):

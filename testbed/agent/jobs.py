@@ -30,8 +30,9 @@ class JobTracker:
     # ---- delivery ------------------------------------------------------------------------------
     def _publish_job(self, node: str, msg) -> None:
         """Published (on the controller's ops connection, with the intents) once the journal
-        records that led to it are on disk."""
-        self.durable.after(lambda: self.olink.publish(T.to(node, "job"), msg))
+        records that led to it are on disk (encoded now: after the fsync there is only the send)."""
+        topic, payload = T.to(node, "job"), M.encode(msg)
+        self.durable.after(lambda: self.olink.publish(topic, payload))
 
     def _send(self, node: str, msg, key: str | None = None) -> None:
         """Publish to a node's job topic and re-send until the node confirms (a job state for a
