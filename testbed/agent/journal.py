@@ -142,16 +142,22 @@ class GroupCommit:
         starts: dict = {}
         try:
             for f, group in by_file.items():
-                if f.closed:
+                try:
+                    f.flush()
+                    start = f.tell()
+                except ValueError:         # closed under us: nothing can be written to it any more
                     self._log.error("%s: closed; %d line(s) not written", f.name, len(group))
-                    written.add(f)         # nothing can be written to it any more
+                    written.add(f)
                     continue
-                f.flush()
-                starts[f] = f.tell()
+                starts[f] = start
                 f.write("".join(line + "\n" for line in group))
                 f.flush()
             for f in starts:
-                os.fsync(f.fileno())
+                try:
+                    fd = f.fileno()
+                except ValueError:         # closed since it was written (closing flushed it)
+                    continue
+                os.fsync(fd)
         except OSError as e:
             self.write_errors += 1
             self._log.error("cannot append %d line(s) to %s (%s); retrying", sum(map(len, by_file.values())),

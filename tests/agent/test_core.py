@@ -387,7 +387,9 @@ def _state(c, node, job, state, error="", decision=""):
 
 def _sent_to(c, node, kind):
     c.durable.flush()        # jobs go out once the journal records before them are on disk
-    return [p for t, p in c.olink.sent if t == T.to(node, "job") and isinstance(p, kind)]
+    sent = [M.decode(p, t, (M.Job, M.JobUpdate, M.JobCancel)) if isinstance(p, bytes) else p
+            for t, p in c.olink.sent if t == T.to(node, "job")]      # (encoded before the commit)
+    return [m for m in sent if isinstance(m, kind)]
 
 
 def _split(c, intent_id="s"):
@@ -472,7 +474,7 @@ def test_node_offline_past_the_grace_period_fails_its_link(tmp_path):
     n = len(c.olink.sent)
     _online(c, "t", "tx")
     c.durable.flush()
-    back = [p for t, p in c.olink.sent[n:] if t == T.to("t", "job")]
+    back = [M.decode(p, t, (M.Job, M.JobCancel)) for t, p in c.olink.sent[n:] if t == T.to("t", "job")]
     assert len(back) == 1 and isinstance(back[0], M.JobCancel) and back[0].job_id == lp.job_id   # not the job
     _state(c, "t", lp.job_id, "cancelled")
     assert not c.pending
