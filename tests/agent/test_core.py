@@ -208,10 +208,10 @@ class _FakeLink:
 
     def __init__(self):
         self.sent = []
+        self.qos_of = []          # (sub-topic, QoS) of each publish
 
     def publish(self, topic, payload, **kw):
         self.sent.append((topic, payload))
-        self.qos_of = getattr(self, "qos_of", [])
         self.qos_of.append((topic.rsplit("/", 1)[1], kw.get("qos", 1)))
 
     def publish_many(self, items, **kw):
