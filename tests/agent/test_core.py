@@ -547,6 +547,51 @@ def test_reports_arriving_while_the_controller_stops_are_left_unseen(tmp_path):
     assert "n1:j:0" not in c.qos.seen and c.qos.queue.empty()
 
 
+def test_qos_acks_are_coalesced_per_node_and_flushed_at_stop(tmp_path):
+    """Each node is acknowledged at most once per ack interval, in its own slot, with every report
+    of it written since; what is owed when the writer stops, at once; every report exactly once,
+    within about an interval, and only once it is in qos.csv."""
+    import threading
+    from testbed.agent.qos_store import QosStore
+    from testbed.core.runlog import read_csv_rows
+
+    acks, put_at, lock = [], {}, threading.Lock()      # acks: (time, node, ids, all on disk)
+
+    def ack(pairs):
+        on_disk = {r["report_id"] for r in read_csv_rows(tmp_path / "qos.csv")}
+        with lock:
+            acks.extend((time.monotonic(), node, ids, all(i in on_disk for i in ids)) for node, ids in pairs)
+
+    def put(node, i):
+        put_at[f"{node}:{i}"] = time.monotonic()
+        q.put({"report_id": f"{node}:{i}", "node_id": node}, [(node, f"{node}:{i}")])
+
+    q = QosStore(tmp_path / "qos.csv", ack, ack_every_s=0.4).start()
+    assert q._ack_due("a", 10.0) != q._ack_due("b", 10.0)       # their own slots (this pair differs)
+    for i in range(12):                # 12 writes each within about 1.5 intervals
+        put("a", i)
+        put("b", i)
+        time.sleep(0.05)
+    t_end = time.monotonic() + 5
+    while sum(len(ids) for _, _, ids, _ in acks) < 24 and time.monotonic() < t_end:
+        time.sleep(0.005)
+    put("a", 12)                       # owed to a when the writer stops: sent then, not in its slot
+    t_stop = time.monotonic()
+    q.stop()
+    q.join(5)
+    assert not q.writer.is_alive()
+    for n, count in (("a", 13), ("b", 12)):
+        mine = [(t, ids) for t, m, ids, _ in acks if m == n]
+        assert sum((ids for _, ids in mine), []) == [f"{n}:{i}" for i in range(count)]   # each once, in order
+        assert len(mine) <= 6                                      # coalesced (12 reports in 0.6 s)
+        times = [t for t, _ in mine][:-1 if n == "a" else None]
+        assert all(b - a >= 0.39 for a, b in zip(times, times[1:]))    # at most one ack per interval
+        assert all(t - put_at[i] < 0.4 + 0.3 for t, ids in mine for i in ids)  # within about an interval
+    assert acks[-1][1:3] == ("a", ["a:12"]) and acks[-1][0] - t_stop < 0.3    # the stop did not wait
+    assert all(ok for *_, ok in acks)                              # never ahead of the disk
+    q.close()
+
+
 def test_fast_ack_payload_is_the_validated_encoding():
     from testbed.agent.qos_store import ack_payload
 
