@@ -7,9 +7,9 @@ make sure that no report is lost and none is counted twice.
 * Acknowledgements are coalesced per node: a node gets at most one ack every ``ack_every_s``
   (0.5 s), in a slot of its own, naming every report of it written since; the nodes' slots are
   spread over the interval. A node sending 5 reports a second gets 2 acks instead of 5: fewer
-  messages for the controller to publish, the broker to pass on and the nodes to read (at 1000
-  nodes, 0.2 of the machine's 2 cores in the agent benchmark). The node keeps a report until its
-  ack and re-sends it only after 5 s, so the wait costs nothing but that half second.
+  messages for the controller to publish, the broker to pass on and the nodes to read. The node
+  keeps a report until its ack and re-sends it only after 5 s, so the wait costs nothing but
+  that half second.
 * Report ids are de-duplicated, also across restarts: on start every report id already in
   ``qos.csv`` (and the peer report of each joined row) counts as seen and written, so a report
   re-sent after a lost acknowledgement is acknowledged again but never written twice.
