@@ -1,8 +1,8 @@
 """Simulated edge nodes for the control-plane benchmark (:mod:`testbed.agent.bench`): many nodes
-in one process, each its own MQTT v5 client (paho, its own user name under the broker's ACL, its
-own last will), all driven by one selector loop through paho's external-loop API
-(``loop_read`` / ``loop_write`` / ``loop_misc``): no thread per node. The benchmark runs several
-such processes (:func:`worker_main`).
+in one process, each its own MQTT 3.1.1 connection (its own user name under the broker's ACL,
+its own last will; :mod:`testbed.agent.simmqtt`, a small client that costs the machine a
+fraction of paho's CPU), all driven by one selector loop: no thread per node. The benchmark runs
+several such processes (:func:`worker_main`).
 
 A simulated node speaks the protocol of :mod:`testbed.agent.node` with the message classes of
 :mod:`testbed.agent.messages`: a retained status with the models it holds (last will: offline);
@@ -30,11 +30,9 @@ import random
 import selectors
 import time
 
-import paho.mqtt.client as mqtt
-
 from . import messages as M
 from . import topics as T
-from .mqttclient import BufferedClient
+from .simmqtt import SimClient
 
 log = logging.getLogger(__name__)
 R, W = selectors.EVENT_READ, selectors.EVENT_WRITE
@@ -43,14 +41,9 @@ R, W = selectors.EVENT_READ, selectors.EVENT_WRITE
 class SimNode:
     def __init__(self, w: "Worker", node_id: str, password: str):
         self.w, self.id = w, node_id
-        c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sim-{node_id}", protocol=mqtt.MQTTv5)
-        c.username_pw_set(node_id, password)
-        c.will_set(T.node(node_id, "status"), M.encode(M.NodeStatus(node_id, False)), qos=1, retain=True)
-        c.max_queued_messages_set(0)
-        c.suppress_exceptions = False           # a failing callback surfaces in the loop (counted)
-        c.on_connect, c.on_disconnect, c.on_message = self._on_connect, self._on_disconnect, self._on_message
-        c.on_socket_open = lambda client, ud, sock: w.sock_open(self, sock)
-        c.on_socket_close = lambda client, ud, sock: w.sock_close(self, sock)
+        c = SimClient(f"sim-{node_id}", node_id, password, keepalive=20,
+                      will=(T.node(node_id, "status"), M.encode(M.NodeStatus(node_id, False)), 1, True))
+        c.on_connect, c.on_close, c.on_message = self._on_connect, self._on_disconnect, self._on_message
         self.c = c
         self.sock = None
         self.wants_write = False
@@ -71,30 +64,32 @@ class SimNode:
         self.set_state("connecting")
         self.t_connect = time.perf_counter()
         try:
-            self.c.connect(self.w.host, self.w.port, keepalive=20, clean_start=True)
+            self.w.sock_open(self, self.c.connect(self.w.host, self.w.port))
         except OSError as e:
             self.w.count("connect_errors")
             log.debug("%s: connect failed: %s", self.id, e)
             self.set_state("down", 0.5)
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties):
-        if reason_code.is_failure:
+    def _on_connect(self, return_code: int) -> None:
+        if return_code:
             self.w.count("refused")
-            log.error("%s: broker refused the connection: %s", self.id, reason_code)
+            log.error("%s: broker refused the connection (CONNACK return code %d)", self.id, return_code)
+            self.c.close()
             self.set_state("down", 1.0)
             return
         if self.state == "connecting":
             self.w.rec["connect_s"].append(time.perf_counter() - self.t_connect)
         self.set_state("up")
-        client.subscribe([(T.to(self.id, "job"), 1), (T.to(self.id, "ack"), 1)])
-        client.publish(T.node(self.id, "status"), M.encode(M.NodeStatus(
+        self.c.subscribe([(T.to(self.id, "job"), 1), (T.to(self.id, "ack"), 1)])
+        self.c.publish(T.node(self.id, "status"), M.encode(M.NodeStatus(
             self.id, True, models=self.w.models, model_sha256=self.w.shas, jobs=sorted(self.jobs))), qos=1, retain=True)
         self.resend(0.0)
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+    def _on_disconnect(self) -> None:
+        self.w.sock_close(self)
         if self.state == "up" and not self.w.stopping:
             self.w.count("disconnects")
-            log.warning("%s: disconnected (%s); reconnecting", self.id, reason_code)
+            log.warning("%s: disconnected; reconnecting", self.id)
         if not self.w.stopping and self.state != "down":
             self.set_state("down", 0.5)
 
@@ -104,6 +99,7 @@ class SimNode:
         self.pending[msg_id] = [what, payload, now, now, is_report]
         if self.state == "up":
             self.c.publish(T.node(self.id, what), payload, qos=T.publish_qos(what))
+            self.w.touched.add(self)
 
     def resend(self, older_than_s: float) -> None:
         now = time.perf_counter()
@@ -122,15 +118,15 @@ class SimNode:
         self.send(ev.event_id, "job_state", M.encode(ev), False)
 
     # ---- incoming ------------------------------------------------------------------------------
-    def _on_message(self, client, userdata, message):
+    def _on_message(self, topic: str, payload: bytes) -> None:
         t = time.perf_counter()
-        if not message.payload:
+        if not payload:
             return
         try:
-            if message.topic.endswith("/ack"):
-                self._on_ack(M.decode(message.payload, message.topic, M.Ack), t)
+            if topic.endswith("/ack"):
+                self._on_ack(M.decode(payload, topic, M.Ack), t)
             else:
-                self._on_job(M.decode(message.payload, message.topic, (M.Job, M.JobUpdate, M.JobCancel)), t)
+                self._on_job(M.decode(payload, topic, (M.Job, M.JobUpdate, M.JobCancel)), t)
         except M.MessageError as e:
             self.w.count("rejected")
             log.warning("%s: rejected: %s", self.id, e)
@@ -251,7 +247,7 @@ class Worker:
         self.n += 1
         heapq.heappush(self.heap, (t, self.n, node, j, hz))
 
-    # ---- sockets (paho's socket callbacks) -------------------------------------------------------
+    # ---- sockets -----------------------------------------------------------------------------------
     def sock_open(self, node: SimNode, sock) -> None:
         node.sock, node.wants_write = sock, False
         try:
@@ -260,11 +256,12 @@ class Worker:
             self.sel.modify(sock, R, node)
         self.touched.add(node)
 
-    def sock_close(self, node: SimNode, sock) -> None:
-        try:
-            self.sel.unregister(sock)
-        except (KeyError, ValueError):
-            pass
+    def sock_close(self, node: SimNode) -> None:
+        if node.sock is not None:
+            try:
+                self.sel.unregister(node.sock)
+            except (KeyError, ValueError):
+                pass
         node.sock = None
 
     def _flush(self) -> None:
@@ -273,7 +270,7 @@ class Worker:
             if node.sock is None:
                 continue
             if node.c.want_write():
-                node.c.loop_write()
+                node.c.write()
             want = node.sock is not None and node.c.want_write()
             if want != node.wants_write and node.sock is not None:
                 node.wants_write = want
@@ -299,9 +296,9 @@ class Worker:
                     continue
                 try:
                     if mask & R:
-                        node.c.loop_read(100)
+                        node.c.read()
                     if mask & W and node.sock is not None:
-                        node.c.loop_write()
+                        node.c.write()
                 except Exception:
                     self.counts["errors"] += 1
                     log.exception("%s: network loop failed", node.id)
@@ -325,7 +322,7 @@ class Worker:
         """Keep-alives, re-sends of what is unacknowledged, reconnects."""
         for node in self.nodes:
             if node.state == "up":
-                node.c.loop_misc()
+                node.c.tick(now)
                 if node.pending:
                     node.resend(self.resend_s)
                     self.touched.add(node)
@@ -374,9 +371,8 @@ class Worker:
             for key, mask in self.sel.select(0.05):
                 if key.data is not None and key.data.sock is not None:
                     try:
-                        key.data.c.loop_read(100)
-                        if key.data.sock is not None:
-                            key.data.c.loop_write()
+                        key.data.c.read()
+                        key.data.c.write()
                     except Exception:
                         pass
         self.conn.send(("final", {**self.counts, **self.rec}))

@@ -74,3 +74,50 @@ def test_small_benchmark_run_loses_nothing(tmp_path, capsys):
     assert len(ids) == len(set(ids)) == expected                  # each report once, none lost
     assert {r["node_id"] for r in rows} == {f"sim{i:03d}" for i in range(20)}
     assert json.loads((out / "result.json").read_text()) == res
+
+
+def test_sim_client_parses_packets_split_anywhere_and_acknowledges_qos1():
+    """The simulated nodes' MQTT client: a QoS 1 PUBLISH with a two-byte remaining length, then a
+    QoS 0 one and a CONNACK, arriving one byte at a time, each handled once and whole; the QoS 1
+    one is answered with a PUBACK of its packet id; CONNECT carries the will and the credentials."""
+    import struct
+
+    from testbed.agent.simmqtt import SimClient, packet
+
+    c = SimClient("sim-n1", "n1", "pw", will=("t/n1/status", b"off", 1, True))
+    got, codes = [], []
+    c.on_message, c.on_connect = (lambda t, p: got.append((t, p))), codes.append
+    a, b = socket.socketpair()
+    c.sock = a
+    a.setblocking(False)
+    big = bytes(range(256)) * 2
+    data = (packet(0x32, struct.pack("!H", 4) + b"to/x" + b"\x12\x34" + big)
+            + packet(0x30, struct.pack("!H", 3) + b"a/b" + b"hi") + packet(0x20, b"\x00\x05"))
+    for i in range(len(data)):
+        b.send(data[i:i + 1])
+        c.read()
+    assert got == [("to/x", big), ("a/b", b"hi")] and codes == [5]
+    assert bytes(c._out) == b"\x40\x02\x12\x34"                   # PUBACK, packet id 0x1234
+    c.write()
+    assert b.recv(100) == b"\x40\x02\x12\x34" and not c.want_write()
+    c.publish("q/1", b"x", qos=1, retain=True)
+    assert bytes(c._out) == packet(0x33, struct.pack("!H", 3) + b"q/1" + b"\x00\x01" + b"x")
+    b.close()
+    closed = []
+    c.on_close = lambda: closed.append(True)
+    c.read()                                                      # the peer closed: so does the client
+    assert closed == [True] and c.sock is None
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    c.connect("127.0.0.1", srv.getsockname()[1])
+    conn, _ = srv.accept()
+    c.write()
+    sent = conn.recv(1000)
+    assert sent[0] == 0x10 and b"MQTT\x04" in sent
+    flags = sent[sent.index(b"MQTT\x04") + 5]
+    assert flags == 0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02      # user, password, will retain/QoS 1/flag, clean
+    assert sent.endswith(b"\x00\x0bt/n1/status\x00\x03off\x00\x02n1\x00\x02pw")
+    c.close()
+    conn.close()
+    srv.close()
