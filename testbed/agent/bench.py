@@ -287,7 +287,7 @@ class Bench:
         try:
             s = json.loads((ctl_out / "summary.json").read_text())
             res["controller_intent_handling_ms"] = s.get("intent_handling_ms")
-            res["controller_intent_to_job_ms"] = s.get("intent_to_job_ms")
+            res["controller_intent_to_reply_ms"] = s.get("intent_to_reply_ms")
         except (OSError, ValueError):
             pass
         res["ok"] = (len(lat["r"]) + len(refused) == len(rounds_intents) and not refused and

@@ -92,8 +92,8 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         self.journal = IntentJournal(self.out, self.durable)        # intents.jsonl: what an earlier run accepted resumes
         self._restore()
         self.qos_rejected = 0
-        self.intent_ms: list[float] = []     # time to handle each intent (receipt to jobs queued)
-        self.intent_out_ms: list[float] = []     # receipt to jobs published (after the journal's fsync)
+        self.intent_ms: list[float] = []     # time to handle each intent (receipt to its jobs published)
+        self.intent_reply_ms: list[float] = []   # receipt to its reply published (after the journal's fsync)
         self.dirty = True
         self.stopping = threading.Event()
         self.instance, self.since = unique.new_instance(), time.time()
@@ -214,15 +214,15 @@ class Controller(IntentPlanner, JobTracker, StatusView):
         else:
             with self.gate.urgent():
                 reply = self.submit(msg)
-        if rt and rt.startswith(T.reply("")):     # "accepted" once the journal has it (encoded now)
+        if rt and rt.startswith(T.reply("")):     # "accepted" once the journal is fsync'ed (encoded now)
             payload = M.encode(reply)
             self.durable.after(lambda: self.olink.publish(rt, payload, correlation=corr, expiry_s=60))
         elif rt:
             self._reject(topic, f"response topic {rt!r} is outside {T.reply('')}")
         if isinstance(msg, M.Intent):
-            self.intent_ms.append((time.perf_counter() - t0) * 1e3)
-            # received to its jobs (queued before this) and reply published, the journal written
-            self.durable.after(lambda: self.intent_out_ms.append((time.perf_counter() - t0) * 1e3))
+            self.intent_ms.append((time.perf_counter() - t0) * 1e3)      # received to its jobs published
+            # received to its reply published, the journal fsync'ed
+            self.durable.after(lambda: self.intent_reply_ms.append((time.perf_counter() - t0) * 1e3))
 
     def _on_model_request(self, req: M.ModelRequest, topic, props) -> None:
         if self._node_of(topic, req.node_id) is None:

@@ -30,9 +30,10 @@ class JobTracker:
     # ---- delivery ------------------------------------------------------------------------------
     def _publish_job(self, node: str, msg) -> None:
         """Published (on the controller's ops connection, with the intents) once the journal
-        records that led to it are on disk (encoded now: after the fsync there is only the send)."""
+        records that led to it are in their file: at once, before their fsync (see
+        :class:`~testbed.agent.journal.GroupCommit`)."""
         topic, payload = T.to(node, "job"), M.encode(msg)
-        self.durable.after(lambda: self.olink.publish(topic, payload))
+        self.durable.when_written(lambda: self.olink.publish(topic, payload))
 
     def _send(self, node: str, msg, key: str | None = None) -> None:
         """Publish to a node's job topic and re-send until the node confirms (a job state for a
@@ -110,6 +111,9 @@ class JobTracker:
             self.dirty = True
             if st.online:
                 self.offline_since.pop(st.node_id, None)     # back within the grace period: carries on
+            for job_id in st.jobs:
+                if job_id not in self.job_index:
+                    self._cancel_orphan(st.node_id, job_id)
             if st.online and (was is None or not was.online):
                 log.info("controller: node %s online (%s, %s, models %s)", st.node_id, st.role, st.radio,
                          ", ".join(st.models))
@@ -126,6 +130,16 @@ class JobTracker:
                             f"; its job(s) fail unless it is back within {self.opts.offline_grace_s:g} s"
                             if busy else "")
                 self.offline_since[st.node_id] = time.monotonic()
+
+    def _cancel_orphan(self, node: str, job_id: str) -> None:
+        """A node runs a job this controller never planned: sent before its journal line reached
+        the disk and lost with it in a crash of the machine (or planned by a controller with
+        another run folder). Cancelled, so that it frees the node; never adopted."""
+        key = f"{job_id}#cancel"
+        if key not in self.pending:
+            log.warning("controller: node %s runs job %s, which is not in %s; cancelling it", node, job_id,
+                        self.journal.path)
+            self._send(node, M.JobCancel(job_id, "not in the controller's journal"), key=key)
 
     def _check_offline(self, now: float) -> None:
         """Give up on the nodes offline for longer than the grace period."""
@@ -174,6 +188,10 @@ class JobTracker:
                 del self.pending[js.job_id]          # the node has its assignment
             lp = self.links.get(self.job_index.get(js.job_id, ""))
             if lp is None:
+                if js.state in M.FINAL_STATES:
+                    self._drop_pending(js.job_id)        # an orphan's cancel, confirmed
+                else:
+                    self._cancel_orphan(js.node_id, js.job_id)
                 return None
             is_rx = js.job_id == lp.rx_job
             if js.node_id != (lp.rx_node if is_rx else lp.node):

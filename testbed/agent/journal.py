@@ -56,19 +56,30 @@ def fsync_dir(folder: Path) -> None:
 
 
 class GroupCommit:
-    """One writer thread for several append-only line files (the controller's intent journal
-    and decision log): lines queued from any thread are written and fsync'ed in batches, one
-    fsync per file per batch, and an action queued with :meth:`after` (send a job, answer
-    "accepted") runs once every line queued before it is on disk. So the threads that handle
-    MQTT never wait for the disk, and what goes out is never ahead of what a restart finds.
+    """The controller's intent journal and decision log, written in order and fsync'ed in
+    batches.
 
-    An I/O error (a full disk) is retried with back-off; the batch's lines are cut back first, so
-    a retry never leaves a torn line, and its actions wait until the lines are written.
+    :meth:`write` appends a line at once, on the calling thread (one ``write`` call, no buffer
+    of Python's in between): from then on a controller process killed at any point leaves it in
+    the file. A writer thread fsync's the files in batches, one fsync per file per batch, so
+    the threads that handle MQTT never wait for the disk. What may go out once the line is in
+    the file (a job, :meth:`when_written`) goes out at once; what promises durability (the
+    operator's "accepted", :meth:`after`) waits for the fsync. A job may thus reach its node
+    before the fsync, as a Raft leader replicates an entry while it writes it: only a crash of
+    the whole machine in those milliseconds loses the line, and then the operator was never told
+    "accepted" and the restarted controller cancels the job it does not know
+    (:meth:`~testbed.agent.jobs.JobTracker._node_status`).
+
+    An append that fails (a full disk) is cut back and left to the writer thread, with every
+    line after it (the order is kept); the writer retries with back-off, as it does a failed
+    fsync, and the actions behind those lines wait.
     """
 
     def __init__(self, name: str = "group-commit"):
         self._log = logging.getLogger(__name__)
         self._queue: "queue.Queue" = queue.Queue()
+        self._lock = threading.Lock()          # appends (and the backlog) in one order
+        self._backlog = 0                      # lines whose append failed, queued for the writer
         self._idle = threading.Condition()
         self._queued = self._done = 0          # items queued / items handled (for flush)
         self.write_errors = 0
@@ -76,11 +87,26 @@ class GroupCommit:
         self._thread.start()
 
     def write(self, f, line: str) -> None:
-        """Append ``line`` (no newline) to the open file ``f``, durably, soon."""
-        self._put((f, line))
+        """Append ``line`` (no newline) to the file ``f`` (opened for appending) now; fsync'ed soon."""
+        data = (line + "\n").encode()
+        with self._lock:
+            if not self._backlog and self._append(f, data):
+                self._put((f, None))            # to be fsync'ed
+            else:
+                self._backlog += 1
+                self._put((f, data))            # to be appended by the writer, then fsync'ed
+
+    def when_written(self, action) -> None:
+        """Run ``action()`` once every line written so far is in its file: now, on this thread,
+        unless appends are failing (then after the writer has appended and fsync'ed them)."""
+        with self._lock:
+            if self._backlog:
+                self._put((None, action))
+                return
+        action()
 
     def after(self, action) -> None:
-        """Run ``action()`` on the writer thread once everything queued before it is on disk."""
+        """Run ``action()`` on the writer thread once everything written before it is fsync'ed."""
         self._put((None, action))
 
     def _put(self, item) -> None:
@@ -89,15 +115,33 @@ class GroupCommit:
         self._queue.put(item)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until everything queued so far is written and its actions have run."""
+        """Wait until everything queued so far is fsync'ed and its actions have run."""
         with self._idle:
             target = self._queued
             return self._idle.wait_for(lambda: self._done >= target, timeout_s)
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Write what is queued, run its actions, end the thread."""
+        """Fsync what is written, run the actions, end the thread."""
         self._queue.put(None)
         self._thread.join(timeout_s)
+
+    def _append(self, f, data: bytes) -> bool:
+        """One ``write`` of ``data`` to ``f``; False (nothing left behind) if it failed."""
+        try:
+            fd = f.fileno()
+        except ValueError:                  # closed under us: nothing can be written to it any more
+            self._log.error("%s: closed; a line was not written", f.name)
+            return True
+        try:
+            n = os.write(fd, data)
+            if n == len(data):
+                return True
+            os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_END) - n)    # a partial line: cut back
+            raise OSError(f"only {n} of {len(data)} bytes written")
+        except OSError as e:
+            self.write_errors += 1
+            self._log.error("cannot append to %s (%s); retrying", f.name, e)
+            return False
 
     def _run(self) -> None:
         while True:
@@ -111,8 +155,8 @@ class GroupCommit:
                     break
             else:
                 last = True
-            delay, written = 0.2, set()        # files whose lines of this batch are on disk
-            while batch and not self._commit([x for x in batch if x[0] is not None], written):
+            delay = 0.2
+            while batch and not self._commit(batch):
                 if last:
                     break
                 time.sleep(delay)
@@ -130,44 +174,31 @@ class GroupCommit:
             if last:
                 return
 
-    def _commit(self, lines, written: set) -> bool:
-        """Append the batch's lines, every file written before any is fsync'ed: the first fsync
-        then commits the file system's journal for all of them and the others find little left
-        to do (two files fsync'ed one after the other took two commits, and under load the jobs
-        that wait for them waited twice as long)."""
-        by_file: dict = {}
-        for f, line in lines:
-            if f not in written:
-                by_file.setdefault(f, []).append(line)
-        starts: dict = {}
-        try:
-            for f, group in by_file.items():
-                try:
-                    f.flush()
-                    start = f.tell()
-                except ValueError:         # closed under us: nothing can be written to it any more
-                    self._log.error("%s: closed; %d line(s) not written", f.name, len(group))
-                    written.add(f)
+    def _commit(self, batch: list) -> bool:
+        """Append the batch's lines that the writers could not (in order), then fsync every file
+        of the batch: all are written before any is fsync'ed, so the first fsync commits the file
+        system's journal for all of them and the others find little left to do. False if an
+        append or an fsync failed (the batch is tried again; what was appended is not again)."""
+        files: dict = {}
+        with self._lock:
+            for i, (f, data) in enumerate(batch):
+                if f is None:
                     continue
-                starts[f] = start
-                f.write("".join(line + "\n" for line in group))
-                f.flush()
-            for f in starts:
-                try:
-                    fd = f.fileno()
-                except ValueError:         # closed since it was written (closing flushed it)
-                    continue
+                files[f] = None
+                if data is not None:
+                    if not self._append(f, data):
+                        return False
+                    batch[i] = (f, None)
+                    self._backlog -= 1
+        for f in files:
+            try:
+                fd = f.fileno()
+            except ValueError:         # closed since it was written (closing flushed it)
+                continue
+            try:
                 os.fsync(fd)
-        except OSError as e:
-            self.write_errors += 1
-            self._log.error("cannot append %d line(s) to %s (%s); retrying", sum(map(len, by_file.values())),
-                            ", ".join(f.name for f in by_file), e)
-            for f, start in starts.items():    # no torn line before the retry
-                try:
-                    f.truncate(start)
-                    f.seek(start)
-                except OSError:
-                    pass
-            return False
-        written.update(starts)
+            except OSError as e:
+                self.write_errors += 1
+                self._log.error("cannot fsync %s (%s); retrying", f.name, e)
+                return False
         return True

@@ -43,6 +43,7 @@ class NodeOptions:
     channel_snr: str | None = None     # loopback only: SNR schedule (see parse_snr_schedule)
     threads: int = 1
     resend_s: float = 5.0
+    drain_s: float = 3.0               # at stop: wait this long for the acks of what the outbox holds
     model_timeout_s: float = 60.0
     models_dir: str | None = None      # models installed on the node (default: the shipped models/)
     medium: str | None = None          # role tx on the loopback channel: the ZeroMQ address it streams
@@ -257,6 +258,14 @@ class Node(JobRunner):
         self.jobs.put(None)
         if getattr(self, "worker", None):
             self.worker.join(30)
+        if self.claimed.is_set() and not self.fatal and self.link.connected.is_set() and len(self.outbox):
+            # the controller acknowledges each node's reports every 0.5 s: a node stopped just
+            # after a job waits for the last ones (kept, and re-sent at the next start, if not)
+            log.info("%s: waiting up to %g s for the acknowledgement of %d message(s)", self.id, self.opts.drain_s,
+                     len(self.outbox))
+            t_end = time.monotonic() + self.opts.drain_s
+            while len(self.outbox) and time.monotonic() < t_end and self.link.connected.is_set():
+                time.sleep(0.05)
         if self.claimed.is_set() and not self.fatal:    # a refused duplicate must not say the running node is offline
             try:
                 self.link.publish(T.node(self.id, "status"), self._status(online=False),

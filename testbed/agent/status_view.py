@@ -62,7 +62,7 @@ class StatusView:
         many links does not spend its time on it)."""
         t0 = time.perf_counter()
         s = to_mapping(self.status(finished_links=None))
-        for key, v in (("intent_handling_ms", self.intent_ms), ("intent_to_job_ms", self.intent_out_ms)):
+        for key, v in (("intent_handling_ms", self.intent_ms), ("intent_to_reply_ms", self.intent_reply_ms)):
             if v:
                 v = np.asarray(v)
                 s[key] = {"n": len(v), "p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),

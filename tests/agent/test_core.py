@@ -677,8 +677,8 @@ def test_the_urgent_gate_does_not_starve_the_intake():
 
 
 def test_group_commit_writes_every_file_before_it_fsyncs_and_retries_without_duplicates(tmp_path, monkeypatch):
-    """A batch for two files: both written, then fsync'ed; an fsync that fails (a full disk)
-    cuts both back and the retry leaves each line exactly once, the action after them."""
+    """A batch for two files: both written, then fsync'ed; an fsync that fails (a full disk) is
+    tried again for both, each line stays in its file exactly once, the action runs after them."""
     import errno
     import os
 
@@ -711,3 +711,82 @@ def test_group_commit_writes_every_file_before_it_fsyncs_and_retries_without_dup
     assert gc_.write_errors == 1
     # after the failed try, the retry wrote both and fsync'ed both: no fsync between the writes
     assert [c[1].rsplit("/", 1)[1] for c in calls[1:]] == ["a.jsonl", "b.jsonl"]
+
+
+def test_group_commit_appends_at_once_and_promises_only_after_the_fsync(tmp_path, monkeypatch):
+    """A line is in its file when write() returns (a killed process leaves it there), a job
+    (when_written) goes out at once on the caller's thread, the reply (after) waits for the fsync."""
+    import os
+    import threading
+
+    from testbed.agent import journal
+
+    real_fsync, gate, in_fsync = os.fsync, threading.Event(), threading.Event()
+
+    def slow_fsync(fd):
+        in_fsync.set()
+        assert gate.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal.os, "fsync", slow_fsync)
+    path = tmp_path / "j.jsonl"
+    f = open(path, "a")
+    gc_ = journal.GroupCommit("test-commit")
+    ran = []
+    try:
+        gc_.write(f, "one")
+        assert path.read_text() == "one\n"
+        gc_.when_written(lambda: ran.append(("job", threading.current_thread().name)))
+        gc_.after(lambda: ran.append(("reply", path.read_text())))
+        assert ran == [("job", threading.current_thread().name)]
+        assert in_fsync.wait(5)
+        time.sleep(0.05)
+        assert ran == [("job", threading.current_thread().name)]       # the reply waits for the fsync
+        gate.set()
+        assert gc_.flush(10)
+        assert ran[1] == ("reply", "one\n")
+    finally:
+        gate.set()
+        gc_.stop()
+        f.close()
+
+
+def test_group_commit_failed_append_keeps_the_order_and_holds_what_waits_for_it(tmp_path, monkeypatch):
+    """An append that fails (a full disk) leaves nothing behind; it and every line after it go
+    to the writer, which retries in order; a job waiting for them goes out only then."""
+    import errno
+    import os
+    import threading
+
+    from testbed.agent import journal
+
+    path = tmp_path / "j.jsonl"
+    f = open(path, "a")
+    real_write, disk_full = os.write, threading.Event()
+    disk_full.set()
+
+    def write(fd, data):
+        if fd == f.fileno() and disk_full.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal.os, "write", write)
+    gc_ = journal.GroupCommit("test-commit")
+    seen = []
+    try:
+        gc_.write(f, "1")
+        assert path.read_text() == ""
+        gc_.write(f, "2")                     # would succeed, but must not overtake "1"
+        assert path.read_text() == ""
+        gc_.when_written(lambda: seen.append((path.read_text(), threading.current_thread().name)))
+        time.sleep(0.5)                       # the writer's retries fail too
+        assert seen == [] and path.read_text() == ""
+        disk_full.clear()
+        assert gc_.flush(10)
+        assert seen == [("1\n2\n", "test-commit")]
+        assert gc_.write_errors >= 2
+        gc_.write(f, "3")                     # the backlog is gone: appended at once again
+        assert path.read_text() == "1\n2\n3\n"
+    finally:
+        gc_.stop()
+        f.close()

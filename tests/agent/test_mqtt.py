@@ -394,3 +394,31 @@ def test_a_packet_queued_by_another_thread_goes_out_while_the_network_thread_is_
         assert not release.is_set()
     finally:
         release.set()
+
+
+def test_a_job_the_controller_has_no_record_of_is_cancelled(env):
+    """A job goes out as soon as its journal line is written, before the fsync: a crash of the
+    whole machine in between can leave a node running a job the restarted controller has no
+    record of. The controller cancels such a job (from the node's status, or from its job state)
+    until the node confirms, and never adopts it."""
+    ctl = env.controller(resend_s=0.5)
+    n1 = env.client("n1", client_id="n1-raw").start()
+    got = []
+    n1.subscribe(T.to("n1", "job"), lambda msg, topic, props: got.append(msg), expect=(M.Job, M.JobCancel))
+    time.sleep(0.3)
+    n1.publish(T.node("n1", "status"), M.NodeStatus("n1", True, jobs=["lost.L0.j"]), retain=True).wait_for_publish(5)
+    wait_until(lambda: any(isinstance(m, M.JobCancel) and m.job_id == "lost.L0.j" for m in got), 10,
+               "a cancel for the job in the node's status")
+    assert "not in the controller's journal" in got[0].reason
+    n1.publish(T.node("n1", "job_state"), M.JobState("n1:gone.L0.j:running:0", "n1", "gone.L0.j", "running"))
+    wait_until(lambda: any(isinstance(m, M.JobCancel) and m.job_id == "gone.L0.j" for m in got), 10,
+               "a cancel for the job in a job state")
+    assert "lost.L0.j" not in ctl.job_index and not ctl.links
+    for job in ("lost.L0.j", "gone.L0.j"):       # re-sent until the node confirms ...
+        wait_until(lambda: sum(isinstance(m, M.JobCancel) and m.job_id == job for m in got) >= 2, 10,
+                   f"the cancel of {job} re-sent")
+        n1.publish(T.node("n1", "job_state"), M.JobState(f"n1:{job}:cancelled:1", "n1", job, "cancelled"))
+    wait_until(lambda: not any(k.endswith("#cancel") for k in ctl.pending), 10, "the cancels confirmed")
+    n = len(got)
+    time.sleep(1.5)                               # ... and then no more
+    assert len(got) == n

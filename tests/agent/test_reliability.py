@@ -53,9 +53,6 @@ def test_reports_that_do_not_belong_to_their_link_are_refused():
     why = Controller._report_refusal
     assert why(_report(), lp) is None
     assert "not one this controller planned" in why(_report(), None)
-    assert "is not the link end" in why(_report(node_id="n2", report_id="n2:L.j:0"), lp).replace(
-        "is not the link end", "is not the link end") or True
-    assert "not the link end" not in (why(_report(), lp) or "")
     assert "node n2" in why(_report(node_id="n2", report_id="n2:L.j:0"), lp)
     assert "job L.x" in why(_report(job_id="L.x"), lp)
     assert "does not fit" in why(_report(part="tx"), lp)
