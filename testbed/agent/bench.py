@@ -36,6 +36,7 @@ import numpy as np
 
 from . import messages as M
 from . import topics as T
+from ..core.checks import number
 from .broker import AUTOSAVE_S, Broker, free_port, init_broker_dir
 from .benchtools import CpuMeter, Workers, cores, pct, peak_rate
 from .mqttlink import MqttLink
@@ -122,7 +123,8 @@ class Bench:
         ctl_log = open(out / "controller.log", "w")
         ctl = subprocess.Popen([sys.executable, *prof, *cmd], stderr=ctl_log)
         self.op = self.w = None
-        res: dict = {"nodes": a.nodes, "processes": procs, "nodes_nice": a.nodes_nice, "broker_autosave_s": a.broker_autosave_s, "rounds": a.rounds, "reports_per_job": a.reports,
+        res: dict = {"out": str(out), "nodes": a.nodes, "processes": procs, "nodes_nice": a.nodes_nice,
+                     "broker_autosave_s": a.broker_autosave_s, "rounds": a.rounds, "reports_per_job": a.reports,
                      "report_hz_per_node": a.report_hz, "intent_hz": a.intent_hz, "machine_cores": cores(),
                      "loadavg_at_start": [round(x, 2) for x in load0], "broker_init_s": round(broker_init_s, 2)}
         flood_n = max(0, a.nodes - (a.probe_nodes if a.probe_hz > 0 else 0)) if a.report_rate > 0 else 0
@@ -299,27 +301,27 @@ class Bench:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m testbed.agent.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--nodes", type=int, default=200)
-    p.add_argument("--processes", type=int, default=0,
+    p.add_argument("--nodes", type=number(int, lo=1, hi=100_000), default=200)
+    p.add_argument("--processes", type=number(int, lo=0, hi=64), default=0,
                    help="worker processes for the simulated nodes (default: one per 250 nodes, at most 8)")
-    p.add_argument("--rounds", type=int, default=3, help="intents per node (one round = one intent per node)")
-    p.add_argument("--reports", type=int, default=20, help="QoS reports per job in the rounds")
-    p.add_argument("--report-hz", type=float, default=5.0, help="QoS reports per second per busy node in the rounds")
-    p.add_argument("--intent-hz", type=float, default=100.0, help="intents submitted per second")
-    p.add_argument("--report-rate", type=float, default=0.0,
+    p.add_argument("--rounds", type=number(int, lo=0, hi=10_000), default=3, help="intents per node (one round = one intent per node)")
+    p.add_argument("--reports", type=number(int, lo=1, hi=100_000), default=20, help="QoS reports per job in the rounds")
+    p.add_argument("--report-hz", type=number(float, lo=0.0, lo_open=True, hi=10_000.0), default=5.0, help="QoS reports per second per busy node in the rounds")
+    p.add_argument("--intent-hz", type=number(float, lo=0.0, lo_open=True, hi=100_000.0), default=100.0, help="intents submitted per second")
+    p.add_argument("--report-rate", type=number(float, lo=0.0, hi=1e6), default=0.0,
                    help="flood phase: QoS reports per second offered by all nodes together (0: no flood phase)")
-    p.add_argument("--duration", type=float, default=20.0, help="flood phase: seconds of reports")
-    p.add_argument("--probe-hz", type=float, default=10.0,
+    p.add_argument("--duration", type=number(float, lo=0.0, lo_open=True, hi=86400.0), default=20.0, help="flood phase: seconds of reports")
+    p.add_argument("--probe-hz", type=number(float, lo=0.0, hi=10_000.0), default=10.0,
                    help="flood phase: intents per second to the probe nodes (0: none)")
-    p.add_argument("--probe-nodes", type=int, default=20, help="flood phase: nodes kept out of the flood for probes")
-    p.add_argument("--resend-s", type=float, default=5.0, help="nodes re-send what is unacknowledged after this long")
+    p.add_argument("--probe-nodes", type=number(int, lo=0, hi=100_000), default=20, help="flood phase: nodes kept out of the flood for probes")
+    p.add_argument("--resend-s", type=number(float, lo=0.0, lo_open=True, hi=3600.0), default=5.0, help="nodes re-send what is unacknowledged after this long")
     p.add_argument("--nodes-nice", type=int, default=0, choices=range(0, 20), metavar="0..19",
                    help="run the simulated-node processes at this nice value (the load generator yields the CPU "
                         "to the broker and controller, as nodes on machines of their own would)")
-    p.add_argument("--broker-autosave-s", type=int, default=AUTOSAVE_S,
+    p.add_argument("--broker-autosave-s", type=number(int, lo=1, hi=86400), default=AUTOSAVE_S,
                    help="seconds between mosquitto's saves of its state (default %(default)s, as `broker init`)")
-    p.add_argument("--connect-timeout", type=float, default=120.0)
-    p.add_argument("--timeout", type=float, default=300.0,
+    p.add_argument("--connect-timeout", type=number(float, lo=0.0, lo_open=True, hi=86400.0), default=120.0)
+    p.add_argument("--timeout", type=number(float, lo=0.0, lo_open=True, hi=86400.0), default=300.0,
                    help="seconds to wait for each phase (assignments, reports, acknowledgements) before giving up")
     p.add_argument("--profile-controller", action="store_true",
                    help="run the controller with every thread under cProfile (OUT/controller-profile.txt)")
@@ -329,11 +331,14 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.report_rate > 0 and a.nodes - (a.probe_nodes if a.probe_hz > 0 else 0) < 1:
         p.error("--report-rate: no node left for the flood (fewer --nodes than --probe-nodes)")
+    if a.out and (Path(a.out) / "controller").exists():
+        p.error(f"--out {a.out}: holds a run already (a controller resumes its folder, so the reports would count "
+                f"as duplicates); pick a new folder")
     res = Bench(a).run()
     if not a.json:
         lat = res["assign_latency_ms"]
         conn = res["connect"]["all_connected_s"]
-        print(f"{res['nodes']} nodes ({res['processes']} processes, connected in {conn} s), "
+        print(f"{res['nodes']} nodes ({res['processes']} process(es), connected in {conn} s), "
               f"{res['intents']} intents ({res['refused']} refused): intent->assignment p50 {lat.get('p50')} ms, "
               f"p99 {lat.get('p99')} ms, max {lat.get('max')} ms; QoS reports {res['reports_acked']}/"
               f"{res['reports_sent']} acknowledged, {res['reports_in_qos_csv']} in qos.csv, "
@@ -346,7 +351,9 @@ def main(argv=None) -> int:
                   f"report->ack p50 {fl['ack_latency_ms'].get('p50')} ms p99 {fl['ack_latency_ms'].get('p99')} ms; "
                   f"probe intent->assignment p50 {fl['probe_assign_latency_ms'].get('p50')} ms "
                   f"p99 {fl['probe_assign_latency_ms'].get('p99')} ms")
-    print(json.dumps(res))
+        print(f"result: {res['out']}/result.json")
+    else:
+        print(json.dumps(res))
     return 0 if res["ok"] else 1
 
 

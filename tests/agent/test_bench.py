@@ -74,6 +74,21 @@ def test_small_benchmark_run_loses_nothing(tmp_path, capsys):
     assert len(ids) == len(set(ids)) == expected                  # each report once, none lost
     assert {r["node_id"] for r in rows} == {f"sim{i:03d}" for i in range(20)}
     assert json.loads((out / "result.json").read_text()) == res
+    # the same folder again: refused before anything starts, naming the option
+    with pytest.raises(SystemExit) as e:
+        main(["--nodes", "2", "--out", str(out)])
+    assert e.value.code == 2 and f"--out {out}: holds a run already" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, msg", [(["--nodes", "0"], "argument --nodes"), (["--report-hz", "nan"], "--report-hz"),
+                                        (["--duration", "-1"], "--duration"), (["--probe-nodes", "x"], "--probe-nodes"),
+                                        (["--nodes", "3", "--report-rate", "10"], "no node left for the flood")])
+def test_benchmark_options_are_checked(args, msg, capsys):
+    from testbed.agent.bench import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and msg in capsys.readouterr().err
 
 
 def test_sim_client_parses_packets_split_anywhere_and_acknowledges_qos1():
