@@ -1,5 +1,5 @@
 """Append-only line files that survive a kill: the node's outbox, the controller's decision log
-and intent journal (written in batches by :class:`GroupCommit`).
+and intent journal (appended at once and fsync'ed in batches by :class:`GroupCommit`).
 
 Lines are written whole, flushed and fsync'ed. A torn last line (a kill mid-write) is skipped
 when the file is read and cut off before it is appended to, so the next line never gets glued to
@@ -61,7 +61,7 @@ class GroupCommit:
 
     :meth:`write` appends a line at once, on the calling thread (one ``write`` call, no buffer
     of Python's in between): from then on a controller process killed at any point leaves it in
-    the file. A writer thread fsync's the files in batches, one fsync per file per batch, so
+    the file. A writer thread fsyncs the files in batches, one fsync per file per batch, so
     the threads that handle MQTT never wait for the disk. What may go out once the line is in
     the file (a job, :meth:`when_written`) goes out at once; what promises durability (the
     operator's "accepted", :meth:`after`) waits for the fsync. A job may thus reach its node
