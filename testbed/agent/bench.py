@@ -101,8 +101,8 @@ class Bench:
         a = self.a
         out = Path(a.out or time.strftime("runs/bench-agent-%Y%m%d-%H%M%S"))
         if (out / "controller").exists():
-            raise FileExistsError(f"{out / 'controller'}: exists (a controller resumes its folder, so the reports "
-                                  f"would count as duplicates); pick a new --out")
+            raise FileExistsError(f"--out {out}: holds a run already (a controller resumes its folder, so the "
+                                  f"reports would count as duplicates); pick a new folder")
         out.mkdir(parents=True, exist_ok=True)
         ctl_out = out / "controller"
         work = Path(tempfile.mkdtemp(prefix="bench-agent-"))
@@ -331,10 +331,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.report_rate > 0 and a.nodes - (a.probe_nodes if a.probe_hz > 0 else 0) < 1:
         p.error("--report-rate: no node left for the flood (fewer --nodes than --probe-nodes)")
-    if a.out and (Path(a.out) / "controller").exists():
-        p.error(f"--out {a.out}: holds a run already (a controller resumes its folder, so the reports would count "
-                f"as duplicates); pick a new folder")
-    res = Bench(a).run()
+    try:
+        res = Bench(a).run()
+    except FileExistsError as e:         # checked before anything starts
+        p.error(str(e))
     if not a.json:
         lat = res["assign_latency_ms"]
         conn = res["connect"]["all_connected_s"]
